@@ -1,0 +1,143 @@
+"""Command line: ``transferscope run | status | domains``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config, to_dict
+
+log = logging.getLogger("transferscope")
+
+
+def _default_jobs() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 4))
+
+
+def _study_of(results: Path) -> StudyConfig:
+    path = results / "study.json"
+    if not path.is_file():
+        raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
+    return from_dict(StudyConfig, json.loads(path.read_text()))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .store import Store, atomic_write_text, dumps
+    from .study import execute, format_table, make_plan, results_table
+
+    cfg = load_config(args.config or args.profile, args.set)
+    plan = make_plan(cfg)  # validates everything before any training
+    results = Path(args.results or Path("results") / cfg.name)
+    store = Store(results)
+    if args.dry_run:
+        for r in plan.runs:
+            print(f"{store.run_status(r.run_id) or 'pending':<8} {r.run_id}")
+        return 0
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(results / "study.json", dumps(to_dict(cfg)))
+    jobs = args.jobs or _default_jobs()
+    print(f"study {cfg.name!r}: {len(plan.runs)} runs into {results} ({jobs} at a time)", file=sys.stderr)
+    summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
+                      show_progress=not args.no_progress)
+    print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
+          f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
+    print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+    for rid, why in {**summary.failed, **summary.blocked}.items():
+        print(f"not done: {rid}: {why}")
+    print(f"\nresults: {results.resolve()}")
+    return 1 if summary.failed or summary.blocked else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .store import RUN_DONE, RUN_FAILED, Store
+    from .study import format_table, make_plan, results_table, status_counts
+
+    results = Path(args.results)
+    cfg = _study_of(results)
+    plan = make_plan(cfg)
+    store = Store(results)
+    c = status_counts(plan, store)
+    print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
+          f"of {len(plan.runs)} runs")
+    if args.runs:
+        for r in plan.runs:
+            st = store.run_status(r.run_id)
+            extra = ""
+            if st == RUN_DONE:
+                extra = f"test_acc={store.read_json(r.run_id, 'metrics.json')['test_acc']:.3f}"
+            elif st == RUN_FAILED:
+                extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
+            print(f"  {st or 'pending':<8} {r.run_id}  {extra}")
+    print()
+    print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from .data import get_domain_info, list_domains
+
+    for name in list_domains():
+        info = get_domain_info(name)
+        src = f" [{info.package}; {info.licence}]" if info.package else ""
+        print(f"{name:<20} {info.summary}{src}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="transferscope", description="What is being transferred in transfer learning.")
+    p.add_argument("--version", action="version", version=f"transferscope {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train every unfinished run of a study (resumable)")
+    r.add_argument("config", nargs="?", help="study TOML file (default: the built-in quick study)")
+    r.add_argument("--profile", choices=BUILTIN_STUDIES, default="quick", help="built-in study when no CONFIG")
+    r.add_argument("--results", help="results folder (default: results/<study name>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set finetune.lr=0.01 (repeatable)")
+    r.add_argument("--jobs", type=int, default=0, help="runs side by side (default: cores, at most 4; 1 on GPU)")
+    r.add_argument("--threads", type=int, default=0,
+                   help="torch threads per run (default: the cores shared out among the runs in flight)")
+    r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    r.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("status", help="what is done, failed and pending in a results folder")
+    s.add_argument("results", nargs="?", default="results/quick")
+    s.add_argument("--runs", action="store_true", help="list every run")
+    s.set_defaults(fn=cmd_status)
+
+    d = sub.add_parser("domains", help="list the registered image domains")
+    d.set_defaults(fn=cmd_domains)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .data.registry import DomainError
+    from .store import StoreLocked
+
+    try:
+        return args.fn(args)
+    except (ConfigError, DomainError, StoreLocked) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to go on", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Study configuration: frozen nested dataclasses loaded from TOML.
+
+A study is declared in one TOML file. Loading refuses unknown keys and wrong types with a message that
+names the dotted key and what was expected, before anything is trained. Semantic checks that need the
+domain and model registries (a domain that does not exist, a block size that does not divide the image
+size) live in :func:`transferscope.study.plan.validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DomainConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "PretrainConfig",
+    "BasinConfig",
+    "StudyConfig",
+    "load_config",
+    "builtin_study",
+    "BUILTIN_STUDIES",
+    "from_dict",
+    "to_dict",
+    "apply_overrides",
+]
+
+
+class ConfigError(ValueError):
+    """A study configuration is invalid. The message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How every domain of a study is brought to one tensor format."""
+
+    image_size: int = 32
+    """Images are padded to a square and resized to ``image_size`` x ``image_size``."""
+    channels: Literal[1, 3] = 1
+    """1: grey, 3: RGB. Every domain of a study is converted to this."""
+    split_seed: int = 0
+    """Seed of the train/val/test splits and of the ``n_per_class`` subsample."""
+    shuffle_seed: int = 0
+    """Seed of the block-shuffle permutation (one per block size, shared by every image of a domain)."""
+    cache_dir: str = ""
+    """Where decoded domains are cached. Empty: ``$TRANSFERSCOPE_CACHE`` or ``~/.cache/transferscope``."""
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """One image domain: a registered name, or ``imagefolder`` / ``csv`` with a ``path``."""
+
+    name: str
+    path: str = ""
+    """For ``imagefolder`` (one subfolder per class) and ``csv`` (``path,label`` rows)."""
+    label: str = ""
+    """Name shown in tables and reports; defaults to ``name``."""
+    n_per_class: int = 0
+    """Training images per class (a low-data target); 0 keeps all."""
+    n_val_per_class: int = 50
+    """Validation images per class, taken from the training pool."""
+    n_test_per_class: int = 0
+    """Test images per class; 0 means the domain's official test split, or 20% of its pool."""
+    max_pixels: int = 4_000_000
+    """Image files larger than this are skipped (and counted), never decoded."""
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "resnet"
+    blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
+    """Residual blocks per stage."""
+    width: int = 16
+    """Channels of the first stage; each later stage doubles it."""
+    norm: Literal["none", "batchnorm", "groupnorm"] = "none"
+    """``none`` is Fixup-style (no batch statistics, so weight interpolation is exact)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float = 0.0
+    """Clip the global gradient norm to this (0: off)."""
+    speed_epochs: int = 2
+    """k of the optimisation-speed figure (a): mean training accuracy over the first k epochs."""
+    speed_fraction: float = 0.9
+    """The fraction of the optimisation-speed figure (b): steps to reach it of the final accuracy."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig(TrainConfig):
+    checkpoint_epochs: list[float] = field(default_factory=lambda: [0.0])
+    """Points of the pre-training trajectory (in epochs; fractions allowed) whose weights are kept.
+    The final weights are always kept."""
+
+
+@dataclass(frozen=True)
+class BasinConfig:
+    """Fine-tuning from earlier pre-training checkpoints (claim 9 of Neyshabur et al.)."""
+
+    checkpoint_epochs: list[float] = field(default_factory=list)
+    """Checkpoints to fine-tune from; each must be one of ``pretrain.checkpoint_epochs``."""
+    targets: list[str] = field(default_factory=list)
+    """Target names (their ``display`` name) to run the sweep on; empty: the first target."""
+    block_size: int = 0
+    """Block size of the sweep; 0: the image size (no shuffle)."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    source: DomainConfig
+    targets: list[DomainConfig]
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    block_sizes: list[int] = field(default_factory=lambda: [32])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    pretrain_seed: int = 0
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.01))
+    scratch: TrainConfig = field(default_factory=TrainConfig)
+    basin: BasinConfig = field(default_factory=BasinConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic, strict conversion between dicts (TOML / JSON) and the dataclasses above.
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if dataclasses.is_dataclass(tp):
+        return f"a table ({tp.__name__})"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp) and type(value) is type(typing.get_args(tp)[0]):
+            return value
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        raise TypeError("unions are not used in configs")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a developer error, not a user error
+        raise TypeError(f"unsupported config type {tp!r} at {key}")
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from ``data``, refusing unknown keys, missing keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    dotted = (prefix + ".") if prefix else ""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{dotted}{unknown[0]}: unknown key; valid keys{' of ' + prefix if prefix else ''} are "
+            + ", ".join(sorted(fields))
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], dotted + name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{dotted}{name}: missing; expected {_type_name(hints[name])}")
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON/TOML-able form of a config dataclass (every field, defaults included)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values in TOML syntax) to a raw config dict, returning a copy."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. finetune.lr=0.01")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: {p} is not a table")
+        node[parts[-1]] = _parse_value(text.strip())
+    return out
+
+
+BUILTIN_STUDIES = ("quick", "paper")
+
+
+def builtin_study(name: str) -> str:
+    """TOML text of an embedded study (``quick`` or ``paper``)."""
+    if name not in BUILTIN_STUDIES:
+        raise ConfigError(f"profile {name!r}: unknown; expected one of {', '.join(BUILTIN_STUDIES)}")
+    return resources.files("transferscope").joinpath("studies", f"{name}.toml").read_text()
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> StudyConfig:
+    """Load a study from a TOML file (or a built-in profile name), applying dotted overrides.
+
+    Args:
+        source: a path to a TOML file, a built-in profile name (``quick``, ``paper``), or None for ``quick``.
+        overrides: ``key=value`` strings, e.g. ``["finetune.lr=0.01", "seeds=[0,1,2]"]``.
+    """
+    if source is None or (isinstance(source, str) and source in BUILTIN_STUDIES):
+        text, where = builtin_study(source or "quick"), f"built-in study {source or 'quick'}"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config {str(path)!r}: no such file")
+        text, where = path.read_text(), str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from e
+    data = apply_overrides(data, overrides or [])
+    try:
+        return from_dict(StudyConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e

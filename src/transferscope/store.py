@@ -1,0 +1,189 @@
+"""The results folder: one folder per run, keyed by a hash of its resolved config; atomic writes; a lock.
+
+Layout::
+
+    RESULTS/
+      .lock                     held (flock) by the one process that writes this folder
+      study.toml                the resolved study config of the last ``run``
+      runs/<run_id>/            written whole into runs/.tmp-* and renamed into place when the run ends
+        run.json                spec, seed, status (done / failed + reason), versions, git commit, timing
+        metrics.json            final figures
+        history.json            per-step and per-epoch records
+        predictions.npz         test logits, labels, and pool indices
+        init.safetensors        weights at step 0 (theta^0: P with a new head, or RI)
+        weights.safetensors     final weights
+        checkpoints/epoch_*.safetensors   pre-training checkpoints (P runs)
+
+Weights are safetensors; arrays are ``.npz`` read with ``allow_pickle=False``: nothing here unpickles.
+A study killed at any point (even SIGKILL) leaves either a whole run folder or none, plus ``.tmp-*``
+leftovers that the next ``run`` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Store", "StoreLocked", "atomic_write_text", "atomic_write_bytes", "RUN_DONE", "RUN_FAILED"]
+
+RUN_DONE = "done"
+RUN_FAILED = "failed"
+
+
+class StoreLocked(RuntimeError):
+    """Another process is writing this results folder."""
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _sanitize(o: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _sanitize(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_sanitize(v) for v in o]
+    return o
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_sanitize(obj), indent=1, default=_json_default, allow_nan=False)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+class Store:
+    """A results folder. Reading needs no lock; writing runs needs :meth:`lock`."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+
+    # ------------------------------------------------------------ locking
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock for the duration; raise StoreLocked at once if another process has it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                raise StoreLocked(
+                    f"results folder {self.root} is being written by another process (pid {holder or '?'}); "
+                    "wait for it to finish or stop it"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock; the kernel does the same if the process dies
+
+    def clean_tmp(self) -> int:
+        """Remove the leftovers of runs that were in flight when a process died. Call with the lock held."""
+        n = 0
+        if self.runs.is_dir():
+            for p in self.runs.glob(".tmp-*"):
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------ runs
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def run_status(self, run_id: str) -> str | None:
+        """``done``, ``failed`` or None (not run, or in flight)."""
+        info = self.run_info(run_id)
+        return None if info is None else info.get("status")
+
+    def run_info(self, run_id: str) -> dict | None:
+        p = self.run_dir(run_id) / "run.json"
+        if not p.is_file():
+            return None
+        return json.loads(p.read_text())
+
+    def list_runs(self) -> list[str]:
+        if not self.runs.is_dir():
+            return []
+        return sorted(p.name for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def read_json(self, run_id: str, name: str) -> Any:
+        return json.loads((self.run_dir(run_id) / name).read_text())
+
+    def read_npz(self, run_id: str, name: str = "predictions.npz") -> dict[str, np.ndarray]:
+        with np.load(self.run_dir(run_id) / name, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    @contextlib.contextmanager
+    def new_run(self, run_id: str) -> Iterator[Path]:
+        """A temporary folder to write a run into; renamed to ``runs/<run_id>`` when the block ends cleanly.
+
+        A failed run folder of the same id is replaced (a retry); a finished one is never overwritten.
+        """
+        self.runs.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.runs, prefix=f".tmp-{run_id}-"))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a results folder is meant to be shared
+        try:
+            yield tmp
+            final = self.run_dir(run_id)
+            if final.exists():
+                if self.run_status(run_id) == RUN_DONE:
+                    shutil.rmtree(tmp)
+                    return
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _fsync_dir(self.runs)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(folder: Path, name: str, obj: Any) -> None:
+    (folder / name).write_text(dumps(obj))

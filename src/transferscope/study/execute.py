@@ -1,0 +1,288 @@
+"""Run a plan on this machine: skip finished runs, run the rest parents-first, in parallel worker processes.
+
+On a CPU, several small runs side by side, each on fewer threads, use the cores better than one run on all of
+them (see ``benchmarks/train_throughput.py``); a run alone gets every thread. A run whose loss diverges, or
+that raises, is stored as failed with its reason and the study goes on; runs that need it are skipped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import ctypes
+import functools
+import logging
+import multiprocessing as mp
+import os
+import platform
+import queue as queue_mod
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..config import DataConfig, DomainConfig
+from ..data import DomainData, load_domain
+from ..models import create_model
+from ..store import RUN_DONE, RUN_FAILED, Store, write_json
+from ..train import TrainingDiverged, train
+from .plan import Plan, RunSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["execute", "run_one", "ExecutionSummary", "provenance", "load_run_model"]
+
+
+@dataclass
+class ExecutionSummary:
+    done: list[str] = field(default_factory=list)
+    """Runs trained by this call."""
+    skipped: list[str] = field(default_factory=list)
+    """Runs already finished (or failed, without ``retry_failed``) before this call."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Runs that failed in this call, with the reason."""
+    blocked: dict[str, str] = field(default_factory=dict)
+    """Runs not started because a run they need failed."""
+    seconds: float = 0.0
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    """Package version, git commit of the source tree (if any), and the software that ran."""
+    src = Path(__file__).resolve().parent
+    commit = "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if dirty:
+            commit += "-dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"transferscope": __version__, "git_commit": commit, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+@functools.lru_cache(maxsize=8)
+def _domain(domain: DomainConfig, data: DataConfig) -> DomainData:
+    return load_domain(domain, data)
+
+
+def _save(state: dict[str, torch.Tensor], path: Path) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+
+
+def _checkpoint_name(epoch: float) -> str:
+    return f"epoch_{epoch:g}.safetensors"
+
+
+def load_run_model(store: Store, spec: RunSpec, which: str = "weights") -> torch.nn.Module:
+    """The model of a finished run: ``which`` is ``weights`` (final), ``init`` (step 0) or ``epoch_<e>``."""
+    info = store.run_info(spec.run_id)
+    if info is None or info.get("status") != RUN_DONE:
+        raise FileNotFoundError(f"run {spec.run_id} is not finished in {store.root}")
+    model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
+    name = f"checkpoints/{which}.safetensors" if which.startswith("epoch_") else f"{which}.safetensors"
+    model.load_state_dict(load_file(str(store.run_dir(spec.run_id) / name)))
+    return model
+
+
+def _initial_model(spec: RunSpec, store: Store, num_classes: int) -> torch.nn.Module:
+    if spec.arm != "P-T":
+        return create_model(spec.model, spec.data.channels, num_classes, seed=spec.seed)
+    pinfo = store.run_info(spec.parent)
+    model = create_model(spec.model, spec.data.channels, pinfo["num_classes"], seed=spec.seed)
+    pdir = store.run_dir(spec.parent)
+    path = pdir / "weights.safetensors"
+    if spec.parent_checkpoint >= 0:
+        path = pdir / "checkpoints" / _checkpoint_name(spec.parent_checkpoint)
+    model.load_state_dict(load_file(str(path)))
+    model.reset_head(num_classes, generator=torch.Generator().manual_seed(spec.seed))
+    return model
+
+
+_QUEUE = None
+
+
+def _worker_init(q) -> None:
+    global _QUEUE
+    _QUEUE = q
+    if sys.platform.startswith("linux"):  # die with the parent, even when it is killed with SIGKILL
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None = None) -> tuple[str, str, str]:
+    """Train one run and store it. Returns (run_id, status, reason). Never raises for a failed run."""
+    if threads:
+        torch.set_num_threads(threads)
+    store = Store(root)
+    run_id = spec.run_id
+    t0 = time.time()
+    info = {"run_id": run_id, "arm": spec.arm, "spec": spec.to_dict(), "seed": spec.seed,
+            "provenance": prov or provenance(), "threads": torch.get_num_threads(), "started": t0}
+    try:
+        data = _domain(spec.domain, spec.data)
+        if spec.arm != "P":
+            data = data.shuffled(spec.block_size, spec.data.shuffle_seed)
+        model = _initial_model(spec, store, data.num_classes)
+        init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        ckpt_steps: dict[int, float] = {}
+        if spec.arm == "P":
+            spe = -(-len(data.train) // spec.train.batch_size)
+            ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
+
+        def progress(epoch: int, figs: dict) -> None:
+            if _QUEUE is not None:
+                _QUEUE.put((run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan"))))
+
+        result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress)
+    except TrainingDiverged as e:
+        return _store_failure(store, info, f"diverged: {e}")
+    except Exception as e:  # a run's failure must not stop the study; the reason is kept
+        log.debug("run %s failed", run_id, exc_info=True)
+        return _store_failure(store, info, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
+    with store.new_run(run_id) as d:
+        _save(init, d / "init.safetensors")
+        _save(model.state_dict(), d / "weights.safetensors")
+        if result.checkpoints:
+            (d / "checkpoints").mkdir()
+            for step, state in result.checkpoints.items():
+                _save(state, d / "checkpoints" / _checkpoint_name(ckpt_steps[step]))
+        np.savez(d / "predictions.npz", test_logits=result.test_logits, test_labels=result.test_labels,
+                 test_index=data.test.index)
+        write_json(d, "metrics.json", result.metrics)
+        write_json(d, "history.json", {**result.history, "steps_per_epoch": result.steps_per_epoch})
+        info.update(status=RUN_DONE, num_classes=data.num_classes, classes=list(data.classes),
+                    n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
+                    domain_meta=data.meta, finished=time.time(), seconds=time.time() - t0)
+        write_json(d, "run.json", info)  # written last: a run folder with run.json is whole
+    return run_id, RUN_DONE, ""
+
+
+def _store_failure(store: Store, info: dict, reason: str) -> tuple[str, str, str]:
+    with store.new_run(info["run_id"]) as d:
+        info.update(status=RUN_FAILED, reason=reason, finished=time.time(), seconds=time.time() - info["started"])
+        write_json(d, "run.json", info)
+    return info["run_id"], RUN_FAILED, reason.splitlines()[0]
+
+
+def prepare_domains(plan: Plan, show_progress: bool = True) -> None:
+    """Load (and cache) every domain of the plan before any training, so data errors come first."""
+    seen = []
+    for r in plan.runs:
+        if (r.domain, r.data) not in seen:
+            seen.append((r.domain, r.data))
+    for domain, data in tqdm(seen, desc="domains", disable=not show_progress, leave=False):
+        _domain(domain, data)
+
+
+def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
+            show_progress: bool = True) -> ExecutionSummary:
+    """Run every unfinished run of ``plan`` into ``store`` (which this call locks).
+
+    Args:
+        jobs: runs trained side by side in worker processes (1: in this process).
+        threads: torch threads per run; 0 shares the cores out: each of k concurrent runs gets
+            ``cores // k``. Results are bitwise reproducible for a fixed thread count.
+        retry_failed: run again the runs stored as failed.
+    """
+    t0 = time.time()
+    summary = ExecutionSummary()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with store.lock():
+        removed = store.clean_tmp()
+        if removed:
+            log.info("removed %d unfinished run folders left by an interrupted study", removed)
+        todo: list[RunSpec] = []
+        for r in plan.runs:
+            st = store.run_status(r.run_id)
+            if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
+                summary.skipped.append(r.run_id)
+            else:
+                todo.append(r)
+        if not todo:
+            summary.seconds = time.time() - t0
+            return summary
+        prepare_domains(plan, show_progress)
+        prov = provenance()
+        status = {r: store.run_status(r) for r in summary.skipped}
+        bar = tqdm(total=len(plan.runs), initial=len(summary.skipped), desc="runs", unit="run",
+                   disable=not show_progress, dynamic_ncols=True)
+        pending = list(todo)
+        running: dict[cf.Future, RunSpec] = {}
+        ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
+        q = ctx.Queue() if jobs > 1 else None
+        pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,)) if jobs > 1 else None
+        epochs: dict[str, str] = {}
+
+        def finish(spec: RunSpec, result: tuple[str, str, str]) -> None:
+            rid, st, reason = result
+            status[rid] = st
+            if st == RUN_DONE:
+                summary.done.append(rid)
+            else:
+                summary.failed[rid] = reason
+                tqdm.write(f"run {rid} failed: {reason}")
+            epochs.pop(rid, None)
+            bar.update(1)
+
+        def ready(spec: RunSpec) -> bool | None:
+            """True: can start; False: wait for its parent; None: its parent failed."""
+            if not spec.parent:
+                return True
+            st = status.get(spec.parent)
+            return True if st == RUN_DONE else None if st == RUN_FAILED else False
+
+        try:
+            while pending or running:
+                for spec in list(pending):
+                    if ready(spec) is None:
+                        pending.remove(spec)
+                        summary.blocked[spec.run_id] = f"needs {spec.parent}, which failed"
+                        bar.update(1)
+                startable = [s for s in pending if ready(s)]
+                if pool is None:
+                    if not startable:
+                        break
+                    spec = startable[0]
+                    pending.remove(spec)
+                    bar.set_postfix_str(spec.run_id[:40])
+                    finish(spec, run_one(spec, store.root, threads, prov))
+                    continue
+                while startable and len(running) < jobs:
+                    spec = startable.pop(0)
+                    pending.remove(spec)
+                    active = len(running) + 1 + min(len(startable), jobs - len(running) - 1)
+                    n = threads or max(1, cores // max(1, active))
+                    running[pool.submit(run_one, spec, str(store.root), n, prov)] = spec
+                if not running:
+                    break
+                done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    spec = running.pop(fut)
+                    finish(spec, fut.result())
+                while True:
+                    try:
+                        rid, ep, total, va = q.get_nowait()
+                    except queue_mod.Empty:
+                        break
+                    if rid not in status:  # a late message of a finished run
+                        epochs[rid] = f"{rid.rsplit('-', 2)[0]} ep {ep}/{total}"
+                bar.set_postfix_str(" | ".join(epochs.values()))
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+    summary.seconds = time.time() - t0
+    return summary

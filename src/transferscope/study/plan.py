@@ -1,0 +1,181 @@
+"""From a study config to the runs of the experiment, with their dependencies (Neyshabur et al., Section 2).
+
+* ``P``: pre-training on the source (one run; keeps its checkpoints);
+* ``P-T``: fine-tuning P on each target, block size and seed (new head);
+* ``RI-T``: training from a random initialisation on each target, block size and seed;
+* the basin sweep: ``P-T`` started from earlier pre-training checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..config import (
+    ConfigError,
+    DataConfig,
+    DomainConfig,
+    ModelConfig,
+    PretrainConfig,
+    StudyConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
+
+__all__ = ["RunSpec", "Plan", "make_plan", "validate", "ARMS"]
+
+ARMS = ("P", "P-T", "RI-T")
+_KIND = {"P": "pretrain", "P-T": "finetune", "RI-T": "scratch"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run. Its id is a hash of this (display labels and cache paths excluded)."""
+
+    arm: str
+    domain: DomainConfig
+    block_size: int
+    seed: int
+    train: TrainConfig
+    model: ModelConfig
+    data: DataConfig
+    parent: str = ""
+    """Run id of the pre-training run this starts from (P-T only)."""
+    parent_checkpoint: float = -1.0
+    """Pre-training checkpoint (epochs) this starts from; -1: the final weights (P-T only)."""
+
+    @property
+    def kind(self) -> str:
+        return _KIND[self.arm]
+
+    @property
+    def run_id(self) -> str:
+        d = to_dict(self)
+        d["domain"].pop("label")
+        d["data"].pop("cache_dir")
+        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.display)
+        return f"{self.arm}-{safe}-b{self.block_size}{ckpt}-s{self.seed}-{digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        d = dict(d)
+        train_cls = PretrainConfig if d["arm"] == "P" else TrainConfig
+        train = from_dict(train_cls, d.pop("train"), "train")
+        spec = from_dict(cls, {**d, "train": {}}, "")
+        return replace(spec, train=train)
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: StudyConfig
+    runs: list[RunSpec]
+    """In an order where every run comes after its parent."""
+
+    def by_id(self) -> dict[str, RunSpec]:
+        return {r.run_id: r for r in self.runs}
+
+    def pretrain(self) -> RunSpec:
+        return self.runs[0]
+
+
+def validate(cfg: StudyConfig) -> None:
+    """Refuse, before any training, what would fail later. Messages name the key and what was expected."""
+    from ..data import get_domain_info, valid_block_sizes
+    from ..data.registry import DomainError
+    from ..models import list_models
+
+    s = cfg.data.image_size
+    if s < 4:
+        raise ConfigError(f"data.image_size: expected an integer >= 4, got {s}")
+    domains = [("source", cfg.source)] + [(f"targets[{i}]", t) for i, t in enumerate(cfg.targets)]
+    if not cfg.targets:
+        raise ConfigError("targets: expected at least one [[targets]] table")
+    for key, d in domains:
+        try:
+            info = get_domain_info(d.name)
+        except DomainError as e:
+            raise ConfigError(f"{key}.name: {e}") from None
+        if info.needs_path and not d.path:
+            raise ConfigError(f"{key}.path: the {d.name} domain needs a path ({info.summary})")
+        for f in ("n_per_class", "n_val_per_class", "n_test_per_class"):
+            if getattr(d, f) < 0:
+                raise ConfigError(f"{key}.{f}: expected an integer >= 0, got {getattr(d, f)}")
+        if d.n_val_per_class < 1:
+            raise ConfigError(f"{key}.n_val_per_class: expected an integer >= 1 (validation data), got 0")
+    names = [t.display for t in cfg.targets]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"targets: two targets are named {sorted(dup)[0]!r}; give them distinct labels")
+    valid = valid_block_sizes(s, s)
+    for i, b in enumerate(cfg.block_sizes):
+        if b not in valid:
+            raise ConfigError(f"block_sizes[{i}]: {b} does not divide the image size {s}; valid block sizes are "
+                              + ", ".join(map(str, valid)))
+    if not cfg.block_sizes:
+        raise ConfigError("block_sizes: expected at least one block size")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds: expected a non-empty list of distinct integers, got {cfg.seeds}")
+    for key, t in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune), ("scratch", cfg.scratch)):
+        if t.epochs < 1:
+            raise ConfigError(f"{key}.epochs: expected an integer >= 1, got {t.epochs}")
+        if t.batch_size < 1:
+            raise ConfigError(f"{key}.batch_size: expected an integer >= 1, got {t.batch_size}")
+        if not t.lr > 0:
+            raise ConfigError(f"{key}.lr: expected a number > 0, got {t.lr}")
+        if not 0 < t.speed_fraction <= 1:
+            raise ConfigError(f"{key}.speed_fraction: expected a number in (0, 1], got {t.speed_fraction}")
+        if not 1 <= t.speed_epochs <= t.epochs:
+            raise ConfigError(f"{key}.speed_epochs: expected an integer in [1, {key}.epochs={t.epochs}], "
+                              f"got {t.speed_epochs}")
+    for i, e in enumerate(cfg.pretrain.checkpoint_epochs):
+        if not 0 <= e <= cfg.pretrain.epochs:
+            raise ConfigError(f"pretrain.checkpoint_epochs[{i}]: expected a number in [0, {cfg.pretrain.epochs}], got {e}")
+    for i, e in enumerate(cfg.basin.checkpoint_epochs):
+        if e not in cfg.pretrain.checkpoint_epochs:
+            raise ConfigError(f"basin.checkpoint_epochs[{i}]: {e} is not a kept checkpoint; pretrain.checkpoint_epochs "
+                              f"is {cfg.pretrain.checkpoint_epochs}")
+    for i, n in enumerate(cfg.basin.targets):
+        if n not in names:
+            raise ConfigError(f"basin.targets[{i}]: {n!r} is not a target; targets are {', '.join(names)}")
+    if cfg.basin.block_size and cfg.basin.block_size not in valid:
+        raise ConfigError(f"basin.block_size: {cfg.basin.block_size} does not divide the image size {s}")
+    if cfg.model.name not in list_models():
+        raise ConfigError(f"model.name: {cfg.model.name!r} is unknown; registered models are {', '.join(list_models())}")
+    if cfg.model.width < 1 or not cfg.model.blocks or min(cfg.model.blocks) < 1:
+        raise ConfigError(f"model: expected width >= 1 and blocks of positive integers, got {cfg.model.width}, "
+                          f"{cfg.model.blocks}")
+
+
+def make_plan(cfg: StudyConfig) -> Plan:
+    """Expand a validated study config into its runs, parents first."""
+    validate(cfg)
+    s = cfg.data.image_size
+    p = RunSpec("P", cfg.source, s, cfg.pretrain_seed, cfg.pretrain, cfg.model, cfg.data)
+    runs = [p]
+    for t in cfg.targets:
+        for b in cfg.block_sizes:
+            for seed in cfg.seeds:
+                runs.append(RunSpec("P-T", t, b, seed, cfg.finetune, cfg.model, cfg.data, parent=p.run_id))
+                runs.append(RunSpec("RI-T", t, b, seed, cfg.scratch, cfg.model, cfg.data))
+    basin_targets = cfg.basin.targets or ([cfg.targets[0].display] if cfg.basin.checkpoint_epochs else [])
+    b = cfg.basin.block_size or s
+    for t in cfg.targets:
+        if t.display not in basin_targets:
+            continue
+        for e in sorted(set(cfg.basin.checkpoint_epochs)):
+            if e == cfg.pretrain.epochs:
+                continue  # the final checkpoint is the main P-T run
+            for seed in cfg.seeds:
+                runs.append(RunSpec("P-T", t, b, seed, cfg.finetune, cfg.model, cfg.data, parent=p.run_id,
+                                    parent_checkpoint=float(e)))
+    ids = [r.run_id for r in runs]
+    assert len(set(ids)) == len(ids), "two runs of the plan share an id"
+    return Plan(cfg, runs)

@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny real image folders, so tests exercise the user-data path and run in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def make_imagefolder(root: Path, n_classes: int = 3, per_class: int = 24, size: int = 16, seed: int = 0,
+                     mode: str = "L") -> Path:
+    """Write PNGs of a learnable texture (stripes whose orientation and period depend on the class) plus noise.
+
+    Textures, not positions: the models pool globally, so a class cue must survive pooling."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    patterns = [lambda p: yy + p, lambda p: xx + p, lambda p: xx + yy + p, lambda p: xx - yy + p,
+                lambda p: (yy // 2) * 2 + p, lambda p: (xx // 3) + p]
+    for k in range(n_classes):
+        d = root / f"class{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            phase = rng.integers(0, 4)
+            stripes = (patterns[k % len(patterns)](phase) // 2) % 2
+            a = (stripes * 160 + rng.integers(0, 80, (size, size))).astype(np.uint8)
+            img = Image.fromarray(a)
+            if mode != "L":
+                img = img.convert(mode)
+            img.save(d / f"img{i:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERSCOPE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def folders(tmp_path) -> tuple[Path, Path]:
+    src = make_imagefolder(tmp_path / "src", n_classes=4, per_class=40, seed=1)
+    tgt = make_imagefolder(tmp_path / "tgt", n_classes=3, per_class=24, seed=2)
+    return src, tgt
+
+
+def tiny_study_toml(src: Path, tgt: Path, name: str = "tiny", extra: str = "") -> str:
+    return f"""
+name = "{name}"
+seeds = [0, 1]
+block_sizes = [16, 4]
+
+[data]
+image_size = 16
+
+[model]
+blocks = [1, 1]
+width = 4
+
+[source]
+name = "imagefolder"
+path = "{src}"
+n_val_per_class = 4
+n_test_per_class = 8
+
+[[targets]]
+name = "imagefolder"
+label = "tgt"
+path = "{tgt}"
+n_per_class = 8
+n_val_per_class = 4
+n_test_per_class = 8
+
+[pretrain]
+epochs = 2
+speed_epochs = 1
+batch_size = 16
+checkpoint_epochs = [0, 1]
+
+[finetune]
+epochs = 2
+speed_epochs = 1
+batch_size = 8
+lr = 0.02
+
+[scratch]
+epochs = 2
+speed_epochs = 1
+batch_size = 8
+
+[basin]
+checkpoint_epochs = [1]
+{extra}
+"""

@@ -1,0 +1,78 @@
+import pytest
+
+from transferscope.config import ConfigError, StudyConfig, apply_overrides, from_dict, load_config, to_dict
+from transferscope.study import make_plan
+
+from .conftest import tiny_study_toml
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    return load_config(p)
+
+
+def test_builtin_studies_load_and_plan():
+    for profile in ("quick", "paper"):
+        cfg = load_config(profile)
+        plan = make_plan(cfg)
+        arms = [r.arm for r in plan.runs]
+        assert arms[0] == "P" and arms.count("P") == 1
+        assert len(cfg.seeds) >= 2 and len(cfg.block_sizes) >= 3
+        assert arms.count("RI-T") == len(cfg.targets) * len(cfg.block_sizes) * len(cfg.seeds)
+
+
+def test_round_trip_through_dict():
+    cfg = load_config("quick")
+    assert from_dict(StudyConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("[finetune]", "[finetune]\nlearning_rate = 0.1"), r"finetune\.learning_rate: unknown key; valid keys of finetune"),
+        (("lr = 0.02", 'lr = "fast"'), r"finetune\.lr: expected a number, got 'fast'"),
+        (("epochs = 2\nspeed_epochs = 1\nbatch_size = 16", "epochs = 2.5\nspeed_epochs = 1\nbatch_size = 16"),
+         r"pretrain\.epochs: expected an integer, got 2\.5"),
+        (("block_sizes = [16, 4]", "block_sizes = [16, 5]"), r"block_sizes\[1\]: 5 does not divide the image size 16"),
+        (('label = "tgt"', 'label = "tgt"\nname = "nope"'), None),  # duplicate key: a TOML error
+        (("[model]", "[model]\nnorm = \"layernorm\""), r"model\.norm: expected 'none' or 'batchnorm' or 'groupnorm'"),
+        (("checkpoint_epochs = [1]", "checkpoint_epochs = [0.5]"), r"basin\.checkpoint_epochs\[0\]: 0\.5 is not a kept"),
+        (("seeds = [0, 1]", "seeds = [0, 0]"), r"seeds: expected a non-empty list of distinct"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, folders, edit, message):
+    text = tiny_study_toml(*folders)
+    assert edit[0] in text
+    cfg_text = text.replace(edit[0], edit[1], 1)
+    with pytest.raises(ConfigError, match=message or "not valid TOML"):
+        make_plan(_load(tmp_path, cfg_text))
+
+
+def test_unknown_domain_lists_the_registered_ones(tmp_path, folders):
+    text = tiny_study_toml(*folders).replace('name = "imagefolder"\nlabel', 'name = "quickdraw"\nlabel', 1)
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.name: domain 'quickdraw': unknown; registered domains are .*clipart"):
+        make_plan(_load(tmp_path, text))
+
+
+def test_missing_required_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"source: missing"):
+        _load(tmp_path, 'name = "x"\n[[targets]]\nname = "clipart"\n')
+
+
+def test_overrides_are_typed():
+    d = apply_overrides({"finetune": {"lr": 0.1}}, ["finetune.lr=0.01", "seeds=[3,4]", "name=abc"])
+    assert d == {"finetune": {"lr": 0.01}, "seeds": [3, 4], "name": "abc"}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["finetune.lr"])
+
+
+def test_run_ids_change_with_what_matters_only(tmp_path, folders):
+    cfg = _load(tmp_path, tiny_study_toml(*folders))
+    ids = [r.run_id for r in make_plan(cfg).runs]
+    relabelled = make_plan(_load(tmp_path, tiny_study_toml(*folders).replace('label = "tgt"', 'label = "tgt"', 1)))
+    assert ids == [r.run_id for r in relabelled.runs]
+    lr = make_plan(load_config(tmp_path / "s.toml", ["finetune.lr=0.03"]))
+    changed = {a.run_id for a in lr.runs} ^ set(ids)
+    # only the P-T runs change: P and RI-T do not depend on the fine-tuning learning rate
+    assert changed and all("P-T-" in r for r in changed)

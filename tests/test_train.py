@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from transferscope.config import DataConfig, DomainConfig, ModelConfig, TrainConfig
+from transferscope.data import load_domain
+from transferscope.models import create_model
+from transferscope.train import TrainingDiverged, optimisation_speed, relative_deviation, train
+
+from .conftest import make_imagefolder
+
+
+@pytest.fixture
+def domain(tmp_path):
+    root = make_imagefolder(tmp_path / "d", n_classes=3, per_class=30, size=16)
+    return load_domain(DomainConfig("imagefolder", path=str(root), n_val_per_class=4, n_test_per_class=6),
+                       DataConfig(image_size=16))
+
+
+CFG = TrainConfig(epochs=3, batch_size=8, lr=0.05, speed_epochs=1)
+MODEL = ModelConfig(blocks=[1, 1], width=4)
+
+
+def _run(domain, seed, init_seed=0, cfg=CFG):
+    m = create_model(MODEL, 1, domain.num_classes, seed=init_seed)
+    return m, train(m, domain, cfg, seed=seed, checkpoint_steps=[0, 3])
+
+
+def test_same_seed_bitwise_identical(domain):
+    m1, r1 = _run(domain, seed=0)
+    m2, r2 = _run(domain, seed=0)
+    m3, _ = _run(domain, seed=1)
+    s1, s2, s3 = m1.state_dict(), m2.state_dict(), m3.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert r1.history["step_loss"] == r2.history["step_loss"]
+    assert not all(torch.equal(s1[k], s3[k]) for k in s1)
+
+
+def test_records_and_learns(domain):
+    m, r = _run(domain, seed=0, cfg=TrainConfig(epochs=6, batch_size=8, lr=0.05, speed_epochs=2))
+    spe = r.steps_per_epoch
+    assert spe == -(-len(domain.train) // 8)
+    assert len(r.history["step_loss"]) == 6 * spe
+    assert r.history["epoch"] == list(range(7))  # epoch 0 = before training
+    assert r.metrics["test_acc"] == r.history["test_acc"][-1]
+    assert r.test_logits.shape == (len(domain.test), 3)
+    assert np.isclose((r.test_pred == r.test_labels).mean(), r.metrics["test_acc"])
+    assert r.metrics["test_acc"] > 0.6  # the pattern is easy; chance is 1/3
+    assert set(r.checkpoints) == {0, 3}
+    assert m.training  # left in train mode, as it was given
+
+
+def test_checkpoint_zero_is_the_initialisation(domain):
+    m = create_model(MODEL, 1, 3, seed=0)
+    init = {k: v.clone() for k, v in m.state_dict().items()}
+    r = train(m, domain, CFG, seed=0, checkpoint_steps=[0])
+    assert all(torch.equal(init[k], r.checkpoints[0][k]) for k in init)
+
+
+def test_divergence_is_detected(domain):
+    m = create_model(ModelConfig(blocks=[1], width=4, norm="batchnorm"), 1, 3, seed=0)
+    with pytest.raises(TrainingDiverged, match=r"training loss is (nan|inf)"):
+        train(m, domain, TrainConfig(epochs=3, batch_size=8, lr=1e12, momentum=0.9), seed=0)
+
+
+def test_optimisation_speed_by_hand():
+    acc = [0.0, 0.2, 0.4, 0.6, 0.8, 0.8, 0.8, 0.8]  # 2 steps per epoch
+    s = optimisation_speed(acc, steps_per_epoch=2, k=2, fraction=0.9)
+    assert s["speed_mean_acc_k"] == pytest.approx(0.3)
+    # running means over 2 steps: .1 .3 .5 .7 .8 .8 .8 ; final .8; first >= .72 is .8 at i=4 -> step 6
+    assert s["speed_steps_to_frac"] == 6
+
+
+def test_relative_deviation():
+    m = create_model(ModelConfig(blocks=[1], width=4, norm="batchnorm"), 1, 3, seed=0)
+    init = {k: v.detach().clone() for k, v in m.named_parameters()}
+    assert all(v == 0 for v in relative_deviation(m, init).values())
+    with torch.no_grad():
+        m.head.weight.mul_(3.0)
+    dev = relative_deviation(m, init)
+    w, b = init["head.weight"], init["head.bias"]
+    expected = (2 * w).norm() / torch.cat([w.flatten(), b.flatten()]).norm()
+    assert dev["head"] == pytest.approx(expected.item(), rel=1e-5)
