@@ -76,3 +76,13 @@ def test_run_ids_change_with_what_matters_only(tmp_path, folders):
     changed = {a.run_id for a in lr.runs} ^ set(ids)
     # only the P-T runs change: P and RI-T do not depend on the fine-tuning learning rate
     assert changed and all("P-T-" in r for r in changed)
+
+
+def test_example_configs_validate():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+    assert examples
+    for p in examples:
+        assert p.read_text().startswith("#"), f"{p.name} should begin with the command that runs it"
+        make_plan(load_config(p))

@@ -97,6 +97,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    """Linear warm-up of the learning rate from 0 over this many epochs (then the schedule)."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this (0: off)."""
     speed_epochs: int = 2

@@ -169,10 +169,15 @@ def train(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, momentum=cfg.momentum,
     )
-    if cfg.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_factor(s: int) -> float:
+        w = min(1.0, (s + 1) / warmup) if warmup else 1.0
+        if cfg.schedule == "cosine":
+            return w * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        return w
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     g = torch.Generator().manual_seed(seed)
     keep = set(int(s) for s in checkpoint_steps)
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
@@ -202,11 +207,13 @@ def train(
             checkpoints[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     t0 = time.perf_counter()
+    step_seconds = 0.0
     record_epoch(0)
     maybe_keep(0)
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(n, generator=g)
+        t_epoch = time.perf_counter()
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             xb = to_input(data.train.x[idx].to(dev, non_blocking=True)).contiguous(memory_format=fmt)
@@ -225,6 +232,7 @@ def train(
             hist["step_loss"].append(loss.item())
             hist["step_acc"].append((logits.argmax(1) == yb).float().mean().item())
             maybe_keep(step)
+        step_seconds += time.perf_counter() - t_epoch
         record_epoch(epoch)
     seconds = time.perf_counter() - t0
     model.to(memory_format=torch.contiguous_format)
@@ -242,6 +250,7 @@ def train(
         "speed_fraction": cfg.speed_fraction,
         "steps": step,
         "seconds": seconds,
-        "images_per_s": n * cfg.epochs / seconds,
+        "train_seconds": step_seconds,
+        "images_per_s": n * cfg.epochs / step_seconds,
     }
     return TrainResult(hist, metrics, logits.astype(np.float32), data.test.y.numpy(), steps_per_epoch, checkpoints)

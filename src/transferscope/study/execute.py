@@ -111,7 +111,8 @@ def _initial_model(spec: RunSpec, store: Store, num_classes: int) -> torch.nn.Mo
     return model
 
 
-_QUEUE = None
+_QUEUE = None  # worker processes: where epoch progress goes (to the parent's progress bar)
+_PROGRESS = None  # in-process runs: a callback (run_id, epoch, epochs, val_acc)
 
 
 def _worker_init(q) -> None:
@@ -143,8 +144,11 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
             ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
 
         def progress(epoch: int, figs: dict) -> None:
+            msg = (run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan")))
             if _QUEUE is not None:
-                _QUEUE.put((run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan"))))
+                _QUEUE.put(msg)
+            elif _PROGRESS is not None:
+                _PROGRESS(*msg)
 
         result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress)
     except TrainingDiverged as e:
@@ -226,6 +230,14 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,)) if jobs > 1 else None
         epochs: dict[str, str] = {}
 
+        def show(rid: str, ep: int, total: int, va: float) -> None:
+            if rid not in status:  # a late message of a finished run
+                epochs[rid] = f"{rid.rsplit('-', 2)[0]} ep {ep}/{total}"
+            bar.set_postfix_str(" | ".join(epochs.values()))
+
+        global _PROGRESS
+        _PROGRESS = show if show_progress else None
+
         def finish(spec: RunSpec, result: tuple[str, str, str]) -> None:
             rid, st, reason = result
             status[rid] = st
@@ -274,13 +286,11 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     finish(spec, fut.result())
                 while True:
                     try:
-                        rid, ep, total, va = q.get_nowait()
+                        show(*q.get_nowait())
                     except queue_mod.Empty:
                         break
-                    if rid not in status:  # a late message of a finished run
-                        epochs[rid] = f"{rid.rsplit('-', 2)[0]} ep {ep}/{total}"
-                bar.set_postfix_str(" | ".join(epochs.values()))
         finally:
+            _PROGRESS = None
             bar.close()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -130,6 +130,8 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"{key}.batch_size: expected an integer >= 1, got {t.batch_size}")
         if not t.lr > 0:
             raise ConfigError(f"{key}.lr: expected a number > 0, got {t.lr}")
+        if not 0 <= t.warmup_epochs <= t.epochs:
+            raise ConfigError(f"{key}.warmup_epochs: expected a number in [0, {key}.epochs={t.epochs}], got {t.warmup_epochs}")
         if not 0 < t.speed_fraction <= 1:
             raise ConfigError(f"{key}.speed_fraction: expected a number in (0, 1], got {t.speed_fraction}")
         if not 1 <= t.speed_epochs <= t.epochs:
