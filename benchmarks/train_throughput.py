@@ -109,9 +109,9 @@ def main() -> None:
     peak = matmul_flops(cores)
     rows = []
     ips = trainer_ips(args.images, args.epochs, cores)
-    rows.append(("transferscope.train, %d threads" % cores, ips))
+    rows.append((f"transferscope.train, {cores} threads", ips))
     plain = plain_loop_ips(args.images, args.epochs, cores)
-    rows.append(("plain DataLoader loop, %d threads" % cores, plain))
+    rows.append((f"plain DataLoader loop, {cores} threads", plain))
     with mp.get_context("spawn").Pool(2) as pool:
         both = sum(pool.map(_side_by_side_worker, [(args.images, args.epochs)] * 2))
     rows.append(("2 trainers side by side, 1 thread each", both))

@@ -85,8 +85,8 @@ class ModelConfig:
     """Residual blocks per stage."""
     width: int = 16
     """Channels of the first stage; each later stage doubles it."""
-    norm: Literal["none", "batchnorm", "groupnorm"] = "none"
-    """``none`` is Fixup-style (no batch statistics, so weight interpolation is exact)."""
+    norm: Literal["none", "batchnorm", "groupnorm"] = "groupnorm"
+    """``groupnorm`` and ``none`` (Fixup-style) keep no batch statistics, so weight interpolation is exact."""
 
 
 @dataclass(frozen=True)

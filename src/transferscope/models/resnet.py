@@ -126,11 +126,10 @@ class ResNet(nn.Module):
         self._init_head(self.head, generator)
 
     def _init_head(self, head: nn.Linear, generator: torch.Generator | None) -> None:
-        if self.norm_kind == "none":
-            nn.init.zeros_(head.weight)
-        else:
-            bound = 1 / math.sqrt(head.in_features)
-            nn.init.uniform_(head.weight, -bound, bound, generator=generator)
+        # Unlike Fixup's deep nets, the head is not zero-initialised: in a shallow net trained from scratch
+        # on a low-data target a zero head kept every gradient into the body near zero (loss stuck at log K).
+        bound = 1 / math.sqrt(head.in_features)
+        nn.init.uniform_(head.weight, -bound, bound, generator=generator)
         nn.init.zeros_(head.bias)
 
     def reset_head(self, num_classes: int, generator: torch.Generator | None = None) -> None:

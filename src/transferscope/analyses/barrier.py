@@ -1,0 +1,163 @@
+"""Linear interpolation between two models and the performance barrier (Neyshabur et al., Section 3.4;
+Frankle et al. 2020; Entezari et al. 2022).
+
+theta(l) = (1 - l) theta_1 + l theta_2 at ``points`` values of l in [0, 1]; the test loss and error at each;
+barrier = max_l E(theta(l)) - ((1 - l) E(theta_1) + l E(theta_2)), for the error and for the loss.
+
+Networks without batch statistics (GroupNorm, Fixup) are evaluated exactly, several interpolation points in
+one pass with ``torch.func.functional_call`` under ``vmap``. With BatchNorm the running statistics do not
+match interpolated weights; ``bn_policy`` chooses: ``recompute`` (reset and re-estimate them on training data;
+the default for such nets), ``interpolate`` (interpolate them too) or ``keep`` (keep model 1's).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from ..data import Split
+from ..models import to_input
+
+__all__ = ["BarrierResult", "interpolate", "barrier_of_curve", "has_batch_statistics"]
+
+SCHEMA_VERSION = 1
+BNPolicy = Literal["recompute", "interpolate", "keep"]
+
+
+@dataclass(frozen=True)
+class BarrierResult:
+    lambdas: list[float]
+    loss: list[float]
+    error: list[float]
+    barrier_error: float
+    barrier_loss: float
+    bn_policy: str
+    """``exact`` for nets without batch statistics, else the policy used."""
+    n_examples: int
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BarrierResult:
+        return cls(**d)
+
+
+def barrier_of_curve(lambdas: np.ndarray, values: np.ndarray) -> float:
+    """max over l of v(l) - ((1 - l) v(0) + l v(1)): the height of the curve above the chord."""
+    lambdas, values = np.asarray(lambdas, float), np.asarray(values, float)
+    chord = (1 - lambdas) * values[0] + lambdas * values[-1]
+    return float(np.max(values - chord))
+
+
+def has_batch_statistics(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules())
+
+
+def _check_pair(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    if sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
+        bad = next((k for k in sa if k not in sb or sa[k].shape != sb[k].shape), next(iter(sb.keys() - sa.keys()), "?"))
+        raise ValueError(f"interpolate: the models differ at {bad!r}; they need one architecture and head size")
+
+
+@torch.no_grad()
+def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor, split: Split,
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    k = len(lambdas)
+    stacked = {n: torch.lerp(pa[n].unsqueeze(0).expand(k, *pa[n].shape), pb[n].unsqueeze(0).expand(k, *pb[n].shape),
+                             lambdas.view(-1, *[1] * pa[n].dim()).to(pa[n].dtype)) for n in pa}
+
+    def f(params, x):
+        return functional_call(model, (params, buffers), (x,))
+
+    batched = vmap(f, in_dims=(0, None))
+    loss_sum = torch.zeros(k, dtype=torch.float64)
+    wrong = torch.zeros(k, dtype=torch.float64)
+    for i in range(0, len(split), batch_size):
+        x = to_input(split.x[i : i + batch_size])
+        y = split.y[i : i + batch_size]
+        logits = batched(stacked, x)  # (k, b, classes)
+        loss_sum += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1).double()
+        wrong += (logits.argmax(2) != y).sum(1).double()
+    n = len(split)
+    return (loss_sum / n).numpy(), (wrong / n).numpy()
+
+
+@torch.no_grad()
+def _recompute_bn(model: nn.Module, train: Split, batch_size: int, batches: int) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for j, i in enumerate(range(0, len(train), batch_size)):
+        if j >= batches:
+            break
+        model(to_input(train.x[i : i + batch_size]))
+    model.eval()
+
+
+def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points: int = 11,
+                bn_policy: BNPolicy = "recompute", train_split: Split | None = None, batch_size: int = 500,
+                bn_batches: int = 20, chunk_points: int = 0) -> BarrierResult:
+    """Loss and error along the straight line between two models, and the barrier.
+
+    Args:
+        model_a, model_b: one architecture; neither is changed.
+        split: evaluation data (the test split in the paper).
+        points: N values of l, evenly spaced in [0, 1] (both ends included).
+        bn_policy: for nets with BatchNorm only (see the module docstring); ``recompute`` needs ``train_split``.
+        chunk_points: interpolation points evaluated per pass (0: all at once; memory grows with it).
+    """
+    if points < 2:
+        raise ValueError(f"interpolate: points must be >= 2, got {points}")
+    _check_pair(model_a, model_b)
+    lambdas = torch.linspace(0, 1, points, dtype=torch.float64)
+    model = copy.deepcopy(model_a).eval()
+    pa = {n: p.detach() for n, p in model_a.named_parameters()}
+    pb = {n: p.detach() for n, p in model_b.named_parameters()}
+    if not has_batch_statistics(model):
+        buffers = {n: b for n, b in model.named_buffers()}
+        losses, errors = [], []
+        step = chunk_points or points
+        for lo in range(0, points, step):
+            lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step], split, batch_size)
+            losses.append(lo_l)
+            errors.append(lo_e)
+        loss, err = np.concatenate(losses), np.concatenate(errors)
+        policy = "exact"
+    else:
+        if bn_policy == "recompute" and train_split is None:
+            raise ValueError("interpolate: bn_policy='recompute' needs train_split (data to re-estimate BatchNorm)")
+        ba, bb = dict(model_a.named_buffers()), dict(model_b.named_buffers())
+        loss, err = np.zeros(points), np.zeros(points)
+        from ..train import evaluate
+
+        for j, lam in enumerate(lambdas.tolist()):
+            state = {n: torch.lerp(pa[n], pb[n], lam) for n in pa}
+            for n, buf in ba.items():
+                if bn_policy == "interpolate" and buf.is_floating_point():
+                    state[n] = torch.lerp(buf, bb[n], lam)
+                else:
+                    state[n] = buf.clone()
+            model.load_state_dict(state)
+            if bn_policy == "recompute":
+                _recompute_bn(model, train_split, batch_size, bn_batches)
+            loss[j], acc, _ = evaluate(model, split, batch_size)
+            err[j] = 1 - acc
+        policy = bn_policy
+    if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(err))):
+        barrier_l = barrier_e = math.nan
+    else:
+        barrier_l, barrier_e = barrier_of_curve(lambdas.numpy(), loss), barrier_of_curve(lambdas.numpy(), err)
+    return BarrierResult(lambdas.tolist(), loss.tolist(), err.tolist(), barrier_e, barrier_l, policy, len(split))

@@ -1,0 +1,226 @@
+"""Feature similarity by linear CKA (Kornblith et al. 2019), full-data and minibatch (Nguyen et al. 2021).
+
+Two layers, as torchmetrics' functional / class split:
+
+* maths kernels on tensors: :func:`linear_cka` (centred features, computed in feature space when p, q < n,
+  else through Gram matrices), :func:`hsic1` (the unbiased estimator on one minibatch);
+* a streaming accumulator, :class:`LinearCKAAccumulator`, whose memory does not grow with the number of
+  examples: it keeps sums, ``X^T Y``, ``X^T X`` and ``Y^T Y`` (p x q, p x p, q x q) for the full-data estimate,
+  and running means of HSIC_1 over fixed-size minibatches (the last partial batch is dropped);
+* :func:`feature_similarity` over two models and data, which never changes the models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ..models import to_input
+
+__all__ = ["linear_cka", "hsic1", "minibatch_cka", "LinearCKAAccumulator", "CKAResult", "feature_similarity"]
+
+SCHEMA_VERSION = 1
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).to(torch.float64)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Linear CKA of two feature matrices over the same n examples (biased, full-data estimator).
+
+    Args:
+        x: (n, p) or (n, ...) features; flattened per example.
+        y: (n, q) or (n, ...).
+
+    Returns:
+        A scalar tensor in [0, 1]: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on centred features.
+        NaN if either side has no variance.
+    """
+    x, y = _flat(x), _flat(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"linear_cka: x has {x.shape[0]} examples and y has {y.shape[0]}")
+    x = x - x.mean(0, keepdim=True)
+    y = y - y.mean(0, keepdim=True)
+    n, p, q = x.shape[0], x.shape[1], y.shape[1]
+    if p * q <= n * n:  # feature space: p x q instead of n x n
+        num = (y.T @ x).pow(2).sum()
+        den = (x.T @ x).norm() * (y.T @ y).norm()
+    else:
+        kx, ky = x @ x.T, y @ y.T
+        num = (kx * ky).sum()
+        den = kx.norm() * ky.norm()
+    return num / den if den > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+
+
+def hsic1(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """The unbiased HSIC estimator of Song et al. (2012) on one minibatch of m > 3 examples.
+
+    HSIC_1(K, L) = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1) / ((m-1)(m-2)) - 2/(m-2) 1^T K~ L~ 1] / (m (m-3)),
+    where K~, L~ are the Gram matrices K, L (m x m) with zeroed diagonals.
+    """
+    m = k.shape[0]
+    if m < 4:
+        raise ValueError(f"hsic1 needs at least 4 examples per minibatch, got {m}")
+    k = k.clone()
+    l = l.clone()
+    k.fill_diagonal_(0)
+    l.fill_diagonal_(0)
+    ones_k = k.sum(0)  # 1^T K~ (m,)
+    ones_l = l.sum(1)  # L~ 1 (m,)
+    trace = (k * l.T).sum()
+    middle = ones_k.sum() * ones_l.sum() / ((m - 1) * (m - 2))
+    last = 2.0 / (m - 2) * (ones_k @ ones_l)
+    return (trace + middle - last) / (m * (m - 3))
+
+
+def minibatch_cka(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Minibatch linear CKA of features already in memory (a reference for the streaming accumulator)."""
+    acc = LinearCKAAccumulator(batch_size)
+    acc.update(x, y)
+    return acc.compute()["minibatch"]
+
+
+@dataclass
+class LinearCKAAccumulator:
+    """Streams (x, y) feature batches; computes full-data and minibatch linear CKA at the end.
+
+    Memory: O(p^2 + q^2 + pq) for the full-data estimate (independent of n) and O(m^2 + m(p + q)) for the
+    minibatch one. Batches given to :meth:`update` may have any size: they are regrouped into minibatches
+    of exactly ``batch_size`` for HSIC_1, and the last partial one is dropped.
+    """
+
+    batch_size: int = 256
+    full: bool = True
+    n: int = 0
+    _sx: torch.Tensor | None = None
+    _sy: torch.Tensor | None = None
+    _sxy: torch.Tensor | None = None
+    _sxx: torch.Tensor | None = None
+    _syy: torch.Tensor | None = None
+    _hsic: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
+    _batches: int = 0
+    _px: list = field(default_factory=list)
+    _py: list = field(default_factory=list)
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = _flat(x.detach()), _flat(y.detach())
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"CKA update: x has {x.shape[0]} examples and y has {y.shape[0]}")
+        if self.full:
+            if self._sx is None:
+                self._sx, self._sy = x.new_zeros(x.shape[1]), y.new_zeros(y.shape[1])
+                self._sxy = x.new_zeros(x.shape[1], y.shape[1])
+                self._sxx, self._syy = x.new_zeros(x.shape[1], x.shape[1]), y.new_zeros(y.shape[1], y.shape[1])
+            self._sx += x.sum(0)
+            self._sy += y.sum(0)
+            self._sxy += x.T @ y
+            self._sxx += x.T @ x
+            self._syy += y.T @ y
+        self.n += x.shape[0]
+        if self.batch_size:
+            self._px.append(x)
+            self._py.append(y)
+            have = sum(len(a) for a in self._px)
+            if have >= self.batch_size:
+                px, py = torch.cat(self._px), torch.cat(self._py)
+                cut = have - have % self.batch_size
+                for i in range(0, cut, self.batch_size):
+                    self._add_minibatch(px[i : i + self.batch_size], py[i : i + self.batch_size])
+                self._px, self._py = [px[cut:]], [py[cut:]]
+
+    def _add_minibatch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        k, l = x @ x.T, y @ y.T
+        self._hsic += torch.stack([hsic1(k, l), hsic1(k, k), hsic1(l, l)])
+        self._batches += 1
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``full``: the full-data (biased) CKA; ``minibatch``: mean HSIC_1(K,L) / sqrt(mean HSIC_1(K,K) mean HSIC_1(L,L)).
+
+        A value is NaN when it cannot be estimated (no variance; no complete minibatch; a negative HSIC_1(K,K)
+        estimate, which small minibatches can give).
+        """
+        nan = torch.tensor(float("nan"), dtype=torch.float64)
+        out = {"full": nan, "minibatch": nan}
+        if self.full and self.n > 1:
+            n = self.n
+            cxy = self._sxy - torch.outer(self._sx, self._sy) / n
+            cxx = self._sxx - torch.outer(self._sx, self._sx) / n
+            cyy = self._syy - torch.outer(self._sy, self._sy) / n
+            den = cxx.norm() * cyy.norm()
+            out["full"] = cxy.pow(2).sum() / den if den > 0 else nan
+        if self._batches:
+            kl, kk, ll = self._hsic / self._batches
+            if kk > 0 and ll > 0:
+                out["minibatch"] = kl / torch.sqrt(kk * ll)
+        return out
+
+
+@dataclass(frozen=True)
+class CKAResult:
+    layers: list[str]
+    full: list[float]
+    """Full-data linear CKA per layer (NaN where undefined)."""
+    minibatch: list[float]
+    """Minibatch linear CKA per layer, unbiased HSIC_1 averaged over minibatches of ``batch_size``."""
+    batch_size: int
+    n_examples: int
+    n_minibatches: int
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("full", "minibatch"):
+            d[k] = [None if not math.isfinite(v) else v for v in d[k]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CKAResult:
+        d = dict(d)
+        for k in ("full", "minibatch"):
+            d[k] = [float("nan") if v is None else float(v) for v in d[k]]
+        return cls(**d)
+
+
+@torch.no_grad()
+def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *, layers: Sequence[str],
+                       batch_size: int = 256, chunk: int = 512, max_full_features: int = 8192) -> CKAResult:
+    """Linear CKA between the same-named layers of two models on the same images.
+
+    Args:
+        model_a, model_b: models with ``features(x, layers)`` (see :class:`transferscope.models.ResNet`).
+        images: uint8 images (N, C, H, W) (or floats already scaled as by ``to_input``).
+        layers: layer names, e.g. ``model_a.layer_names()``; an unknown name raises and lists the valid ones.
+        batch_size: minibatch size m of the minibatch estimator (the last partial minibatch is dropped).
+        chunk: how many images go through the models at a time (memory only; results do not depend on it).
+        max_full_features: the full-data estimate keeps p x p sums; a layer with more flattened features than
+            this on either side gets only the minibatch estimate (its ``full`` is NaN).
+
+    The models are put in eval mode for the pass and given back in the mode they were in.
+    """
+    layers = list(layers)
+    modes = (model_a.training, model_b.training)
+    model_a.eval()
+    model_b.eval()
+    try:
+        accs: list[LinearCKAAccumulator] = []
+        for i in range(0, len(images), chunk):
+            xb = images[i : i + chunk]
+            xb = to_input(xb) if xb.dtype == torch.uint8 else xb
+            fa = model_a.features(xb, layers)
+            fb = model_b.features(xb, layers)
+            if not accs:
+                accs = [LinearCKAAccumulator(batch_size, full=max(fa[n][0].numel(), fb[n][0].numel()) <= max_full_features)
+                        for n in layers]
+            for acc, name in zip(accs, layers, strict=True):
+                acc.update(fa[name], fb[name])
+        results = [a.compute() for a in accs]
+    finally:
+        model_a.train(modes[0])
+        model_b.train(modes[1])
+    return CKAResult(layers, [float(r["full"]) for r in results], [float(r["minibatch"]) for r in results],
+                     batch_size, len(images), accs[0]._batches if accs else 0)

@@ -1,0 +1,152 @@
+import math
+
+import pytest
+import torch
+
+from transferscope.analyses.cka import CKAResult, LinearCKAAccumulator, feature_similarity, hsic1, linear_cka
+from transferscope.config import ModelConfig
+from transferscope.models import LayerError, create_model
+
+
+def _data(n=300, p=12, q=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, p, generator=g, dtype=torch.float64)
+    y = x[:, :q] @ torch.randn(q, q, generator=g, dtype=torch.float64) + 0.5 * torch.randn(n, q, generator=g,
+                                                                                           dtype=torch.float64)
+    return x, y
+
+
+def _reference_cka(x, y):
+    """Kornblith et al. eq. (3) through centred Gram matrices, written independently of the library."""
+    n = x.shape[0]
+    h = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    k, l = x @ x.T, y @ y.T
+
+    def hsic(a, b):
+        return torch.trace(a @ h @ b @ h) / (n - 1) ** 2
+
+    return hsic(k, l) / torch.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def _reference_hsic1(k, l):
+    """HSIC_1 with explicit ones vectors and matrices, as the formula in SCIENCE.md reads."""
+    m = k.shape[0]
+    kt = k - torch.diag(torch.diag(k))
+    lt = l - torch.diag(torch.diag(l))
+    one = torch.ones(m, 1, dtype=k.dtype)
+    a = torch.trace(kt @ lt)
+    b = (one.T @ kt @ one) * (one.T @ lt @ one) / ((m - 1) * (m - 2))
+    c = 2.0 / (m - 2) * (one.T @ kt @ lt @ one)
+    return ((a + b - c) / (m * (m - 3))).squeeze()
+
+
+def test_cka_of_a_matrix_with_itself_is_one():
+    x, _ = _data()
+    assert linear_cka(x, x).item() == pytest.approx(1.0, abs=1e-12)
+    wide = torch.randn(20, 50, dtype=torch.float64)  # p > n: the Gram-space branch
+    assert linear_cka(wide, wide).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_invariant_to_orthogonal_transforms_and_isotropic_scaling():
+    x, y = _data()
+    q, _ = torch.linalg.qr(torch.randn(12, 12, dtype=torch.float64))
+    base = linear_cka(x, y).item()
+    assert linear_cka(x @ q, y).item() == pytest.approx(base, rel=1e-10)
+    assert linear_cka(3.7 * x, 0.2 * y).item() == pytest.approx(base, rel=1e-10)
+    assert 0 < base < 1
+
+
+def test_not_invariant_to_a_general_linear_map():
+    x, y = _data()
+    a = torch.diag(torch.linspace(0.1, 10, 12, dtype=torch.float64))
+    assert abs(linear_cka(x @ a, y).item() - linear_cka(x, y).item()) > 1e-3
+
+
+@pytest.mark.parametrize("n, p, q", [(300, 12, 9), (30, 80, 40)])
+def test_matches_an_independent_gram_space_reference(n, p, q):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, p, generator=g, dtype=torch.float64)
+    y = torch.tanh(x[:, :q] * 2) + torch.randn(n, q, generator=g, dtype=torch.float64)
+    assert linear_cka(x, y).item() == pytest.approx(_reference_cka(x, y).item(), rel=1e-9)
+
+
+def test_streamed_full_data_equals_direct_in_any_chunking():
+    x, y = _data(n=517)
+    acc = LinearCKAAccumulator(batch_size=0)
+    for lo, hi in [(0, 1), (1, 100), (100, 333), (333, 517)]:
+        acc.update(x[lo:hi], y[lo:hi])
+    assert acc.compute()["full"].item() == pytest.approx(_reference_cka(x, y).item(), rel=1e-9)
+
+
+def test_hsic1_matches_the_formula():
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(16, 5, generator=g, dtype=torch.float64), torch.randn(16, 7, generator=g, dtype=torch.float64)
+    k, l = a @ a.T, b @ b.T
+    assert hsic1(k, l).item() == pytest.approx(_reference_hsic1(k, l).item(), rel=1e-10)
+    with pytest.raises(ValueError, match="at least 4"):
+        hsic1(k[:3, :3], l[:3, :3])
+
+
+def test_streamed_minibatch_regroups_and_drops_the_partial_batch():
+    x, y = _data(n=250)
+    m = 64
+    acc = LinearCKAAccumulator(batch_size=m, full=False)
+    for lo in range(0, 250, 37):  # updates that do not line up with the minibatches
+        acc.update(x[lo : lo + 37], y[lo : lo + 37])
+    sums = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, 250 - 250 % m, m):  # 3 full minibatches; the last 58 examples are dropped
+        k, l = x[i : i + m] @ x[i : i + m].T, y[i : i + m] @ y[i : i + m].T
+        sums += torch.stack([_reference_hsic1(k, l), _reference_hsic1(k, k), _reference_hsic1(l, l)])
+    expected = sums[0] / torch.sqrt(sums[1] * sums[2])
+    assert acc._batches == 3
+    assert acc.compute()["minibatch"].item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+def test_minibatch_and_full_agree_within_tolerance():
+    """With many examples per minibatch the unbiased minibatch estimate and the full-data estimate agree;
+    tolerance 0.02 on this data (the biased full-data estimator is slightly above)."""
+    x, y = _data(n=4096, p=16, q=16, seed=3)
+    acc = LinearCKAAccumulator(batch_size=512)
+    acc.update(x, y)
+    r = acc.compute()
+    assert abs(r["full"].item() - r["minibatch"].item()) < 0.02
+
+
+def test_no_variance_gives_nan_not_an_error():
+    x = torch.ones(10, 3, dtype=torch.float64)
+    assert math.isnan(linear_cka(x, torch.randn(10, 2, dtype=torch.float64)).item())
+
+
+def _models():
+    a = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 4, seed=0)
+    b = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 4, seed=1)
+    return a, b
+
+
+def test_feature_similarity_self_is_one_and_different_models_less():
+    a, b = _models()
+    imgs = torch.randint(0, 256, (96, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    layers = a.layer_names()
+    same = feature_similarity(a, a, imgs, layers=layers, batch_size=32, chunk=40)
+    diff = feature_similarity(a, b, imgs, layers=layers, batch_size=32, chunk=40)
+    assert all(v == pytest.approx(1.0, abs=1e-9) for v in same.full)
+    assert all(v == pytest.approx(1.0, abs=1e-9) for v in same.minibatch)
+    assert all(v < 0.999 for v in diff.full)  # guards the compare-a-model-with-itself bug
+    assert same.n_minibatches == 3 and diff.n_examples == 96
+    assert CKAResult.from_dict(diff.to_dict()) == diff
+
+
+def test_feature_similarity_leaves_models_unchanged():
+    a, b = _models()
+    b.eval()
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    imgs = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8)
+    feature_similarity(a, b, imgs, layers=["pool"], batch_size=8)
+    assert a.training and not b.training
+    assert all(torch.equal(before[k], v) for k, v in a.state_dict().items())
+
+
+def test_unknown_layer_lists_the_valid_ones():
+    a, b = _models()
+    with pytest.raises(LayerError, match="valid layers are stem"):
+        feature_similarity(a, b, torch.zeros(8, 1, 16, 16, dtype=torch.uint8), layers=["layer3"])
