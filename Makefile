@@ -12,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 demo: setup data
 	$(VENV)/bin/transferscope run
-	@echo "status any time: $(VENV)/bin/transferscope status results/quick"
+	$(VENV)/bin/transferscope analyze results/quick
 
 test: setup data
 	$(PY) -m pytest

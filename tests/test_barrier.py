@@ -46,13 +46,15 @@ def test_endpoints_reproduce_the_models_exactly(domain, norm):
 def test_batched_points_equal_one_model_per_point(domain):
     a, b = _trained(domain, 0), _trained(domain, 1)
     r = interpolate(a, b, domain.test, points=7)
-    r2 = interpolate(a, b, domain.test, points=7, chunk_points=2)
+    r2 = interpolate(a, b, domain.test, points=7, batched=True, chunk_points=2)
+    r3 = interpolate(a, b, domain.test, points=7, batched=True)
     for lam, loss in zip(r.lambdas, r.loss, strict=True):
         m = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 3, seed=0)
         sa, sb = a.state_dict(), b.state_dict()
         m.load_state_dict({k: torch.lerp(sa[k], sb[k], lam) for k in sa})
         assert evaluate(m, domain.test)[0] == pytest.approx(loss, rel=1e-5)
-    assert np.allclose(r.loss, r2.loss, rtol=1e-6)
+    assert np.allclose(r.loss, r2.loss, rtol=1e-5) and np.allclose(r.loss, r3.loss, rtol=1e-5)
+    assert r.error == pytest.approx(r3.error, abs=1e-6)
 
 
 def test_a_model_with_itself_has_no_barrier_and_inputs_unchanged(domain):

@@ -150,3 +150,13 @@ def test_unknown_layer_lists_the_valid_ones():
     a, b = _models()
     with pytest.raises(LayerError, match="valid layers are stem"):
         feature_similarity(a, b, torch.zeros(8, 1, 16, 16, dtype=torch.uint8), layers=["layer3"])
+
+
+def test_wide_layers_held_and_streamed_layers_agree():
+    a, b = _models()
+    imgs = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    layers = a.layer_names()
+    streamed = feature_similarity(a, b, imgs, layers=layers, batch_size=16, max_stream_features=0)
+    held = feature_similarity(a, b, imgs, layers=layers, batch_size=16, max_stream_features=64)
+    assert held.full == pytest.approx(streamed.full, rel=1e-6)
+    assert held.minibatch == streamed.minibatch

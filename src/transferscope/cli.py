@@ -1,4 +1,4 @@
-"""Command line: ``transferscope run | status | domains``."""
+"""Command line: ``transferscope run | status | analyze | domains``."""
 
 from __future__ import annotations
 
@@ -83,6 +83,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .store import Store
+    from .study import make_plan
+    from .study.analyze import analyze, format_claims, judge_claims, write_claims
+
+    results = Path(args.results)
+    cfg = _study_of(results)
+    plan = make_plan(cfg)
+    store = Store(results)
+    with store.lock():
+        run = analyze(plan, store, show_progress=not args.no_progress)
+    claims = judge_claims(plan, run.results)
+    path = write_claims(store, claims)
+    print(f"analyses: {len(run.computed)} computed, {len(run.cached)} cached, {len(run.missing)} missing")
+    for k, why in run.missing.items():
+        print(f"  missing {k}: {why}")
+    if run.seconds:
+        print("  computed in " + ", ".join(f"{k} {v:.1f} s" for k, v in run.seconds.items()))
+    print()
+    print(format_claims(claims))
+    print(f"\nanalyses: {path.parent.resolve()}")
+    return 0
+
+
 def cmd_domains(args: argparse.Namespace) -> int:
     from .data import get_domain_info, list_domains
 
@@ -117,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("results", nargs="?", default="results/quick")
     s.add_argument("--runs", action="store_true", help="list every run")
     s.set_defaults(fn=cmd_status)
+
+    a = sub.add_parser("analyze", help="compute the missing analyses of a study and judge the paper's claims")
+    a.add_argument("results", nargs="?", default="results/quick")
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a.set_defaults(fn=cmd_analyze)
 
     d = sub.add_parser("domains", help="list the registered image domains")
     d.set_defaults(fn=cmd_domains)

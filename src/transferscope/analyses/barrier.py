@@ -4,8 +4,11 @@ Frankle et al. 2020; Entezari et al. 2022).
 theta(l) = (1 - l) theta_1 + l theta_2 at ``points`` values of l in [0, 1]; the test loss and error at each;
 barrier = max_l E(theta(l)) - ((1 - l) E(theta_1) + l E(theta_2)), for the error and for the loss.
 
-Networks without batch statistics (GroupNorm, Fixup) are evaluated exactly, several interpolation points in
-one pass with ``torch.func.functional_call`` under ``vmap``. With BatchNorm the running statistics do not
+Networks without batch statistics (GroupNorm, Fixup) are evaluated exactly: point by point in one working
+copy (the default), or, with ``batched=True``, several interpolation points in one pass with
+``torch.func.functional_call`` under ``vmap``. On a CPU the batched pass was slower (9.1 s against 1.7 s for
+11 points of the quick study's model on 500 images: torch's batching rule for convolutions with batched
+weights becomes a grouped convolution); see ``benchmarks/barrier_points.py``. With BatchNorm the running statistics do not
 match interpolated weights; ``bn_policy`` chooses: ``recompute`` (reset and re-estimate them on training data;
 the default for such nets), ``interpolate`` (interpolate them too) or ``keep`` (keep model 1's).
 """
@@ -109,7 +112,7 @@ def _recompute_bn(model: nn.Module, train: Split, batch_size: int, batches: int)
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points: int = 11,
                 bn_policy: BNPolicy = "recompute", train_split: Split | None = None, batch_size: int = 500,
-                bn_batches: int = 20, chunk_points: int = 0) -> BarrierResult:
+                bn_batches: int = 20, batched: bool = False, chunk_points: int = 0) -> BarrierResult:
     """Loss and error along the straight line between two models, and the barrier.
 
     Args:
@@ -117,7 +120,8 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
         split: evaluation data (the test split in the paper).
         points: N values of l, evenly spaced in [0, 1] (both ends included).
         bn_policy: for nets with BatchNorm only (see the module docstring); ``recompute`` needs ``train_split``.
-        chunk_points: interpolation points evaluated per pass (0: all at once; memory grows with it).
+        batched: evaluate several points per pass with ``vmap`` (nets without batch statistics only).
+        chunk_points: with ``batched``, points per pass (0: all at once; memory grows with it).
     """
     if points < 2:
         raise ValueError(f"interpolate: points must be >= 2, got {points}")
@@ -126,7 +130,19 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     model = copy.deepcopy(model_a).eval()
     pa = {n: p.detach() for n, p in model_a.named_parameters()}
     pb = {n: p.detach() for n, p in model_b.named_parameters()}
-    if not has_batch_statistics(model):
+    from ..train import evaluate
+
+    if not has_batch_statistics(model) and not batched:
+        loss, err = np.zeros(points), np.zeros(points)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for j, lam in enumerate(lambdas.tolist()):
+                for n, p in params.items():
+                    p.copy_(torch.lerp(pa[n], pb[n], lam))
+                loss[j], acc, _ = evaluate(model, split, batch_size)
+                err[j] = 1 - acc
+        policy = "exact"
+    elif not has_batch_statistics(model):
         buffers = {n: b for n, b in model.named_buffers()}
         losses, errors = [], []
         step = chunk_points or points
@@ -141,8 +157,6 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
             raise ValueError("interpolate: bn_policy='recompute' needs train_split (data to re-estimate BatchNorm)")
         ba, bb = dict(model_a.named_buffers()), dict(model_b.named_buffers())
         loss, err = np.zeros(points), np.zeros(points)
-        from ..train import evaluate
-
         for j, lam in enumerate(lambdas.tolist()):
             state = {n: torch.lerp(pa[n], pb[n], lam) for n in pa}
             for n, buf in ba.items():

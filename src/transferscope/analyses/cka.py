@@ -188,7 +188,7 @@ class CKAResult:
 
 @torch.no_grad()
 def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *, layers: Sequence[str],
-                       batch_size: int = 256, chunk: int = 512, max_full_features: int = 8192) -> CKAResult:
+                       batch_size: int = 256, chunk: int = 512, max_stream_features: int = 2048) -> CKAResult:
     """Linear CKA between the same-named layers of two models on the same images.
 
     Args:
@@ -197,8 +197,10 @@ def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Ten
         layers: layer names, e.g. ``model_a.layer_names()``; an unknown name raises and lists the valid ones.
         batch_size: minibatch size m of the minibatch estimator (the last partial minibatch is dropped).
         chunk: how many images go through the models at a time (memory only; results do not depend on it).
-        max_full_features: the full-data estimate keeps p x p sums; a layer with more flattened features than
-            this on either side gets only the minibatch estimate (its ``full`` is NaN).
+        max_stream_features: the full-data estimate is streamed in feature space (p x q sums, memory
+            independent of N) for layers with at most this many flattened features on each side. Wider layers
+            (early conv maps) keep their features, N x (p + q) float32, and use the Gram-space formula when
+            p q > N^2: there memory grows with N. Set 0 to stream every layer.
 
     The models are put in eval mode for the pass and given back in the mode they were in.
     """
@@ -208,17 +210,27 @@ def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Ten
     model_b.eval()
     try:
         accs: list[LinearCKAAccumulator] = []
+        held: dict[str, tuple[list, list]] = {}
         for i in range(0, len(images), chunk):
             xb = images[i : i + chunk]
             xb = to_input(xb) if xb.dtype == torch.uint8 else xb
             fa = model_a.features(xb, layers)
             fb = model_b.features(xb, layers)
             if not accs:
-                accs = [LinearCKAAccumulator(batch_size, full=max(fa[n][0].numel(), fb[n][0].numel()) <= max_full_features)
-                        for n in layers]
+                for n in layers:
+                    wide = max_stream_features and max(fa[n][0].numel(), fb[n][0].numel()) > max_stream_features
+                    accs.append(LinearCKAAccumulator(batch_size, full=not wide))
+                    if wide:
+                        held[n] = ([], [])
             for acc, name in zip(accs, layers, strict=True):
                 acc.update(fa[name], fb[name])
+                if name in held:
+                    held[name][0].append(fa[name].reshape(len(xb), -1).float())
+                    held[name][1].append(fb[name].reshape(len(xb), -1).float())
         results = [a.compute() for a in accs]
+        for j, name in enumerate(layers):
+            if name in held:
+                results[j]["full"] = linear_cka(torch.cat(held[name][0]), torch.cat(held[name][1]))
     finally:
         model_a.train(modes[0])
         model_b.train(modes[1])

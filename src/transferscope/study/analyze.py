@@ -1,0 +1,388 @@
+"""Run the analyses of Neyshabur et al. over a (partly) finished study and judge its claims.
+
+Each analysis result is cached beside the runs, in ``RESULTS/analyses/<name>-<target>-<hash>.json``, keyed by
+a hash of its arguments and of the ids of the runs it reads; a result that is there is not computed again.
+Analyses whose runs are missing are skipped and said to be so. The claims are judged from the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from ..analyses.barrier import interpolate
+from ..analyses.cka import feature_similarity
+from ..analyses.criticality import module_criticality
+from ..analyses.distance import parameter_distance
+from ..analyses.mistakes import mistakes
+from ..store import RUN_DONE, Store, atomic_write_text, dumps
+from .execute import _domain, load_run_model
+from .plan import Plan, RunSpec
+from .summary import results_table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AnalysisSettings", "analyze", "judge_claims", "format_claims"]
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    cka_batch_size: int = 100
+    barrier_points: int = 11
+    criticality_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    criticality_samples: int = 2
+    criticality_examples: int = 100
+    criticality_tolerance: float = 0.1
+    criticality_s_tol: float = 0.02
+    seed: int = 0
+
+
+@dataclass
+class AnalysisRun:
+    results: dict[str, dict] = field(default_factory=dict)
+    computed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _runs(plan: Plan, store: Store, target: str, block: int, arm: str, ckpt: float = -1.0) -> list[RunSpec]:
+    return [r for r in plan.runs if r.arm == arm and r.domain.display == target and r.block_size == block
+            and r.parent_checkpoint == ckpt and store.run_status(r.run_id) == RUN_DONE]
+
+
+def _key(name: str, target: str, args: dict, run_ids: list[str]) -> str:
+    h = hashlib.sha256(json.dumps({"name": name, "args": args, "runs": run_ids}, sort_keys=True, default=str).encode())
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in target)
+    return f"{name}-{safe}-{h.hexdigest()[:10]}"
+
+
+def _state(store: Store, spec: RunSpec, which: str) -> dict[str, torch.Tensor]:
+    return load_file(str(store.run_dir(spec.run_id) / f"{which}.safetensors"))
+
+
+def analyze(plan: Plan, store: Store, settings: AnalysisSettings = AnalysisSettings(),
+            show_progress: bool = True) -> AnalysisRun:
+    """Compute every missing analysis of the study in ``store``; return all results (cached or new)."""
+    cfg = plan.config
+    out = AnalysisRun()
+    full = cfg.data.image_size
+    adir = store.root / "analyses"
+    p_spec = plan.pretrain()
+    p_done = store.run_status(p_spec.run_id) == RUN_DONE
+    jobs: list[tuple[str, str, dict, list[str], Callable[[], dict]]] = []
+
+    # 1. feature reuse vs low-level statistics: read from the runs' metrics
+    table = results_table(plan, store)
+    jobs.append(("transfer", "all", {}, [r.run_id for r in plan.runs if store.run_status(r.run_id) == RUN_DONE],
+                 lambda: {"rows": [{"target": r["target"], "block_size": r["block_size"], "gain": r["gain"],
+                                    **{f"{arm}_{k}": getattr(r[arm], k) for arm in ("P-T", "RI-T")
+                                       for k in ("n", "acc_mean", "acc_std", "speed_mean_acc_k", "speed_steps_to_frac")}}
+                                   for r in table if r["P-T"].n and r["RI-T"].n],
+                          "speed_k": cfg.finetune.speed_epochs, "speed_fraction": cfg.finetune.speed_fraction}))
+
+    for t in cfg.targets:
+        name = t.display
+        pt = _runs(plan, store, name, full, "P-T")
+        ri = _runs(plan, store, name, full, "RI-T")
+        if len(pt) < 2 or len(ri) < 2:
+            out.missing[f"pairs-{name}"] = f"needs 2 finished P-T and RI-T runs at block {full}; has {len(pt)}, {len(ri)}"
+            continue
+        pairs = {"P-T/P-T": (pt[0], pt[1]), "RI-T/RI-T": (ri[0], ri[1]), "P-T/RI-T": (pt[0], ri[0])}
+        ids = [s.run_id for s in (pt[0], pt[1], ri[0], ri[1])] + ([p_spec.run_id] if p_done else [])
+
+        def do_mistakes(pairs=pairs):
+            res = {}
+            for label, (a, b) in pairs.items():
+                za, zb = store.read_npz(a.run_id), store.read_npz(b.run_id)
+                res[label] = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"]).to_dict()
+                res[label]["test_index"] = za["test_index"].tolist()
+            return res
+
+        jobs.append(("mistakes", name, {}, ids[:4], do_mistakes))
+
+        def do_cka(pairs=pairs, t=t, pt=pt):
+            data = _domain(t, cfg.data)
+            models = {}
+
+            def model(spec, which="weights"):
+                key = (spec.run_id, which)
+                if key not in models:
+                    models[key] = load_run_model(store, spec, which)
+                return models[key]
+
+            res = {}
+            todo = dict(pairs)
+            for label, (a, b) in todo.items():
+                ma, mb = model(a), model(b)
+                res[label] = feature_similarity(ma, mb, data.test.x, layers=ma.layer_names(),
+                                                batch_size=settings.cka_batch_size).to_dict()
+            if p_done:
+                mp = load_run_model(store, p_spec)
+                ma = model(pt[0])
+                res["P/P-T"] = feature_similarity(mp, ma, data.test.x, layers=ma.layer_names(),
+                                                  batch_size=settings.cka_batch_size).to_dict()
+            return res
+
+        jobs.append(("cka", name, {"batch_size": settings.cka_batch_size, "version": 2}, ids, do_cka))
+
+        def do_distance(pt=pt, ri=ri):
+            res = {}
+            m_pt0, m_ri0 = load_run_model(store, pt[0]), load_run_model(store, ri[0])
+            res["P-T/P-T"] = parameter_distance(m_pt0, load_run_model(store, pt[1])).to_dict()
+            res["RI-T/RI-T"] = parameter_distance(m_ri0, load_run_model(store, ri[1])).to_dict()
+            res["P-T/P"] = parameter_distance(m_pt0, _state(store, pt[0], "init")).to_dict()  # init = P + new head
+            res["RI-T/RI"] = parameter_distance(m_ri0, _state(store, ri[0], "init")).to_dict()
+            return res
+
+        jobs.append(("distance", name, {}, ids[:4], do_distance))
+
+        def do_barrier(pairs=pairs, t=t, pt=pt):
+            data = _domain(t, cfg.data)
+            res = {}
+            for label, (a, b) in pairs.items():
+                res[label] = interpolate(load_run_model(store, a), load_run_model(store, b), data.test,
+                                         points=settings.barrier_points, train_split=data.train).to_dict()
+            if p_done:  # P's body with P-T's head: the start of fine-tuning, as far as the body goes
+                m_pt = load_run_model(store, pt[0])
+                m_p = load_run_model(store, pt[0], "init")
+                res["P/P-T"] = interpolate(m_p, m_pt, data.test, points=settings.barrier_points,
+                                           train_split=data.train).to_dict()
+            return res
+
+        jobs.append(("barrier", name, {"points": settings.barrier_points}, ids, do_barrier))
+
+        def do_crit(pt=pt, ri=ri, t=t):
+            data = _domain(t, cfg.data)
+            res = {}
+            for label, spec in (("P-T", pt[0]), ("RI-T", ri[0])):
+                res[label] = module_criticality(
+                    load_run_model(store, spec), _state(store, spec, "init"), data.train,
+                    alphas=settings.criticality_alphas, samples=settings.criticality_samples,
+                    n_examples=settings.criticality_examples, tolerance=settings.criticality_tolerance,
+                    s_tol=settings.criticality_s_tol, seed=settings.seed).to_dict()
+            return res
+
+        crit_args = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k.startswith("criticality")}
+        jobs.append(("criticality", name, {**crit_args, "seed": settings.seed}, ids[:4], do_crit))
+
+    # 9. basin entry: P-T from earlier checkpoints against P-T from the final one
+    bsize = cfg.basin.block_size or full
+    for t in cfg.targets:
+        name = t.display
+        sweep = sorted({r.parent_checkpoint for r in plan.runs if r.arm == "P-T" and r.domain.display == name
+                        and r.parent_checkpoint >= 0})
+        if not sweep:
+            continue
+        final = _runs(plan, store, name, bsize, "P-T")
+        if not final:
+            out.missing[f"basin-{name}"] = "needs the P-T runs from the final checkpoint"
+            continue
+        by_ckpt = {e: _runs(plan, store, name, bsize, "P-T", e) for e in sweep}
+        ids = [s.run_id for s in final] + [s.run_id for v in by_ckpt.values() for s in v]
+
+        def do_basin(final=final, by_ckpt=by_ckpt, t=t):
+            data = _domain(t, cfg.data).shuffled(bsize, cfg.data.shuffle_seed)
+            finals = {s.seed: s for s in final}
+            rows = []
+            for e, specs in list(by_ckpt.items()) + [(float(cfg.pretrain.epochs), final)]:
+                for s in specs:
+                    m = store.read_json(s.run_id, "metrics.json")
+                    row = {"checkpoint": e, "seed": s.seed, "test_acc": m["test_acc"],
+                           "speed_mean_acc_k": m["speed_mean_acc_k"], "speed_steps_to_frac": m["speed_steps_to_frac"]}
+                    f = finals.get(s.seed)
+                    if f is not None and f.run_id != s.run_id:
+                        b = interpolate(load_run_model(store, s), load_run_model(store, f), data.test,
+                                        points=settings.barrier_points, train_split=data.train)
+                        row["barrier_error"], row["barrier_loss"] = b.barrier_error, b.barrier_loss
+                    else:
+                        row["barrier_error"] = row["barrier_loss"] = 0.0
+                    rows.append(row)
+            return {"rows": rows, "block_size": bsize}
+
+        jobs.append(("basin", name, {"points": settings.barrier_points, "block": bsize}, ids, do_basin))
+
+    for name, target, args, ids, fn in tqdm(jobs, desc="analyses", disable=not show_progress, leave=False):
+        key = _key(name, target, args, ids)
+        path = adir / f"{key}.json"
+        if path.is_file():
+            out.cached.append(key)
+            out.results[f"{name}/{target}"] = json.loads(path.read_text())["result"]
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = fn()
+        except Exception as e:  # one analysis failing must not lose the others
+            log.warning("analysis %s on %s failed: %s", name, target, e, exc_info=True)
+            out.missing[f"{name}-{target}"] = f"failed: {type(e).__name__}: {e}"
+            continue
+        seconds = time.perf_counter() - t0
+        out.seconds[f"{name}/{target}"] = seconds
+        atomic_write_text(path, dumps({"analysis": name, "target": target, "args": args, "runs": ids, "seconds": seconds,
+                                       "result": result}))
+        out.computed.append(key)
+        out.results[f"{name}/{target}"] = json.loads(dumps(result))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+def _nan(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
+    """One entry per claim 1-9 of Neyshabur et al.: the figures behind it and a verdict from them.
+
+    Verdicts: ``holds``, ``does not hold``, ``partly`` (holds on some targets only) or ``not measured``.
+    """
+    cfg = plan.config
+    full = cfg.data.image_size
+    targets = [t.display for t in cfg.targets]
+    rows = results.get("transfer/all", {}).get("rows", [])
+    cell = {(r["target"], r["block_size"]): r for r in rows}
+    blocks = sorted({r["block_size"] for r in rows}, reverse=True)
+    small = blocks[-1] if blocks else None
+    claims = []
+
+    def verdict(flags: list[bool]) -> str:
+        if not flags:
+            return "not measured"
+        return "holds" if all(flags) else "does not hold" if not any(flags) else "partly"
+
+    # 1
+    gains = [(t, _nan(cell[(t, full)]["gain"])) for t in targets if (t, full) in cell]
+    ok = [g > 0 for _, g in gains if math.isfinite(g)]
+    order = [g for _, g in gains]
+    ordered = all(a >= b for a, b in zip(order, order[1:], strict=False))
+    v1 = verdict(ok)
+    if v1 == "holds" and not ordered:
+        v1 = "partly"  # P-T wins everywhere, but not most on the nearest targets
+    claims.append({"claim": 1, "text": "P-T beats RI-T on every target, most on the most similar",
+                   "figures": "; ".join(f"{t}: gain {g:+.3f}" for t, g in gains) + f"; gains ordered by distance: {ordered}",
+                   "verdict": v1})
+    # 2
+    f2, txt = [], []
+    for t in targets:
+        if (t, full) in cell and small is not None and (t, small) in cell and small != full:
+            a, b = cell[(t, full)], cell[(t, small)]
+            drop = b["P-T_acc_mean"] < a["P-T_acc_mean"] and b["RI-T_acc_mean"] < a["RI-T_acc_mean"]
+            shrink = b["gain"] < a["gain"]
+            f2.append(drop and shrink)
+            txt.append(f"{t}: P-T {a['P-T_acc_mean']:.3f}->{b['P-T_acc_mean']:.3f}, RI-T {a['RI-T_acc_mean']:.3f}->"
+                       f"{b['RI-T_acc_mean']:.3f}, gain {a['gain']:+.3f}->{b['gain']:+.3f} (block {full}->{small})")
+    claims.append({"claim": 2, "text": "shuffling lowers both; P-T's gain shrinks with the block size",
+                   "figures": "; ".join(txt), "verdict": verdict(f2)})
+    # 3
+    f3, txt = [], []
+    for t in targets:
+        if small is not None and (t, small) in cell:
+            c = cell[(t, small)]
+            f3.append(c["P-T_speed_mean_acc_k"] > c["RI-T_speed_mean_acc_k"])
+            txt.append(f"{t} (block {small}): mean train acc over first {cfg.finetune.speed_epochs} epochs "
+                       f"P-T {c['P-T_speed_mean_acc_k']:.3f} vs RI-T {c['RI-T_speed_mean_acc_k']:.3f}")
+    claims.append({"claim": 3, "text": "at the smallest blocks P-T still trains faster", "figures": "; ".join(txt),
+                   "verdict": verdict(f3)})
+    # 4
+    f4, txt = [], []
+    for t in targets:
+        m = results.get(f"mistakes/{t}")
+        if m:
+            a, b = m["P-T/P-T"], m["RI-T/RI-T"]
+            f4.append(a["uncommon"] < b["uncommon"])
+            txt.append(f"{t}: common/uncommon P-T pair {a['common']}/{a['uncommon']}, RI-T pair {b['common']}/{b['uncommon']}")
+    claims.append({"claim": 4, "text": "two P-T models make fewer different mistakes than two RI-T models",
+                   "figures": "; ".join(txt), "verdict": verdict(f4)})
+    # 5
+    f5, txt = [], []
+    for t in targets:
+        c = results.get(f"cka/{t}")
+        if c:
+            a, b = np.array([_nan(v) for v in c["P-T/P-T"]["full"]]), np.array([_nan(v) for v in c["RI-T/RI-T"]["full"]])
+            layers = c["P-T/P-T"]["layers"]
+            f5.append(bool(np.all(a[:-1] > b[:-1])))
+            diff = a - b
+            txt.append(f"{t}: CKA P-T pair - RI-T pair per layer " + ", ".join(f"{n} {d:+.2f}" for n, d in zip(layers, diff, strict=True)))
+    claims.append({"claim": 5, "text": "P-T pairs are more similar in feature space (CKA) at every layer",
+                   "figures": "; ".join(txt), "verdict": verdict(f5)})
+    # 6
+    f6, txt = [], []
+    for t in targets:
+        d = results.get(f"distance/{t}")
+        if d:
+            v = {k: d[k]["total"] for k in ("P-T/P-T", "RI-T/RI-T", "P-T/P", "RI-T/RI")}
+            f6.append(v["P-T/P-T"] < v["RI-T/RI-T"] and v["P-T/P"] < v["RI-T/RI"])
+            txt.append(f"{t}: " + ", ".join(f"{k} {x:.2f}" for k, x in v.items()))
+    claims.append({"claim": 6, "text": "P-T models are close to each other and to P; RI-T models are far",
+                   "figures": "; ".join(txt), "verdict": verdict(f6)})
+    # 7
+    f7, txt = [], []
+    for t in targets:
+        b = results.get(f"barrier/{t}")
+        if b:
+            v = {k: b[k]["barrier_error"] for k in ("P-T/P-T", "RI-T/RI-T", "P-T/RI-T")}
+            f7.append(v["P-T/P-T"] <= 0.01 and v["RI-T/RI-T"] > v["P-T/P-T"] and v["P-T/RI-T"] > v["P-T/P-T"])
+            txt.append(f"{t}: error barrier " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
+    claims.append({"claim": 7, "text": "no barrier between two P-T models (<= 0.01 error); barriers for RI-T pairs",
+                   "figures": "; ".join(txt), "verdict": verdict(f7)})
+    # 8
+    f8, txt = [], []
+    for t in targets:
+        c = results.get(f"criticality/{t}")
+        if c:
+            crit = [x if x is not None else math.inf for x in c["P-T"]["criticality"]]
+            mods = c["P-T"]["modules"]
+            body = [(m, x) for m, x in zip(mods, crit, strict=True) if m != "head"]
+            half = len(body) // 2
+            low = np.mean([min(x, 1e12) for _, x in body[:half]]) if half else math.nan
+            high = np.mean([min(x, 1e12) for _, x in body[half:]]) if half else math.nan
+            f8.append(bool(low < high))
+            txt.append(f"{t}: P-T criticality " + ", ".join(f"{m} {x:.3g}" for m, x in body))
+    claims.append({"claim": 8, "text": "lower modules are less critical than higher ones (P-T)",
+                   "figures": "; ".join(txt), "verdict": verdict(f8)})
+    # 9
+    f9, txt = [], []
+    for t in targets:
+        b = results.get(f"basin/{t}")
+        if b:
+            rows9 = b["rows"]
+            final_e = max(r["checkpoint"] for r in rows9)
+            final_acc = np.mean([r["test_acc"] for r in rows9 if r["checkpoint"] == final_e])
+            per = {}
+            for r in rows9:
+                per.setdefault(r["checkpoint"], []).append(r)
+            parts = []
+            for e in sorted(per):
+                acc = np.mean([r["test_acc"] for r in per[e]])
+                bar = np.mean([_nan(r["barrier_error"]) for r in per[e]])
+                parts.append(f"ckpt {e:g}: acc {acc:.3f}, barrier {bar:.3f}")
+            earlier = [e for e in per if e < final_e]
+            f9.append(any(abs(np.mean([r["test_acc"] for r in per[e]]) - final_acc) <= 0.01 for e in earlier))
+            txt.append(f"{t}: " + "; ".join(parts))
+    claims.append({"claim": 9, "text": "fine-tuning from an earlier checkpoint can match the final one (within 0.01)",
+                   "figures": "; ".join(txt), "verdict": verdict(f9)})
+    return claims
+
+
+def format_claims(claims: list[dict]) -> str:
+    lines = []
+    for c in claims:
+        lines.append(f"claim {c['claim']}: {c['text']}\n  -> {c['verdict'].upper()}: {c['figures'] or 'no figures'}")
+    return "\n".join(lines)
+
+
+def write_claims(store: Store, claims: list[dict]) -> Path:
+    path = store.root / "analyses" / "claims.json"
+    atomic_write_text(path, dumps(claims))
+    return path
