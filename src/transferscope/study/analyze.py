@@ -313,7 +313,8 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             layers = c["P-T/P-T"]["layers"]
             f5.append(bool(np.all(a[:-1] > b[:-1])))
             diff = a - b
-            txt.append(f"{t}: CKA P-T pair - RI-T pair per layer " + ", ".join(f"{n} {d:+.2f}" for n, d in zip(layers, diff, strict=True)))
+            per_layer = ", ".join(f"{n} {d:+.2f}" for n, d in zip(layers, diff, strict=True))
+            txt.append(f"{t}: CKA P-T pair - RI-T pair per layer {per_layer}")
     claims.append({"claim": 5, "text": "P-T pairs are more similar in feature space (CKA) at every layer",
                    "figures": "; ".join(txt), "verdict": verdict(f5)})
     # 6
