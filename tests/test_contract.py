@@ -1,0 +1,53 @@
+"""The contract every registered analysis keeps: its result round-trips through JSON; the same seed gives
+the same result; the models it is given are not changed (weights, buffers, train/eval mode)."""
+
+import json
+
+import pytest
+import torch
+
+from transferscope.analyses import get_analysis, list_analyses
+from transferscope.config import DataConfig, DomainConfig, ModelConfig, TrainConfig
+from transferscope.data import load_domain
+from transferscope.models import create_model
+from transferscope.store import dumps
+from transferscope.train import train
+
+from .conftest import make_imagefolder
+
+OPTIONS = {"cka": {"batch_size": 8}, "barrier": {"points": 3},
+           "criticality": {"alphas": [0.0, 1.0], "samples": 2, "n_examples": 24, "s_tol": 0.05}}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = make_imagefolder(tmp_path_factory.mktemp("k") / "d", n_classes=3, per_class=24, size=16)
+    d = load_domain(DomainConfig("imagefolder", path=str(root), n_val_per_class=4, n_test_per_class=8),
+                    DataConfig(image_size=16, cache_dir=str(tmp_path_factory.mktemp("cache"))))
+    a = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 3, seed=0)
+    b = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 3, seed=1)
+    train(a, d, TrainConfig(epochs=2, batch_size=8, lr=0.05, speed_epochs=1), seed=0)
+    b.eval()  # one in train mode, one in eval mode: both must come back as they were
+    return a, b, d
+
+
+def test_the_registry_holds_every_analysis():
+    assert set(list_analyses()) == {"mistakes", "cka", "distance", "barrier", "criticality"}
+    with pytest.raises(KeyError, match="registered analyses are"):
+        get_analysis("nope")
+
+
+@pytest.mark.parametrize("name", list_analyses())
+def test_contract(name, pair):
+    a, b, d = pair
+    info = get_analysis(name)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (a, b)]
+    r1 = info.run(a, b, d, seed=3, **OPTIONS.get(name, {}))
+    r2 = info.run(a, b, d, seed=3, **OPTIONS.get(name, {}))
+    assert isinstance(r1, info.result_type)
+    assert json.dumps(r1.to_dict(), sort_keys=True, default=str) == json.dumps(r2.to_dict(), sort_keys=True, default=str)
+    back = info.result_type.from_dict(json.loads(dumps(r1.to_dict())))
+    assert json.loads(dumps(back.to_dict())) == json.loads(dumps(r1.to_dict()))
+    for m, state in zip((a, b), before, strict=True):
+        assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
+    assert a.training and not b.training
