@@ -224,7 +224,6 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         bar = tqdm(total=len(plan.runs), initial=len(summary.skipped), desc="runs", unit="run",
                    disable=not show_progress, dynamic_ncols=True)
         pending = list(todo)
-        parents = {r.parent for r in plan.runs if r.parent}
         running: dict[cf.Future, RunSpec] = {}
         ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
         q = ctx.Queue() if jobs > 1 else None
@@ -273,16 +272,10 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     bar.set_postfix_str(spec.run_id[:40])
                     finish(spec, run_one(spec, store.root, threads, prov))
                     continue
-                # A run that others wait for (pre-training) is the critical path: it runs alone, on every
-                # core, and nothing starts beside it.
-                while startable and len(running) < jobs and not any(s.run_id in parents for s in running.values()):
-                    spec = startable[0]
-                    if spec.run_id in parents and running:
-                        break
-                    startable.pop(0)
+                while startable and len(running) < jobs:
+                    spec = startable.pop(0)
                     pending.remove(spec)
-                    alone = spec.run_id in parents
-                    active = 1 if alone else len(running) + 1 + min(len(startable), jobs - len(running) - 1)
+                    active = len(running) + 1 + min(len(startable), jobs - len(running) - 1)
                     n = threads or max(1, cores // max(1, active))
                     running[pool.submit(run_one, spec, str(store.root), n, prov)] = spec
                 if not running:
