@@ -143,9 +143,18 @@ def _rewind(ev: _Evaluator, module: str, alphas: Sequence[float]) -> tuple[list[
     return losses, accs
 
 
-def _result(names, crit, best, dist, alphas, rew, eps, final_loss, tolerance, samples, seed, method):
+def _per_module(ev: _Evaluator, names: list[str], alphas: Sequence[float], search, meta: tuple) -> CriticalityResult:
+    """Run ``search(module, distance) -> (criticality, (a, s))`` for every module, with its rewinding curve."""
+    crit, best, dist, rew = [], [], [], []
+    for m in names:
+        d = ev.distance(m)
+        value, arg = search(m, d)
+        crit.append(value)
+        best.append(arg)
+        dist.append(d)
+        rew.append(_rewind(ev, m, alphas))
     return CriticalityResult(names, crit, [b[0] for b in best], [b[1] for b in best], dist, list(map(float, alphas)),
-                             [r[0] for r in rew], [r[1] for r in rew], eps, final_loss, tolerance, samples, seed, method)
+                             [r[0] for r in rew], [r[1] for r in rew], *meta)
 
 
 def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
@@ -161,9 +170,8 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
         data: training data (the first ``n_examples`` are used).
     """
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
-    crit, best, dist, rew = [], [], [], []
-    for m in names:
-        d = ev.distance(m)
+
+    def search(m: str, d: float) -> tuple[float, tuple[float, float]]:
         value, arg = math.inf, (math.nan, math.nan)
         for a in alphas:
             for s in sigmas:
@@ -172,11 +180,9 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
                 cand = a * a * d * d / (s * s)
                 if cand < value and ev.noisy_loss(m, a, s) <= eps:
                     value, arg = cand, (float(a), float(s))
-        crit.append(value)
-        best.append(arg)
-        dist.append(d)
-        rew.append(_rewind(ev, m, alphas))
-    return _result(names, crit, best, dist, alphas, rew, eps, final_loss, tolerance, samples, seed, "grid")
+        return value, arg
+
+    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "grid"))
 
 
 def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
@@ -186,9 +192,8 @@ def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data:
     """Criticality per module by bisection on s for each a (see the module docstring). Arguments as
     :func:`criticality_grid`; ``s_max`` bounds the noise scale searched and ``s_tol`` the bisection."""
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
-    crit, best, dist, rew = [], [], [], []
-    for m in names:
-        d = ev.distance(m)
+
+    def search(m: str, d: float) -> tuple[float, tuple[float, float]]:
         value, arg = math.inf, (math.nan, math.nan)
         for a in alphas:
             if a == 0 or d == 0:
@@ -213,11 +218,9 @@ def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data:
             cand = a * a * d * d / (lo * lo)
             if cand < value:
                 value, arg = cand, (float(a), lo)
-        crit.append(value)
-        best.append(arg)
-        dist.append(d)
-        rew.append(_rewind(ev, m, alphas))
-    return _result(names, crit, best, dist, alphas, rew, eps, final_loss, tolerance, samples, seed, "bisection")
+        return value, arg
+
+    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "bisection"))
 
 
 def rewind_curve(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
