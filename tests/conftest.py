@@ -92,3 +92,27 @@ batch_size = 8
 checkpoint_epochs = [1]
 {extra}
 """
+
+
+@pytest.fixture(scope="session")
+def small_domain(tmp_path_factory):
+    """3 classes of 16x16 stripes: 72 training, 12 validation and 30 test images, shared by the analysis tests
+    (training never changes a domain)."""
+    from transferscope.config import DataConfig, DomainConfig
+    from transferscope.data import load_domain
+
+    root = make_imagefolder(tmp_path_factory.mktemp("small") / "d", n_classes=3, per_class=38, size=16)
+    return load_domain(DomainConfig("imagefolder", path=str(root), n_val_per_class=4, n_test_per_class=10),
+                       DataConfig(image_size=16, cache_dir=str(tmp_path_factory.mktemp("cache"))))
+
+
+def trained_model(domain, seed: int, *, norm: str = "groupnorm", width: int = 8, epochs: int = 2):
+    """A small ResNet trained briefly on ``domain``; returns (model, its initial state dict)."""
+    from transferscope.config import ModelConfig, TrainConfig
+    from transferscope.models import create_model
+    from transferscope.train import train
+
+    m = create_model(ModelConfig(blocks=[1, 1], width=width, norm=norm), 1, domain.num_classes, seed=seed)
+    init = {k: v.clone() for k, v in m.state_dict().items()}
+    train(m, domain, TrainConfig(epochs=epochs, batch_size=8, lr=0.05, speed_epochs=1), seed=seed)
+    return m, init

@@ -3,25 +3,20 @@ import pytest
 import torch
 
 from transferscope.analyses.barrier import BarrierResult, barrier_of_curve, interpolate
-from transferscope.config import DataConfig, DomainConfig, ModelConfig, TrainConfig
-from transferscope.data import load_domain
+from transferscope.config import ModelConfig
 from transferscope.models import create_model
-from transferscope.train import evaluate, train
+from transferscope.train import evaluate
 
-from .conftest import make_imagefolder
+from .conftest import trained_model
 
 
-@pytest.fixture(scope="module")
-def domain(tmp_path_factory):
-    root = make_imagefolder(tmp_path_factory.mktemp("b") / "d", n_classes=3, per_class=30, size=16)
-    return load_domain(DomainConfig("imagefolder", path=str(root), n_val_per_class=4, n_test_per_class=10),
-                       DataConfig(image_size=16, cache_dir=str(tmp_path_factory.mktemp("cache"))))
+@pytest.fixture
+def domain(small_domain):
+    return small_domain
 
 
 def _trained(domain, seed, norm="groupnorm"):
-    m = create_model(ModelConfig(blocks=[1, 1], width=8, norm=norm), 1, 3, seed=seed)
-    train(m, domain, TrainConfig(epochs=2, batch_size=8, lr=0.05, speed_epochs=1), seed=seed)
-    return m
+    return trained_model(domain, seed, norm=norm)[0]
 
 
 def test_barrier_of_curve_by_hand():

@@ -70,8 +70,10 @@ def test_overrides_are_typed():
 def test_run_ids_change_with_what_matters_only(tmp_path, folders):
     cfg = _load(tmp_path, tiny_study_toml(*folders))
     ids = [r.run_id for r in make_plan(cfg).runs]
-    relabelled = make_plan(_load(tmp_path, tiny_study_toml(*folders).replace('label = "tgt"', 'label = "tgt"', 1)))
-    assert ids == [r.run_id for r in relabelled.runs]
+    relabelled = make_plan(_load(tmp_path, tiny_study_toml(*folders).replace('label = "tgt"', 'label = "renamed"', 1)))
+    assert [r.domain.display for r in relabelled.runs][1] == "renamed"
+    assert ids == [r.run_id for r in relabelled.runs]  # a new label does not retrain anything
+    _load(tmp_path, tiny_study_toml(*folders))
     lr = make_plan(load_config(tmp_path / "s.toml", ["finetune.lr=0.03"]))
     changed = {a.run_id for a in lr.runs} ^ set(ids)
     # only the P-T runs change: P and RI-T do not depend on the fine-tuning learning rate
@@ -86,3 +88,11 @@ def test_example_configs_validate():
     for p in examples:
         assert p.read_text().startswith("#"), f"{p.name} should begin with the command that runs it"
         make_plan(load_config(p))
+
+
+def test_run_spec_round_trips_through_its_dict(tmp_path, folders):
+    from transferscope.study import RunSpec
+
+    for spec in make_plan(_load(tmp_path, tiny_study_toml(*folders))).runs:
+        back = RunSpec.from_dict(spec.to_dict())
+        assert back == spec and back.run_id == spec.run_id and type(back.train) is type(spec.train)

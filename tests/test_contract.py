@@ -7,26 +7,21 @@ import pytest
 import torch
 
 from transferscope.analyses import get_analysis, list_analyses
-from transferscope.config import DataConfig, DomainConfig, ModelConfig, TrainConfig
-from transferscope.data import load_domain
+from transferscope.config import ModelConfig
 from transferscope.models import create_model
 from transferscope.store import dumps
-from transferscope.train import train
 
-from .conftest import make_imagefolder
+from .conftest import trained_model
 
 OPTIONS = {"cka": {"batch_size": 8}, "barrier": {"points": 3},
            "criticality": {"alphas": [0.0, 1.0], "samples": 2, "n_examples": 24, "s_tol": 0.05}}
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    root = make_imagefolder(tmp_path_factory.mktemp("k") / "d", n_classes=3, per_class=24, size=16)
-    d = load_domain(DomainConfig("imagefolder", path=str(root), n_val_per_class=4, n_test_per_class=8),
-                    DataConfig(image_size=16, cache_dir=str(tmp_path_factory.mktemp("cache"))))
-    a = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 3, seed=0)
+def pair(small_domain):
+    a, _ = trained_model(small_domain, 0)
     b = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 3, seed=1)
-    train(a, d, TrainConfig(epochs=2, batch_size=8, lr=0.05, speed_epochs=1), seed=0)
+    d = small_domain
     b.eval()  # one in train mode, one in eval mode: both must come back as they were
     return a, b, d
 

@@ -5,23 +5,14 @@ import pytest
 import torch
 
 from transferscope.analyses.criticality import CriticalityResult, criticality_grid, module_criticality, rewind_curve
-from transferscope.config import DataConfig, DomainConfig, ModelConfig, TrainConfig
-from transferscope.data import load_domain
-from transferscope.models import create_model
-from transferscope.train import train
 
-from .conftest import make_imagefolder
+from .conftest import trained_model
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = make_imagefolder(tmp_path_factory.mktemp("c") / "d", n_classes=3, per_class=30, size=16)
-    d = load_domain(DomainConfig("imagefolder", path=str(root), n_val_per_class=4, n_test_per_class=6),
-                    DataConfig(image_size=16, cache_dir=str(tmp_path_factory.mktemp("cache"))))
-    m = create_model(ModelConfig(blocks=[1, 1], width=8), 1, 3, seed=0)
-    init = {k: v.clone() for k, v in m.state_dict().items()}
-    train(m, d, TrainConfig(epochs=6, batch_size=8, lr=0.05, speed_epochs=1), seed=0)
-    return m, init, d
+def trained(small_domain):
+    m, init = trained_model(small_domain, 0, epochs=6)
+    return m, init, small_domain
 
 
 def test_zero_when_initial_equals_final(trained):

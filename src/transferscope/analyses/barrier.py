@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ from torch.func import functional_call, vmap
 
 from ..data import Split
 from ..models import to_input
+from .result import Result
 
 __all__ = ["BarrierResult", "interpolate", "barrier_of_curve", "has_batch_statistics"]
 
@@ -36,7 +37,7 @@ BNPolicy = Literal["recompute", "interpolate", "keep"]
 
 
 @dataclass(frozen=True)
-class BarrierResult:
+class BarrierResult(Result):
     lambdas: list[float]
     loss: list[float]
     error: list[float]
@@ -47,12 +48,6 @@ class BarrierResult:
     n_examples: int
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BarrierResult:
-        return cls(**d)
 
 
 def barrier_of_curve(lambdas: np.ndarray, values: np.ndarray) -> float:

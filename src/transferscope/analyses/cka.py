@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from ..models import to_input
+from .result import Result
 
 __all__ = ["linear_cka", "hsic1", "minibatch_cka", "LinearCKAAccumulator", "CKAResult", "feature_similarity"]
 
@@ -161,7 +162,7 @@ class LinearCKAAccumulator:
 
 
 @dataclass(frozen=True)
-class CKAResult:
+class CKAResult(Result):
     layers: list[str]
     full: list[float]
     """Full-data linear CKA per layer (NaN where undefined)."""
@@ -173,7 +174,7 @@ class CKAResult:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = super().to_dict()
         for k in ("full", "minibatch"):
             d[k] = [None if not math.isfinite(v) else v for v in d[k]]
         return d
@@ -183,7 +184,7 @@ class CKAResult:
         d = dict(d)
         for k in ("full", "minibatch"):
             d[k] = [float("nan") if v is None else float(v) for v in d[k]]
-        return cls(**d)
+        return super().from_dict(d)
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..data import Split
 from ..models import to_input
+from .result import Result
 
 __all__ = ["CriticalityResult", "module_criticality", "criticality_grid", "rewind_curve"]
 
@@ -39,7 +40,7 @@ SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class CriticalityResult:
+class CriticalityResult(Result):
     modules: list[str]
     criticality: list[float]
     """Per module; 0 where the module can be fully rewound (a = 0) within the threshold."""
@@ -60,12 +61,6 @@ class CriticalityResult:
     """``bisection`` (with ``s_tol``) or ``grid``."""
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CriticalityResult:
-        return cls(**d)
 
 
 class _Evaluator:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from .result import Result
 
 __all__ = ["DistanceResult", "parameter_distance"]
 
@@ -14,7 +16,7 @@ SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class DistanceResult:
+class DistanceResult(Result):
     total: float
     """||theta_a - theta_b||_2 over the counted tensors."""
     per_module: dict[str, float]
@@ -24,12 +26,6 @@ class DistanceResult:
     """Parameters left out, with the reason (e.g. a head whose shape differs)."""
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DistanceResult:
-        return cls(**d)
 
 
 def parameter_distance(model_a: nn.Module, model_b: nn.Module | dict[str, torch.Tensor]) -> DistanceResult:

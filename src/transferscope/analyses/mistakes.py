@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch.nn as nn
 
 from ..data import Split
+from .result import Result
 
 __all__ = ["MistakesResult", "mistakes", "model_mistakes"]
 
@@ -15,7 +16,7 @@ SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class MistakesResult:
+class MistakesResult(Result):
     n: int
     common: int
     """Examples both models classify wrongly."""
@@ -35,11 +36,7 @@ class MistakesResult:
         return self.uncommon / self.n if self.n else float("nan")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MistakesResult:
-        return cls(**{k: v for k, v in d.items() if not k.endswith("_fraction")})
+        return {**super().to_dict(), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction}
 
 
 def mistakes(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray) -> MistakesResult:

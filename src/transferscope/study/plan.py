@@ -58,7 +58,8 @@ class RunSpec:
         d["data"].pop("cache_dir")
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.display)
+        # the readable prefix uses the domain's name, not its label: relabelling a target must not retrain it
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.name)
         return f"{self.arm}-{safe}-b{self.block_size}{ckpt}-s{self.seed}-{digest}"
 
     def to_dict(self) -> dict[str, Any]:
