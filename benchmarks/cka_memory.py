@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/cka_memory.py [--n 10000] [--p 4096]
 
-The streamed estimator keeps p x p sums (memory independent of n); the direct one holds both feature
-matrices and the n x n Gram matrices. Each runs in a fresh process so that its peak resident memory
-(ru_maxrss, minus the process's baseline) is its own. Prints time, peak memory and the two values.
+The library's accumulator (full-data estimate) holds rows while they are smaller than the p x p sums and
+streams the sums after, so its memory stops growing with n; it runs at n and 2n to show that. The minibatch
+estimator (m = 256) keeps O(m^2 + m p). The direct one holds both feature matrices and the n x n Gram
+matrices. Each runs in a fresh process so that its peak resident memory (ru_maxrss, minus the process's
+baseline) is its own. Prints time, peak memory and the values.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _features(n: int, p: int, chunk: int, i: int):
     return x, y
 
 
-def _streamed(n: int, p: int, chunk: int, q) -> None:
+def _streamed(n: int, p: int, chunk: int, q, minibatch: bool = False) -> None:
     import torch
 
     from transferscope.analyses.cka import LinearCKAAccumulator
@@ -32,11 +34,12 @@ def _streamed(n: int, p: int, chunk: int, q) -> None:
     torch.zeros(1)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    acc = LinearCKAAccumulator(batch_size=0)
+    acc = LinearCKAAccumulator(batch_size=256 if minibatch else 0, full=not minibatch)
     for i in range(n // chunk):
         acc.update(*_features(n, p, chunk, i))
-    v = acc.compute()["full"].item()
-    q.put(("streamed (p x p sums)", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, v))
+    v = acc.compute()["minibatch" if minibatch else "full"].item()
+    name = "minibatch m=256" if minibatch else ("accumulator, p x p sums" if acc.streaming else "accumulator, rows held")
+    q.put((f"{name}, n={n}", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, v))
 
 
 def _direct(n: int, p: int, chunk: int, q) -> None:
@@ -54,7 +57,7 @@ def _direct(n: int, p: int, chunk: int, q) -> None:
     y -= y.mean(0)
     k, l = x @ x.T, y @ y.T
     v = ((k * l).sum() / (k.norm() * l.norm())).item()
-    q.put(("direct (n x n Gram)", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, v))
+    q.put((f"direct (n x n Gram), n={n}", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, v))
 
 
 def main() -> None:
@@ -65,17 +68,18 @@ def main() -> None:
     a = ap.parse_args()
     ctx = mp.get_context("spawn")
     rows = []
-    for fn in (_streamed, _direct):
+    for fn, n, extra in ((_streamed, a.n, ()), (_streamed, 2 * a.n, ()), (_streamed, a.n, (True,)), (_direct, a.n, ())):
         q = ctx.Queue()
-        proc = ctx.Process(target=fn, args=(a.n, a.p, a.chunk, q))
+        proc = ctx.Process(target=fn, args=(n, a.p, a.chunk, q, *extra))
         proc.start()
         rows.append(q.get())
         proc.join()
     print(f"linear CKA, n = {a.n}, p = q = {a.p}, features made in chunks of {a.chunk}")
-    print(f"{'estimator':<24} {'seconds':>8} {'peak MiB':>9} {'CKA':>10}")
+    print(f"{'estimator':<40} {'seconds':>8} {'peak MiB':>9} {'CKA':>10}")
     for name, sec, kib, v in rows:
-        print(f"{name:<24} {sec:>8.1f} {kib / 1024:>9.0f} {v:>10.6f}")
-    print(f"ratio direct/streamed: time {rows[1][1] / rows[0][1]:.2f}x, memory {rows[1][2] / max(rows[0][2], 1):.2f}x")
+        print(f"{name:<40} {sec:>8.1f} {kib / 1024:>9.0f} {v:>10.6f}")
+    print(f"at n={a.n}, direct/accumulator: time {rows[3][1] / rows[0][1]:.2f}x, memory {rows[3][2] / max(rows[0][2], 1):.2f}x; "
+          f"accumulator memory at 2n / at n: {rows[1][2] / max(rows[0][2], 1):.2f}x")
 
 
 if __name__ == "__main__":

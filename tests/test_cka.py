@@ -152,11 +152,20 @@ def test_unknown_layer_lists_the_valid_ones():
         feature_similarity(a, b, torch.zeros(8, 1, 16, 16, dtype=torch.uint8), layers=["layer3"])
 
 
-def test_wide_layers_held_and_streamed_layers_agree():
-    a, b = _models()
-    imgs = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    layers = a.layer_names()
-    streamed = feature_similarity(a, b, imgs, layers=layers, batch_size=16, max_stream_features=0)
-    held = feature_similarity(a, b, imgs, layers=layers, batch_size=16, max_stream_features=64)
-    assert held.full == pytest.approx(streamed.full, rel=1e-6)
-    assert held.minibatch == streamed.minibatch
+def test_accumulator_holds_rows_then_streams_sums_with_the_same_value():
+    """Rows are held while smaller than the feature-space sums, then folded into them: the value is the
+    direct full-data CKA either way, and past the switch no row is held (memory stops growing with n)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 8, generator=g)
+    y = torch.tanh(x[:, :6]) + 0.3 * torch.randn(300, 6, generator=g)
+    # switch point: n (p + q) * 4 bytes >= (pq + p^2 + q^2) * 8 bytes -> n >= 21.1
+    small = LinearCKAAccumulator(batch_size=0)
+    small.update(x[:20], y[:20])
+    assert not small.streaming
+    assert small.compute()["full"].item() == pytest.approx(_reference_cka(x[:20].double(), y[:20].double()).item(), rel=1e-6)
+    acc = LinearCKAAccumulator(batch_size=0)
+    for i in range(0, 300, 7):
+        acc.update(x[i : i + 7], y[i : i + 7])
+        assert acc.streaming == (i + 7 >= 22)
+        assert sum(len(h) for h in acc._hx) <= 21
+    assert acc.compute()["full"].item() == pytest.approx(_reference_cka(x.double(), y.double()).item(), rel=1e-6)

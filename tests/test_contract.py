@@ -33,7 +33,7 @@ def test_the_registry_holds_every_analysis():
 
 
 @pytest.mark.parametrize("name", list_analyses())
-def test_contract(name, pair):
+def test_contract(name, pair, tmp_path):
     a, b, d = pair
     info = get_analysis(name)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (a, b)]
@@ -43,6 +43,17 @@ def test_contract(name, pair):
     assert json.dumps(r1.to_dict(), sort_keys=True, default=str) == json.dumps(r2.to_dict(), sort_keys=True, default=str)
     back = info.result_type.from_dict(json.loads(dumps(r1.to_dict())))
     assert json.loads(dumps(back.to_dict())) == json.loads(dumps(r1.to_dict()))
+    # files: JSON, with the array fields in a .npz beside it
+    paths = r1.save(tmp_path / name)
+    assert [p.suffix for p in paths] == [".json"] + ([".npz"] if info.result_type.array_fields else [])
+    stored = json.loads(paths[0].read_text())
+    assert not set(info.result_type.array_fields) & set(stored)
+    loaded = info.result_type.load(tmp_path / name)
+    assert json.loads(dumps(loaded.to_dict())) == json.loads(dumps(r1.to_dict()))
+    # it records its seed and the arguments it was computed with
+    assert r1.seed == 3 and isinstance(r1.args, dict)
+    for k, v in OPTIONS.get(name, {}).items():
+        assert (r1.args[k] if k in r1.args else getattr(r1, k)) == v
     for m, state in zip((a, b), before, strict=True):
         assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
     assert a.training and not b.training

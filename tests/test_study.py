@@ -152,3 +152,70 @@ def test_cli_status_and_bad_config(tmp_path, folders, capsys):
     assert "11 done, 0 failed, 0 pending" in capsys.readouterr().out
     assert main(["run", str(plan_path), "--set", "finetune.lr=oops", "--results", str(tmp_path / "r")]) == 2
     assert "finetune.lr: expected a number, got 'oops'" in capsys.readouterr().err
+
+
+def test_lr_grid_chosen_on_validation_and_winner_reused(tmp_path, folders):
+    """Each arm's learning rate is the grid's best on validation accuracy (never test); the winning candidate is
+    the first seed's run itself; every seed of every block size uses the chosen rate."""
+    from transferscope.study import results_table
+    from transferscope.study.tuning import choices, resolve
+
+    plan = _plan(tmp_path, folders, overrides=["finetune.lr_grid=[0.001, 0.05]", "scratch.lr_grid=[0.001, 0.1]",
+                                               "basin.checkpoint_epochs=[]"])
+    # 2 candidates per arm on the unshuffled target; 8 runs wait for the choice, 2 of which are the winners
+    assert len(plan.tuning) == 4 and len(plan.deferred) == 8 and plan.size() == 1 + 4 + 8 - 2
+    store = Store(tmp_path / "res")
+    summary = execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert not summary.failed and not summary.blocked
+    assert len(summary.done) == plan.size()
+    resolved = resolve(plan, store)
+    assert not resolved.deferred and len(resolved.runs) == 1 + 8
+    cs = {c.selection.arm: c for c in choices(plan, store)}
+    for arm, c in cs.items():
+        assert c.state == "chosen"
+        # the chosen rate is the argmax of the stored validation accuracy of the candidates
+        accs = {cand.train.lr: store.read_json(cand.run_id, "metrics.json")["val_acc"] for cand in c.selection.candidates}
+        assert c.lr == max(accs, key=lambda lr: (accs[lr], -lr))
+        main_runs = [r for r in resolved.runs if r.arm == arm]
+        assert {r.train.lr for r in main_runs} == {c.lr} and all(not r.train.lr_grid for r in main_runs)
+        winner = next(cand for cand in c.selection.candidates if cand.train.lr == c.lr)
+        assert winner.run_id in {r.run_id for r in main_runs}
+        losers = {cand.run_id for cand in c.selection.candidates} - {winner.run_id}
+        assert not losers & {r.run_id for r in main_runs}
+    assert all(row["P-T"].n == 2 and row["RI-T"].n == 2 for row in results_table(plan, store))
+    # a second call finds everything (choices included) and trains nothing
+    again = execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert not again.done and len(again.skipped) == plan.size()
+
+
+def test_lr_choice_ignores_test_data_and_failed_candidates(tmp_path, folders):
+    from transferscope.study.tuning import choose
+
+    plan = _plan(tmp_path, folders, overrides=["scratch.lr_grid=[0.01, 0.02, 0.03]"])
+    sel = plan.selections[0]
+    store = Store(tmp_path / "res")
+    figures = {0.01: (0.5, 1.0, 0.9), 0.02: (0.7, 2.0, 0.1), 0.03: (0.7, 1.5, 0.2)}  # val acc, val loss, test acc
+    assert choose(sel, store).state == "pending"
+    from transferscope.store import write_json
+    for cand in sel.candidates:
+        va, vl, ta = figures[cand.train.lr]
+        with store.new_run(cand.run_id) as d:
+            write_json(d, "metrics.json", {"val_acc": va, "val_loss": vl, "test_acc": ta})
+            write_json(d, "run.json", {"run_id": cand.run_id, "status": "done"})
+    c = choose(sel, store)
+    assert c.state == "chosen" and c.lr == 0.03  # best validation accuracy, tie broken by lower validation loss
+    # the winner fails: the next best takes its place; all fail: the choice fails
+    import shutil
+    shutil.rmtree(store.run_dir(sel.candidates[2].run_id))
+    with store.new_run(sel.candidates[2].run_id) as d:
+        write_json(d, "run.json", {"run_id": sel.candidates[2].run_id, "status": "failed", "reason": "diverged"})
+    assert choose(sel, store).lr == 0.02
+    for cand in sel.candidates[:2]:
+        shutil.rmtree(store.run_dir(cand.run_id))
+        with store.new_run(cand.run_id) as d:
+            write_json(d, "run.json", {"run_id": cand.run_id, "status": "failed"})
+    assert choose(sel, store).state == "failed"
+    summary = execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert len(summary.blocked) == 4  # RI-T at 2 block sizes x 2 seeds; the P-T runs train
+    assert all("RI-T/tgt/b16's grid failed" in why for why in summary.blocked.values())
+    assert not summary.failed and len(summary.done) == 1 + 4 + 2

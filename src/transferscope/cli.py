@@ -34,24 +34,30 @@ def _study_of(results: Path) -> StudyConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     from .store import Store, atomic_write_text, dumps
     from .study import execute, format_table, make_plan, results_table
+    from .study.tuning import choices, format_choices, resolve
 
     cfg = load_config(args.config or args.profile, args.set)
     plan = make_plan(cfg)  # validates everything before any training
     results = Path(args.results or Path("results") / cfg.name)
     store = Store(results)
     if args.dry_run:
-        for r in plan.runs:
+        resolved = resolve(plan, store)
+        for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
             print(f"{store.run_status(r.run_id) or 'pending':<8} {r.run_id}")
+        for t, sel in resolved.deferred:
+            print(f"{'waits':<8} {t.arm}-{t.domain.name}-b{t.block_size}-s{t.seed}: lr chosen by {sel.key}")
         return 0
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "study.json", dumps(to_dict(cfg)))
     jobs = args.jobs or _default_jobs()
-    print(f"study {cfg.name!r}: {len(plan.runs)} runs into {results} ({jobs} at a time)", file=sys.stderr)
+    print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
     summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
                       show_progress=not args.no_progress)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
     print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+    if plan.deferred:
+        print("\n" + format_choices(choices(plan, store)))
     for rid, why in {**summary.failed, **summary.blocked}.items():
         print(f"not done: {rid}: {why}")
     print(f"\nresults: {results.resolve()}")
@@ -61,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .store import RUN_DONE, RUN_FAILED, Store
     from .study import format_table, make_plan, results_table, status_counts
+    from .study.tuning import choices, format_choices, resolve
 
     results = Path(args.results)
     cfg = _study_of(results)
@@ -68,9 +75,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = Store(results)
     c = status_counts(plan, store)
     print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
-          f"of {len(plan.runs)} runs")
+          f"of {plan.size()} runs")
     if args.runs:
-        for r in plan.runs:
+        resolved = resolve(plan, store)
+        for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
             st = store.run_status(r.run_id)
             extra = ""
             if st == RUN_DONE:
@@ -80,6 +88,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {st or 'pending':<8} {r.run_id}  {extra}")
     print()
     print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+    if plan.deferred:
+        print("\n" + format_choices(choices(plan, store)))
     return 0
 
 

@@ -105,6 +105,10 @@ class TrainConfig:
     """k of the optimisation-speed figure (a): mean training accuracy over the first k epochs."""
     speed_fraction: float = 0.9
     """The fraction of the optimisation-speed figure (b): steps to reach it of the final accuracy."""
+    lr_grid: list[float] = field(default_factory=list)
+    """Candidate learning rates. Non-empty: ``lr`` is chosen per target on validation accuracy (see
+    ``StudyConfig.lr_selection``); one run per candidate with the first seed, and the winner's run is kept as
+    that seed's run. Empty: ``lr`` as given."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,9 @@ class StudyConfig:
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.01))
     scratch: TrainConfig = field(default_factory=TrainConfig)
     basin: BasinConfig = field(default_factory=BasinConfig)
+    lr_selection: Literal["per-target", "per-target-and-block"] = "per-target"
+    """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
+    for every block size), or on each target at each block size."""
 
 
 # --------------------------------------------------------------------------------------------------

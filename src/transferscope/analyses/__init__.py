@@ -9,7 +9,7 @@ criticality, ``model_b`` is theta^0 (P for a P-T model, RI for an RI-T model).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch.nn as nn
@@ -56,22 +56,22 @@ def get_analysis(name: str) -> AnalysisInfo:
 
 @register_analysis("mistakes", MistakesResult, "common and uncommon mistakes on the test split")
 def _mistakes(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0) -> MistakesResult:
-    return model_mistakes(a, b, domain.test)
+    return replace(model_mistakes(a, b, domain.test), seed=seed)
 
 
 @register_analysis("cka", CKAResult, "linear CKA per layer, full-data and minibatch, on the test images")
 def _cka(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, batch_size: int = 100) -> CKAResult:
-    return feature_similarity(a, b, domain.test.x, layers=a.layer_names(), batch_size=batch_size)
+    return replace(feature_similarity(a, b, domain.test.x, layers=a.layer_names(), batch_size=batch_size), seed=seed)
 
 
 @register_analysis("distance", DistanceResult, "l2 distance in parameter space, total and per module")
 def _distance(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0) -> DistanceResult:
-    return parameter_distance(a, b)
+    return replace(parameter_distance(a, b), seed=seed)
 
 
 @register_analysis("barrier", BarrierResult, "test loss and error along the line between two models, and the barrier")
 def _barrier(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, points: int = 11) -> BarrierResult:
-    return interpolate(a, b, domain.test, points=points, train_split=domain.train)
+    return replace(interpolate(a, b, domain.test, points=points, train_split=domain.train), seed=seed)
 
 
 @register_analysis("criticality", CriticalityResult, "module criticality of model a with theta^0 = model b")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -46,6 +46,9 @@ class BarrierResult(Result):
     bn_policy: str
     """``exact`` for nets without batch statistics, else the policy used."""
     n_examples: int
+    seed: int = 0
+    """No randomness (BatchNorm statistics are recomputed on the first batches in order): recorded for the contract."""
+    args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -169,4 +172,6 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
         barrier_l = barrier_e = math.nan
     else:
         barrier_l, barrier_e = barrier_of_curve(lambdas.numpy(), loss), barrier_of_curve(lambdas.numpy(), err)
-    return BarrierResult(lambdas.tolist(), loss.tolist(), err.tolist(), barrier_e, barrier_l, policy, len(split))
+    return BarrierResult(lambdas.tolist(), loss.tolist(), err.tolist(), barrier_e, barrier_l, policy, len(split),
+                         args={"points": points, "bn_policy": bn_policy, "batch_size": batch_size,
+                               "bn_batches": bn_batches, "batched": batched, "chunk_points": chunk_points})

@@ -4,9 +4,10 @@ Two layers, as torchmetrics' functional / class split:
 
 * maths kernels on tensors: :func:`linear_cka` (centred features, computed in feature space when p, q < n,
   else through Gram matrices), :func:`hsic1` (the unbiased estimator on one minibatch);
-* a streaming accumulator, :class:`LinearCKAAccumulator`, whose memory does not grow with the number of
-  examples: it keeps sums, ``X^T Y``, ``X^T X`` and ``Y^T Y`` (p x q, p x p, q x q) for the full-data estimate,
-  and running means of HSIC_1 over fixed-size minibatches (the last partial batch is dropped);
+* a streaming accumulator, :class:`LinearCKAAccumulator`, whose memory stops growing with the number of
+  examples: for the full-data estimate it holds the rows while they are smaller than the sums ``X^T Y``,
+  ``X^T X``, ``Y^T Y`` (p x q, p x p, q x q) and streams those sums after; it keeps running means of HSIC_1
+  over fixed-size minibatches (the last partial batch is dropped);
 * :func:`feature_similarity` over two models and data, which never changes the models.
 """
 
@@ -90,9 +91,12 @@ def minibatch_cka(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Te
 class LinearCKAAccumulator:
     """Streams (x, y) feature batches; computes full-data and minibatch linear CKA at the end.
 
-    Memory: O(p^2 + q^2 + pq) for the full-data estimate (independent of n) and O(m^2 + m(p + q)) for the
-    minibatch one. Batches given to :meth:`update` may have any size: they are regrouped into minibatches
-    of exactly ``batch_size`` for HSIC_1, and the last partial one is dropped.
+    Full-data estimate: the rows are kept (float32) while that is smaller than the feature-space sums ``X^T Y``,
+    ``X^T X``, ``Y^T Y`` (float64, (pq + p^2 + q^2) x 8 bytes); past that size they are folded into those sums and
+    streamed. So its memory is min(n (p + q) x 4, (pq + p^2 + q^2) x 8) bytes: it stops growing with n once n is
+    about 2 (p + q) (for wide conv maps, pass ``full=False`` to keep only the minibatch estimate).
+    Minibatch estimate: O(m^2 + m (p + q)). Batches given to :meth:`update` may have any size: they are regrouped
+    into minibatches of exactly ``batch_size`` for HSIC_1, and the last partial one is dropped.
     """
 
     batch_size: int = 256
@@ -103,27 +107,48 @@ class LinearCKAAccumulator:
     _sxy: torch.Tensor | None = None
     _sxx: torch.Tensor | None = None
     _syy: torch.Tensor | None = None
+    _hx: list = field(default_factory=list)
+    _hy: list = field(default_factory=list)
     _hsic: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
     _batches: int = 0
     _px: list = field(default_factory=list)
     _py: list = field(default_factory=list)
 
+    @property
+    def streaming(self) -> bool:
+        """True once the full-data estimate is kept as feature-space sums (rows no longer held)."""
+        return self._sx is not None
+
+    def _fold(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = _flat(x), _flat(y)
+        if self._sx is None:
+            self._sx, self._sy = x.new_zeros(x.shape[1]), y.new_zeros(y.shape[1])
+            self._sxy = x.new_zeros(x.shape[1], y.shape[1])
+            self._sxx, self._syy = x.new_zeros(x.shape[1], x.shape[1]), y.new_zeros(y.shape[1], y.shape[1])
+        self._sx += x.sum(0)
+        self._sy += y.sum(0)
+        self._sxy += x.T @ y
+        self._sxx += x.T @ x
+        self._syy += y.T @ y
+
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x, y = _flat(x.detach()), _flat(y.detach())
+        x, y = x.detach().reshape(x.shape[0], -1), y.detach().reshape(y.shape[0], -1)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"CKA update: x has {x.shape[0]} examples and y has {y.shape[0]}")
         if self.full:
-            if self._sx is None:
-                self._sx, self._sy = x.new_zeros(x.shape[1]), y.new_zeros(y.shape[1])
-                self._sxy = x.new_zeros(x.shape[1], y.shape[1])
-                self._sxx, self._syy = x.new_zeros(x.shape[1], x.shape[1]), y.new_zeros(y.shape[1], y.shape[1])
-            self._sx += x.sum(0)
-            self._sy += y.sum(0)
-            self._sxy += x.T @ y
-            self._sxx += x.T @ x
-            self._syy += y.T @ y
+            if self.streaming:
+                self._fold(x, y)
+            else:
+                self._hx.append(x.float())
+                self._hy.append(y.float())
+                p, q = x.shape[1], y.shape[1]
+                if (self.n + x.shape[0]) * (p + q) * 4 >= (p * q + p * p + q * q) * 8:
+                    for hx, hy in zip(self._hx, self._hy, strict=True):
+                        self._fold(hx, hy)
+                    self._hx, self._hy = [], []
         self.n += x.shape[0]
         if self.batch_size:
+            x, y = _flat(x), _flat(y)
             self._px.append(x)
             self._py.append(y)
             have = sum(len(a) for a in self._px)
@@ -147,7 +172,9 @@ class LinearCKAAccumulator:
         """
         nan = torch.tensor(float("nan"), dtype=torch.float64)
         out = {"full": nan, "minibatch": nan}
-        if self.full and self.n > 1:
+        if self.full and self.n > 1 and not self.streaming:
+            out["full"] = linear_cka(torch.cat(self._hx), torch.cat(self._hy))
+        elif self.full and self.n > 1:
             n = self.n
             cxy = self._sxy - torch.outer(self._sx, self._sy) / n
             cxx = self._sxx - torch.outer(self._sx, self._sx) / n
@@ -171,6 +198,9 @@ class CKAResult(Result):
     batch_size: int
     n_examples: int
     n_minibatches: int
+    seed: int = 0
+    """No randomness: recorded for the common result contract."""
+    args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -189,7 +219,7 @@ class CKAResult(Result):
 
 @torch.no_grad()
 def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *, layers: Sequence[str],
-                       batch_size: int = 256, chunk: int = 512, max_stream_features: int = 2048) -> CKAResult:
+                       batch_size: int = 256, chunk: int = 512, full: bool = True) -> CKAResult:
     """Linear CKA between the same-named layers of two models on the same images.
 
     Args:
@@ -198,10 +228,7 @@ def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Ten
         layers: layer names, e.g. ``model_a.layer_names()``; an unknown name raises and lists the valid ones.
         batch_size: minibatch size m of the minibatch estimator (the last partial minibatch is dropped).
         chunk: how many images go through the models at a time (memory only; results do not depend on it).
-        max_stream_features: the full-data estimate is streamed in feature space (p x q sums, memory
-            independent of N) for layers with at most this many flattened features on each side. Wider layers
-            (early conv maps) keep their features, N x (p + q) float32, and use the Gram-space formula when
-            p q > N^2: there memory grows with N. Set 0 to stream every layer.
+        full: also compute the full-data estimate (memory: see :class:`LinearCKAAccumulator`).
 
     The models are put in eval mode for the pass and given back in the mode they were in.
     """
@@ -210,30 +237,18 @@ def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Ten
     model_a.eval()
     model_b.eval()
     try:
-        accs: list[LinearCKAAccumulator] = []
-        held: dict[str, tuple[list, list]] = {}
+        accs = [LinearCKAAccumulator(batch_size, full=full) for _ in layers]
         for i in range(0, len(images), chunk):
             xb = images[i : i + chunk]
             xb = to_input(xb) if xb.dtype == torch.uint8 else xb
             fa = model_a.features(xb, layers)
             fb = model_b.features(xb, layers)
-            if not accs:
-                for n in layers:
-                    wide = max_stream_features and max(fa[n][0].numel(), fb[n][0].numel()) > max_stream_features
-                    accs.append(LinearCKAAccumulator(batch_size, full=not wide))
-                    if wide:
-                        held[n] = ([], [])
             for acc, name in zip(accs, layers, strict=True):
                 acc.update(fa[name], fb[name])
-                if name in held:
-                    held[name][0].append(fa[name].reshape(len(xb), -1).float())
-                    held[name][1].append(fb[name].reshape(len(xb), -1).float())
         results = [a.compute() for a in accs]
-        for j, name in enumerate(layers):
-            if name in held:
-                results[j]["full"] = linear_cka(torch.cat(held[name][0]), torch.cat(held[name][1]))
     finally:
         model_a.train(modes[0])
         model_b.train(modes[1])
     return CKAResult(layers, [float(r["full"]) for r in results], [float(r["minibatch"]) for r in results],
-                     batch_size, len(images), accs[0]._batches if accs else 0)
+                     batch_size, len(images), accs[0]._batches if accs else 0,
+                     args={"layers": layers, "batch_size": batch_size, "chunk": chunk, "full": full})

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -59,7 +59,10 @@ class CriticalityResult(Result):
     seed: int
     method: str
     """``bisection`` (with ``s_tol``) or ``grid``."""
+    args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    array_fields = ("rewind_loss", "rewind_acc")
 
 
 
@@ -177,7 +180,9 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
                     value, arg = cand, (float(a), float(s))
         return value, arg
 
-    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "grid"))
+    args = {"alphas": [float(a) for a in alphas], "sigmas": [float(s) for s in sigmas], "modules": names,
+            "n_examples": n_examples}
+    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "grid", args))
 
 
 def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
@@ -215,7 +220,9 @@ def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data:
                 value, arg = cand, (float(a), lo)
         return value, arg
 
-    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "bisection"))
+    args = {"alphas": [float(a) for a in alphas], "s_max": s_max, "s_tol": s_tol, "modules": names,
+            "n_examples": n_examples}
+    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "bisection", args))
 
 
 def rewind_curve(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -24,6 +24,9 @@ class DistanceResult(Result):
     """The parameter tensors that count (weights and biases; normalisation buffers are not parameters)."""
     excluded: dict[str, str]
     """Parameters left out, with the reason (e.g. a head whose shape differs)."""
+    seed: int = 0
+    """No randomness: recorded for the common result contract."""
+    args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch.nn as nn
@@ -25,7 +25,12 @@ class MistakesResult(Result):
     only_a_wrong: list[int]
     """Positions in the test set that model a gets wrong and model b right."""
     only_b_wrong: list[int]
+    seed: int = 0
+    """No randomness: recorded for the common result contract."""
+    args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    array_fields = ("only_a_wrong", "only_b_wrong")
 
     @property
     def common_fraction(self) -> float:
@@ -60,4 +65,4 @@ def model_mistakes(model_a: nn.Module, model_b: nn.Module, split: Split, batch_s
 
     _, _, la = evaluate(model_a, split, batch_size)
     _, _, lb = evaluate(model_b, split, batch_size)
-    return mistakes(la.argmax(1), lb.argmax(1), split.y.numpy())
+    return replace(mistakes(la.argmax(1), lb.argmax(1), split.y.numpy()), args={"batch_size": batch_size})

@@ -30,6 +30,7 @@ from ..store import RUN_DONE, Store, atomic_write_text, dumps
 from .execute import _domain, load_run_model
 from .plan import Plan, RunSpec
 from .summary import results_table
+from .tuning import resolve
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def _state(store: Store, spec: RunSpec, which: str) -> dict[str, torch.Tensor]:
 def analyze(plan: Plan, store: Store, settings: AnalysisSettings = AnalysisSettings(),
             show_progress: bool = True) -> AnalysisRun:
     """Compute every missing analysis of the study in ``store``; return all results (cached or new)."""
+    plan = resolve(plan, store)
     cfg = plan.config
     out = AnalysisRun()
     full = cfg.data.image_size

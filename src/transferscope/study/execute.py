@@ -36,6 +36,7 @@ from ..models import create_model
 from ..store import RUN_DONE, RUN_FAILED, Store, write_json
 from ..train import TrainingDiverged, train
 from .plan import Plan, RunSpec
+from .tuning import choose, concrete
 
 log = logging.getLogger(__name__)
 
@@ -208,20 +209,26 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         removed = store.clean_tmp()
         if removed:
             log.info("removed %d unfinished run folders left by an interrupted study", removed)
+        total = plan.size()
         todo: list[RunSpec] = []
-        for r in plan.runs:
+        seen: set[str] = set()
+        for r in plan.tuning + plan.runs:
+            if r.run_id in seen:
+                continue
+            seen.add(r.run_id)
             st = store.run_status(r.run_id)
             if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
                 summary.skipped.append(r.run_id)
             else:
                 todo.append(r)
-        if not todo:
+        deferred = list(plan.deferred)
+        if not todo and not deferred:
             summary.seconds = time.time() - t0
             return summary
         prepare_domains(plan, show_progress)
         prov = provenance()
         status = {r: store.run_status(r) for r in summary.skipped}
-        bar = tqdm(total=len(plan.runs), initial=len(summary.skipped), desc="runs", unit="run",
+        bar = tqdm(total=total, initial=len(summary.skipped), desc="runs", unit="run",
                    disable=not show_progress, dynamic_ncols=True)
         pending = list(todo)
         running: dict[cf.Future, RunSpec] = {}
@@ -234,6 +241,35 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             if rid not in status:  # a late message of a finished run
                 epochs[rid] = f"{rid.rsplit('-', 2)[0]} ep {ep}/{total}"
             bar.set_postfix_str(" | ".join(epochs.values()))
+
+        def release() -> None:
+            """Turn deferred runs whose learning rate is now chosen into pending runs."""
+            decided = {}
+            for item in list(deferred):
+                template, sel = item
+                if any(c.run_id not in status for c in sel.candidates):
+                    continue  # a candidate is still to train in this call
+                if sel.key not in decided:
+                    decided[sel.key] = choose(sel, store)
+                c = decided[sel.key]
+                if c.state == "pending":
+                    continue
+                deferred.remove(item)
+                if c.state == "failed":
+                    summary.blocked[template.run_id] = f"every learning rate of {sel.key}'s grid failed"
+                    bar.update(1)
+                    continue
+                spec = concrete(template, c.lr)
+                if spec.run_id in seen:
+                    continue  # the winning candidate itself
+                seen.add(spec.run_id)
+                st = store.run_status(spec.run_id)
+                if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
+                    summary.skipped.append(spec.run_id)
+                    status[spec.run_id] = st
+                    bar.update(1)
+                else:
+                    pending.append(spec)
 
         global _PROGRESS
         _PROGRESS = show if show_progress else None
@@ -257,6 +293,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             return True if st == RUN_DONE else None if st == RUN_FAILED else False
 
         try:
+            release()
             while pending or running:
                 for spec in list(pending):
                     if ready(spec) is None:
@@ -271,6 +308,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     pending.remove(spec)
                     bar.set_postfix_str(spec.run_id[:40])
                     finish(spec, run_one(spec, store.root, threads, prov))
+                    release()
                     continue
                 while startable and len(running) < jobs:
                     spec = startable.pop(0)
@@ -284,11 +322,16 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                 for fut in done:
                     spec = running.pop(fut)
                     finish(spec, fut.result())
+                if done:
+                    release()
                 while True:
                     try:
                         show(*q.get_nowait())
                     except queue_mod.Empty:
                         break
+            for template, sel in deferred:  # their candidates were blocked
+                summary.blocked[template.run_id] = f"the learning-rate candidates of {sel.key} did not run"
+                bar.update(1)
         finally:
             _PROGRESS = None
             bar.close()

@@ -4,13 +4,18 @@
 * ``P-T``: fine-tuning P on each target, block size and seed (new head);
 * ``RI-T``: training from a random initialisation on each target, block size and seed;
 * the basin sweep: ``P-T`` started from earlier pre-training checkpoints.
+
+An arm whose config has an ``lr_grid`` gets its learning rate chosen on validation data, as in the paper: per
+target (and block size, with ``lr_selection = "per-target-and-block"``) one *tuning* run per candidate with the
+first seed; its runs are *deferred* until those finish (:func:`transferscope.study.tuning.resolve`). A resolved
+run has ``lr`` set and an empty grid, so the winning candidate is the first seed's run itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import (
@@ -25,7 +30,7 @@ from ..config import (
     to_dict,
 )
 
-__all__ = ["RunSpec", "Plan", "make_plan", "validate", "ARMS"]
+__all__ = ["RunSpec", "Plan", "Selection", "make_plan", "validate", "ARMS"]
 
 ARMS = ("P", "P-T", "RI-T")
 _KIND = {"P": "pretrain", "P-T": "finetune", "RI-T": "scratch"}
@@ -75,16 +80,53 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """A learning-rate choice: the runs of one arm on one target and block size, one per candidate."""
+
+    arm: str
+    target: str
+    block_size: int
+    candidates: tuple[RunSpec, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.arm}/{self.target}/b{self.block_size}"
+
+
+@dataclass(frozen=True)
 class Plan:
     config: StudyConfig
     runs: list[RunSpec]
-    """In an order where every run comes after its parent."""
+    """The runs of the experiment with a known learning rate, in an order where every run comes after its parent."""
+    tuning: list[RunSpec] = field(default_factory=list)
+    """Learning-rate candidates (the winner of each selection is also one of ``runs`` once resolved)."""
+    deferred: list[tuple[RunSpec, Selection]] = field(default_factory=list)
+    """Runs waiting for a learning-rate choice: a template (``lr_grid`` still set) and the selection it waits for."""
 
     def by_id(self) -> dict[str, RunSpec]:
-        return {r.run_id: r for r in self.runs}
+        return {r.run_id: r for r in self.tuning + self.runs}
 
     def pretrain(self) -> RunSpec:
         return self.runs[0]
+
+    @property
+    def selections(self) -> list[Selection]:
+        seen: dict[str, Selection] = {}
+        for _, sel in self.deferred:
+            seen.setdefault(sel.key, sel)
+        return list(seen.values())
+
+    def size(self) -> int:
+        """How many distinct runs the study trains once every choice is made."""
+        ids = {r.run_id for r in self.tuning + self.runs}
+        winners = sum(1 for t, sel in self.deferred if _is_winner_slot(t, sel))
+        return len(ids) + len(self.deferred) - winners
+
+
+def _is_winner_slot(template: RunSpec, sel: Selection) -> bool:
+    """A deferred run that will be the winning candidate itself (same seed, block size, start)."""
+    c = sel.candidates[0]
+    return (template.seed, template.block_size, template.parent_checkpoint) == (c.seed, c.block_size, c.parent_checkpoint)
 
 
 def validate(cfg: StudyConfig) -> None:
@@ -135,9 +177,13 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"{key}.warmup_epochs: expected a number in [0, {key}.epochs={t.epochs}], got {t.warmup_epochs}")
         if not 0 < t.speed_fraction <= 1:
             raise ConfigError(f"{key}.speed_fraction: expected a number in (0, 1], got {t.speed_fraction}")
+        if any(not lr > 0 for lr in t.lr_grid) or len(set(t.lr_grid)) != len(t.lr_grid):
+            raise ConfigError(f"{key}.lr_grid: expected distinct numbers > 0, got {t.lr_grid}")
         if not 1 <= t.speed_epochs <= t.epochs:
             raise ConfigError(f"{key}.speed_epochs: expected an integer in [1, {key}.epochs={t.epochs}], "
                               f"got {t.speed_epochs}")
+    if cfg.pretrain.lr_grid:
+        raise ConfigError("pretrain.lr_grid: not supported (pre-training is one run); set pretrain.lr")
     for i, e in enumerate(cfg.pretrain.checkpoint_epochs):
         if not 0 <= e <= cfg.pretrain.epochs:
             raise ConfigError(f"pretrain.checkpoint_epochs[{i}]: expected a number in [0, {cfg.pretrain.epochs}], got {e}")
@@ -158,16 +204,33 @@ def validate(cfg: StudyConfig) -> None:
 
 
 def make_plan(cfg: StudyConfig) -> Plan:
-    """Expand a validated study config into its runs, parents first."""
+    """Expand a validated study config into its runs, parents first (learning-rate choices still open)."""
     validate(cfg)
     s = cfg.data.image_size
     p = RunSpec("P", cfg.source, s, cfg.pretrain_seed, cfg.pretrain, cfg.model, cfg.data)
-    runs = [p]
+    runs, tuning, deferred = [p], [], []
+    selections: dict[tuple[str, str, int], Selection] = {}
+
+    def add(arm: str, t: DomainConfig, b: int, seed: int, train: TrainConfig, ckpt: float = -1.0) -> None:
+        parent = p.run_id if arm == "P-T" else ""
+        spec = RunSpec(arm, t, b, seed, train, cfg.model, cfg.data, parent=parent, parent_checkpoint=ckpt)
+        if not train.lr_grid:
+            runs.append(spec)
+            return
+        sb = b if cfg.lr_selection == "per-target-and-block" else s
+        key = (arm, t.display, sb)
+        if key not in selections:
+            cands = tuple(RunSpec(arm, t, sb, cfg.seeds[0], replace(train, lr=lr, lr_grid=[]), cfg.model, cfg.data,
+                                  parent=parent) for lr in train.lr_grid)
+            selections[key] = Selection(arm, t.display, sb, cands)
+            tuning.extend(cands)
+        deferred.append((spec, selections[key]))
+
     for t in cfg.targets:
         for b in cfg.block_sizes:
             for seed in cfg.seeds:
-                runs.append(RunSpec("P-T", t, b, seed, cfg.finetune, cfg.model, cfg.data, parent=p.run_id))
-                runs.append(RunSpec("RI-T", t, b, seed, cfg.scratch, cfg.model, cfg.data))
+                add("P-T", t, b, seed, cfg.finetune)
+                add("RI-T", t, b, seed, cfg.scratch)
     basin_targets = cfg.basin.targets or ([cfg.targets[0].display] if cfg.basin.checkpoint_epochs else [])
     b = cfg.basin.block_size or s
     for t in cfg.targets:
@@ -177,8 +240,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
             if e == cfg.pretrain.epochs:
                 continue  # the final checkpoint is the main P-T run
             for seed in cfg.seeds:
-                runs.append(RunSpec("P-T", t, b, seed, cfg.finetune, cfg.model, cfg.data, parent=p.run_id,
-                                    parent_checkpoint=float(e)))
-    ids = [r.run_id for r in runs]
+                add("P-T", t, b, seed, cfg.finetune, float(e))
+    ids = [r.run_id for r in runs + tuning]
     assert len(set(ids)) == len(ids), "two runs of the plan share an id"
-    return Plan(cfg, runs)
+    return Plan(cfg, runs, tuning, deferred)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan
+from .tuning import resolve
 
 __all__ = ["ArmCell", "results_table", "format_table", "status_counts"]
 
@@ -35,7 +36,7 @@ def results_table(plan: Plan, store: Store) -> list[dict]:
     Only the main P-T runs (from the final pre-training weights) count here; the checkpoint sweep is separate.
     """
     rows: dict[tuple[str, int], dict[str, list[dict]]] = {}
-    for r in plan.runs:
+    for r in resolve(plan, store).runs:
         if r.arm == "P" or r.parent_checkpoint >= 0:
             continue
         cell = rows.setdefault((r.domain.display, r.block_size), {"P-T": [], "RI-T": []})
@@ -75,8 +76,13 @@ def format_table(rows: list[dict], speed_k: int, speed_fraction: float) -> str:
 
 
 def status_counts(plan: Plan, store: Store) -> dict[str, int]:
+    """Runs done, failed and still to train (runs waiting for a learning-rate choice count as pending)."""
     c = {"done": 0, "failed": 0, "pending": 0}
-    for r in plan.runs:
-        st = store.run_status(r.run_id)
-        c["done" if st == RUN_DONE else "failed" if st == RUN_FAILED else "pending"] += 1
+    total = plan.size()
+    resolved = resolve(plan, store)
+    for rid in {r.run_id for r in resolved.tuning + resolved.runs}:
+        st = store.run_status(rid)
+        if st in (RUN_DONE, RUN_FAILED):
+            c["done" if st == RUN_DONE else "failed"] += 1
+    c["pending"] = max(0, total - c["done"] - c["failed"])
     return c

@@ -1,0 +1,102 @@
+"""Learning rates chosen on validation data, per arm and target (Neyshabur et al. tune each arm separately).
+
+A :class:`~transferscope.study.plan.Selection` is decided once all its candidate runs are stored: the candidate
+with the highest final validation accuracy wins (ties: lower validation loss, then the smaller learning rate);
+failed candidates (e.g. diverged) are out. Test data is never looked at. Reads the store only (no torch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ..store import RUN_DONE, RUN_FAILED, Store
+from .plan import Plan, RunSpec, Selection
+
+__all__ = ["Choice", "choose", "concrete", "resolve", "choices", "format_choices"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    selection: Selection
+    state: str
+    """``chosen``; ``pending`` (a candidate is not stored yet); ``failed`` (every candidate failed)."""
+    lr: float = math.nan
+    val_acc: dict[float, float | None] = None  # type: ignore[assignment]
+    """Final validation accuracy per candidate learning rate (None: that candidate failed or is pending)."""
+
+    def to_dict(self) -> dict:
+        s = self.selection
+        return {"arm": s.arm, "target": s.target, "block_size": s.block_size, "state": self.state,
+                "lr": self.lr, "val_acc": {f"{k:g}": v for k, v in self.val_acc.items()},
+                "runs": [c.run_id for c in s.candidates]}
+
+
+def choose(sel: Selection, store: Store) -> Choice:
+    """Decide ``sel`` from the stored candidate runs."""
+    scores: dict[float, tuple[float, float]] = {}
+    val_acc: dict[float, float | None] = {}
+    pending = False
+    for c in sel.candidates:
+        st = store.run_status(c.run_id)
+        val_acc[c.train.lr] = None
+        if st == RUN_DONE:
+            m = store.read_json(c.run_id, "metrics.json")
+            acc, loss = m.get("val_acc"), m.get("val_loss")
+            if acc is not None and math.isfinite(acc):
+                val_acc[c.train.lr] = acc
+                scores[c.train.lr] = (acc, loss if loss is not None and math.isfinite(loss) else math.inf)
+        elif st != RUN_FAILED:
+            pending = True
+    if pending:
+        return Choice(sel, "pending", val_acc=val_acc)
+    if not scores:
+        return Choice(sel, "failed", val_acc=val_acc)
+    best = min(scores, key=lambda lr: (-scores[lr][0], scores[lr][1], lr))
+    return Choice(sel, "chosen", best, val_acc)
+
+
+def concrete(template: RunSpec, lr: float) -> RunSpec:
+    """The run a deferred template becomes once its learning rate is chosen."""
+    return replace(template, train=replace(template.train, lr=lr, lr_grid=[]))
+
+
+def resolve(plan: Plan, store: Store) -> Plan:
+    """``plan`` with every deferred run whose selection is decided turned into a concrete run (others stay
+    deferred). Runs whose selection failed are dropped from the plan (``choices`` reports them)."""
+    decided = {sel.key: choose(sel, store) for sel in plan.selections}
+    runs = list(plan.runs)
+    ids = {r.run_id for r in runs}
+    deferred = []
+    for template, sel in plan.deferred:
+        c = decided[sel.key]
+        if c.state == "chosen":
+            spec = concrete(template, c.lr)
+            if spec.run_id not in ids:
+                runs.append(spec)
+                ids.add(spec.run_id)
+        elif c.state == "pending":
+            deferred.append((template, sel))
+    return Plan(plan.config, runs, plan.tuning, deferred)
+
+
+def choices(plan: Plan, store: Store) -> list[Choice]:
+    """The state of every learning-rate selection of ``plan``."""
+    return [choose(sel, store) for sel in plan.selections]
+
+
+def format_choices(cs: list[Choice]) -> str:
+    """A plain-text table: one line per selection, validation accuracy per candidate, the winner starred."""
+    if not cs:
+        return ""
+    lines = ["learning rates chosen on validation accuracy (first seed):"]
+    for c in cs:
+        s = c.selection
+        cells = []
+        for lr, acc in c.val_acc.items():
+            txt = "failed" if acc is None and c.state != "pending" else "-" if acc is None else f"{acc:.3f}"
+            star = "*" if c.state == "chosen" and lr == c.lr else ""
+            cells.append(f"{lr:g}: {txt}{star}")
+        tail = "" if c.state == "chosen" else f"  ({c.state})"
+        lines.append(f"  {s.arm:<5} {s.target:<20} b{s.block_size:<4} " + "  ".join(cells) + tail)
+    return "\n".join(lines)
