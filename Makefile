@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.installed
 DEB_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/share/openclipart/png
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup data lint bench clean
+.PHONY: demo test setup data browser lint bench clean
 
 demo: setup data
 	$(VENV)/bin/transferscope run
 	$(VENV)/bin/transferscope analyze results/quick
+	$(VENV)/bin/transferscope report results/quick
 
-test: setup data
+test: setup data browser
 	$(PY) -m pytest
 
 setup: $(STAMP)
@@ -35,6 +36,12 @@ data:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist openclipart-png >/dev/null; \
 	fi
+
+# headless Chromium, for the test that opens the HTML report
+browser:
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian) for the report test"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

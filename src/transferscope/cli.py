@@ -117,6 +117,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    path = render_report(args.results, args.out)
+    print(f"report: {path.resolve()}")
+    return 0
+
+
 def cmd_domains(args: argparse.Namespace) -> int:
     from .data import get_domain_info, list_domains
 
@@ -157,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     a.set_defaults(fn=cmd_analyze)
 
+    rp = sub.add_parser("report", help="render the HTML report (and PNG figures) of a study's stored results")
+    rp.add_argument("results", nargs="?", default="results/quick")
+    rp.add_argument("--out", help="folder for index.html and the figures (default: RESULTS/report)")
+    rp.set_defaults(fn=cmd_report)
+
     d = sub.add_parser("domains", help="list the registered image domains")
     d.set_defaults(fn=cmd_domains)
     return p
@@ -165,12 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .data.registry import DomainError
     from .store import StoreLocked
 
     try:
         return args.fn(args)
-    except (ConfigError, DomainError, StoreLocked) as e:
+    except Exception as e:
+        # the domain registry imports torch: only a command that loaded it can raise its errors
+        registry = sys.modules.get("transferscope.data.registry")
+        user_errors = (ConfigError, StoreLocked) + ((registry.DomainError,) if registry else ())
+        if not isinstance(e, user_errors):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -105,6 +105,9 @@ class TrainConfig:
     """k of the optimisation-speed figure (a): mean training accuracy over the first k epochs."""
     speed_fraction: float = 0.9
     """The fraction of the optimisation-speed figure (b): steps to reach it of the final accuracy."""
+    test_every_epoch: bool = False
+    """Evaluate the test split after every epoch too (a test curve in the history). Off: the validation split
+    after every epoch, the test split once at the end (it is never used to choose anything)."""
     lr_grid: list[float] = field(default_factory=list)
     """Candidate learning rates. Non-empty: ``lr`` is chosen per target on validation accuracy (see
     ``StudyConfig.lr_selection``); one run per candidate with the first seed, and the winner's run is kept as

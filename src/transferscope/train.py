@@ -184,24 +184,26 @@ def train(
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
 
-    hist: dict[str, list] = {k: [] for k in ("step_loss", "step_acc", "epoch", "val_loss", "val_acc", "test_loss",
-                                             "test_acc", "lr", "deviation")}
+    hist: dict[str, list] = {k: [] for k in ("step_loss", "step_acc", "epoch", "val_loss", "val_acc", "test_epoch",
+                                             "test_loss", "test_acc", "lr", "deviation")}
 
     last_logits: list[np.ndarray] = []
 
     def record_epoch(epoch: int) -> None:
         vl, va, _ = evaluate(model, data.val)
-        tl, ta, logits = evaluate(model, data.test)
-        last_logits[:] = [logits]
         hist["epoch"].append(epoch)
         hist["val_loss"].append(vl)
         hist["val_acc"].append(va)
-        hist["test_loss"].append(tl)
-        hist["test_acc"].append(ta)
+        if cfg.test_every_epoch or epoch == cfg.epochs:
+            tl, ta, logits = evaluate(model, data.test)
+            last_logits[:] = [logits]
+            hist["test_epoch"].append(epoch)
+            hist["test_loss"].append(tl)
+            hist["test_acc"].append(ta)
         hist["lr"].append(opt.param_groups[0]["lr"])
         hist["deviation"].append(relative_deviation(model, initial))
         if progress:
-            progress(epoch, {"val_acc": va, "test_acc": ta})
+            progress(epoch, {"val_acc": va})
 
     def maybe_keep(step: int) -> None:
         if step in keep:

@@ -52,6 +52,9 @@ class CriticalityResult(Result):
     rewind_loss: list[list[float]]
     """[module][a]: training loss with the module at theta_i^a and no noise (the rewinding curve)."""
     rewind_acc: list[list[float]]
+    boundary_s: list[list[float]]
+    """[module][a]: the largest noise scale s found feasible at that a (0: infeasible even at the smallest s).
+    The feasible region of the (a, s) plane per module: the picture behind the criticality."""
     eps: float
     final_loss: float
     tolerance: float
@@ -62,7 +65,7 @@ class CriticalityResult(Result):
     args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
-    array_fields = ("rewind_loss", "rewind_acc")
+    array_fields = ("rewind_loss", "rewind_acc", "boundary_s")
 
 
 
@@ -142,17 +145,26 @@ def _rewind(ev: _Evaluator, module: str, alphas: Sequence[float]) -> tuple[list[
 
 
 def _per_module(ev: _Evaluator, names: list[str], alphas: Sequence[float], search, meta: tuple) -> CriticalityResult:
-    """Run ``search(module, distance) -> (criticality, (a, s))`` for every module, with its rewinding curve."""
-    crit, best, dist, rew = [], [], [], []
+    """For every module: ``boundary(module, a)`` -> the largest feasible s at a (0: none), then the criticality
+    min over a of a^2 d^2 / s^2 at the boundary (0 where a = 0 or d = 0 is feasible), and the rewinding curve."""
+    crit, best, dist, rew, bound = [], [], [], [], []
     for m in names:
         d = ev.distance(m)
-        value, arg = search(m, d)
+        value, arg, row = math.inf, (math.nan, math.nan), []
+        for a in alphas:
+            s = search(m, a)
+            row.append(s)
+            if s > 0:
+                cand = 0.0 if a == 0 or d == 0 else a * a * d * d / (s * s)
+                if cand < value:
+                    value, arg = cand, (float(a), s)
         crit.append(value)
         best.append(arg)
         dist.append(d)
+        bound.append(row)
         rew.append(_rewind(ev, m, alphas))
     return CriticalityResult(names, crit, [b[0] for b in best], [b[1] for b in best], dist, list(map(float, alphas)),
-                             [r[0] for r in rew], [r[1] for r in rew], *meta)
+                             [r[0] for r in rew], [r[1] for r in rew], bound, *meta)
 
 
 def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
@@ -169,16 +181,9 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
     """
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
 
-    def search(m: str, d: float) -> tuple[float, tuple[float, float]]:
-        value, arg = math.inf, (math.nan, math.nan)
-        for a in alphas:
-            for s in sigmas:
-                if s <= 0:
-                    continue
-                cand = a * a * d * d / (s * s)
-                if cand < value and ev.noisy_loss(m, a, s) <= eps:
-                    value, arg = cand, (float(a), float(s))
-        return value, arg
+    def search(m: str, a: float) -> float:
+        feasible = [float(s) for s in sigmas if s > 0 and ev.noisy_loss(m, a, s) <= eps]
+        return max(feasible, default=0.0)
 
     args = {"alphas": [float(a) for a in alphas], "sigmas": [float(s) for s in sigmas], "modules": names,
             "n_examples": n_examples}
@@ -193,32 +198,19 @@ def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data:
     :func:`criticality_grid`; ``s_max`` bounds the noise scale searched and ``s_tol`` the bisection."""
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
 
-    def search(m: str, d: float) -> tuple[float, tuple[float, float]]:
-        value, arg = math.inf, (math.nan, math.nan)
-        for a in alphas:
-            if a == 0 or d == 0:
-                # a^2 d^2 / s^2 = 0 for any feasible s > 0: feasible iff the loss at (a, s -> 0) is within eps
-                if ev.noisy_loss(m, a, s_tol) <= eps:
-                    value, arg = 0.0, (float(a), s_tol)
-                    break
-                continue
-            lo, hi = 0.0, s_max
-            if ev.noisy_loss(m, a, hi) <= eps:
-                lo = hi
-            elif ev.noisy_loss(m, a, s_tol) > eps:
-                continue  # infeasible at this a even with (almost) no noise
+    def search(m: str, a: float) -> float:
+        if ev.noisy_loss(m, a, s_max) <= eps:
+            return s_max
+        if ev.noisy_loss(m, a, s_tol) > eps:
+            return 0.0  # infeasible at this a even with (almost) no noise
+        lo, hi = s_tol, s_max
+        while hi - lo > s_tol:
+            mid = 0.5 * (lo + hi)
+            if ev.noisy_loss(m, a, mid) <= eps:
+                lo = mid
             else:
-                lo = s_tol
-                while hi - lo > s_tol:
-                    mid = 0.5 * (lo + hi)
-                    if ev.noisy_loss(m, a, mid) <= eps:
-                        lo = mid
-                    else:
-                        hi = mid
-            cand = a * a * d * d / (lo * lo)
-            if cand < value:
-                value, arg = cand, (float(a), lo)
-        return value, arg
+                hi = mid
+        return lo
 
     args = {"alphas": [float(a) for a in alphas], "s_max": s_max, "s_tol": s_tol, "modules": names,
             "n_examples": n_examples}

@@ -1,8 +1,21 @@
-"""Studies: a config expanded into runs (plan), run locally (execute), summarised from the store."""
+"""Studies: a config expanded into runs (plan), run locally (execute), summarised from the store.
 
-from .execute import ExecutionSummary, execute, load_run_model, run_one
-from .plan import ARMS, Plan, RunSpec, make_plan, validate
-from .summary import format_table, results_table, status_counts
+Names are imported on first use, so that reading a finished study (``summary``, ``tuning``, the report)
+does not import torch.
+"""
 
-__all__ = ["ARMS", "Plan", "RunSpec", "make_plan", "validate", "execute", "run_one", "load_run_model",
-           "ExecutionSummary", "results_table", "format_table", "status_counts"]
+import importlib
+
+_WHERE = {
+    "ExecutionSummary": "runner", "execute": "runner", "load_run_model": "runner", "run_one": "runner",
+    "ARMS": "plan", "Plan": "plan", "RunSpec": "plan", "make_plan": "plan", "validate": "plan",
+    "format_table": "summary", "results_table": "summary", "status_counts": "summary",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

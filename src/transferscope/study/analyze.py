@@ -26,8 +26,9 @@ from ..analyses.cka import feature_similarity
 from ..analyses.criticality import module_criticality
 from ..analyses.distance import parameter_distance
 from ..analyses.mistakes import mistakes
+from ..config import to_dict
 from ..store import RUN_DONE, Store, atomic_write_text, dumps
-from .execute import _domain, load_run_model
+from .runner import _domain, load_run_model
 from .plan import Plan, RunSpec
 from .summary import results_table
 from .tuning import resolve
@@ -56,6 +57,8 @@ class AnalysisRun:
     cached: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    """Result name -> its file under ``analyses/`` (written to ``analyses/index.json`` for the report)."""
 
 
 def _runs(plan: Plan, store: Store, target: str, block: int, arm: str, ckpt: float = -1.0) -> list[RunSpec]:
@@ -235,6 +238,51 @@ def analyze(plan: Plan, store: Store, settings: AnalysisSettings = AnalysisSetti
                                        "result": result}))
         out.computed.append(key)
         out.results[f"{name}/{target}"] = json.loads(dumps(result))
+    for name, target, args, ids, _fn in jobs:
+        if f"{name}/{target}" in out.results:
+            out.files[f"{name}/{target}"] = f"{_key(name, target, args, ids)}.json"
+    images = _write_images(plan, store, out.results)
+    atomic_write_text(adir / "index.json", dumps({
+        "results": out.files, "images": images, "missing": out.missing,
+        "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}))
+    return out
+
+
+def _write_images(plan: Plan, store: Store, results: dict[str, dict], per_row: int = 8) -> dict[str, str]:
+    """Images the report shows (it reads no domain itself): per domain, one training image of each of the first
+    ``per_row`` classes at every block size of the study; per target, the test images that P-T gets right and
+    RI-T wrong and the reverse (first pair of seeds). One ``images-<domain>-<hash>.npz`` each; returns their names."""
+    cfg = plan.config
+    full = cfg.data.image_size
+    out = {}
+    for role, d in [("source", cfg.source)] + [("target", t) for t in cfg.targets]:
+        name = d.display
+        pair = results.get(f"mistakes/{name}", {}).get("P-T/RI-T")
+        pair_hash = hashlib.sha256(json.dumps(pair, sort_keys=True).encode()).hexdigest()
+        key = _key("images", name, {"per_row": per_row, "role": role, "blocks": cfg.block_sizes,
+                                    "domain": to_dict(d), "data": to_dict(cfg.data)}, [pair_hash])
+        path = store.root / "analyses" / f"{key}.npz"
+        out[name] = path.name
+        if path.is_file():
+            continue
+        data = _domain(d, cfg.data)
+        y = data.train.y.numpy()
+        first = [int(np.flatnonzero(y == c)[0]) for c in range(data.num_classes) if (y == c).any()][:per_row]
+        arrays = {"classes": np.asarray(data.classes, dtype=str), "sample_labels": y[first]}
+        for b in ([full] if role == "source" else cfg.block_sizes):
+            arrays[f"sample_b{b}"] = data.shuffled(b, cfg.data.shuffle_seed).train.x[first].numpy() if b != full \
+                else data.train.x[first].numpy()
+        if pair is not None:
+            za = np.asarray(pair["test_index"])
+            labels = data.test.y.numpy()
+            for which, pos in (("pt_right_ri_wrong", pair["only_b_wrong"]), ("ri_right_pt_wrong", pair["only_a_wrong"])):
+                pos = np.asarray(pos[: 2 * per_row], dtype=int)
+                arrays[f"{which}_x"] = data.test.x[pos].numpy() if len(pos) else np.zeros((0, *data.test.x.shape[1:]), np.uint8)
+                arrays[f"{which}_y"] = labels[pos]
+                arrays[f"{which}_index"] = za[pos] if len(za) else pos
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
     return out
 
 

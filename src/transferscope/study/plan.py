@@ -203,9 +203,14 @@ def validate(cfg: StudyConfig) -> None:
                           f"{cfg.model.blocks}")
 
 
-def make_plan(cfg: StudyConfig) -> Plan:
-    """Expand a validated study config into its runs, parents first (learning-rate choices still open)."""
-    validate(cfg)
+def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
+    """Expand a study config into its runs, parents first (learning-rate choices still open).
+
+    ``check=False`` skips :func:`validate` (which needs the domain and model registries, hence torch): for
+    reading a study that was validated when it ran.
+    """
+    if check:
+        validate(cfg)
     s = cfg.data.image_size
     p = RunSpec("P", cfg.source, s, cfg.pretrain_seed, cfg.pretrain, cfg.model, cfg.data)
     runs, tuning, deferred = [p], [], []

@@ -1,0 +1,384 @@
+"""The report of a study: one self-contained HTML page and its PNG figures, from the results folder alone.
+
+``render_report(results)`` reads ``study.json``, the runs and ``analyses/`` (written by ``transferscope
+analyze``) and writes ``results/report/index.html`` with the figures beside it. It does not import torch, so
+a study run on a cluster can be rendered anywhere. Every name that comes from a user (domain, run, layer,
+module names) is HTML-escaped by the template engine (Jinja2 autoescaping). A figure whose inputs are
+missing is replaced by a note that says what is missing; the rest of the report is still written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigError, StudyConfig, from_dict, to_dict
+from ..store import RUN_DONE, RUN_FAILED, Store
+from ..study.plan import make_plan
+from ..study.summary import results_table
+from ..study.tuning import choices, resolve
+from .template import render_html
+
+log = logging.getLogger(__name__)
+
+__all__ = ["render_report", "ReportError"]
+
+
+class ReportError(ConfigError):
+    """The folder is not a results folder (no study.json)."""
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    intro: str = ""
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def figure(self, file: str, caption: str) -> None:
+        self.items.append({"kind": "figure", "file": file, "caption": caption})
+
+    def table(self, headers: list[str], rows: list[list[Any]], caption: str = "") -> None:
+        self.items.append({"kind": "table", "headers": headers, "rows": rows, "caption": caption})
+
+    def note(self, text: str) -> None:
+        self.items.append({"kind": "note", "text": text})
+
+    def missing(self, text: str) -> None:
+        self.items.append({"kind": "missing", "text": text})
+
+
+def _f(x: Any, fmt: str = ".3f") -> str:
+    if x is None:
+        return "n/a"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return format(v, fmt) if math.isfinite(v) else ("inf" if v > 0 else "n/a")
+
+
+class _Reader:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        study = root / "study.json"
+        if not study.is_file():
+            raise ReportError(f"{root}: no study.json; is this a results folder written by 'transferscope run'?")
+        self.cfg: StudyConfig = from_dict(StudyConfig, json.loads(study.read_text()))
+        self.store = Store(root)
+        self.plan = resolve(make_plan(self.cfg, check=False), self.store)
+        adir = root / "analyses"
+        idx = adir / "index.json"
+        self.index = json.loads(idx.read_text()) if idx.is_file() else None
+        self.results: dict[str, dict] = {}
+        self.analysis_seconds = 0.0
+        if self.index:
+            for name, file in self.index["results"].items():
+                p = adir / file
+                if p.is_file():
+                    d = json.loads(p.read_text())
+                    self.results[name] = d["result"]
+                    self.analysis_seconds += d.get("seconds", 0.0)
+        cl = adir / "claims.json"
+        self.claims = json.loads(cl.read_text()) if cl.is_file() else None
+
+    def images(self, domain: str) -> dict[str, np.ndarray] | None:
+        if not self.index or domain not in self.index.get("images", {}):
+            return None
+        p = self.root / "analyses" / self.index["images"][domain]
+        if not p.is_file():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def per_target(self, name: str) -> dict[str, dict]:
+        return {t.display: self.results[f"{name}/{t.display}"] for t in self.cfg.targets
+                if f"{name}/{t.display}" in self.results}
+
+
+NO_ANALYSES = "no analyses found: run `transferscope analyze` on this folder first"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _study_section(r: _Reader, out: Path) -> Section:
+    cfg = r.cfg
+    sec = Section("study", "1. The study",
+                  "Source, targets, model and settings of this study, and what was run.")
+    runs = {x.run_id: x for x in r.plan.tuning + r.plan.runs}
+    infos = {rid: r.store.run_info(rid) for rid in runs}
+    done = [i for i in infos.values() if i and i.get("status") == RUN_DONE]
+    failed = [i for i in infos.values() if i and i.get("status") == RUN_FAILED]
+    run_seconds = sum(i.get("seconds", 0.0) for i in done + failed)
+    total = r.plan.size() if hasattr(r.plan, "size") else len(runs)
+    m = cfg.model
+    sec.table(["", ""], [
+        ["study", cfg.name],
+        ["source", f"{cfg.source.display} ({cfg.source.name})"],
+        ["targets", ", ".join(f"{t.display} ({t.name}, {t.n_per_class or 'all'} training images per class)"
+                              for t in cfg.targets)],
+        ["model", f"{m.name}, blocks {m.blocks}, width {m.width}, norm {m.norm}; images {cfg.data.image_size} px, "
+                  f"{cfg.data.channels} channel(s)"],
+        ["block sizes", ", ".join(map(str, cfg.block_sizes))],
+        ["seeds", ", ".join(map(str, cfg.seeds))],
+        ["pre-training", _train_text(cfg.pretrain) + f"; checkpoints at {cfg.pretrain.checkpoint_epochs} epochs"],
+        ["fine-tuning (P-T)", _train_text(cfg.finetune)],
+        ["from scratch (RI-T)", _train_text(cfg.scratch)],
+        ["runs", f"{len(done)} done, {len(failed)} failed, {max(0, total - len(done) - len(failed))} not run, of {total}"],
+        ["compute", f"{run_seconds / 60:.1f} min of training (sum over runs), {r.analysis_seconds / 60:.1f} min of analyses"],
+    ], caption="settings (from study.json)")
+    cs = choices(make_plan(cfg, check=False), r.store)
+    if cs:
+        rows = []
+        for c in cs:
+            s = c.selection
+            rows.append([s.arm, s.target, s.block_size,
+                         ", ".join(f"{lr:g}: {_f(a)}" for lr, a in c.val_acc.items()),
+                         _f(c.lr, "g") if c.state == "chosen" else c.state])
+        sec.table(["arm", "target", "block", "validation accuracy per learning rate (first seed)", "chosen"], rows,
+                  caption="learning rates chosen per arm and target on validation accuracy (never on test data)")
+    for why in failed:
+        sec.note(f"failed run {why['run_id']}: {str(why.get('reason', '')).splitlines()[0] if why.get('reason') else ''}")
+    # sample strips
+    for role, d in [("source", cfg.source)] + [("target", t) for t in cfg.targets]:
+        imgs = r.images(d.display)
+        if imgs is None:
+            sec.missing(f"sample images of {d.display}: {NO_ANALYSES}")
+            continue
+        from .figures import image_grid
+
+        classes = [str(c) for c in imgs["classes"]]
+        caps = [classes[int(y)] if int(y) < len(classes) else str(y) for y in imgs["sample_labels"]]
+        blocks = sorted((int(k[len("sample_b"):]) for k in imgs if k.startswith("sample_b")), reverse=True)
+        rows = [(f"block {b}" + (" (none)" if b == cfg.data.image_size else ""), imgs[f"sample_b{b}"], caps) for b in blocks]
+        title = f"{role} {d.display}: one training image per class"
+        f = image_grid(out / f"samples-{role}-{_safe(d.display)}.png", rows,
+                       title + (", shuffled at each block size" if role == "target" else ""))
+        sec.figure(f.name, f"{role} domain {d.display}: one training image of each of the first classes"
+                   + ("; each row is the same images block-shuffled at that block size (one permutation per domain)"
+                      if role == "target" else ""))
+    return sec
+
+
+def _train_text(t) -> str:
+    lr = f"lr chosen from {t.lr_grid}" if t.lr_grid else f"lr {t.lr:g}"
+    return (f"{t.epochs} epochs, batch {t.batch_size}, {lr}, momentum {t.momentum:g}, weight decay {t.weight_decay:g}, "
+            f"{t.schedule} schedule" + (f", warm-up {t.warmup_epochs:g} epochs" if t.warmup_epochs else "")
+            + (f", gradient clip {t.grad_clip:g}" if t.grad_clip else ""))
+
+
+def _transfer_sections(r: _Reader, out: Path) -> list[Section]:
+    from .figures import gain_bars, shuffle_lines, training_curves
+
+    cfg = r.cfg
+    full = cfg.data.image_size
+    rows = [x for x in results_table(r.plan, r.store) if x["P-T"].n and x["RI-T"].n]
+    k, frac = cfg.finetune.speed_epochs, cfg.finetune.speed_fraction
+    s2 = Section("gain", "2. Transfer gain per target",
+                 "Final test accuracy of fine-tuning the pre-trained model (P-T) and of training from a random "
+                 "initialisation (RI-T) on each unshuffled target.")
+    unshuffled = [x for x in rows if x["block_size"] == full]
+    if unshuffled:
+        f = gain_bars(out / "gain.png", unshuffled)
+        s2.figure(f.name, "final test accuracy per target: mean over seeds, whiskers one sample standard deviation")
+        s2.table(["target", "P-T accuracy", "RI-T accuracy", "gain (P-T - RI-T)", "seeds P-T / RI-T"],
+                 [[x["target"], f"{_f(x['P-T'].acc_mean)} ± {_f(x['P-T'].acc_std)}",
+                   f"{_f(x['RI-T'].acc_mean)} ± {_f(x['RI-T'].acc_std)}", _f(x["gain"], "+.3f"),
+                   f"{x['P-T'].n} / {x['RI-T'].n}"] for x in unshuffled])
+    else:
+        s2.missing(f"no target has finished P-T and RI-T runs at block size {full} (unshuffled)")
+    s3 = Section("shuffle", "3. Block shuffle: feature reuse against low-level statistics",
+                 f"Accuracy and optimisation speed against the block size (smaller blocks destroy more of the visual "
+                 f"features). Speed (a): mean training accuracy over the first {k} epochs (higher is faster); speed "
+                 f"(b): steps to reach {frac:g} of the final training accuracy (lower is faster).")
+    if rows:
+        f = shuffle_lines(out / "shuffle.png", rows, k, frac)
+        s3.figure(f.name, "per target: mean over seeds (whiskers: sample std for accuracy) against block size")
+        s3.table(["target", "block", "P-T acc", "RI-T acc", "gain", "speed (a) P-T / RI-T", "speed (b) P-T / RI-T"],
+                 [[x["target"], x["block_size"], f"{_f(x['P-T'].acc_mean)} ± {_f(x['P-T'].acc_std)}",
+                   f"{_f(x['RI-T'].acc_mean)} ± {_f(x['RI-T'].acc_std)}", _f(x["gain"], "+.3f"),
+                   f"{_f(x['P-T'].speed_mean_acc_k)} / {_f(x['RI-T'].speed_mean_acc_k)}",
+                   f"{_f(x['P-T'].speed_steps_to_frac, '.0f')} / {_f(x['RI-T'].speed_steps_to_frac, '.0f')}"]
+                  for x in rows])
+        curves: dict = {}
+        spe: dict = {}
+        for spec in r.plan.runs:
+            if spec.arm == "P" or spec.parent_checkpoint >= 0 or r.store.run_status(spec.run_id) != RUN_DONE:
+                continue
+            h = r.store.read_json(spec.run_id, "history.json")
+            curves.setdefault((spec.domain.display, spec.block_size), {}).setdefault(spec.arm, []).append(
+                np.asarray(h["step_acc"], dtype=float))
+            spe[(spec.domain.display, spec.block_size, spec.arm)] = h["steps_per_epoch"]
+        f = training_curves(out / "curves.png", curves, spe, k)
+        s3.figure(f.name, f"training accuracy per step over the first {k} epochs (running mean over a quarter "
+                  f"epoch), mean over seeds")
+    else:
+        s3.missing("no finished pair of P-T and RI-T runs yet")
+    return [s2, s3]
+
+
+def _mistakes_section(r: _Reader, out: Path) -> Section:
+    from .figures import image_grid
+
+    sec = Section("mistakes", "4. Mistakes",
+                  "Common mistakes: test examples both models of a pair get wrong; uncommon: exactly one does. "
+                  "Pairs use the first two seeds, on the unshuffled target.")
+    res = r.per_target("mistakes")
+    if not res:
+        sec.missing(NO_ANALYSES if r.index is None else "no mistakes results (each needs 2 finished P-T and RI-T runs)")
+        return sec
+    rows = []
+    for t, pairs in res.items():
+        for pair, m in pairs.items():
+            rows.append([t, pair, m["n"], f"{m['common']} ({_f(m['common_fraction'])})",
+                         f"{m['uncommon']} ({_f(m['uncommon_fraction'])})"])
+    sec.table(["target", "pair", "test examples", "common mistakes (fraction)", "uncommon mistakes (fraction)"], rows)
+    for t in res:
+        imgs = r.images(t)
+        if imgs is None or "pt_right_ri_wrong_x" not in imgs:
+            sec.missing(f"images of {t}'s uncommon mistakes: not written (run `transferscope analyze`)")
+            continue
+        classes = [str(c) for c in imgs["classes"]]
+        rows_img = []
+        for key, label in (("pt_right_ri_wrong", "P-T right,\nRI-T wrong"), ("ri_right_pt_wrong", "RI-T right,\nP-T wrong")):
+            caps = [f"#{int(i)} {classes[int(y)]}" for i, y in zip(imgs[f"{key}_index"], imgs[f"{key}_y"], strict=True)]
+            rows_img.append((label, imgs[f"{key}_x"], caps))
+        f = image_grid(out / f"mistakes-{_safe(t)}.png", rows_img, f"{t}: test images one arm gets right and the other wrong")
+        sec.figure(f.name, f"{t}: up to 16 test images per row (seed-0 P-T against seed-0 RI-T), captioned with the test "
+                   "index and the true class")
+    return sec
+
+
+def _similarity_section(r: _Reader, out: Path) -> Section:
+    from .figures import cka_lines, distance_bars
+
+    sec = Section("similarity", "5. Feature similarity and parameter distance",
+                  "Linear CKA between the same layer of two models on the test images (1: the same features up to "
+                  "rotation and scale), and the l2 distance between their parameters.")
+    cka = r.per_target("cka")
+    if cka:
+        f = cka_lines(out / "cka.png", cka)
+        sec.figure(f.name, "linear CKA per layer and pair (one pair of seeds each; solid: full data, dashed: unbiased "
+                   "minibatch estimator)")
+    else:
+        sec.missing("CKA: " + (NO_ANALYSES if r.index is None else "no results (needs 2 finished P-T and RI-T runs)"))
+    dist = r.per_target("distance")
+    if dist:
+        f = distance_bars(out / "distance.png", dist)
+        sec.figure(f.name, "l2 distance per module (log scale) for each pair; totals in the legend")
+        sec.table(["target"] + list(next(iter(dist.values()))),
+                  [[t] + [_f(v["total"], ".2f") for v in res.values()] for t, res in dist.items()],
+                  caption="total l2 distance in parameter space")
+    else:
+        sec.missing("distance: " + (NO_ANALYSES if r.index is None else "no results"))
+    return sec
+
+
+def _barrier_section(r: _Reader, out: Path) -> Section:
+    from .figures import barrier_lines
+
+    sec = Section("barrier", "6. Performance barrier",
+                  "Test loss and error of the models on the straight line between two models; the barrier is the "
+                  "largest height of the curve above the chord between its ends.")
+    res = r.per_target("barrier")
+    if not res:
+        sec.missing(NO_ANALYSES if r.index is None else "no barrier results")
+        return sec
+    f = barrier_lines(out / "barrier.png", res)
+    sec.figure(f.name, "loss and error along the interpolation per pair (one pair of seeds each)")
+    sec.table(["target", "pair", "error barrier", "loss barrier", "normalisation"],
+              [[t, pair, _f(v["barrier_error"]), _f(v["barrier_loss"]), v.get("bn_policy", "")]
+               for t, pairs in res.items() for pair, v in pairs.items()])
+    return sec
+
+
+def _criticality_section(r: _Reader, out: Path) -> Section:
+    from .figures import criticality_maps
+
+    sec = Section("criticality", "7. Module criticality",
+                  "For each module: how far it can be moved back towards its initial value (theta^0 = P for P-T, "
+                  "the random initialisation for RI-T) and perturbed by noise of scale s while the training loss stays "
+                  "within the tolerance. Criticality 0: the module can be fully rewound.")
+    res = r.per_target("criticality")
+    if not res:
+        sec.missing(NO_ANALYSES if r.index is None else "no criticality results")
+        return sec
+    for t, arms in res.items():
+        if not all("boundary_s" in v for v in arms.values()):
+            sec.missing(f"{t}: criticality results without the (a, s) boundary (computed by an older version)")
+            continue
+        f = criticality_maps(out / f"criticality-{_safe(t)}.png", t, arms)
+        any_arm = next(iter(arms.values()))
+        sec.figure(f.name, f"{t}: module x a picture of the largest feasible noise scale, and the criticality per "
+                   f"module (seed-0 models; {any_arm['samples']} noise samples per point, tolerance "
+                   f"{any_arm['tolerance']:g})")
+    return sec
+
+
+def _basin_section(r: _Reader, out: Path) -> Section:
+    from .figures import basin_lines
+
+    sec = Section("basin", "8. Pre-training checkpoints",
+                  "P-T started from earlier checkpoints of pre-training: downstream accuracy, optimisation speed, "
+                  "and the error barrier to the P-T started from the final checkpoint (same seed).")
+    res = r.per_target("basin")
+    if not res:
+        sec.missing(NO_ANALYSES if r.index is None else "no checkpoint sweep in this study (basin.checkpoint_epochs)")
+        return sec
+    f = basin_lines(out / "basin.png", res, r.cfg.finetune.speed_epochs)
+    sec.figure(f.name, "mean over seeds (whiskers: std; dots: each seed) against the checkpoint")
+    sec.table(["target", "checkpoint (epochs)", "seed", "test acc", "speed (a)", "error barrier"],
+              [[t, _f(x["checkpoint"], "g"), x["seed"], _f(x["test_acc"]), _f(x["speed_mean_acc_k"]),
+                _f(x.get("barrier_error"))] for t, v in res.items() for x in v["rows"]])
+    return sec
+
+
+def _claims_section(r: _Reader) -> Section:
+    sec = Section("claims", "9. Claims of Neyshabur et al. on this study",
+                  "Each verdict is computed from the figures beside it (holds / partly / does not hold / not measured).")
+    if r.claims is None:
+        sec.missing(NO_ANALYSES)
+        return sec
+    sec.table(["claim", "statement", "figures measured", "verdict"],
+              [[c["claim"], c["text"], c["figures"] or "none", c["verdict"]] for c in r.claims])
+    return sec
+
+
+def render_report(results: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``<out>/index.html`` (default ``<results>/report``) and its PNG figures. Returns the HTML path."""
+    root = Path(results)
+    r = _Reader(root)
+    out = Path(out) if out else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    builders = [lambda: _study_section(r, out), lambda: _transfer_sections(r, out), lambda: _mistakes_section(r, out),
+                lambda: _similarity_section(r, out), lambda: _barrier_section(r, out),
+                lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _claims_section(r)]
+    titles = ["1. The study", "2-3. Transfer gain and block shuffle", "4. Mistakes", "5. Feature similarity",
+              "6. Performance barrier", "7. Module criticality", "8. Pre-training checkpoints", "9. Claims"]
+    sections: list[Section] = []
+    for build, title in zip(builders, titles, strict=True):
+        try:
+            got = build()
+        except Exception as e:  # one broken section must not lose the report
+            log.warning("report section %s failed", title, exc_info=True)
+            got = Section(_safe(title), title)
+            got.missing(f"this section could not be drawn: {type(e).__name__}: {e}")
+        sections.extend(got if isinstance(got, list) else [got])
+    html = render_html(title=f"transferscope report: {r.cfg.name}", sections=sections, study=to_dict(r.cfg),
+                       generated=time.strftime("%Y-%m-%d %H:%M:%S"), root=str(root.resolve().name))
+    path = out / "index.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path

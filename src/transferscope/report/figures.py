@@ -1,0 +1,234 @@
+"""The report's figures: matplotlib (Agg) to PNG, from plain numbers and uint8 image arrays (no torch)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ARM_COLOURS = {"P-T": "#1f77b4", "RI-T": "#d62728", "P": "#2ca02c"}
+PAIR_COLOURS = {"P-T/P-T": "#1f77b4", "RI-T/RI-T": "#d62728", "P-T/RI-T": "#9467bd", "P/P-T": "#2ca02c",
+                "P-T/P": "#2ca02c", "RI-T/RI": "#ff7f0e"}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _finite(v) -> float:
+    return float(v) if v is not None and math.isfinite(float(v)) else math.nan
+
+
+def _tile(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) uint8 -> something imshow takes."""
+    return img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+
+
+def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], title: str) -> Path:
+    """One row per (row label, images (N, C, H, W) uint8, caption per image)."""
+    ncol = max(1, max((len(x) for _, x, _ in rows), default=1))
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.25 * ncol + 1.2, 1.45 * len(rows) + 0.4), squeeze=False)
+    for r, (label, imgs, caps) in enumerate(rows):
+        for c in range(ncol):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if c < len(imgs):
+                ax.imshow(_tile(imgs[c]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                if c < len(caps):
+                    ax.set_title(caps[c], fontsize=7)
+        axes[r][0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+        if not len(imgs):
+            axes[r][0].text(0.0, 0.5, "(none)", fontsize=8, transform=axes[r][0].transAxes)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def gain_bars(path: Path, rows: list[dict]) -> Path:
+    """P-T vs RI-T final test accuracy per target (mean and sample std over seeds)."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.2))
+    x = np.arange(len(rows))
+    for k, arm in enumerate(("P-T", "RI-T")):
+        m = [_finite(r[arm].acc_mean) for r in rows]
+        s = [_finite(r[arm].acc_std) for r in rows]
+        ax.bar(x + (k - 0.5) * 0.38, m, 0.38, yerr=s, capsize=3, color=ARM_COLOURS[arm],
+               label=f"{arm} (n = {min(r[arm].n for r in rows)} seeds)")
+    ax.set_xticks(x, [r["target"] for r in rows], fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("final test accuracy, unshuffled targets (bars: mean, whiskers: sample std)", fontsize=9)
+    return _save(fig, path)
+
+
+def shuffle_lines(path: Path, rows: list[dict], speed_k: int, speed_fraction: float) -> Path:
+    """Per target: accuracy and the two speed figures against block size, P-T vs RI-T."""
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    metrics = [("acc_mean", "acc_std", "final test accuracy"),
+               ("speed_mean_acc_k", None, f"mean train accuracy, first {speed_k} epochs"),
+               ("speed_steps_to_frac", None, f"steps to {speed_fraction:g} of final train accuracy")]
+    fig, axes = plt.subplots(len(targets), 3, figsize=(11, 2.6 * len(targets)), squeeze=False)
+    for i, t in enumerate(targets):
+        rs = sorted((r for r in rows if r["target"] == t), key=lambda r: -r["block_size"])
+        xs = np.arange(len(rs))
+        for j, (key, err, label) in enumerate(metrics):
+            ax = axes[i][j]
+            for arm in ("P-T", "RI-T"):
+                ys = [_finite(getattr(r[arm], key)) for r in rs]
+                es = [_finite(getattr(r[arm], err)) for r in rs] if err else None
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=ARM_COLOURS[arm], label=arm)
+            ax.set_xticks(xs, [str(r["block_size"]) for r in rs])
+            ax.set_title(f"{t}: {label}", fontsize=8)
+            ax.set_xlabel("block size (smaller = more shuffled)", fontsize=7)
+            ax.tick_params(labelsize=7)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.ndarray]]], steps_per_epoch: dict,
+                    epochs: int) -> Path:
+    """Training accuracy per step over the first ``epochs`` epochs (running mean over a quarter epoch), mean
+    over seeds; one panel per (target, block size)."""
+    keys = list(curves)
+    targets = list(dict.fromkeys(t for t, _ in keys))
+    blocks = sorted({b for _, b in keys}, reverse=True)
+    fig, axes = plt.subplots(len(targets), len(blocks), figsize=(3.2 * len(blocks), 2.4 * len(targets)), squeeze=False)
+    for i, t in enumerate(targets):
+        for j, b in enumerate(blocks):
+            ax = axes[i][j]
+            for arm, runs in curves.get((t, b), {}).items():
+                spe = steps_per_epoch.get((t, b, arm), 1)
+                n = min(min(len(r) for r in runs), epochs * spe)
+                if n == 0:
+                    continue
+                mean = np.mean([r[:n] for r in runs], axis=0)
+                w = max(1, spe // 4)
+                smooth = np.convolve(mean, np.ones(w) / w, mode="valid")
+                ax.plot(np.arange(len(smooth)) + w, smooth, color=ARM_COLOURS[arm], label=f"{arm} ({len(runs)} seeds)")
+            ax.set_title(f"{t}, block {b}", fontsize=8)
+            ax.set_ylim(0, 1)
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("step", fontsize=7)
+            if j == 0:
+                ax.set_ylabel("train accuracy", fontsize=7)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def cka_lines(path: Path, per_target: dict[str, dict]) -> Path:
+    fig, axes = plt.subplots(1, len(per_target), figsize=(4.2 * len(per_target), 3.2), squeeze=False)
+    for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
+        for pair, r in res.items():
+            c = PAIR_COLOURS.get(pair)
+            ax.plot(r["layers"], [_finite(v) for v in r["full"]], marker="o", color=c, label=f"{pair}")
+            ax.plot(r["layers"], [_finite(v) for v in r["minibatch"]], ls="--", color=c, alpha=0.6)
+        ax.set_title(f"{t}: linear CKA per layer (solid: full data, dashed: minibatch)", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def distance_bars(path: Path, per_target: dict[str, dict]) -> Path:
+    fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.2), squeeze=False)
+    for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
+        pairs = list(res)
+        modules = list(next(iter(res.values()))["per_module"])
+        x = np.arange(len(modules))
+        w = 0.8 / max(1, len(pairs))
+        for k, pair in enumerate(pairs):
+            ax.bar(x + (k - (len(pairs) - 1) / 2) * w, [res[pair]["per_module"].get(m, math.nan) for m in modules], w,
+                   color=PAIR_COLOURS.get(pair), label=f"{pair} (total {res[pair]['total']:.1f})")
+        ax.set_xticks(x, modules, rotation=60, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_title(f"{t}: l2 distance per module", fontsize=8)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def barrier_lines(path: Path, per_target: dict[str, dict]) -> Path:
+    fig, axes = plt.subplots(len(per_target), 2, figsize=(9, 2.7 * len(per_target)), squeeze=False)
+    for i, (t, res) in enumerate(per_target.items()):
+        for j, (key, bkey, label) in enumerate((("loss", "barrier_loss", "test loss"), ("error", "barrier_error", "test error"))):
+            ax = axes[i][j]
+            for pair, r in res.items():
+                ax.plot(r["lambdas"], [_finite(v) for v in r[key]], marker=".", color=PAIR_COLOURS.get(pair),
+                        label=f"{pair}: barrier {_finite(r[bkey]):.3f}")
+            ax.set_title(f"{t}: {label} along (1 - l) a + l b", fontsize=8)
+            ax.set_xlabel("l", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def criticality_maps(path: Path, t: str, res: dict) -> Path:
+    """Per arm: module x a heatmap of the largest feasible noise scale s (the feasible region of the (a, s)
+    plane); beside it the criticality per module, P-T vs RI-T."""
+    arms = list(res)
+    fig, axes = plt.subplots(1, len(arms) + 1, figsize=(4.2 * (len(arms) + 1), 0.35 * len(res[arms[0]]["modules"]) + 1.8),
+                             squeeze=False)
+    for ax, arm in zip(axes[0], arms, strict=False):
+        r = res[arm]
+        grid = np.asarray([[_finite(v) for v in row] for row in r["boundary_s"]], dtype=float)
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(grid) if grid.size else 1))
+        ax.set_yticks(range(len(r["modules"])), r["modules"], fontsize=7)
+        ax.set_xticks(range(len(r["alphas"])), [f"{a:g}" for a in r["alphas"]], fontsize=7)
+        ax.set_xlabel("a (0: module rewound to theta^0, 1: final)", fontsize=7)
+        ax.set_title(f"{t}, {arm}: largest feasible s", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.05)
+    ax = axes[0][-1]
+    mods = res[arms[0]]["modules"]
+    y = np.arange(len(mods))
+    for k, arm in enumerate(arms):
+        vals = [_finite(v) if v is not None else math.inf for v in res[arm]["criticality"]]
+        shown = [math.log10(1 + v) if math.isfinite(v) else math.nan for v in vals]
+        ax.barh(y + (k - 0.5) * 0.4, shown, 0.4, color=ARM_COLOURS.get(arm), label=arm)
+        for yy, v in zip(y + (k - 0.5) * 0.4, vals, strict=True):
+            if not math.isfinite(v):
+                ax.text(0, yy, " infeasible", fontsize=6, va="center")
+    ax.set_yticks(y, mods, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("log10(1 + criticality)", fontsize=7)
+    ax.set_title(f"{t}: criticality per module", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def basin_lines(path: Path, per_target: dict[str, dict], speed_k: int) -> Path:
+    metrics = [("test_acc", "final test accuracy"), ("speed_mean_acc_k", f"mean train acc, first {speed_k} epochs"),
+               ("barrier_error", "error barrier to P-T from the final checkpoint")]
+    fig, axes = plt.subplots(len(per_target), 3, figsize=(11, 2.6 * len(per_target)), squeeze=False)
+    for i, (t, res) in enumerate(per_target.items()):
+        rows = res["rows"]
+        ckpts = sorted({r["checkpoint"] for r in rows})
+        for j, (key, label) in enumerate(metrics):
+            ax = axes[i][j]
+            vals = [[_finite(r.get(key)) for r in rows if r["checkpoint"] == e] for e in ckpts]
+            ax.errorbar(ckpts, [np.nanmean(v) for v in vals], yerr=[np.nanstd(v) for v in vals], marker="o", capsize=3,
+                        color=ARM_COLOURS["P-T"])
+            for e, v in zip(ckpts, vals, strict=True):
+                ax.scatter([e] * len(v), v, s=8, color="grey", zorder=3)
+            ax.set_title(f"{t}: {label}", fontsize=8)
+            ax.set_xlabel("pre-training checkpoint (epochs)", fontsize=7)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

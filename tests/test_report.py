@@ -1,0 +1,140 @@
+"""The HTML report of a small finished study: rendered without torch, opened in headless Chromium (no console
+errors, every image loads, no request leaves the report's folder), user names escaped, missing inputs noted."""
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transferscope.cli import main
+
+from .conftest import tiny_study_toml
+
+EVIL = "<script>alert('x')</script>"
+
+# Injected into a copy of the page by the test only (the report itself has no script): after load, write what
+# the browser fetched and how every image decoded into the DOM, which --dump-dom then prints.
+_PROBE = """<script>window.addEventListener('load', () => {
+  document.body.setAttribute('data-probe', JSON.stringify({
+    images: Array.from(document.images).map(i => [i.src, i.complete, i.naturalWidth]),
+    resources: performance.getEntriesByType('resource').map(e => e.name)}));
+});</script>"""
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium is not installed: `make test` installs it (Debian package chromium)")
+    return exe
+
+
+def open_in_chromium(page: Path, tmp: Path) -> tuple[dict, list[str]]:
+    """Load ``page`` (a copy with the probe) in headless Chromium; return the probe's record and the console lines."""
+    probed = page.with_name("probed-" + page.name)
+    probed.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-extensions", "--no-first-run", "--enable-logging=stderr", "--v=0",
+           f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    probed.unlink()
+    m = re.search(r'data-probe="([^"]*)"', p.stdout)
+    assert m, f"the page did not finish loading in chromium:\n{p.stderr[-2000:]}"
+    console = [line for line in p.stderr.splitlines() if ":CONSOLE" in line]
+    return json.loads(html.unescape(m.group(1))), console
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    from .conftest import make_imagefolder
+
+    tmp = tmp_path_factory.mktemp("report")
+    src = make_imagefolder(tmp / "src", n_classes=4, per_class=40, seed=1)
+    tgt = make_imagefolder(tmp / "tgt", n_classes=3, per_class=24, seed=2)
+    cfg = tiny_study_toml(src, tgt).replace('label = "tgt"', f'label = "{EVIL}"')
+    (tmp / "study.toml").write_text(cfg)
+    res = tmp / "results"
+    assert main(["run", str(tmp / "study.toml"), "--results", str(res), "--jobs", "1", "--no-progress"]) == 0
+    assert main(["analyze", str(res), "--no-progress"]) == 0
+    return res
+
+
+def test_report_renders_without_torch(finished_study, tmp_path):
+    out = tmp_path / "rep"
+    code = ("import sys\nfrom transferscope.report import render_report\n"
+            f"render_report({str(finished_study)!r}, {str(out)!r})\n"
+            "assert 'torch' not in sys.modules, 'the report imported torch'\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    page = (out / "index.html").read_text()
+    for section in ("The study", "Transfer gain", "Block shuffle", "Mistakes", "Feature similarity",
+                    "Performance barrier", "Module criticality", "Pre-training checkpoints", "Claims"):
+        assert section in page
+    assert "Missing:" not in page  # the study is complete: every figure is drawn
+    pngs = sorted(x.name for x in out.glob("*.png"))
+    for name in ("gain.png", "shuffle.png", "curves.png", "cka.png", "distance.png", "barrier.png", "basin.png"):
+        assert name in pngs
+    assert any(n.startswith("criticality-") for n in pngs) and any(n.startswith("mistakes-") for n in pngs)
+    assert sum(n.startswith("samples-") for n in pngs) == 2  # source and target
+    referenced = set(re.findall(r'<img src="([^"]+)"', page))
+    assert referenced == set(pngs)
+
+
+def test_report_in_chromium_loads_every_image_and_stays_in_its_folder(finished_study, tmp_path):
+    assert main(["report", str(finished_study), "--out", str(tmp_path / "rep")]) == 0
+    page = tmp_path / "rep" / "index.html"
+    probe, console = open_in_chromium(page, tmp_path)
+    assert console == [], console
+    assert len(probe["images"]) >= 10
+    folder = (tmp_path / "rep").as_uri() + "/"
+    for src, complete, width in probe["images"]:
+        assert src.startswith(folder), src
+        assert complete and width > 0, f"image did not load: {src}"
+    assert all(r.startswith(folder) for r in probe["resources"]), probe["resources"]
+    # no reference of any kind to another place: every src/href is a file name in the folder or an anchor
+    text = page.read_text()
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', text):
+        assert ref.startswith("#") or ("/" not in ref and ":" not in ref), ref
+
+
+def test_the_chromium_check_can_fail(tmp_path):
+    """The same harness on a page with a broken image, a console error and an outside request reports all three."""
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><img src="nope.png"><img src="http://192.0.2.1/x.png">'
+                    '<script>console.error("bad")</script></body></html>')
+    probe, console = open_in_chromium(page, tmp_path)
+    assert any('"bad"' in line for line in console)
+    widths = {src.rsplit("/", 1)[-1]: w for src, _, w in probe["images"]}
+    assert widths == {"nope.png": 0, "x.png": 0}
+    assert any(r.startswith("http://192.0.2.1") for r in probe["resources"])
+
+
+def test_user_names_are_escaped(finished_study, tmp_path):
+    assert main(["report", str(finished_study), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "index.html").read_text()
+    assert EVIL not in text
+    assert html.escape(EVIL) in text or "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in text
+    assert "<script" not in text  # the report carries no script at all
+
+
+def test_missing_inputs_are_said_not_fatal(tmp_path, folders, capsys):
+    """A study with no analyses yet (and runs still to do): the report is written and says what is missing."""
+    p = tmp_path / "study.toml"
+    p.write_text(tiny_study_toml(*folders))
+    res = tmp_path / "r"
+    res.mkdir()
+    from transferscope.config import load_config, to_dict
+    from transferscope.store import dumps
+
+    (res / "study.json").write_text(dumps(to_dict(load_config(p))))
+    assert main(["report", str(res)]) == 0
+    text = (res / "report" / "index.html").read_text()
+    assert text.count("Missing:") >= 6 and "transferscope analyze" in text
+    assert "0 done, 0 failed, 11 not run, of 11" in text
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "no study.json" in capsys.readouterr().err
