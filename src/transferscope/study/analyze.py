@@ -28,8 +28,8 @@ from ..analyses.distance import parameter_distance
 from ..analyses.mistakes import mistakes
 from ..config import to_dict
 from ..store import RUN_DONE, Store, atomic_write_text, dumps
-from .runner import _domain, load_run_model
 from .plan import Plan, RunSpec
+from .runner import _domain, load_run_model
 from .summary import results_table
 from .tuning import resolve
 
