@@ -48,6 +48,17 @@ def test_records_and_learns(domain):
     assert r.metrics["test_acc"] > 0.6  # the pattern is easy; chance is 1/3
     assert set(r.checkpoints) == {0, 3}
     assert m.training  # left in train mode, as it was given
+    # the test split is evaluated once, at the end (never used to choose anything) unless asked per epoch
+    assert r.history["test_epoch"] == [6] and len(r.history["val_acc"]) == 7
+
+
+def test_test_curve_on_request_changes_nothing_else(domain):
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=0.05)
+    m1, r1 = _run(domain, seed=0, cfg=cfg)
+    m2, r2 = _run(domain, seed=0, cfg=TrainConfig(epochs=3, batch_size=8, lr=0.05, test_every_epoch=True))
+    assert r2.history["test_epoch"] == [0, 1, 2, 3] and r2.history["test_acc"][-1] == r1.metrics["test_acc"]
+    assert r1.history["step_loss"] == r2.history["step_loss"]
+    assert all(torch.equal(v, m2.state_dict()[k]) for k, v in m1.state_dict().items())
 
 
 def test_checkpoint_zero_is_the_initialisation(domain):

@@ -1,0 +1,151 @@
+"""Sharpness and flatness of a trained model (Liu et al. 2019, claim L1).
+
+* :func:`power_iteration`: the eigenvalue of largest magnitude of a symmetric operator given only as
+  matrix-vector products (the maths kernel), with a seed, a relative tolerance and the iterations recorded;
+* :func:`hessian_vector_product`: H v of the mean training loss over a fixed set of examples, by double
+  backward (exact, no finite differences);
+* :func:`flatness`: over a model and data, the top Hessian eigenvalue and the mean loss increase under
+  random weight perturbations of relative size r (each parameter tensor moved by r ||W||_F in a random
+  direction), returned as a frozen :class:`FlatnessResult`. The model given is never changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import Split
+from ..models import to_input
+from .result import Result
+
+__all__ = ["FlatnessResult", "power_iteration", "hessian_vector_product", "flatness", "loss_on"]
+
+SCHEMA_VERSION = 1
+
+
+def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, iters: int = 100, tol: float = 1e-3,
+                    seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[float, int, bool]:
+    """Largest-magnitude eigenvalue of a symmetric operator: v <- A v / ||A v|| from a seeded random v.
+
+    Stops when the Rayleigh quotient changes by at most ``tol`` relative to its value between two iterations.
+    Returns (eigenvalue, iterations used, converged).
+    """
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(dim, generator=g, dtype=dtype)
+    v /= v.norm()
+    lam = math.nan
+    for it in range(1, iters + 1):
+        av = matvec(v).to(dtype)
+        new = float(v @ av)
+        n = av.norm()
+        if n == 0:
+            return 0.0, it, True
+        v = av / n
+        if math.isfinite(lam) and abs(new - lam) <= tol * abs(new):
+            return new, it, True
+        lam = new
+    return lam, iters, False
+
+
+def loss_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Mean cross-entropy of ``model`` over (x, y) as a differentiable scalar (summed batch by batch)."""
+    total = 0.0
+    for i in range(0, len(y), batch_size):
+        out = model(x[i : i + batch_size])
+        total = total + F.cross_entropy(out, y[i : i + batch_size], reduction="sum")
+    return total / len(y)
+
+
+def hessian_vector_product(batch_losses: Callable[[], Iterable[torch.Tensor]], params: list[torch.Tensor],
+                           v: torch.Tensor) -> torch.Tensor:
+    """H v, H the Hessian with respect to ``params`` (flattened, concatenated) of the sum of the scalar losses
+    that ``batch_losses()`` yields (one per batch, so that only one batch's graph is alive at a time)."""
+    out = torch.zeros_like(v)
+    for loss in batch_losses():
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        hv = torch.autograd.grad(flat @ v.to(flat.dtype), params)
+        out += torch.cat([h.reshape(-1) for h in hv]).to(out.dtype)
+    return out
+
+
+def _ce_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int):
+    """The mean cross-entropy over (x, y), as per-batch terms that sum to it."""
+    def gen():
+        for i in range(0, len(y), batch_size):
+            yield F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum") / len(y)
+    return gen
+
+
+@dataclass(frozen=True)
+class FlatnessResult(Result):
+    loss: float
+    """Mean training loss at the model (over the examples used)."""
+    top_eigenvalue: float
+    """Largest-magnitude eigenvalue of the Hessian of that loss (the sharpness)."""
+    iterations: int
+    converged: bool
+    tolerance: float
+    radii: list[float]
+    """Relative perturbation sizes r."""
+    loss_increase: list[float]
+    """Mean over ``samples`` draws of L(theta + delta) - L(theta), per r."""
+    loss_increase_std: list[float]
+    samples: int
+    n_examples: int
+    seed: int = 0
+    args: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+@torch.no_grad()
+def _perturbed_losses(model: nn.Module, x, y, radii: Sequence[float], samples: int, seed: int) -> tuple[list, list]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    base = [p.detach().clone() for p in params]
+    g = torch.Generator().manual_seed(seed + 1)
+    l0 = loss_on(model, x, y).item()
+    means, stds = [], []
+    for r in radii:
+        vals = []
+        for _ in range(samples):
+            for p, b in zip(params, base, strict=True):
+                u = torch.randn(b.shape, generator=g, dtype=b.dtype)
+                un = u.norm()
+                p.copy_(b + (r * b.norm() / un) * u if un > 0 else b)
+            vals.append(loss_on(model, x, y).item() - l0)
+        t = torch.tensor(vals, dtype=torch.float64)
+        means.append(float(t.mean()))
+        stds.append(float(t.std()) if samples > 1 else 0.0)
+    for p, b in zip(params, base, strict=True):
+        p.copy_(b)
+    return means, stds
+
+
+def flatness(model: nn.Module, data: Split, *, n_examples: int = 500, iters: int = 100, tol: float = 1e-3,
+             radii: Sequence[float] = (0.01, 0.05, 0.1), samples: int = 5, seed: int = 0,
+             batch_size: int = 500) -> FlatnessResult:
+    """Top Hessian eigenvalue (power iteration on exact Hessian-vector products) and the loss increase under
+    random relative perturbations, on the first ``n_examples`` of ``data`` (the training split, as in Liu et al.).
+
+    The model is copied and put in eval mode (the default models keep no batch statistics, so eval and train
+    mode compute the same function); the one given is not changed.
+    """
+    m = copy.deepcopy(model).eval()
+    params = [p for p in m.parameters() if p.requires_grad]
+    x = to_input(data.x[:n_examples]) if data.x.dtype == torch.uint8 else data.x[:n_examples]
+    y = data.y[:n_examples]
+    dim = sum(p.numel() for p in params)
+    with torch.no_grad():
+        loss = loss_on(m, x, y, batch_size).item()
+    batches = _ce_batches(m, x, y, batch_size)
+    lam, it, ok = power_iteration(lambda v: hessian_vector_product(batches, params, v), dim, iters=iters, tol=tol,
+                                  seed=seed)
+    inc, inc_std = _perturbed_losses(m, x, y, radii, samples, seed)
+    return FlatnessResult(loss, lam, it, ok, tol, [float(r) for r in radii], inc, inc_std, samples, len(y), seed,
+                          {"n_examples": n_examples, "iters": iters, "batch_size": batch_size})
