@@ -112,6 +112,9 @@ class TrainConfig:
     """Candidate learning rates. Non-empty: ``lr`` is chosen per target on validation accuracy (see
     ``StudyConfig.lr_selection``); one run per candidate with the first seed, and the winner's run is kept as
     that seed's run. Empty: ``lr`` as given."""
+    checkpoint_epochs: list[float] = field(default_factory=list)
+    """Points of the trajectory (in epochs; fractions allowed) whose weights are kept (``checkpoints/``), e.g. for
+    the gradient-stability analysis along training. The initial and final weights are always kept."""
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,10 @@ def validate(cfg: StudyConfig) -> None:
                               f"got {t.speed_epochs}")
     if cfg.pretrain.lr_grid:
         raise ConfigError("pretrain.lr_grid: not supported (pre-training is one run); set pretrain.lr")
-    for i, e in enumerate(cfg.pretrain.checkpoint_epochs):
-        if not 0 <= e <= cfg.pretrain.epochs:
-            raise ConfigError(f"pretrain.checkpoint_epochs[{i}]: expected a number in [0, {cfg.pretrain.epochs}], got {e}")
+    for key, t in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune), ("scratch", cfg.scratch)):
+        for i, e in enumerate(t.checkpoint_epochs):
+            if not 0 <= e <= t.epochs:
+                raise ConfigError(f"{key}.checkpoint_epochs[{i}]: expected a number in [0, {t.epochs}], got {e}")
     for i, e in enumerate(cfg.basin.checkpoint_epochs):
         if e not in cfg.pretrain.checkpoint_epochs:
             raise ConfigError(f"basin.checkpoint_epochs[{i}]: {e} is not a kept checkpoint; pretrain.checkpoint_epochs "

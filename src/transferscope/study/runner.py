@@ -139,10 +139,8 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
             data = data.shuffled(spec.block_size, spec.data.shuffle_seed)
         model = _initial_model(spec, store, data.num_classes)
         init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        ckpt_steps: dict[int, float] = {}
-        if spec.arm == "P":
-            spe = -(-len(data.train) // spec.train.batch_size)
-            ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
+        spe = -(-len(data.train) // spec.train.batch_size)
+        ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
 
         def progress(epoch: int, figs: dict) -> None:
             msg = (run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan")))
@@ -185,7 +183,7 @@ def _store_failure(store: Store, info: dict, reason: str) -> tuple[str, str, str
 def prepare_domains(plan: Plan, show_progress: bool = True) -> None:
     """Load (and cache) every domain of the plan before any training, so data errors come first."""
     seen = []
-    for r in plan.runs:
+    for r in plan.runs + plan.tuning + [t for t, _ in plan.deferred]:
         if (r.domain, r.data) not in seen:
             seen.append((r.domain, r.data))
     for domain, data in tqdm(seen, desc="domains", disable=not show_progress, leave=False):
@@ -212,7 +210,8 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         total = plan.size()
         todo: list[RunSpec] = []
         seen: set[str] = set()
-        for r in plan.tuning + plan.runs:
+        # P first (everything on P-T waits for it), then the learning-rate candidates, then the rest
+        for r in plan.runs[:1] + plan.tuning + plan.runs[1:]:
             if r.run_id in seen:
                 continue
             seen.add(r.run_id)

@@ -1,0 +1,219 @@
+"""Similarity of source and target, and transferability scores from the pre-trained model alone (Liu et al.
+claim L4), before any fine-tuning; and their rank correlation with the measured transfer gain.
+
+Maths kernels on numpy arrays (each tested against a case whose answer is known in closed form):
+
+* :func:`leep`: LEEP (Nguyen et al. 2020) from P's source-class probabilities on the target's training images;
+* :func:`logme`: LogME (You et al. 2021), the maximised log evidence of a Bayesian linear model on P's features,
+  averaged over one-hot target columns, per example;
+* :func:`h_score`: H-score (Bao et al. 2019), tr(cov(f)^+ cov(E[f | y]));
+* :func:`mmd2`: the unbiased squared MMD between two feature samples (linear or Gaussian kernel, median
+  bandwidth), the input similarity between source and target in P's feature space;
+* :func:`rank_correlation`: Spearman's rho with a bootstrap confidence interval (scipy).
+
+:func:`transferability_scores` computes all of them for a model and two domains (pure: the model is not changed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..models import to_input
+from .result import Result
+
+__all__ = ["leep", "logme", "h_score", "mmd2", "rank_correlation", "TransferabilityResult", "transferability_scores"]
+
+SCHEMA_VERSION = 1
+
+
+def leep(source_probs: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> float:
+    """LEEP = 1/n sum_i log sum_z P(y_i | z) theta_z(x_i), with P(y | z) from the empirical joint
+    P(y, z) = 1/n sum_i theta_z(x_i) [y_i = y].
+
+    Args:
+        source_probs: (n, Z) the pre-trained model's probabilities over its own (source) classes.
+        labels: (n,) target labels in [0, n_classes).
+    """
+    p = np.asarray(source_probs, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    if p.ndim != 2 or len(p) != len(y):
+        raise ValueError(f"leep: expected (n, Z) probabilities and n labels, got {p.shape} and {y.shape}")
+    c = int(n_classes or y.max() + 1)
+    joint = np.zeros((c, p.shape[1]))
+    np.add.at(joint, y, p)
+    joint /= len(y)
+    pz = joint.sum(0)
+    cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)  # P(y | z)
+    eep = (p * cond[y]).sum(1)
+    return float(np.mean(np.log(eep)))
+
+
+def _logme_column(s2: np.ndarray, z: np.ndarray, y_norm2: float, n: int, d: int, tol: float = 1e-6,
+                  max_iter: int = 100) -> float:
+    """Maximised log evidence / n of y ~ N(F m, 1/beta), m ~ N(0, 1/alpha), from the SVD of F: s2 the squared
+    singular values (zeros padded to d), z = U^T y over the nonzero ones."""
+    alpha, beta = 1.0, 1.0
+    r = len(z)
+    sig = s2[:r]
+    perp = max(y_norm2 - float(z @ z), 0.0)  # the part of y outside F's column space
+    for _ in range(max_iter):
+        gamma = float(np.sum(beta * sig / (alpha + beta * sig)))
+        m2 = float(np.sum(beta**2 * sig * z**2 / (alpha + beta * sig) ** 2))
+        res2 = float(np.sum((alpha * z / (alpha + beta * sig)) ** 2)) + perp
+        new_alpha = gamma / max(m2, 1e-300)
+        new_beta = (n - gamma) / max(res2, 1e-300)
+        done = abs(new_alpha - alpha) / alpha < tol and abs(new_beta - beta) / beta < tol
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    return _evidence(s2, z, perp, n, d, alpha, beta) / n
+
+
+def _evidence(s2, z, perp, n, d, alpha, beta) -> float:
+    r = len(z)
+    sig = s2[:r]
+    m2 = float(np.sum(beta**2 * sig * z**2 / (alpha + beta * sig) ** 2))
+    res2 = float(np.sum((alpha * z / (alpha + beta * sig)) ** 2)) + perp
+    logdet = float(np.sum(np.log(alpha + beta * s2)))  # |alpha I + beta F^T F| over all d directions
+    return (n / 2 * math.log(beta) + d / 2 * math.log(alpha) - n / 2 * math.log(2 * math.pi)
+            - beta / 2 * res2 - alpha / 2 * m2 - logdet / 2)
+
+
+def logme(features: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> float:
+    """LogME: for each class c, the log evidence of the one-hot column [y = c] under Bayesian linear regression
+    on the features, maximised over (alpha, beta) by the fixed-point iteration of You et al.; divided by n and
+    averaged over classes. Higher: the features carry more of the labels."""
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    n, d = f.shape
+    c = int(n_classes or y.max() + 1)
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    keep = s > s.max() * 1e-10 if s.size else s > 0
+    u, s = u[:, keep], s[keep]
+    s2 = np.zeros(d)
+    s2[: len(s)] = s**2
+    out = []
+    for k in range(c):
+        col = (y == k).astype(np.float64)
+        out.append(_logme_column(s2, u.T @ col, float(col @ col), n, d))
+    return float(np.mean(out))
+
+
+def h_score(features: np.ndarray, labels: np.ndarray) -> float:
+    """H-score = tr(cov(f)^+ cov(E[f | y])): how well class-conditional means separate, in units of the feature
+    covariance (pseudo-inverse for singular covariances)."""
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    f = f - f.mean(0)
+    cov_f = f.T @ f / len(f)
+    g = np.zeros_like(f)
+    for k in np.unique(y):
+        g[y == k] = f[y == k].mean(0)
+    cov_g = g.T @ g / len(f)
+    return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10, hermitian=True) @ cov_g))
+
+
+def mmd2(x: np.ndarray, y: np.ndarray, kernel: str = "rbf", bandwidth: float = 0.0) -> tuple[float, float]:
+    """Unbiased squared MMD between samples x (m, d) and y (n, d). Kernel ``linear`` (x . y) or ``rbf``
+    exp(-||x - y||^2 / (2 h^2)) with h the median pairwise distance of the pooled sample unless given.
+    Returns (mmd2, bandwidth used; 0 for linear)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    m, n = len(x), len(y)
+    if m < 2 or n < 2:
+        raise ValueError(f"mmd2: needs at least 2 examples on each side, got {m} and {n}")
+
+    def gram(a, b):
+        return a @ b.T
+
+    if kernel == "linear":
+        kxx, kyy, kxy = gram(x, x), gram(y, y), gram(x, y)
+    elif kernel == "rbf":
+        z = np.concatenate([x, y])
+        sq = np.sum(z**2, 1)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * z @ z.T, 0.0)
+        if not bandwidth:
+            iu = np.triu_indices(len(z), 1)
+            bandwidth = float(np.sqrt(np.median(d2[iu]))) or 1.0
+        k = np.exp(-d2 / (2 * bandwidth**2))
+        kxx, kyy, kxy = k[:m, :m], k[m:, m:], k[:m, m:]
+    else:
+        raise ValueError(f"mmd2: kernel {kernel!r}: expected 'linear' or 'rbf'")
+    sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    return float(sxx + syy - 2 * kxy.mean()), float(bandwidth if kernel == "rbf" else 0.0)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray, *, n_resamples: int = 2000, confidence: float = 0.9,
+                     seed: int = 0) -> dict[str, float]:
+    """Spearman's rho between paired values, with a percentile bootstrap interval over the pairs (scipy)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if len(a) < 3:
+        return {"rho": math.nan, "low": math.nan, "high": math.nan, "n": int(len(a)), "p_value": math.nan}
+    rho, p = stats.spearmanr(a, b)
+
+    def stat(x, y):
+        r = stats.spearmanr(x, y)[0]
+        return r if np.isfinite(r) else 0.0
+
+    ci = stats.bootstrap((a, b), stat, paired=True, vectorized=False, n_resamples=n_resamples,
+                         confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed))
+    return {"rho": float(rho), "low": float(ci.confidence_interval.low), "high": float(ci.confidence_interval.high),
+            "n": int(len(a)), "p_value": float(p), "confidence": confidence}
+
+
+@dataclass(frozen=True)
+class TransferabilityResult(Result):
+    leep: float
+    logme: float
+    h_score: float
+    mmd2_rbf: float
+    """Between P's penultimate features of source and target images (input similarity; lower: more similar)."""
+    mmd2_linear: float
+    bandwidth: float
+    n_target: int
+    n_source: int
+    feature_layer: str
+    seed: int = 0
+    args: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+@torch.no_grad()
+def _features_and_probs(model: nn.Module, x: torch.Tensor, layer: str, batch_size: int = 500):
+    was = model.training
+    model.eval()
+    feats, probs = [], []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            xb = to_input(xb) if xb.dtype == torch.uint8 else xb
+            out = model.features(xb, [layer, "head"])
+            feats.append(out[layer].reshape(len(xb), -1).double())
+            probs.append(torch.softmax(out["head"].double(), 1))
+    finally:
+        model.train(was)
+    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def transferability_scores(model: nn.Module, target_x: torch.Tensor, target_y: torch.Tensor,
+                           source_x: torch.Tensor, *, layer: str = "pool", n_classes: int | None = None,
+                           seed: int = 0) -> TransferabilityResult:
+    """Scores of a pre-trained model (its own head still on) for a target, from the target's training images
+    and labels; and the MMD between its ``layer`` features of source and target images."""
+    ft, pt = _features_and_probs(model, target_x, layer)
+    fs, _ = _features_and_probs(model, source_x, layer)
+    y = target_y.numpy() if isinstance(target_y, torch.Tensor) else np.asarray(target_y)
+    rbf, h = mmd2(fs, ft, "rbf")
+    lin, _ = mmd2(fs, ft, "linear")
+    return TransferabilityResult(leep(pt, y, n_classes), logme(ft, y, n_classes), h_score(ft, y), rbf, lin, h, len(y),
+                                 len(fs), layer, seed, {"layer": layer})

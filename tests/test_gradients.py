@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from transferscope.analyses.flatness import _ce_batches, hessian_vector_product
+from transferscope.analyses.gradients import gradient_stability, loss_and_grad, principal_gradient
+from transferscope.data import Split
+
+from .conftest import trained_model
+
+
+def _linear_split(n=64, d=6, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, :c].argmax(1)).long()
+    return Split(x, y, np.arange(n))
+
+
+def _net(d=6, c=3, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, 5), nn.Tanh(), nn.Linear(5, c))
+
+
+def test_small_steps_give_the_first_order_constants():
+    """As k -> 0: |dL| / ||eta k g|| -> ||g|| and ||dg|| / ||eta k g|| -> ||H g|| / ||g|| (H g by double backward)."""
+    data = _linear_split()
+    model = _net()
+    r = gradient_stability(model, data, lr=1e-3, ks=(1e-3,), n_examples=64)
+    assert r.loss_lipschitz[0] == pytest.approx(r.grad_norm, rel=1e-2)
+    params = list(model.parameters())
+    _, g = loss_and_grad(model, data.x, data.y)
+    gflat = torch.cat([t.reshape(-1) for t in g]).double()
+    hg = hessian_vector_product(_ce_batches(model, data.x, data.y, 500), params, gflat / gflat.norm())
+    assert r.grad_lipschitz[0] == pytest.approx(hg.norm().item(), rel=2e-2)
+    assert r.loss_change[0] < 0  # a small step down the gradient lowers the loss
+
+
+def test_stability_leaves_the_model_unchanged(small_domain):
+    model, _ = trained_model(small_domain, 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = gradient_stability(model, small_domain.train, lr=0.05, ks=(1, 4), n_examples=32)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and model.training
+    assert len(r.loss_change) == 2 and r.grad_norm > 0
+
+
+def test_principal_fraction_matches_an_independent_svd_and_is_one_on_a_full_square_basis():
+    data = _linear_split(d=5, c=5)
+    model = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5))
+    r = principal_gradient(model, data, top_k=(1, 5), n_examples=64)
+    assert r.weights == ["0.weight", "2.weight"]
+    _, grads = loss_and_grad(model, data.x, data.y)
+    for i, idx in enumerate((0, 2)):  # the weights' gradients are grads[0] and grads[2] (biases between)
+        w = model[idx].weight.detach().double().numpy()
+        g = grads[2 * i].double().numpy()
+        u, _, vt = np.linalg.svd(w)
+        expect = float(((u[:, :1].T @ g @ vt[:1].T) ** 2).sum() / (g**2).sum())
+        assert r.fraction[i][0] == pytest.approx(expect, rel=1e-9)
+        assert r.fraction[i][1] == pytest.approx(1.0, rel=1e-9)  # all singular directions of a square matrix
+        assert r.random_fraction[i] == [1 / 25, 1.0]
+
+
+def test_principal_gradient_on_conv_kernels(small_domain):
+    model, _ = trained_model(small_domain, 0)
+    r = principal_gradient(model, small_domain.train, top_k=(1,), n_examples=24)
+    convs = [n for n, p in model.named_parameters() if p.ndim == 4]
+    assert set(convs) <= set(r.weights)
+    assert all(0.0 <= f[0] <= 1.0 for f in r.fraction)
