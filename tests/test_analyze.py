@@ -4,12 +4,13 @@ from transferscope.cli import main
 from transferscope.config import load_config
 from transferscope.store import Store
 from transferscope.study import execute, make_plan
-from transferscope.study.analyze import AnalysisSettings, analyze, judge_claims
+from transferscope.study.analyze import AnalysisSettings, analyze, judge_claims, judge_liu_claims
 
 from .conftest import tiny_study_toml
 
 FAST = AnalysisSettings(cka_batch_size=8, barrier_points=3, criticality_alphas=(0.0, 1.0), criticality_examples=20,
-                        criticality_s_tol=0.05)
+                        criticality_s_tol=0.05, flatness_examples=20, flatness_iters=5, flatness_samples=2,
+                        stability_examples=20, principal_examples=20, scores_source_examples=20)
 
 
 def test_analyze_caches_and_judges_every_claim(tmp_path, folders):
@@ -21,7 +22,8 @@ def test_analyze_caches_and_judges_every_claim(tmp_path, folders):
     first = analyze(plan, store, FAST, show_progress=False)
     assert not first.missing, first.missing
     names = {k.split("/")[0] for k in first.results}
-    assert names == {"transfer", "mistakes", "cka", "distance", "barrier", "criticality", "basin"}
+    assert names == {"transfer", "mistakes", "cka", "distance", "barrier", "criticality", "basin", "flatness",
+                     "deviation", "stability", "principal", "scores", "relate"}
     # the same analyses again come from the cache
     second = analyze(plan, store, FAST, show_progress=False)
     assert second.computed == [] and len(second.cached) == len(first.computed)
@@ -33,6 +35,16 @@ def test_analyze_caches_and_judges_every_claim(tmp_path, folders):
     claims = judge_claims(plan, first.results)
     assert [c["claim"] for c in claims] == list(range(1, 10))
     assert all(c["verdict"] in ("holds", "does not hold", "partly") for c in claims), claims
+    liu = judge_liu_claims(plan, first.results)
+    assert [c["claim"] for c in liu] == ["L1", "L2", "L3", "L4", "L5"]
+    # one target, two block sizes: L4 has its 2 points (too few for a rank correlation: not measured); the rest judged
+    assert all(c["verdict"] in ("holds", "does not hold", "partly") for c in liu if c["claim"] != "L4"), liu
+    assert len(first.results["relate/all"]["points"]) == 2
+    # the deviation figures are the trainer's: P-T starts at 0 deviation from P (its own start) at epoch 0
+    dev = first.results["deviation/tgt"]["P-T"]
+    assert dev["epochs"][0] == 0 and all(v == 0 for v in dev["mean"][0] if v is not None)
+    st = first.results["stability/tgt"]
+    assert [r["epoch"] for r in st["P-T"]] == [0.0, 2.0]  # init and final (no intermediate checkpoints here)
 
 
 def test_analyze_with_missing_runs_says_what_is_missing(tmp_path, folders):

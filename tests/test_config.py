@@ -16,10 +16,12 @@ def test_builtin_studies_load_and_plan():
     for profile in ("quick", "paper"):
         cfg = load_config(profile)
         plan = make_plan(cfg)
-        arms = [r.arm for r in plan.runs]
+        arms = [r.arm for r in plan.runs] + [t.arm for t, _ in plan.deferred]
         assert arms[0] == "P" and arms.count("P") == 1
         assert len(cfg.seeds) >= 2 and len(cfg.block_sizes) >= 3
         assert arms.count("RI-T") == len(cfg.targets) * len(cfg.block_sizes) * len(cfg.seeds)
+        for arm, grid in (("P-T", cfg.finetune.lr_grid), ("RI-T", cfg.scratch.lr_grid)):  # chosen per target
+            assert sum(r.arm == arm for r in plan.tuning) == len(cfg.targets) * len(grid)
 
 
 def test_round_trip_through_dict():

@@ -14,7 +14,9 @@ from transferscope.store import dumps
 from .conftest import trained_model
 
 OPTIONS = {"cka": {"batch_size": 8}, "barrier": {"points": 3},
-           "criticality": {"alphas": [0.0, 1.0], "samples": 2, "n_examples": 24, "s_tol": 0.05}}
+           "criticality": {"alphas": [0.0, 1.0], "samples": 2, "n_examples": 24, "s_tol": 0.05},
+           "flatness": {"n_examples": 24, "iters": 5, "samples": 2}, "stability": {"lr": 0.05, "n_examples": 24},
+           "principal": {"n_examples": 24}, "scores": {"layer": "pool"}}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,8 @@ def pair(small_domain):
 
 
 def test_the_registry_holds_every_analysis():
-    assert set(list_analyses()) == {"mistakes", "cka", "distance", "barrier", "criticality"}
+    assert set(list_analyses()) == {"mistakes", "cka", "distance", "barrier", "criticality", "flatness", "stability",
+                                    "principal", "scores"}
     with pytest.raises(KeyError, match="registered analyses are"):
         get_analysis("nope")
 

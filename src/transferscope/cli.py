@@ -96,7 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .store import Store
     from .study import make_plan
-    from .study.analyze import analyze, format_claims, judge_claims, write_claims
+    from .study.analyze import analyze, format_claims, judge_claims, judge_liu_claims, write_claims
 
     results = Path(args.results)
     cfg = _study_of(results)
@@ -104,7 +104,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     store = Store(results)
     with store.lock():
         run = analyze(plan, store, show_progress=not args.no_progress)
-    claims = judge_claims(plan, run.results)
+    claims = judge_claims(plan, run.results) + judge_liu_claims(plan, run.results)
     path = write_claims(store, claims)
     print(f"analyses: {len(run.computed)} computed, {len(run.cached)} cached, {len(run.missing)} missing")
     for k, why in run.missing.items():

@@ -25,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "PretrainConfig",
     "BasinConfig",
+    "AnalysisConfig",
     "StudyConfig",
     "load_config",
     "builtin_study",
@@ -137,6 +138,41 @@ class BasinConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Settings of ``transferscope analyze`` (each analysis's cached result is keyed by the ones it uses)."""
+
+    cka_batch_size: int = 100
+    """Minibatch size of the unbiased minibatch CKA estimator."""
+    barrier_points: int = 11
+    """Points on the line between two models (ends included)."""
+    criticality_alphas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
+    criticality_samples: int = 2
+    """Noise draws per (a, s) point."""
+    criticality_examples: int = 100
+    criticality_tolerance: float = 0.1
+    """eps = (1 + tolerance) x the final training loss."""
+    criticality_s_tol: float = 0.02
+    flatness_examples: int = 200
+    """Training examples of the loss whose Hessian is probed."""
+    flatness_iters: int = 20
+    """At most this many power iterations (the result records how many were used and whether they converged)."""
+    flatness_tol: float = 1e-2
+    """Relative change of the eigenvalue estimate at which the power iteration stops."""
+    flatness_radii: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])
+    flatness_samples: int = 3
+    stability_ks: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
+    """Steps theta - eta k g probed (eta: the run's learning rate)."""
+    stability_examples: int = 200
+    principal_top_k: list[int] = field(default_factory=lambda: [1, 3])
+    principal_examples: int = 200
+    scores_source_examples: int = 300
+    """Source test images whose features are compared with the target's (MMD)."""
+    groups: list[str] = field(default_factory=lambda: ["neyshabur", "liu"])
+    """Families of analyses to run: ``neyshabur`` (claims 1-9) is always run; ``liu`` adds claims L1-L5."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     source: DomainConfig
@@ -150,6 +186,7 @@ class StudyConfig:
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.01))
     scratch: TrainConfig = field(default_factory=TrainConfig)
     basin: BasinConfig = field(default_factory=BasinConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     lr_selection: Literal["per-target", "per-target-and-block"] = "per-target"
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""

@@ -19,7 +19,10 @@ from .barrier import BarrierResult, interpolate
 from .cka import CKAResult, feature_similarity
 from .criticality import CriticalityResult, module_criticality
 from .distance import DistanceResult, parameter_distance
+from .flatness import FlatnessResult, flatness
+from .gradients import PrincipalGradientResult, StabilityResult, gradient_stability, principal_gradient
 from .mistakes import MistakesResult, model_mistakes
+from .transferability import TransferabilityResult, transferability_scores
 
 __all__ = ["AnalysisInfo", "register_analysis", "list_analyses", "get_analysis"]
 
@@ -78,3 +81,31 @@ def _barrier(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, p
 def _criticality(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, **options) -> CriticalityResult:
     return module_criticality(a, {k: v.detach().clone() for k, v in b.state_dict().items()}, domain.train, seed=seed,
                               **options)
+
+
+# Liu et al.: analyses of one model (model_b is not used; the uniform call keeps the registry and its contract one).
+
+
+@register_analysis("flatness", FlatnessResult, "top Hessian eigenvalue and loss under relative perturbations (model a)")
+def _flatness(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, **options) -> FlatnessResult:
+    return flatness(a, domain.train, seed=seed, **options)
+
+
+@register_analysis("stability", StabilityResult, "loss and gradient change along theta - eta k g (model a)")
+def _stability(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, lr: float = 0.1,
+               **options) -> StabilityResult:
+    return replace(gradient_stability(a, domain.train, lr=lr, **options), seed=seed)
+
+
+@register_analysis("principal", PrincipalGradientResult, "gradient energy on the top singular directions (model a)")
+def _principal(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, **options) -> PrincipalGradientResult:
+    return replace(principal_gradient(a, domain.train, **options), seed=seed)
+
+
+@register_analysis("scores", TransferabilityResult,
+                   "LEEP, LogME, H-score and source-target MMD of pre-trained model a (source images: option source_x)")
+def _scores(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, source_x=None,
+            layer: str = "pool") -> TransferabilityResult:
+    src = domain.val.x if source_x is None else source_x
+    return transferability_scores(a, domain.train.x, domain.train.y, src, layer=layer, n_classes=domain.num_classes,
+                                  seed=seed)

@@ -349,7 +349,88 @@ def _claims_section(r: _Reader) -> Section:
         sec.missing(NO_ANALYSES)
         return sec
     sec.table(["claim", "statement", "figures measured", "verdict"],
-              [[c["claim"], c["text"], c["figures"] or "none", c["verdict"]] for c in r.claims])
+              [[c["claim"], c["text"], c["figures"] or "none", c["verdict"]] for c in r.claims
+               if not str(c["claim"]).startswith("L")])
+    return sec
+
+
+def _liu_section(r: _Reader, out: Path) -> Section:
+    from .figures import deviation_lines, flatness_bars, gain_by_checkpoint, principal_bars, score_scatter, stability_lines
+
+    sec = Section("liu", "10. Why pre-trained weights transfer (Liu et al. 2019)",
+                  "Flatness of the minima, how far the weights move, how smooth the loss is along training, the "
+                  "gradient's principal component, and transferability scores computed from P alone. Models: the "
+                  "first seed's P-T and RI-T on each unshuffled target.")
+    if r.index is None:
+        sec.missing(NO_ANALYSES)
+        return sec
+    fl = r.per_target("flatness")
+    if fl:
+        f = flatness_bars(out / "flatness.png", fl)
+        any_r = next(iter(fl.values()))["P-T"]
+        sec.figure(f.name, f"top Hessian eigenvalue by power iteration ({any_r['n_examples']} training examples, relative "
+                   f"tolerance {any_r['tolerance']:g}) and the mean loss increase over {any_r['samples']} random "
+                   "perturbations of each weight tensor by r ||W||")
+        sec.table(["target", "arm", "top eigenvalue", "iterations", "converged"],
+                  [[t, arm, _f(v["top_eigenvalue"], ".4g"), v["iterations"], "yes" if v["converged"] else "no"]
+                   for t, arms in fl.items() for arm, v in arms.items()])
+    else:
+        sec.missing("flatness: no results")
+    dv = r.per_target("deviation")
+    if dv:
+        f = deviation_lines(out / "deviation.png", dv)
+        n = next(iter(dv.values()))["P-T"]["seeds"]
+        sec.figure(f.name, f"relative deviation ||W - W0||_F / ||W0||_F per module along training, mean over {n} seeds "
+                   "(W0: P for P-T, the random initialisation for RI-T)")
+    else:
+        sec.missing("weight deviation: no results")
+    st = r.per_target("stability")
+    if st:
+        f = stability_lines(out / "stability.png", st)
+        sec.figure(f.name, "local Lipschitz constants of the gradient and of the loss along the gradient step "
+                   "theta - eta k g (eta: the run's learning rate) at the saved points of training")
+    else:
+        sec.missing("gradient stability: no results")
+    pg = r.per_target("principal")
+    if pg:
+        f = principal_bars(out / "principal.png", pg)
+        sec.figure(f.name, "fraction of the gradient's energy on the top singular direction of each weight matrix at "
+                   "the start of training on the target: pre-trained (P plus a new head) vs random weights")
+    else:
+        sec.missing("principal gradient component: no results")
+    rel = r.results.get("relate/all")
+    if rel and rel.get("points"):
+        f = score_scatter(out / "scores.png", rel)
+        sec.figure(f.name, "scores of P on each target and block size (labels) against the measured gain; Spearman "
+                   "rho with a 90% bootstrap interval (MMD enters with its sign flipped)")
+        sec.table(["target", "block", "LEEP", "LogME", "H-score", "MMD^2 (rbf)", "gain", "speed gain"],
+                  [[p["target"], p["block_size"], _f(p["leep"]), _f(p["logme"]), _f(p["h_score"]), _f(p["mmd2_rbf"], ".4f"),
+                    _f(p["gain"], "+.3f"), _f(p["speed_gain"], "+.3f")] for p in rel["points"]])
+    else:
+        sec.missing("transferability scores: no results")
+    basin = r.per_target("basin")
+    table = {(x["target"], x["block_size"]): x for x in results_table(r.plan, r.store) if x["RI-T"].n}
+    rows = {}
+    for t, v in basin.items():
+        base = table.get((t, v["block_size"]))
+        if base is None:
+            continue
+        per: dict[float, list] = {}
+        for x in v["rows"]:
+            per.setdefault(x["checkpoint"], []).append(x["test_acc"])
+        rows[t] = [(e, float(np.mean(a)) - base["RI-T"].acc_mean) for e, a in sorted(per.items())]
+    if rows:
+        f = gain_by_checkpoint(out / "gain-by-checkpoint.png", rows)
+        sec.figure(f.name, "P-T test accuracy (mean over seeds) minus RI-T's at the same block size, against the "
+                   "pre-training checkpoint P-T started from")
+    else:
+        sec.missing("transferability along pre-training: no checkpoint sweep")
+    if r.claims is not None:
+        liu = [c for c in r.claims if str(c["claim"]).startswith("L")]
+        if liu:
+            sec.table(["claim", "statement", "figures measured", "verdict"],
+                      [[c["claim"], c["text"], c["figures"] or "none", c["verdict"]] for c in liu],
+                      caption="claims L1-L5 of Liu et al., verdicts computed from the figures")
     return sec
 
 
@@ -363,9 +444,11 @@ def render_report(results: str | Path, out: str | Path | None = None) -> Path:
         old.unlink()
     builders = [lambda: _study_section(r, out), lambda: _transfer_sections(r, out), lambda: _mistakes_section(r, out),
                 lambda: _similarity_section(r, out), lambda: _barrier_section(r, out),
-                lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _claims_section(r)]
+                lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _claims_section(r),
+                lambda: _liu_section(r, out)]
     titles = ["1. The study", "2-3. Transfer gain and block shuffle", "4. Mistakes", "5. Feature similarity",
-              "6. Performance barrier", "7. Module criticality", "8. Pre-training checkpoints", "9. Claims"]
+              "6. Performance barrier", "7. Module criticality", "8. Pre-training checkpoints", "9. Claims",
+              "10. Liu et al."]
     sections: list[Section] = []
     for build, title in zip(builders, titles, strict=True):
         try:

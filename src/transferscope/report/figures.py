@@ -232,3 +232,122 @@ def basin_lines(path: Path, per_target: dict[str, dict], speed_k: int) -> Path:
             ax.tick_params(labelsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def flatness_bars(path: Path, per_target: dict[str, dict]) -> Path:
+    """Top Hessian eigenvalue per target and the loss increase against the perturbation size, P-T vs RI-T."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    targets = list(per_target)
+    x = np.arange(len(targets))
+    for k, arm in enumerate(("P-T", "RI-T")):
+        axes[0].bar(x + (k - 0.5) * 0.38, [_finite(per_target[t][arm]["top_eigenvalue"]) for t in targets], 0.38,
+                    color=ARM_COLOURS[arm], label=arm)
+        for t in targets:
+            r = per_target[t][arm]
+            axes[1].errorbar(r["radii"], r["loss_increase"], yerr=r["loss_increase_std"], marker="o", capsize=2,
+                             color=ARM_COLOURS[arm], alpha=0.8, ls="-" if t == targets[0] else "--",
+                             label=f"{arm}, {t}")
+    axes[0].set_xticks(x, targets, fontsize=8)
+    axes[0].set_yscale("log")
+    axes[0].set_title("top eigenvalue of the training-loss Hessian (lower: flatter)", fontsize=8)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("relative perturbation size r", fontsize=7)
+    axes[1].set_title("training-loss increase under random perturbations", fontsize=8)
+    axes[1].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def deviation_lines(path: Path, per_target: dict[str, dict]) -> Path:
+    """Relative deviation ||W - W0|| / ||W0|| per module along training, P-T (from P) vs RI-T (from RI)."""
+    fig, axes = plt.subplots(1, len(per_target), figsize=(4.4 * len(per_target), 3.2), squeeze=False)
+    for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
+        for arm, ls in (("P-T", "-"), ("RI-T", "--")):
+            r = res[arm]
+            mean = np.asarray([[_finite(v) for v in row] for row in r["mean"]], dtype=float)
+            for j, m in enumerate(r["modules"]):
+                if m == "head":
+                    continue
+                ax.plot(r["epochs"], mean[:, j], ls=ls, color=plt.cm.viridis(j / max(1, len(r["modules"]) - 1)),
+                        label=f"{m}" if arm == "P-T" else None)
+        ax.set_title(f"{t}: relative deviation per module (solid P-T, dashed RI-T)", fontsize=8)
+        ax.set_xlabel("epoch", fontsize=7)
+        ax.set_yscale("log")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stability_lines(path: Path, per_target: dict[str, dict]) -> Path:
+    """Local Lipschitz constant of the gradient (and of the loss) along training, P-T vs RI-T."""
+    fig, axes = plt.subplots(len(per_target), 2, figsize=(9, 2.6 * len(per_target)), squeeze=False)
+    for i, (t, res) in enumerate(per_target.items()):
+        for j, (key, label) in enumerate((("grad_lipschitz", "||dg|| / ||step||"), ("loss_lipschitz", "|dL| / ||step||"))):
+            ax = axes[i][j]
+            for arm, rows in res.items():
+                ks = rows[0]["ks"]
+                for q, k in enumerate(ks):
+                    ax.plot([r["epoch"] for r in rows], [_finite(r[key][q]) for r in rows], marker="o",
+                            color=ARM_COLOURS[arm], alpha=0.35 + 0.65 * (q + 1) / len(ks),
+                            label=f"{arm}, k = {k:g}" if i == 0 else None)
+            ax.set_yscale("log")
+            ax.set_title(f"{t}: {label} along theta - eta k g", fontsize=8)
+            ax.set_xlabel("epoch (saved point of training)", fontsize=7)
+            if i == 0:
+                ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def principal_bars(path: Path, per_target: dict[str, dict]) -> Path:
+    """Fraction of the gradient's energy on the top singular direction of each weight, pre-trained vs random."""
+    fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.3), squeeze=False)
+    for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
+        names = res["P-T"]["weights"]
+        x = np.arange(len(names))
+        for k, (arm, label) in enumerate((("P-T", "pre-trained (P-T at start)"), ("RI-T", "random (RI-T at start)"))):
+            ax.bar(x + (k - 0.5) * 0.38, [_finite(f[0]) for f in res[arm]["fraction"]], 0.38, color=ARM_COLOURS[arm],
+                   label=label)
+        ax.plot(x, [f[0] for f in res["P-T"]["random_fraction"]], "k_", markersize=10, label="isotropic chance")
+        ax.set_xticks(x, [n.replace(".weight", "") for n in names], rotation=70, fontsize=6)
+        ax.set_yscale("log")
+        ax.set_title(f"{t}: gradient energy on the top singular direction (k = {res['P-T']['top_k'][0]})", fontsize=8)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def score_scatter(path: Path, rel: dict) -> Path:
+    """Each transferability score of P against the measured gain, one point per (target, block size)."""
+    scores = ("leep", "logme", "h_score", "mmd2_rbf")
+    pts = rel["points"]
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.4 * len(scores), 3.0), squeeze=False)
+    targets = list(dict.fromkeys(p["target"] for p in pts))
+    for ax, s in zip(axes[0], scores, strict=True):
+        for j, t in enumerate(targets):
+            sel = [p for p in pts if p["target"] == t]
+            ax.scatter([_finite(p[s]) for p in sel], [_finite(p["gain"]) for p in sel], s=18,
+                       color=plt.cm.tab10(j), label=t)
+            for p in sel:
+                ax.annotate(str(p["block_size"]), (_finite(p[s]), _finite(p["gain"])), fontsize=6)
+        c = rel["correlations"][f"{s}/gain"]
+        ax.set_title(f"{s}: rho {_finite(c['rho']):+.2f} [{_finite(c['low']):+.2f}, {_finite(c['high']):+.2f}]", fontsize=8)
+        ax.set_ylabel("gain P-T - RI-T", fontsize=7)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def gain_by_checkpoint(path: Path, rows: dict[str, list[tuple[float, float]]]) -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    for t, pts in rows.items():
+        ax.plot([e for e, _ in pts], [g for _, g in pts], marker="o", label=t)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("pre-training checkpoint (epochs)", fontsize=7)
+    ax.set_ylabel("gain P-T - RI-T (test accuracy)", fontsize=7)
+    ax.set_title("transfer gain along pre-training", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

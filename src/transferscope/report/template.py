@@ -45,7 +45,7 @@ Every figure says what was measured and over how many seeds.</p>
 <thead><tr>{% for h in it.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in it.rows %}<tr>{% for c in row %}
-{% if s.id == "claims" and loop.last %}<td class="verdict-{{ c|replace(' ', '-') }}">{{ c }}</td>
+{% if it.headers[-1] == "verdict" and loop.last %}<td class="verdict-{{ c|replace(' ', '-') }}">{{ c }}</td>
 {% else %}<td>{{ c }}</td>{% endif %}
 {% endfor %}</tr>
 {% endfor %}

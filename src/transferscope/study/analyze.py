@@ -26,7 +26,7 @@ from ..analyses.cka import feature_similarity
 from ..analyses.criticality import module_criticality
 from ..analyses.distance import parameter_distance
 from ..analyses.mistakes import mistakes
-from ..config import to_dict
+from ..config import AnalysisConfig, to_dict
 from ..store import RUN_DONE, Store, atomic_write_text, dumps
 from .plan import Plan, RunSpec
 from .runner import _domain, load_run_model
@@ -35,19 +35,11 @@ from .tuning import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalysisSettings", "analyze", "judge_claims", "format_claims"]
+__all__ = ["AnalysisSettings", "analyze", "judge_claims", "judge_liu_claims", "format_claims"]
 
 
-@dataclass(frozen=True)
-class AnalysisSettings:
-    cka_batch_size: int = 100
-    barrier_points: int = 11
-    criticality_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    criticality_samples: int = 2
-    criticality_examples: int = 100
-    criticality_tolerance: float = 0.1
-    criticality_s_tol: float = 0.02
-    seed: int = 0
+AnalysisSettings = AnalysisConfig
+"""The settings of every analysis: the ``[analysis]`` table of a study config."""
 
 
 @dataclass
@@ -76,9 +68,12 @@ def _state(store: Store, spec: RunSpec, which: str) -> dict[str, torch.Tensor]:
     return load_file(str(store.run_dir(spec.run_id) / f"{which}.safetensors"))
 
 
-def analyze(plan: Plan, store: Store, settings: AnalysisSettings = AnalysisSettings(),
+def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None,
             show_progress: bool = True) -> AnalysisRun:
-    """Compute every missing analysis of the study in ``store``; return all results (cached or new)."""
+    """Compute every missing analysis of the study in ``store``; return all results (cached or new).
+
+    ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``)."""
+    settings = settings or plan.config.analysis
     plan = resolve(plan, store)
     cfg = plan.config
     out = AnalysisRun()
@@ -217,6 +212,10 @@ def analyze(plan: Plan, store: Store, settings: AnalysisSettings = AnalysisSetti
             return {"rows": rows, "block_size": bsize}
 
         jobs.append(("basin", name, {"points": settings.barrier_points, "block": bsize}, ids, do_basin))
+
+    # Liu et al.: flatness, weight deviation, gradient stability, principal gradient, transferability scores
+    if "liu" in settings.groups:
+        _liu_jobs(plan, store, settings, jobs, out, p_spec, p_done)
 
     for name, target, args, ids, fn in tqdm(jobs, desc="analyses", disable=not show_progress, leave=False):
         key = _key(name, target, args, ids)
@@ -426,6 +425,91 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
     return claims
 
 
+def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
+    """Claims L1-L5 of Liu et al. (SCIENCE.md), each with the figures behind it and a verdict from them."""
+    targets = [t.display for t in plan.config.targets]
+
+    def verdict(flags: list[bool]) -> str:
+        if not flags:
+            return "not measured"
+        return "holds" if all(flags) else "does not hold" if not any(flags) else "partly"
+
+    claims = []
+    # L1: flatter minima (top eigenvalue, loss increase at the largest r) and small relative deviation
+    f, txt = [], []
+    for t in targets:
+        fl, dv = results.get(f"flatness/{t}"), results.get(f"deviation/{t}")
+        if fl:
+            ep, er = _nan(fl["P-T"]["top_eigenvalue"]), _nan(fl["RI-T"]["top_eigenvalue"])
+            ip, ir = _nan(fl["P-T"]["loss_increase"][-1]), _nan(fl["RI-T"]["loss_increase"][-1])
+            f.append(ep < er)
+            txt.append(f"{t}: top Hessian eigenvalue P-T {ep:.3g} vs RI-T {er:.3g}; loss increase at r = "
+                       f"{fl['P-T']['radii'][-1]:g}: {ip:.3g} vs {ir:.3g}")
+        if dv:
+            dp = [_nan(x) for x in dv["P-T"]["mean"][-1]]
+            dr = [_nan(x) for x in dv["RI-T"]["mean"][-1]]
+            body = [(m, a, b) for m, a, b in zip(dv["P-T"]["modules"], dp, dr, strict=False) if m != "head"]
+            f.append(all(a < b for _, a, b in body))
+            txt.append(f"{t}: final relative deviation P-T/RI-T " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in body))
+    claims.append({"claim": "L1", "text": "fine-tuned models sit in flatter minima and stay close to the pre-trained weights",
+                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    # L2: the gradient is more Lipschitz (smaller change of gradient per unit step) along training, for P-T
+    f, txt = [], []
+    for t in targets:
+        st = results.get(f"stability/{t}")
+        if st:
+            def beta(rows):
+                return [float(np.nanmean([_nan(v) for v in r["grad_lipschitz"]])) for r in rows]
+            bp, br = beta(st["P-T"]), beta(st["RI-T"])
+            f.append(float(np.mean(bp)) < float(np.mean(br)))
+            txt.append(f"{t}: gradient Lipschitz constant along training P-T " + "/".join(f"{x:.3g}" for x in bp)
+                       + " vs RI-T " + "/".join(f"{x:.3g}" for x in br))
+    claims.append({"claim": "L2", "text": "pre-trained weights make the gradient more Lipschitz along training",
+                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    # L3: the gradient's energy on the top singular direction is smaller with pre-trained weights
+    f, txt = [], []
+    for t in targets:
+        pg = results.get(f"principal/{t}")
+        if pg:
+            body = [i for i, n in enumerate(pg["P-T"]["weights"]) if not n.startswith("head")]
+            fp = float(np.mean([_nan(pg["P-T"]["fraction"][i][0]) for i in body]))
+            fr = float(np.mean([_nan(pg["RI-T"]["fraction"][i][0]) for i in body]))
+            f.append(fp < fr)
+            txt.append(f"{t}: mean fraction of gradient energy on the top singular direction (body weights) "
+                       f"pre-trained {fp:.3f} vs random {fr:.3f}")
+    claims.append({"claim": "L3", "text": "pre-trained weights suppress the gradient's principal component",
+                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    # L4: similarity of inputs and labels predicts transferability: rank correlations with the gain
+    rel = results.get("relate/all")
+    f, txt = [], []
+    if rel:
+        for key, c in rel["correlations"].items():
+            if key.endswith("/gain") and c["rho"] is not None and math.isfinite(_nan(c["rho"])):
+                lo = _nan(c["low"])
+                f.append(lo > 0)
+                txt.append(f"{key.split('/')[0]}: rho {c['rho']:+.2f} [{lo:+.2f}, {_nan(c['high']):+.2f}] (n = {c['n']})")
+    claims.append({"claim": "L4", "text": "transferability follows the similarity of inputs and labels (scores from P "
+                   "against the measured gain, Spearman rho with a 90% bootstrap interval)",
+                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    # L5: the gain first rises and then falls along pre-training
+    f, txt = [], []
+    table = {(r["target"], r["block_size"]): r for r in results.get("transfer/all", {}).get("rows", [])}
+    for t in targets:
+        b = results.get(f"basin/{t}")
+        base = table.get((t, b["block_size"])) if b else None
+        if b and base:
+            per: dict[float, list] = {}
+            for r in b["rows"]:
+                per.setdefault(r["checkpoint"], []).append(r["test_acc"])
+            gains = [(e, float(np.mean(v)) - _nan(base["RI-T_acc_mean"])) for e, v in sorted(per.items())]
+            peak = max(range(len(gains)), key=lambda i: gains[i][1])
+            f.append(0 < peak < len(gains) - 1)
+            txt.append(f"{t}: gain over RI-T by checkpoint " + ", ".join(f"{e:g}: {g:+.3f}" for e, g in gains))
+    claims.append({"claim": "L5", "text": "transferability first rises and then falls along pre-training",
+                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    return claims
+
+
 def format_claims(claims: list[dict]) -> str:
     lines = []
     for c in claims:
@@ -437,3 +521,109 @@ def write_claims(store: Store, claims: list[dict]) -> Path:
     path = store.root / "analyses" / "claims.json"
     atomic_write_text(path, dumps(claims))
     return path
+
+
+def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, out: AnalysisRun, p_spec: RunSpec,
+              p_done: bool) -> None:
+    """The analyses of Liu et al. (2019), appended to ``jobs`` (same caching as the others)."""
+    from ..analyses.flatness import flatness
+    from ..analyses.gradients import gradient_stability, principal_gradient
+    from ..analyses.transferability import rank_correlation, transferability_scores
+
+    cfg = plan.config
+    full = cfg.data.image_size
+    for t in cfg.targets:
+        name = t.display
+        pt = _runs(plan, store, name, full, "P-T")
+        ri = _runs(plan, store, name, full, "RI-T")
+        if not pt or not ri:
+            out.missing[f"liu-{name}"] = f"needs a finished P-T and RI-T run at block {full}"
+            continue
+        a, b = pt[0], ri[0]
+        ids = [a.run_id, b.run_id]
+
+        def do_flat(a=a, b=b, t=t):
+            data = _domain(t, cfg.data)
+            return {arm: flatness(load_run_model(store, s), data.train, n_examples=settings.flatness_examples,
+                                  iters=settings.flatness_iters, tol=settings.flatness_tol, radii=settings.flatness_radii,
+                                  samples=settings.flatness_samples, seed=settings.seed).to_dict()
+                    for arm, s in (("P-T", a), ("RI-T", b))}
+
+        jobs.append(("flatness", name, {k: getattr(settings, k) for k in settings.__dataclass_fields__
+                                        if k.startswith("flatness")} | {"seed": settings.seed}, ids, do_flat))
+
+        def do_deviation(pt=pt, ri=ri):
+            res = {}
+            for arm, specs in (("P-T", pt), ("RI-T", ri)):
+                hs = [store.read_json(s.run_id, "history.json") for s in specs]
+                modules = list(hs[0]["deviation"][0]) if hs[0]["deviation"] else []
+                per = np.array([[[d.get(m, np.nan) for m in modules] for d in h["deviation"]] for h in hs], dtype=float)
+                res[arm] = {"epochs": hs[0]["epoch"], "modules": modules, "seeds": len(hs),
+                            "mean": np.nanmean(per, 0).tolist(), "std": np.nanstd(per, 0).tolist()}
+            return res
+
+        jobs.append(("deviation", name, {}, [s.run_id for s in pt + ri], do_deviation))
+
+        def do_stability(a=a, b=b, t=t):
+            data = _domain(t, cfg.data)
+            res = {}
+            for arm, s in (("P-T", a), ("RI-T", b)):
+                points = [(0.0, "init")] + [(float(e), f"epoch_{e:g}") for e in s.train.checkpoint_epochs] \
+                    + [(float(s.train.epochs), "weights")]
+                rows = []
+                for e, which in points:
+                    r = gradient_stability(load_run_model(store, s, which), data.train, lr=s.train.lr,
+                                           ks=settings.stability_ks, n_examples=settings.stability_examples)
+                    rows.append({"epoch": e, **r.to_dict()})
+                res[arm] = rows
+            return res
+
+        jobs.append(("stability", name, {"ks": settings.stability_ks, "n": settings.stability_examples}, ids, do_stability))
+
+        def do_principal(a=a, b=b, t=t):
+            data = _domain(t, cfg.data)
+            return {arm: principal_gradient(load_run_model(store, s, "init"), data.train, top_k=settings.principal_top_k,
+                                            n_examples=settings.principal_examples).to_dict()
+                    for arm, s in (("P-T", a), ("RI-T", b))}
+
+        jobs.append(("principal", name, {"k": settings.principal_top_k, "n": settings.principal_examples}, ids,
+                     do_principal))
+
+        if p_done:
+            def do_scores(t=t):
+                data = _domain(t, cfg.data)
+                src = _domain(cfg.source, cfg.data).test.x[: settings.scores_source_examples]
+                model = load_run_model(store, p_spec)
+                res = {}
+                for blk in cfg.block_sizes:
+                    d = data.shuffled(blk, cfg.data.shuffle_seed) if blk != full else data
+                    res[str(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer="pool",
+                                                           n_classes=data.num_classes, seed=settings.seed).to_dict()
+                return res
+
+            jobs.append(("scores", name, {"n_source": settings.scores_source_examples, "blocks": cfg.block_sizes},
+                         [p_spec.run_id], do_scores))
+
+    if p_done:
+        def do_relate():
+            rows = out.results.get("transfer/all", {}).get("rows", [])
+            points = []
+            for r in rows:
+                sc = out.results.get(f"scores/{r['target']}", {}).get(str(r["block_size"]))
+                if sc is None:
+                    continue
+                points.append({"target": r["target"], "block_size": r["block_size"], "gain": r["gain"],
+                               "speed_gain": _nan(r["P-T_speed_mean_acc_k"]) - _nan(r["RI-T_speed_mean_acc_k"]),
+                               **{k: sc[k] for k in ("leep", "logme", "h_score", "mmd2_rbf")}})
+            corr = {}
+            for score in ("leep", "logme", "h_score", "mmd2_rbf"):
+                sign = -1.0 if score == "mmd2_rbf" else 1.0  # a smaller distance should mean more transfer
+                for fig in ("gain", "speed_gain"):
+                    corr[f"{score}/{fig}"] = rank_correlation([sign * _nan(p[score]) for p in points],
+                                                              [_nan(p[fig]) for p in points], seed=settings.seed)
+            return {"points": points, "correlations": corr,
+                    "note": "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement"}
+
+        target_ids = [f"{t.display}" for t in cfg.targets]
+        jobs.append(("relate", "all", {"targets": target_ids, "v": 1},
+                     [r.run_id for r in plan.runs if store.run_status(r.run_id) == RUN_DONE], do_relate))
