@@ -73,7 +73,8 @@ def default_model() -> None:
     for n, tol, iters in ((200, 1e-2, 20), (200, 1e-3, 100), (1000, 1e-3, 100)):
         x, y = _data(n, 28)
         t0 = time.perf_counter()
-        lam, it, ok = power_iteration(lambda v: hessian_vector_product(_ce_batches(model, x, y, 500), params, v),
+        batches = _ce_batches(model, x, y, 500)
+        lam, it, ok = power_iteration(lambda v, b=batches: hessian_vector_product(b, params, v),
                                       n_params, iters=iters, tol=tol, seed=0)
         sec = time.perf_counter() - t0
         print(f"{n:>8} {tol:>6g} {lam:>12.5f} {it:>6} {str(ok):>9} {sec:>8.2f} {sec / it:>7.3f}")
