@@ -158,14 +158,28 @@ def test_accumulator_holds_rows_then_streams_sums_with_the_same_value():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(300, 8, generator=g)
     y = torch.tanh(x[:, :6]) + 0.3 * torch.randn(300, 6, generator=g)
-    # switch point: n (p + q) * 4 bytes >= (pq + p^2 + q^2) * 8 bytes -> n >= 21.1
+    # switch point: 4 x n (p + q) * 4 bytes >= (pq + p^2 + q^2) * 8 bytes -> n >= 5.3
     small = LinearCKAAccumulator(batch_size=0)
-    small.update(x[:20], y[:20])
+    small.update(x[:5], y[:5])
     assert not small.streaming
-    assert small.compute()["full"].item() == pytest.approx(_reference_cka(x[:20].double(), y[:20].double()).item(), rel=1e-6)
+    assert small.compute()["full"].item() == pytest.approx(_reference_cka(x[:5].double(), y[:5].double()).item(), rel=1e-6)
     acc = LinearCKAAccumulator(batch_size=0)
-    for i in range(0, 300, 7):
-        acc.update(x[i : i + 7], y[i : i + 7])
-        assert acc.streaming == (i + 7 >= 22)
-        assert sum(len(h) for h in acc._hx) <= 21
+    for i in range(0, 300, 2):
+        acc.update(x[i : i + 2], y[i : i + 2])
+        assert acc.streaming == (i + 2 >= 6)
+        assert sum(len(h) for h in acc._hx) <= 5
     assert acc.compute()["full"].item() == pytest.approx(_reference_cka(x.double(), y.double()).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("n, p, q", [(50, 3, 4), (12, 40, 30)])
+def test_held_rows_formula_in_both_spaces_matches_the_reference(n, p, q):
+    """The held-rows computation picks feature space (n large) or Gram space (p, q large): both equal the reference."""
+    from transferscope.analyses.cka import _held_cka
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, p, generator=g) + 3.0  # a large mean: centring must happen
+    y = torch.tanh(x[:, : min(p, q)].repeat(1, -(-q // min(p, q)))[:, :q]) + 0.5 * torch.randn(n, q, generator=g)
+    ref = _reference_cka(x.double(), y.double()).item()
+    x0 = x.clone()
+    assert _held_cka(x, y, chunk=5).item() == pytest.approx(ref, rel=1e-5)
+    assert torch.equal(x, x0)  # the held rows are not changed

@@ -118,3 +118,17 @@ def test_real_domains_load(name, n_classes):
     assert d.num_classes == n_classes
     assert d.train.x.shape == (5 * n_classes, 1, 28, 28)
     assert d.train.x.float().std() > 10  # real images, not blanks
+
+
+def test_sample_is_balanced_seeded_and_drawn_from_the_split(small_domain):
+    """Splits are stored class by class; analyses use sample(n), never x[:n] (which would see only class 0)."""
+    split = small_domain.train
+    assert torch.equal(split.y[:10], torch.zeros(10, dtype=split.y.dtype))  # why x[:n] is wrong
+    a, b = split.sample(12, seed=3), split.sample(12, seed=3)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert torch.bincount(a.y).tolist() == [4, 4, 4]
+    pos = {int(i): k for k, i in enumerate(split.index)}
+    for img, lab, idx in zip(a.x, a.y, a.index, strict=True):  # each drawn example is that example of the split
+        assert torch.equal(split.x[pos[int(idx)]], img) and split.y[pos[int(idx)]] == lab
+    assert not torch.equal(split.sample(12, seed=4).x, a.x)
+    assert split.sample(10_000) is split

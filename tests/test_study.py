@@ -149,7 +149,7 @@ def test_cli_status_and_bad_config(tmp_path, folders, capsys):
     out = capsys.readouterr().out
     assert "P-T acc" in out and "tgt" in out
     assert main(["status", str(tmp_path / "r"), "--runs"]) == 0
-    assert "11 done, 0 failed, 0 pending" in capsys.readouterr().out
+    assert "11 done, 0 failed, 0 blocked, 0 pending" in capsys.readouterr().out
     assert main(["run", str(plan_path), "--set", "finetune.lr=oops", "--results", str(tmp_path / "r")]) == 2
     assert "finetune.lr: expected a number, got 'oops'" in capsys.readouterr().err
 
@@ -216,6 +216,13 @@ def test_lr_choice_ignores_test_data_and_failed_candidates(tmp_path, folders):
             write_json(d, "run.json", {"run_id": cand.run_id, "status": "failed"})
     assert choose(sel, store).state == "failed"
     summary = execute(plan, store, jobs=1, threads=1, show_progress=False)
-    assert len(summary.blocked) == 4  # RI-T at 2 block sizes x 2 seeds; the P-T runs train
+    # RI-T at 2 block sizes x 2 seeds, less the first seed's unshuffled slot (that is the failed candidate itself)
+    assert len(summary.blocked) == 3
     assert all("RI-T/tgt/b16's grid failed" in why for why in summary.blocked.values())
     assert not summary.failed and len(summary.done) == 1 + 4 + 2
+    assert len(summary.done) + len(summary.skipped) + len(summary.blocked) == plan.size()
+    from transferscope.study import status_counts
+    assert status_counts(plan, store) == {"done": 7, "failed": 3, "blocked": 3, "pending": 0}
+    # run again: nothing to train, nothing loaded, the same blocked runs reported
+    again = execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert not again.done and len(again.blocked) == 3 and len(again.skipped) == 10

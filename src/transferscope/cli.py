@@ -74,7 +74,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     plan = make_plan(cfg)
     store = Store(results)
     c = status_counts(plan, store)
-    print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
+    print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['blocked']} blocked, "
+          f"{c['pending']} pending "
           f"of {plan.size()} runs")
     if args.runs:
         resolved = resolve(plan, store)

@@ -59,6 +59,45 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return num / den if den > 0 else torch.tensor(float("nan"), dtype=torch.float64)
 
 
+def _held_cka(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """:func:`linear_cka` of held float32 rows without float64 copies of them (the rows are not changed): chunks
+    are centred and cast on the fly, and accumulated in float64 into the feature-space products (p x q, p x p,
+    q x q; time n (p^2 + q^2 + pq)) or Gram blocks (chunk x n at a time; time n^2 (p + q)), whichever is faster.
+    Peak memory: the rows plus the feature-space sums or a few chunk x n blocks."""
+    n, p, q = x.shape[0], x.shape[1], y.shape[1]
+    mx = sum(x[i : i + chunk].double().sum(0) for i in range(0, n, chunk)) / n
+    my = sum(y[i : i + chunk].double().sum(0) for i in range(0, n, chunk)) / n
+
+    def cx(i: int) -> torch.Tensor:
+        return x[i : i + chunk].double() - mx
+
+    def cy(i: int) -> torch.Tensor:
+        return y[i : i + chunk].double() - my
+
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    if p * q + p * p + q * q <= n * (p + q):
+        sxy = torch.zeros(p, q, dtype=torch.float64)
+        sxx = torch.zeros(p, p, dtype=torch.float64)
+        syy = torch.zeros(q, q, dtype=torch.float64)
+        for i in range(0, n, chunk):
+            xc, yc = cx(i), cy(i)
+            sxy += xc.T @ yc
+            sxx += xc.T @ xc
+            syy += yc.T @ yc
+        den = sxx.norm() * syy.norm()
+        return sxy.pow(2).sum() / den if den > 0 else nan
+    num = kk = ll = torch.zeros((), dtype=torch.float64)
+    for i in range(0, n, chunk):
+        xi, yi = cx(i), cy(i)
+        kx = torch.cat([xi @ cx(j).T for j in range(0, n, chunk)], 1)
+        ky = torch.cat([yi @ cy(j).T for j in range(0, n, chunk)], 1)
+        num = num + (kx * ky).sum()
+        kk = kk + kx.pow(2).sum()
+        ll = ll + ky.pow(2).sum()
+    den = torch.sqrt(kk * ll)
+    return num / den if den > 0 else nan
+
+
 def hsic1(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     """The unbiased HSIC estimator of Song et al. (2012) on one minibatch of m > 3 examples.
 
@@ -91,10 +130,10 @@ def minibatch_cka(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Te
 class LinearCKAAccumulator:
     """Streams (x, y) feature batches; computes full-data and minibatch linear CKA at the end.
 
-    Full-data estimate: the rows are kept (float32) while that is smaller than the feature-space sums ``X^T Y``,
-    ``X^T X``, ``Y^T Y`` (float64, (pq + p^2 + q^2) x 8 bytes); past that size they are folded into those sums and
-    streamed. So its memory is min(n (p + q) x 4, (pq + p^2 + q^2) x 8) bytes: it stops growing with n once n is
-    about 2 (p + q) (for wide conv maps, pass ``full=False`` to keep only the minibatch estimate).
+    Full-data estimate: the rows are kept (float32) while they are smaller than a quarter of the feature-space sums
+    ``X^T Y``, ``X^T X``, ``Y^T Y`` (float64, (pq + p^2 + q^2) x 8 bytes); past that they are folded into those sums
+    and streamed. So its memory is at most 1.25 x (pq + p^2 + q^2) x 8 bytes whatever n (for small n, the rows
+    only); for wide conv maps, pass ``full=False`` to keep only the minibatch estimate.
     Minibatch estimate: O(m^2 + m (p + q)). Batches given to :meth:`update` may have any size: they are regrouped
     into minibatches of exactly ``batch_size`` for HSIC_1, and the last partial one is dropped.
     """
@@ -142,7 +181,9 @@ class LinearCKAAccumulator:
                 self._hx.append(x.float())
                 self._hy.append(y.float())
                 p, q = x.shape[1], y.shape[1]
-                if (self.n + x.shape[0]) * (p + q) * 4 >= (p * q + p * p + q * q) * 8:
+                # rows (float32) past a quarter of the sums' size (float64): fold them in, so that the peak
+                # (rows + sums, at the switch or in the final computation) stays within 1.25x the sums
+                if (self.n + x.shape[0]) * (p + q) * 4 * 4 >= (p * q + p * p + q * q) * 8:
                     for hx, hy in zip(self._hx, self._hy, strict=True):
                         self._fold(hx, hy)
                     self._hx, self._hy = [], []
@@ -173,7 +214,8 @@ class LinearCKAAccumulator:
         nan = torch.tensor(float("nan"), dtype=torch.float64)
         out = {"full": nan, "minibatch": nan}
         if self.full and self.n > 1 and not self.streaming:
-            out["full"] = linear_cka(torch.cat(self._hx), torch.cat(self._hy))
+            self._hx, self._hy = [torch.cat(self._hx)], [torch.cat(self._hy)]  # one copy of the rows, not two
+            out["full"] = _held_cka(self._hx[0], self._hy[0])
         elif self.full and self.n > 1:
             n = self.n
             cxy = self._sxy - torch.outer(self._sx, self._sy) / n

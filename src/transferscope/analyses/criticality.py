@@ -77,8 +77,9 @@ class _Evaluator:
         self.model = copy.deepcopy(model).eval()
         self.final = {n: p.detach().clone() for n, p in self.model.named_parameters()}
         self.initial = initial
-        self.x = to_input(data.x[:n_examples])
-        self.y = data.y[:n_examples]
+        sub = data.sample(n_examples, seed)  # balanced over classes (splits are stored class by class)
+        self.x = to_input(sub.x)
+        self.y = sub.y
         self.batch_size = batch_size
         module_of = getattr(model, "module_of", lambda n: n.rsplit(".", 1)[0])
         self.groups: dict[str, list[str]] = {}
@@ -177,7 +178,7 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
         model: the trained model (theta^F); not changed.
         initial: theta^0 as a state dict (P for a P-T model, RI for an RI-T model); parameters whose shape
             differs (a new head) are not moved.
-        data: training data (the first ``n_examples`` are used).
+        data: training data (``n_examples`` of it, balanced over classes: ``data.sample(n_examples, seed)``).
     """
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
 

@@ -50,7 +50,7 @@ def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *,
         if math.isfinite(lam) and abs(new - lam) <= tol * abs(new):
             return new, it, True
         lam = new
-    return lam, iters, False
+    return lam, iters, False  # the last estimate
 
 
 def loss_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -131,15 +131,17 @@ def flatness(model: nn.Module, data: Split, *, n_examples: int = 500, iters: int
              radii: Sequence[float] = (0.01, 0.05, 0.1), samples: int = 5, seed: int = 0,
              batch_size: int = 500) -> FlatnessResult:
     """Top Hessian eigenvalue (power iteration on exact Hessian-vector products) and the loss increase under
-    random relative perturbations, on the first ``n_examples`` of ``data`` (the training split, as in Liu et al.).
+    random relative perturbations, on ``n_examples`` of ``data`` balanced over its classes (``data.sample``; the
+    training split, as in Liu et al.).
 
     The model is copied and put in eval mode (the default models keep no batch statistics, so eval and train
     mode compute the same function); the one given is not changed.
     """
     m = copy.deepcopy(model).eval()
     params = [p for p in m.parameters() if p.requires_grad]
-    x = to_input(data.x[:n_examples]) if data.x.dtype == torch.uint8 else data.x[:n_examples]
-    y = data.y[:n_examples]
+    sub = data.sample(n_examples, seed)  # balanced over classes (splits are stored class by class)
+    x = to_input(sub.x) if sub.x.dtype == torch.uint8 else sub.x
+    y = sub.y
     dim = sum(p.numel() for p in params)
     with torch.no_grad():
         loss = loss_on(m, x, y, batch_size).item()

@@ -29,9 +29,10 @@ __all__ = ["StabilityResult", "gradient_stability", "PrincipalGradientResult", "
 SCHEMA_VERSION = 1
 
 
-def _xy(data: Split, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x = data.x[:n]
-    return (to_input(x) if x.dtype == torch.uint8 else x), data.y[:n]
+def _xy(data: Split, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` examples balanced over the classes (splits are stored class by class: ``x[:n]`` would not be)."""
+    sub = data.sample(n, seed)
+    return (to_input(sub.x) if sub.x.dtype == torch.uint8 else sub.x), sub.y
 
 
 def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500
@@ -74,7 +75,8 @@ class StabilityResult(Result):
 
 def gradient_stability(model: nn.Module, data: Split, *, lr: float, ks: Sequence[float] = (0.5, 1, 2, 4),
                        n_examples: int = 500, batch_size: int = 500) -> StabilityResult:
-    """Loss and gradient change along theta - lr k g, on the first ``n_examples`` of ``data``. Eval mode on a copy."""
+    """Loss and gradient change along theta - lr k g, on ``n_examples`` of ``data`` balanced over its classes
+    (``data.sample(n_examples, 0)``). Eval mode on a copy."""
     m = copy.deepcopy(model).eval()
     x, y = _xy(data, n_examples)
     params = [p for p in m.parameters() if p.requires_grad]

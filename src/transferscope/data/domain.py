@@ -36,6 +36,23 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def sample(self, n: int, seed: int = 0) -> Split:
+        """``n`` examples balanced over the classes (seeded): a class-stratified round robin over a seeded shuffle
+        of each class. Splits are stored class by class, so ``x[:n]`` would see only the first classes."""
+        if n <= 0 or n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(self), generator=g)
+        labels = self.y[perm]
+        per_class = [perm[labels == c] for c in torch.unique(self.y)]
+        rounds = []
+        for r in range(max(len(p) for p in per_class)):
+            rounds.extend(int(p[r]) for p in per_class if len(p) > r)
+            if len(rounds) >= n:
+                break
+        idx = torch.tensor(rounds[:n])
+        return Split(self.x[idx], self.y[idx], self.index[idx.numpy()])
+
 
 @dataclass(frozen=True)
 class DomainData:

@@ -440,8 +440,6 @@ def render_report(results: str | Path, out: str | Path | None = None) -> Path:
     r = _Reader(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
     builders = [lambda: _study_section(r, out), lambda: _transfer_sections(r, out), lambda: _mistakes_section(r, out),
                 lambda: _similarity_section(r, out), lambda: _barrier_section(r, out),
                 lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _claims_section(r),

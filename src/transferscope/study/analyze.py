@@ -175,7 +175,7 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None,
             return res
 
         crit_args = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k.startswith("criticality")}
-        jobs.append(("criticality", name, {**crit_args, "seed": settings.seed}, ids[:4], do_crit))
+        jobs.append(("criticality", name, {**crit_args, "seed": settings.seed, "sample": "balanced"}, ids[:4], do_crit))
 
     # 9. basin entry: P-T from earlier checkpoints against P-T from the final one
     bsize = cfg.basin.block_size or full
@@ -240,7 +240,12 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None,
     for name, target, args, ids, _fn in jobs:
         if f"{name}/{target}" in out.results:
             out.files[f"{name}/{target}"] = f"{_key(name, target, args, ids)}.json"
-    images = _write_images(plan, store, out.results)
+    try:
+        images = _write_images(plan, store, out.results)
+    except Exception as e:  # the report then says the images are missing; the results stay usable
+        log.warning("images for the report failed: %s", e, exc_info=True)
+        out.missing["images"] = f"failed: {type(e).__name__}: {e}"
+        images = {}
     atomic_write_text(adir / "index.json", dumps({
         "results": out.files, "images": images, "missing": out.missing,
         "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}))
@@ -532,6 +537,7 @@ def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, 
 
     cfg = plan.config
     full = cfg.data.image_size
+    score_keys: list[str] = []
     for t in cfg.targets:
         name = t.display
         pt = _runs(plan, store, name, full, "P-T")
@@ -550,7 +556,8 @@ def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, 
                     for arm, s in (("P-T", a), ("RI-T", b))}
 
         jobs.append(("flatness", name, {k: getattr(settings, k) for k in settings.__dataclass_fields__
-                                        if k.startswith("flatness")} | {"seed": settings.seed}, ids, do_flat))
+                                        if k.startswith("flatness")} | {"seed": settings.seed, "sample": "balanced"},
+                     ids, do_flat))
 
         def do_deviation(pt=pt, ri=ri):
             res = {}
@@ -578,7 +585,8 @@ def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, 
                 res[arm] = rows
             return res
 
-        jobs.append(("stability", name, {"ks": settings.stability_ks, "n": settings.stability_examples}, ids, do_stability))
+        jobs.append(("stability", name, {"ks": settings.stability_ks, "n": settings.stability_examples,
+                                         "sample": "balanced"}, ids, do_stability))
 
         def do_principal(a=a, b=b, t=t):
             data = _domain(t, cfg.data)
@@ -586,13 +594,14 @@ def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, 
                                             n_examples=settings.principal_examples).to_dict()
                     for arm, s in (("P-T", a), ("RI-T", b))}
 
-        jobs.append(("principal", name, {"k": settings.principal_top_k, "n": settings.principal_examples}, ids,
-                     do_principal))
+        jobs.append(("principal", name, {"k": settings.principal_top_k, "n": settings.principal_examples,
+                                         "sample": "balanced"}, ids, do_principal))
 
         if p_done:
             def do_scores(t=t):
                 data = _domain(t, cfg.data)
-                src = _domain(cfg.source, cfg.data).test.x[: settings.scores_source_examples]
+                # balanced over the source classes (splits are stored class by class)
+                src = _domain(cfg.source, cfg.data).test.sample(settings.scores_source_examples, settings.seed).x
                 model = load_run_model(store, p_spec)
                 res = {}
                 for blk in cfg.block_sizes:
@@ -601,8 +610,10 @@ def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, 
                                                            n_classes=data.num_classes, seed=settings.seed).to_dict()
                 return res
 
-            jobs.append(("scores", name, {"n_source": settings.scores_source_examples, "blocks": cfg.block_sizes},
-                         [p_spec.run_id], do_scores))
+            scores_args = {"n_source": settings.scores_source_examples, "blocks": cfg.block_sizes, "seed": settings.seed,
+                           "target": to_dict(t), "source": to_dict(cfg.source), "data": to_dict(cfg.data), "v": 2}
+            score_keys.append(_key("scores", name, scores_args, [p_spec.run_id]))
+            jobs.append(("scores", name, scores_args, [p_spec.run_id], do_scores))
 
     if p_done:
         def do_relate():
@@ -624,6 +635,6 @@ def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, 
             return {"points": points, "correlations": corr,
                     "note": "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement"}
 
-        target_ids = [f"{t.display}" for t in cfg.targets]
-        jobs.append(("relate", "all", {"targets": target_ids, "v": 1},
+        # keyed by its real inputs: the scores results (their keys) and the finished runs behind the gains
+        jobs.append(("relate", "all", {"scores": score_keys, "seed": settings.seed, "v": 2},
                      [r.run_id for r in plan.runs if store.run_status(r.run_id) == RUN_DONE], do_relate))

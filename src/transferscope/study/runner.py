@@ -35,7 +35,7 @@ from ..data import DomainData, load_domain
 from ..models import create_model
 from ..store import RUN_DONE, RUN_FAILED, Store, write_json
 from ..train import TrainingDiverged, train
-from .plan import Plan, RunSpec
+from .plan import Plan, RunSpec, _is_winner_slot
 from .tuning import choose, concrete
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,12 @@ def _store_failure(store: Store, info: dict, reason: str) -> tuple[str, str, str
     return info["run_id"], RUN_FAILED, reason.splitlines()[0]
 
 
+def _label(template: RunSpec) -> str:
+    """A readable name for a run whose learning rate is not chosen (it has no run id of its own yet)."""
+    ckpt = "" if template.parent_checkpoint < 0 else f"-from{template.parent_checkpoint:g}"
+    return f"{template.arm}-{template.domain.display}-b{template.block_size}{ckpt}-s{template.seed} (lr from the grid)"
+
+
 def prepare_domains(plan: Plan, show_progress: bool = True) -> None:
     """Load (and cache) every domain of the plan before any training, so data errors come first."""
     seen = []
@@ -221,7 +227,26 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             else:
                 todo.append(r)
         deferred = list(plan.deferred)
-        if not todo and not deferred:
+        if not todo and deferred:  # every candidate is stored: are the runs they decide stored too?
+            decided = {sel.key: choose(sel, store) for sel in plan.selections}
+            left = []
+            for template, sel in deferred:
+                c = decided[sel.key]
+                if c.state != "chosen":
+                    if not _is_winner_slot(template, sel):
+                        summary.blocked[_label(template)] = f"every learning rate of {sel.key}'s grid failed"
+                    continue
+                rid = concrete(template, c.lr).run_id
+                st = store.run_status(rid)
+                if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
+                    if rid not in seen:
+                        seen.add(rid)
+                        summary.skipped.append(rid)
+                else:
+                    left.append((template, sel))
+            if not left:
+                deferred = []
+        if not todo and not deferred:  # nothing to train: not even the data is loaded
             summary.seconds = time.time() - t0
             return summary
         prepare_domains(plan, show_progress)
@@ -255,8 +280,9 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     continue
                 deferred.remove(item)
                 if c.state == "failed":
-                    summary.blocked[template.run_id] = f"every learning rate of {sel.key}'s grid failed"
-                    bar.update(1)
+                    if not _is_winner_slot(template, sel):  # that slot is the failed candidate, counted already
+                        summary.blocked[_label(template)] = f"every learning rate of {sel.key}'s grid failed"
+                        bar.update(1)
                     continue
                 spec = concrete(template, c.lr)
                 if spec.run_id in seen:
@@ -329,8 +355,9 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     except queue_mod.Empty:
                         break
             for template, sel in deferred:  # their candidates were blocked
-                summary.blocked[template.run_id] = f"the learning-rate candidates of {sel.key} did not run"
-                bar.update(1)
+                if not _is_winner_slot(template, sel):
+                    summary.blocked[_label(template)] = f"the learning-rate candidates of {sel.key} did not run"
+                    bar.update(1)
         finally:
             _PROGRESS = None
             bar.close()

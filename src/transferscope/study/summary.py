@@ -76,13 +76,19 @@ def format_table(rows: list[dict], speed_k: int, speed_fraction: float) -> str:
 
 
 def status_counts(plan: Plan, store: Store) -> dict[str, int]:
-    """Runs done, failed and still to train (runs waiting for a learning-rate choice count as pending)."""
-    c = {"done": 0, "failed": 0, "pending": 0}
+    """Runs done, failed, blocked (every learning-rate candidate they wait for failed) and still to train (runs
+    waiting for a learning-rate choice count as pending)."""
+    from .plan import _is_winner_slot
+    from .tuning import choose
+
+    c = {"done": 0, "failed": 0, "blocked": 0, "pending": 0}
     total = plan.size()
     resolved = resolve(plan, store)
     for rid in {r.run_id for r in resolved.tuning + resolved.runs}:
         st = store.run_status(rid)
         if st in (RUN_DONE, RUN_FAILED):
             c["done" if st == RUN_DONE else "failed"] += 1
-    c["pending"] = max(0, total - c["done"] - c["failed"])
+    failed = {sel.key for sel in plan.selections if choose(sel, store).state == "failed"}
+    c["blocked"] = sum(1 for t, sel in plan.deferred if sel.key in failed and not _is_winner_slot(t, sel))
+    c["pending"] = max(0, total - c["done"] - c["failed"] - c["blocked"])
     return c
