@@ -38,6 +38,7 @@ def open_in_chromium(page: Path, tmp: Path) -> tuple[dict, list[str]]:
     probed = page.with_name("probed-" + page.name)
     probed.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
            "--disable-extensions", "--no-first-run", "--enable-logging=stderr", "--v=0",
            f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
