@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
             print(f"{store.run_status(r.run_id) or 'pending':<8} {r.run_id}")
         for t, sel in resolved.deferred:
-            print(f"{'waits':<8} {t.arm}-{t.domain.name}-b{t.block_size}-s{t.seed}: lr chosen by {sel.key}")
+            print(f"{'waits':<8} {t.label}: lr chosen by {sel.key}")
         return 0
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results / "study.json", dumps(to_dict(cfg)))

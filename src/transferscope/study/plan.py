@@ -67,6 +67,12 @@ class RunSpec:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.name)
         return f"{self.arm}-{safe}-b{self.block_size}{ckpt}-s{self.seed}-{digest}"
 
+    @property
+    def label(self) -> str:
+        """A readable name without the hash (a run waiting for its learning rate has no run id yet)."""
+        ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
+        return f"{self.arm}-{self.domain.display}-b{self.block_size}{ckpt}-s{self.seed}"
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 

@@ -182,8 +182,7 @@ def _store_failure(store: Store, info: dict, reason: str) -> tuple[str, str, str
 
 def _label(template: RunSpec) -> str:
     """A readable name for a run whose learning rate is not chosen (it has no run id of its own yet)."""
-    ckpt = "" if template.parent_checkpoint < 0 else f"-from{template.parent_checkpoint:g}"
-    return f"{template.arm}-{template.domain.display}-b{template.block_size}{ckpt}-s{template.seed} (lr from the grid)"
+    return f"{template.label} (lr from the grid)"
 
 
 def prepare_domains(plan: Plan, show_progress: bool = True) -> None:
