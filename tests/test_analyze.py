@@ -1,14 +1,14 @@
 import json
 
 from transferscope.cli import main
-from transferscope.config import load_config
+from transferscope.config import AnalysisConfig, load_config
 from transferscope.store import Store
 from transferscope.study import execute, make_plan
-from transferscope.study.analyze import AnalysisSettings, analyze, judge_claims, judge_liu_claims
+from transferscope.study.analyze import analyze, judge_claims, judge_liu_claims
 
 from .conftest import tiny_study_toml
 
-FAST = AnalysisSettings(cka_batch_size=8, barrier_points=3, criticality_alphas=(0.0, 1.0), criticality_examples=20,
+FAST = AnalysisConfig(cka_batch_size=8, barrier_points=3, criticality_alphas=[0.0, 1.0], criticality_examples=20,
                         criticality_s_tol=0.05, flatness_examples=20, flatness_iters=5, flatness_samples=2,
                         stability_examples=20, principal_examples=20, scores_source_examples=20)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,7 +76,10 @@ class Result:
         d = json.loads(stem.with_suffix(".json").read_text())
         if d.get("_result_type") not in (None, cls.__name__):
             raise ValueError(f"{stem.with_suffix('.json')}: holds a {d['_result_type']}, not a {cls.__name__}")
-        d = {k: _unjson(v) if isinstance(v, list) or v is None or v in ("inf", "-inf") else v for k, v in d.items()}
+        # NaN and infinities were written as null / "inf": restore them in the numeric fields only
+        hints = typing.get_type_hints(cls)
+        numeric = {k for k, tp in hints.items() if tp is float or "float" in str(tp)}
+        d = {k: _unjson(v) if k in numeric else v for k, v in d.items()}
         if d.get("_arrays"):
             with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
                 for k in d["_arrays"]:

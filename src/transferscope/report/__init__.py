@@ -22,7 +22,7 @@ import numpy as np
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store
 from ..study.plan import make_plan
-from ..study.summary import results_table
+from ..study.summary import checkpoint_gains, results_table
 from ..study.tuning import choices, resolve
 from .template import render_html
 
@@ -73,7 +73,8 @@ class _Reader:
             raise ReportError(f"{root}: no study.json; is this a results folder written by 'transferscope run'?")
         self.cfg: StudyConfig = from_dict(StudyConfig, json.loads(study.read_text()))
         self.store = Store(root)
-        self.plan = resolve(make_plan(self.cfg, check=False), self.store)
+        self.base_plan = make_plan(self.cfg, check=False)  # learning-rate choices still open
+        self.plan = resolve(self.base_plan, self.store)
         adir = root / "analyses"
         idx = adir / "index.json"
         self.index = json.loads(idx.read_text()) if idx.is_file() else None
@@ -98,6 +99,10 @@ class _Reader:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
+    def why_missing(self, what: str) -> str:
+        """What to say where results are missing: analyze was never run, or ``what``."""
+        return NO_ANALYSES if self.index is None else what
+
     def per_target(self, name: str) -> dict[str, dict]:
         return {t.display: self.results[f"{name}/{t.display}"] for t in self.cfg.targets
                 if f"{name}/{t.display}" in self.results}
@@ -119,7 +124,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
     done = [i for i in infos.values() if i and i.get("status") == RUN_DONE]
     failed = [i for i in infos.values() if i and i.get("status") == RUN_FAILED]
     run_seconds = sum(i.get("seconds", 0.0) for i in done + failed)
-    total = r.plan.size() if hasattr(r.plan, "size") else len(runs)
+    total = r.base_plan.size()
     m = cfg.model
     sec.table(["", ""], [
         ["study", cfg.name],
@@ -136,7 +141,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
         ["runs", f"{len(done)} done, {len(failed)} failed, {max(0, total - len(done) - len(failed))} not run, of {total}"],
         ["compute", f"{run_seconds / 60:.1f} min of training (sum over runs), {r.analysis_seconds / 60:.1f} min of analyses"],
     ], caption="settings (from study.json)")
-    cs = choices(make_plan(cfg, check=False), r.store)
+    cs = choices(r.base_plan, r.store)
     if cs:
         rows = []
         for c in cs:
@@ -234,7 +239,7 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
                   "Pairs use the first two seeds, on the unshuffled target.")
     res = r.per_target("mistakes")
     if not res:
-        sec.missing(NO_ANALYSES if r.index is None else "no mistakes results (each needs 2 finished P-T and RI-T runs)")
+        sec.missing(r.why_missing("no mistakes results (each needs 2 finished P-T and RI-T runs)"))
         return sec
     rows = []
     for t, pairs in res.items():
@@ -270,7 +275,7 @@ def _similarity_section(r: _Reader, out: Path) -> Section:
         sec.figure(f.name, "linear CKA per layer and pair (one pair of seeds each; solid: full data, dashed: unbiased "
                    "minibatch estimator)")
     else:
-        sec.missing("CKA: " + (NO_ANALYSES if r.index is None else "no results (needs 2 finished P-T and RI-T runs)"))
+        sec.missing("CKA: " + r.why_missing("no results (needs 2 finished P-T and RI-T runs)"))
     dist = r.per_target("distance")
     if dist:
         f = distance_bars(out / "distance.png", dist)
@@ -279,7 +284,7 @@ def _similarity_section(r: _Reader, out: Path) -> Section:
                   [[t] + [_f(v["total"], ".2f") for v in res.values()] for t, res in dist.items()],
                   caption="total l2 distance in parameter space")
     else:
-        sec.missing("distance: " + (NO_ANALYSES if r.index is None else "no results"))
+        sec.missing("distance: " + r.why_missing("no results"))
     return sec
 
 
@@ -291,7 +296,7 @@ def _barrier_section(r: _Reader, out: Path) -> Section:
                   "largest height of the curve above the chord between its ends.")
     res = r.per_target("barrier")
     if not res:
-        sec.missing(NO_ANALYSES if r.index is None else "no barrier results")
+        sec.missing(r.why_missing("no barrier results"))
         return sec
     f = barrier_lines(out / "barrier.png", res)
     sec.figure(f.name, "loss and error along the interpolation per pair (one pair of seeds each)")
@@ -310,7 +315,7 @@ def _criticality_section(r: _Reader, out: Path) -> Section:
                   "within the tolerance. Criticality 0: the module can be fully rewound.")
     res = r.per_target("criticality")
     if not res:
-        sec.missing(NO_ANALYSES if r.index is None else "no criticality results")
+        sec.missing(r.why_missing("no criticality results"))
         return sec
     for t, arms in res.items():
         if not all("boundary_s" in v for v in arms.values()):
@@ -332,7 +337,7 @@ def _basin_section(r: _Reader, out: Path) -> Section:
                   "and the error barrier to the P-T started from the final checkpoint (same seed).")
     res = r.per_target("basin")
     if not res:
-        sec.missing(NO_ANALYSES if r.index is None else "no checkpoint sweep in this study (basin.checkpoint_epochs)")
+        sec.missing(r.why_missing("no checkpoint sweep in this study (basin.checkpoint_epochs)"))
         return sec
     f = basin_lines(out / "basin.png", res, r.cfg.finetune.speed_epochs)
     sec.figure(f.name, "mean over seeds (whiskers: std; dots: each seed) against the checkpoint")
@@ -408,17 +413,7 @@ def _liu_section(r: _Reader, out: Path) -> Section:
                     _f(p["gain"], "+.3f"), _f(p["speed_gain"], "+.3f")] for p in rel["points"]])
     else:
         sec.missing("transferability scores: no results")
-    basin = r.per_target("basin")
-    table = {(x["target"], x["block_size"]): x for x in results_table(r.plan, r.store) if x["RI-T"].n}
-    rows = {}
-    for t, v in basin.items():
-        base = table.get((t, v["block_size"]))
-        if base is None:
-            continue
-        per: dict[float, list] = {}
-        for x in v["rows"]:
-            per.setdefault(x["checkpoint"], []).append(x["test_acc"])
-        rows[t] = [(e, float(np.mean(a)) - base["RI-T"].acc_mean) for e, a in sorted(per.items())]
+    rows = checkpoint_gains(r.results)
     if rows:
         f = gain_by_checkpoint(out / "gain-by-checkpoint.png", rows)
         sec.figure(f.name, "P-T test accuracy (mean over seeds) minus RI-T's at the same block size, against the "

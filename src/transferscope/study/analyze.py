@@ -30,16 +30,12 @@ from ..config import AnalysisConfig, to_dict
 from ..store import RUN_DONE, Store, atomic_write_text, dumps
 from .plan import Plan, RunSpec
 from .runner import _domain, load_run_model
-from .summary import results_table
+from .summary import checkpoint_gains, results_table
 from .tuning import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalysisSettings", "analyze", "judge_claims", "judge_liu_claims", "format_claims"]
-
-
-AnalysisSettings = AnalysisConfig
-"""The settings of every analysis: the ``[analysis]`` table of a study config."""
+__all__ = ["analyze", "judge_claims", "judge_liu_claims", "format_claims"]
 
 
 @dataclass
@@ -296,6 +292,17 @@ def _nan(x) -> float:
     return float("nan") if x is None else float(x)
 
 
+def verdict(flags: list[bool]) -> str:
+    """``holds`` if every measured case agrees, ``does not hold`` if none does, ``partly`` between; ``not measured``."""
+    if not flags:
+        return "not measured"
+    return "holds" if all(flags) else "does not hold" if not any(flags) else "partly"
+
+
+def _claim(claim: int | str, text: str, flags: list[bool], figures: list[str]) -> dict:
+    return {"claim": claim, "text": text, "figures": "; ".join(figures), "verdict": verdict(flags)}
+
+
 def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
     """One entry per claim 1-9 of Neyshabur et al.: the figures behind it and a verdict from them.
 
@@ -309,11 +316,6 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
     blocks = sorted({r["block_size"] for r in rows}, reverse=True)
     small = blocks[-1] if blocks else None
     claims = []
-
-    def verdict(flags: list[bool]) -> str:
-        if not flags:
-            return "not measured"
-        return "holds" if all(flags) else "does not hold" if not any(flags) else "partly"
 
     # 1
     gains = [(t, _nan(cell[(t, full)]["gain"])) for t in targets if (t, full) in cell]
@@ -336,8 +338,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             f2.append(drop and shrink)
             txt.append(f"{t}: P-T {a['P-T_acc_mean']:.3f}->{b['P-T_acc_mean']:.3f}, RI-T {a['RI-T_acc_mean']:.3f}->"
                        f"{b['RI-T_acc_mean']:.3f}, gain {a['gain']:+.3f}->{b['gain']:+.3f} (block {full}->{small})")
-    claims.append({"claim": 2, "text": "shuffling lowers both; P-T's gain shrinks with the block size",
-                   "figures": "; ".join(txt), "verdict": verdict(f2)})
+    claims.append(_claim(2, "shuffling lowers both; P-T's gain shrinks with the block size", f2, txt))
     # 3
     f3, txt = [], []
     for t in targets:
@@ -346,8 +347,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             f3.append(c["P-T_speed_mean_acc_k"] > c["RI-T_speed_mean_acc_k"])
             txt.append(f"{t} (block {small}): mean train acc over first {cfg.finetune.speed_epochs} epochs "
                        f"P-T {c['P-T_speed_mean_acc_k']:.3f} vs RI-T {c['RI-T_speed_mean_acc_k']:.3f}")
-    claims.append({"claim": 3, "text": "at the smallest blocks P-T still trains faster", "figures": "; ".join(txt),
-                   "verdict": verdict(f3)})
+    claims.append(_claim(3, "at the smallest blocks P-T still trains faster", f3, txt))
     # 4
     f4, txt = [], []
     for t in targets:
@@ -356,8 +356,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             a, b = m["P-T/P-T"], m["RI-T/RI-T"]
             f4.append(a["uncommon"] < b["uncommon"])
             txt.append(f"{t}: common/uncommon P-T pair {a['common']}/{a['uncommon']}, RI-T pair {b['common']}/{b['uncommon']}")
-    claims.append({"claim": 4, "text": "two P-T models make fewer different mistakes than two RI-T models",
-                   "figures": "; ".join(txt), "verdict": verdict(f4)})
+    claims.append(_claim(4, "two P-T models make fewer different mistakes than two RI-T models", f4, txt))
     # 5
     f5, txt = [], []
     for t in targets:
@@ -369,8 +368,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             diff = a - b
             per_layer = ", ".join(f"{n} {d:+.2f}" for n, d in zip(layers, diff, strict=True))
             txt.append(f"{t}: CKA P-T pair - RI-T pair per layer {per_layer}")
-    claims.append({"claim": 5, "text": "P-T pairs are more similar in feature space (CKA) at every layer",
-                   "figures": "; ".join(txt), "verdict": verdict(f5)})
+    claims.append(_claim(5, "P-T pairs are more similar in feature space (CKA) at every layer", f5, txt))
     # 6
     f6, txt = [], []
     for t in targets:
@@ -379,8 +377,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             v = {k: d[k]["total"] for k in ("P-T/P-T", "RI-T/RI-T", "P-T/P", "RI-T/RI")}
             f6.append(v["P-T/P-T"] < v["RI-T/RI-T"] and v["P-T/P"] < v["RI-T/RI"])
             txt.append(f"{t}: " + ", ".join(f"{k} {x:.2f}" for k, x in v.items()))
-    claims.append({"claim": 6, "text": "P-T models are close to each other and to P; RI-T models are far",
-                   "figures": "; ".join(txt), "verdict": verdict(f6)})
+    claims.append(_claim(6, "P-T models are close to each other and to P; RI-T models are far", f6, txt))
     # 7
     f7, txt = [], []
     for t in targets:
@@ -389,8 +386,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             v = {k: b[k]["barrier_error"] for k in ("P-T/P-T", "RI-T/RI-T", "P-T/RI-T")}
             f7.append(v["P-T/P-T"] <= 0.01 and v["RI-T/RI-T"] > v["P-T/P-T"] and v["P-T/RI-T"] > v["P-T/P-T"])
             txt.append(f"{t}: error barrier " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
-    claims.append({"claim": 7, "text": "no barrier between two P-T models (<= 0.01 error); barriers for RI-T pairs",
-                   "figures": "; ".join(txt), "verdict": verdict(f7)})
+    claims.append(_claim(7, "no barrier between two P-T models (<= 0.01 error); barriers for RI-T pairs", f7, txt))
     # 8
     f8, txt = [], []
     for t in targets:
@@ -404,8 +400,7 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             high = np.mean([min(x, 1e12) for _, x in body[half:]]) if half else math.nan
             f8.append(bool(low < high))
             txt.append(f"{t}: P-T criticality " + ", ".join(f"{m} {x:.3g}" for m, x in body))
-    claims.append({"claim": 8, "text": "lower modules are less critical than higher ones (P-T)",
-                   "figures": "; ".join(txt), "verdict": verdict(f8)})
+    claims.append(_claim(8, "lower modules are less critical than higher ones (P-T)", f8, txt))
     # 9
     f9, txt = [], []
     for t in targets:
@@ -425,19 +420,13 @@ def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             earlier = [e for e in per if e < final_e]
             f9.append(any(abs(np.mean([r["test_acc"] for r in per[e]]) - final_acc) <= 0.01 for e in earlier))
             txt.append(f"{t}: " + "; ".join(parts))
-    claims.append({"claim": 9, "text": "fine-tuning from an earlier checkpoint can match the final one (within 0.01)",
-                   "figures": "; ".join(txt), "verdict": verdict(f9)})
+    claims.append(_claim(9, "fine-tuning from an earlier checkpoint can match the final one (within 0.01)", f9, txt))
     return claims
 
 
 def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
     """Claims L1-L5 of Liu et al. (SCIENCE.md), each with the figures behind it and a verdict from them."""
     targets = [t.display for t in plan.config.targets]
-
-    def verdict(flags: list[bool]) -> str:
-        if not flags:
-            return "not measured"
-        return "holds" if all(flags) else "does not hold" if not any(flags) else "partly"
 
     claims = []
     # L1: flatter minima (top eigenvalue, loss increase at the largest r) and small relative deviation
@@ -456,8 +445,7 @@ def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             body = [(m, a, b) for m, a, b in zip(dv["P-T"]["modules"], dp, dr, strict=False) if m != "head"]
             f.append(all(a < b for _, a, b in body))
             txt.append(f"{t}: final relative deviation P-T/RI-T " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in body))
-    claims.append({"claim": "L1", "text": "fine-tuned models sit in flatter minima and stay close to the pre-trained weights",
-                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    claims.append(_claim("L1", "fine-tuned models sit in flatter minima and stay close to the pre-trained weights", f, txt))
     # L2: the gradient is more Lipschitz (smaller change of gradient per unit step) along training, for P-T
     f, txt = [], []
     for t in targets:
@@ -469,8 +457,7 @@ def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             f.append(float(np.mean(bp)) < float(np.mean(br)))
             txt.append(f"{t}: gradient Lipschitz constant along training P-T " + "/".join(f"{x:.3g}" for x in bp)
                        + " vs RI-T " + "/".join(f"{x:.3g}" for x in br))
-    claims.append({"claim": "L2", "text": "pre-trained weights make the gradient more Lipschitz along training",
-                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    claims.append(_claim("L2", "pre-trained weights make the gradient more Lipschitz along training", f, txt))
     # L3: the gradient's energy on the top singular direction is smaller with pre-trained weights
     f, txt = [], []
     for t in targets:
@@ -482,8 +469,7 @@ def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
             f.append(fp < fr)
             txt.append(f"{t}: mean fraction of gradient energy on the top singular direction (body weights) "
                        f"pre-trained {fp:.3f} vs random {fr:.3f}")
-    claims.append({"claim": "L3", "text": "pre-trained weights suppress the gradient's principal component",
-                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    claims.append(_claim("L3", "pre-trained weights suppress the gradient's principal component", f, txt))
     # L4: similarity of inputs and labels predicts transferability: rank correlations with the gain
     rel = results.get("relate/all")
     f, txt = [], []
@@ -493,25 +479,18 @@ def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
                 lo = _nan(c["low"])
                 f.append(lo > 0)
                 txt.append(f"{key.split('/')[0]}: rho {c['rho']:+.2f} [{lo:+.2f}, {_nan(c['high']):+.2f}] (n = {c['n']})")
-    claims.append({"claim": "L4", "text": "transferability follows the similarity of inputs and labels (scores from P "
-                   "against the measured gain, Spearman rho with a 90% bootstrap interval)",
-                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    claims.append(_claim("L4", "transferability follows the similarity of inputs and labels (scores from P "
+                   "against the measured gain, Spearman rho with a 90% bootstrap interval)", f, txt))
     # L5: the gain first rises and then falls along pre-training
     f, txt = [], []
-    table = {(r["target"], r["block_size"]): r for r in results.get("transfer/all", {}).get("rows", [])}
+    by_target = checkpoint_gains(results)
     for t in targets:
-        b = results.get(f"basin/{t}")
-        base = table.get((t, b["block_size"])) if b else None
-        if b and base:
-            per: dict[float, list] = {}
-            for r in b["rows"]:
-                per.setdefault(r["checkpoint"], []).append(r["test_acc"])
-            gains = [(e, float(np.mean(v)) - _nan(base["RI-T_acc_mean"])) for e, v in sorted(per.items())]
+        gains = by_target.get(t)
+        if gains:
             peak = max(range(len(gains)), key=lambda i: gains[i][1])
             f.append(0 < peak < len(gains) - 1)
             txt.append(f"{t}: gain over RI-T by checkpoint " + ", ".join(f"{e:g}: {g:+.3f}" for e, g in gains))
-    claims.append({"claim": "L5", "text": "transferability first rises and then falls along pre-training",
-                   "figures": "; ".join(txt), "verdict": verdict(f)})
+    claims.append(_claim("L5", "transferability first rises and then falls along pre-training", f, txt))
     return claims
 
 
@@ -528,7 +507,7 @@ def write_claims(store: Store, claims: list[dict]) -> Path:
     return path
 
 
-def _liu_jobs(plan: Plan, store: Store, settings: AnalysisSettings, jobs: list, out: AnalysisRun, p_spec: RunSpec,
+def _liu_jobs(plan: Plan, store: Store, settings: AnalysisConfig, jobs: list, out: AnalysisRun, p_spec: RunSpec,
               p_done: bool) -> None:
     """The analyses of Liu et al. (2019), appended to ``jobs`` (same caching as the others)."""
     from ..analyses.flatness import flatness

@@ -98,6 +98,12 @@ class Selection:
     def key(self) -> str:
         return f"{self.arm}/{self.target}/b{self.block_size}"
 
+    def is_winner(self, template: RunSpec) -> bool:
+        """Whether a run waiting for this choice will be the winning candidate itself (same seed, block, start)."""
+        c = self.candidates[0]
+        return (template.seed, template.block_size, template.parent_checkpoint) == (c.seed, c.block_size,
+                                                                                    c.parent_checkpoint)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -125,14 +131,8 @@ class Plan:
     def size(self) -> int:
         """How many distinct runs the study trains once every choice is made."""
         ids = {r.run_id for r in self.tuning + self.runs}
-        winners = sum(1 for t, sel in self.deferred if _is_winner_slot(t, sel))
+        winners = sum(1 for t, sel in self.deferred if sel.is_winner(t))
         return len(ids) + len(self.deferred) - winners
-
-
-def _is_winner_slot(template: RunSpec, sel: Selection) -> bool:
-    """A deferred run that will be the winning candidate itself (same seed, block size, start)."""
-    c = sel.candidates[0]
-    return (template.seed, template.block_size, template.parent_checkpoint) == (c.seed, c.block_size, c.parent_checkpoint)
 
 
 def validate(cfg: StudyConfig) -> None:

@@ -35,7 +35,7 @@ from ..data import DomainData, load_domain
 from ..models import create_model
 from ..store import RUN_DONE, RUN_FAILED, Store, write_json
 from ..train import TrainingDiverged, train
-from .plan import Plan, RunSpec, _is_winner_slot
+from .plan import Plan, RunSpec
 from .tuning import choose, concrete
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,43 @@ def _store_failure(store: Store, info: dict, reason: str) -> tuple[str, str, str
     return info["run_id"], RUN_FAILED, reason.splitlines()[0]
 
 
+def _release(deferred: list, status: dict[str, str | None], seen: set[str], store: Store, retry_failed: bool,
+             summary: ExecutionSummary) -> tuple[list[RunSpec], int]:
+    """Decide the deferred runs whose learning-rate candidates are all stored (``status`` has them), removing them
+    from ``deferred``: a run already stored is counted as skipped, one whose grid failed as blocked, the rest are
+    returned to train. Returns (runs to train, runs accounted for as skipped or blocked)."""
+    fresh: list[RunSpec] = []
+    accounted = 0
+    decided = {}
+    for item in list(deferred):
+        template, sel = item
+        if any(c.run_id not in status for c in sel.candidates):
+            continue  # a candidate is still to train
+        if sel.key not in decided:
+            decided[sel.key] = choose(sel, store)
+        c = decided[sel.key]
+        if c.state == "pending":
+            continue
+        deferred.remove(item)
+        if c.state == "failed":
+            if not sel.is_winner(template):  # that slot is the failed candidate, counted already
+                summary.blocked[_label(template)] = f"every learning rate of {sel.key}'s grid failed"
+                accounted += 1
+            continue
+        spec = concrete(template, c.lr)
+        if spec.run_id in seen:
+            continue  # the winning candidate itself
+        seen.add(spec.run_id)
+        st = store.run_status(spec.run_id)
+        if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
+            summary.skipped.append(spec.run_id)
+            status[spec.run_id] = st
+            accounted += 1
+        else:
+            fresh.append(spec)
+    return fresh, accounted
+
+
 def _label(template: RunSpec) -> str:
     """A readable name for a run whose learning rate is not chosen (it has no run id of its own yet)."""
     return f"{template.label} (lr from the grid)"
@@ -225,33 +262,15 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                 summary.skipped.append(r.run_id)
             else:
                 todo.append(r)
+        status = {r: store.run_status(r) for r in summary.skipped}
         deferred = list(plan.deferred)
-        if not todo and deferred:  # every candidate is stored: are the runs they decide stored too?
-            decided = {sel.key: choose(sel, store) for sel in plan.selections}
-            left = []
-            for template, sel in deferred:
-                c = decided[sel.key]
-                if c.state != "chosen":
-                    if not _is_winner_slot(template, sel):
-                        summary.blocked[_label(template)] = f"every learning rate of {sel.key}'s grid failed"
-                    continue
-                rid = concrete(template, c.lr).run_id
-                st = store.run_status(rid)
-                if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
-                    if rid not in seen:
-                        seen.add(rid)
-                        summary.skipped.append(rid)
-                else:
-                    left.append((template, sel))
-            if not left:
-                deferred = []
-        if not todo and not deferred:  # nothing to train: not even the data is loaded
+        todo += _release(deferred, status, seen, store, retry_failed, summary)[0]  # choices an earlier call made
+        if not todo:  # nothing to train (every deferred run is decided too): not even the data is loaded
             summary.seconds = time.time() - t0
             return summary
         prepare_domains(plan, show_progress)
         prov = provenance()
-        status = {r: store.run_status(r) for r in summary.skipped}
-        bar = tqdm(total=total, initial=len(summary.skipped), desc="runs", unit="run",
+        bar = tqdm(total=total, initial=len(summary.skipped) + len(summary.blocked), desc="runs", unit="run",
                    disable=not show_progress, dynamic_ncols=True)
         pending = list(todo)
         running: dict[cf.Future, RunSpec] = {}
@@ -266,34 +285,9 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             bar.set_postfix_str(" | ".join(epochs.values()))
 
         def release() -> None:
-            """Turn deferred runs whose learning rate is now chosen into pending runs."""
-            decided = {}
-            for item in list(deferred):
-                template, sel = item
-                if any(c.run_id not in status for c in sel.candidates):
-                    continue  # a candidate is still to train in this call
-                if sel.key not in decided:
-                    decided[sel.key] = choose(sel, store)
-                c = decided[sel.key]
-                if c.state == "pending":
-                    continue
-                deferred.remove(item)
-                if c.state == "failed":
-                    if not _is_winner_slot(template, sel):  # that slot is the failed candidate, counted already
-                        summary.blocked[_label(template)] = f"every learning rate of {sel.key}'s grid failed"
-                        bar.update(1)
-                    continue
-                spec = concrete(template, c.lr)
-                if spec.run_id in seen:
-                    continue  # the winning candidate itself
-                seen.add(spec.run_id)
-                st = store.run_status(spec.run_id)
-                if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
-                    summary.skipped.append(spec.run_id)
-                    status[spec.run_id] = st
-                    bar.update(1)
-                else:
-                    pending.append(spec)
+            fresh, accounted = _release(deferred, status, seen, store, retry_failed, summary)
+            pending.extend(fresh)
+            bar.update(accounted)
 
         global _PROGRESS
         _PROGRESS = show if show_progress else None
@@ -317,7 +311,6 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             return True if st == RUN_DONE else None if st == RUN_FAILED else False
 
         try:
-            release()
             while pending or running:
                 for spec in list(pending):
                     if ready(spec) is None:
@@ -354,7 +347,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     except queue_mod.Empty:
                         break
             for template, sel in deferred:  # their candidates were blocked
-                if not _is_winner_slot(template, sel):
+                if not sel.is_winner(template):
                     summary.blocked[_label(template)] = f"the learning-rate candidates of {sel.key} did not run"
                     bar.update(1)
         finally:

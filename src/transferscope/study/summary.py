@@ -11,7 +11,7 @@ from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan
 from .tuning import resolve
 
-__all__ = ["ArmCell", "results_table", "format_table", "status_counts"]
+__all__ = ["ArmCell", "results_table", "format_table", "status_counts", "checkpoint_gains"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,6 @@ def format_table(rows: list[dict], speed_k: int, speed_fraction: float) -> str:
 def status_counts(plan: Plan, store: Store) -> dict[str, int]:
     """Runs done, failed, blocked (every learning-rate candidate they wait for failed) and still to train (runs
     waiting for a learning-rate choice count as pending)."""
-    from .plan import _is_winner_slot
     from .tuning import choose
 
     c = {"done": 0, "failed": 0, "blocked": 0, "pending": 0}
@@ -89,6 +88,26 @@ def status_counts(plan: Plan, store: Store) -> dict[str, int]:
         if st in (RUN_DONE, RUN_FAILED):
             c["done" if st == RUN_DONE else "failed"] += 1
     failed = {sel.key for sel in plan.selections if choose(sel, store).state == "failed"}
-    c["blocked"] = sum(1 for t, sel in plan.deferred if sel.key in failed and not _is_winner_slot(t, sel))
+    c["blocked"] = sum(1 for t, sel in plan.deferred if sel.key in failed and not sel.is_winner(t))
     c["pending"] = max(0, total - c["done"] - c["failed"] - c["blocked"])
     return c
+
+
+def checkpoint_gains(results: dict[str, dict]) -> dict[str, list[tuple[float, float]]]:
+    """Per target of the checkpoint sweep: (checkpoint, P-T test accuracy from it, mean over seeds, minus RI-T's at
+    the sweep's block size), from the ``transfer/all`` and ``basin/<target>`` analysis results."""
+    table = {(r["target"], r["block_size"]): r for r in results.get("transfer/all", {}).get("rows", [])}
+    out = {}
+    for key, b in results.items():
+        if not key.startswith("basin/"):
+            continue
+        t = key.split("/", 1)[1]
+        base = table.get((t, b["block_size"]))
+        ri = base.get("RI-T_acc_mean") if base else None
+        if ri is None or not math.isfinite(ri):
+            continue
+        per: dict[float, list[float]] = {}
+        for r in b["rows"]:
+            per.setdefault(r["checkpoint"], []).append(r["test_acc"])
+        out[t] = [(e, float(np.mean(v)) - ri) for e, v in sorted(per.items())]
+    return out

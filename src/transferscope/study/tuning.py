@@ -8,7 +8,7 @@ failed candidates (e.g. diverged) are out. Test data is never looked at. Reads t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan, RunSpec, Selection
@@ -22,7 +22,7 @@ class Choice:
     state: str
     """``chosen``; ``pending`` (a candidate is not stored yet); ``failed`` (every candidate failed)."""
     lr: float = math.nan
-    val_acc: dict[float, float | None] = None  # type: ignore[assignment]
+    val_acc: dict[float, float | None] = field(default_factory=dict)
     """Final validation accuracy per candidate learning rate (None: that candidate failed or is pending)."""
 
     def to_dict(self) -> dict:
