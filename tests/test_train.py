@@ -4,7 +4,7 @@ import torch
 
 from transferscope.config import DataConfig, DomainConfig, ModelConfig, TrainConfig
 from transferscope.data import load_domain
-from transferscope.models import create_model
+from transferscope.models import create_model, to_input
 from transferscope.train import TrainingDiverged, optimisation_speed, relative_deviation, train
 
 from .conftest import make_imagefolder
@@ -92,3 +92,18 @@ def test_relative_deviation():
     w, b = init["head.weight"], init["head.bias"]
     expected = (2 * w).norm() / torch.cat([w.flatten(), b.flatten()]).norm()
     assert dev["head"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_final_training_accuracy_is_the_final_model_on_the_training_split(domain):
+    """train_acc_final / train_loss_final: the final weights on every training image, in eval mode (not the running
+    mean over the last epoch's batches, which is kept as train_acc_last_epoch)."""
+    m, r = _run(domain, seed=0, cfg=TrainConfig(epochs=2, batch_size=8, lr=0.05, speed_epochs=1))
+    m.eval()
+    with torch.no_grad():
+        logits = torch.cat([m(to_input(domain.train.x[i : i + 7])) for i in range(0, len(domain.train), 7)])
+    acc = (logits.argmax(1) == domain.train.y).double().mean().item()
+    loss = torch.nn.functional.cross_entropy(logits.double(), domain.train.y).item()
+    assert r.metrics["train_acc_final"] == pytest.approx(acc, abs=1e-6)
+    assert r.metrics["train_loss_final"] == pytest.approx(loss, rel=1e-4)
+    assert r.metrics["num_classes"] == 3
+    assert "train_acc_last_epoch" in r.metrics

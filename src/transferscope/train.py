@@ -35,7 +35,9 @@ class TrainResult:
     """step_loss, step_acc (per step); epoch, val_loss, val_acc, test_loss, test_acc, lr (per epoch, epoch 0 =
     before training); deviation (per epoch: {module: ||W - W0||_F / ||W0||_F})."""
     metrics: dict[str, float]
-    """Final figures: test_acc, test_loss, val_acc, val_loss, train_acc, the two speed figures, time."""
+    """Final figures: test_acc, test_loss, val_acc, val_loss; train_acc_final, train_loss_final (the final model on
+    the whole training split, in eval mode); train_acc_last_epoch (running mean over the last epoch's batches);
+    num_classes; the two speed figures; time."""
     test_logits: np.ndarray
     """(n_test, num_classes) float32 logits of the final model."""
     test_labels: np.ndarray
@@ -238,6 +240,9 @@ def train(
         step_seconds += time.perf_counter() - t_epoch
         record_epoch(epoch)
     seconds = time.perf_counter() - t0
+    # did the run fit its training data? the final model on the whole training split, in eval mode (the running
+    # mean over the last epoch's batches mixes the weights of a whole epoch and train-mode normalisation)
+    train_loss, train_acc, _ = evaluate(model, data.train)
     model.to(memory_format=torch.contiguous_format)
 
     logits = last_logits[0]
@@ -247,7 +252,10 @@ def train(
         "test_loss": hist["test_loss"][-1],
         "val_acc": hist["val_acc"][-1],
         "val_loss": hist["val_loss"][-1],
+        "train_acc_final": train_acc,
+        "train_loss_final": train_loss,
         "train_acc_last_epoch": float(np.mean(hist["step_acc"][-steps_per_epoch:])),
+        "num_classes": data.num_classes,
         **speed,
         "speed_k": cfg.speed_epochs,
         "speed_fraction": cfg.speed_fraction,
