@@ -98,3 +98,32 @@ def test_run_spec_round_trips_through_its_dict(tmp_path, folders):
     for spec in make_plan(_load(tmp_path, tiny_study_toml(*folders))).runs:
         back = RunSpec.from_dict(spec.to_dict())
         assert back == spec and back.run_id == spec.run_id and type(back.train) is type(spec.train)
+
+
+def test_run_ids_hash_only_fields_off_their_default(tmp_path, folders):
+    """A config field added later with a default must not change the ids of existing studies; changing a value
+    does change them."""
+    import dataclasses
+
+    from transferscope.config import DataConfig, TrainConfig
+
+    spec = next(r for r in make_plan(_load(tmp_path, tiny_study_toml(*folders))).runs if r.arm == "RI-T")
+    h = spec.hashed()
+    assert "momentum" not in h["train"] and "cache_dir" not in h["data"] and "label" not in h["domain"]
+    assert h["train"]["epochs"] == 2 and "parent" not in h  # set away from the default: kept
+    # a newer TrainConfig / DataConfig with an extra defaulted field, the old values carried over
+    NewTrain = dataclasses.make_dataclass("NewTrain", [("label_smoothing", float, dataclasses.field(default=0.0))],
+                                          bases=(TrainConfig,), frozen=True)
+    NewData = dataclasses.make_dataclass("NewData", [("augment", bool, dataclasses.field(default=False))],
+                                         bases=(DataConfig,), frozen=True)
+    newer = dataclasses.replace(spec, train=NewTrain(**dataclasses.asdict(spec.train)),
+                                data=NewData(**dataclasses.asdict(spec.data)))
+    assert newer.run_id == spec.run_id
+    assert dataclasses.replace(newer, train=dataclasses.replace(newer.train, label_smoothing=0.1)).run_id != spec.run_id
+    assert dataclasses.replace(newer, data=dataclasses.replace(newer.data, augment=True)).run_id != spec.run_id
+    # a default written out explicitly is the same run as one left out
+    explicit = tiny_study_toml(*folders).replace("[scratch]\n", "[scratch]\nmomentum = 0.9\nweight_decay = 5e-4\n", 1)
+    assert [r.run_id for r in make_plan(_load(tmp_path, explicit)).runs if r.arm == "RI-T"][0] == spec.run_id
+    # a changed value changes the id, also when it is changed to another value and back to the default
+    assert dataclasses.replace(spec, train=dataclasses.replace(spec.train, momentum=0.8)).run_id != spec.run_id
+    assert dataclasses.replace(spec, train=dataclasses.replace(spec.train, momentum=0.9)).run_id == spec.run_id

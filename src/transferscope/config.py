@@ -262,12 +262,32 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def to_dict(obj: Any) -> Any:
-    """Plain JSON/TOML-able form of a config dataclass (every field, defaults included)."""
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def to_dict(obj: Any, *, skip_defaults: bool = False) -> Any:
+    """Plain JSON/TOML-able form of a config dataclass (every field, defaults included).
+
+    ``skip_defaults=True`` leaves out, at every level, each field whose value equals its dataclass default (fields
+    without a default are always kept): what run ids hash, so that a new field with a default changes no id.
+    """
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if skip_defaults:
+                d = _default(f)
+                if d is not dataclasses.MISSING and to_dict(v) == to_dict(d):
+                    continue
+            out[f.name] = to_dict(v, skip_defaults=skip_defaults)
+        return out
     if isinstance(obj, list | tuple):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, skip_defaults=skip_defaults) for v in obj]
     return obj
 
 

@@ -38,7 +38,8 @@ _KIND = {"P": "pretrain", "P-T": "finetune", "RI-T": "scratch"}
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines one run. Its id is a hash of this (display labels and cache paths excluded)."""
+    """Everything that determines one run. Its id is a hash of :meth:`hashed` (non-default fields; display labels
+    and cache paths excluded)."""
 
     arm: str
     domain: DomainConfig
@@ -56,12 +57,18 @@ class RunSpec:
     def kind(self) -> str:
         return _KIND[self.arm]
 
+    def hashed(self) -> dict[str, Any]:
+        """What the run id hashes: the fields that change what the run computes. Fields at their dataclass default
+        are left out at every level (so a config field added later with a default keeps every existing id), and so
+        are display labels and cache paths."""
+        d = to_dict(self, skip_defaults=True)
+        d["domain"].pop("label", None)
+        d["data"].pop("cache_dir", None)
+        return d
+
     @property
     def run_id(self) -> str:
-        d = to_dict(self)
-        d["domain"].pop("label")
-        d["data"].pop("cache_dir")
-        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(self.hashed(), sort_keys=True).encode()).hexdigest()[:10]
         ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
         # the readable prefix uses the domain's name, not its label: relabelling a target must not retrain it
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.name)

@@ -33,7 +33,7 @@ from .. import __version__
 from ..config import DataConfig, DomainConfig
 from ..data import DomainData, load_domain
 from ..models import create_model
-from ..store import RUN_DONE, RUN_FAILED, Store, write_json
+from ..store import RUN_DONE, RUN_FAILED, Store, hash_artefacts, write_json
 from ..train import TrainingDiverged, train
 from .plan import Plan, RunSpec
 from .tuning import choose, concrete
@@ -168,7 +168,8 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         write_json(d, "history.json", {**result.history, "steps_per_epoch": result.steps_per_epoch})
         info.update(status=RUN_DONE, num_classes=data.num_classes, classes=list(data.classes),
                     n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
-                    domain_meta=data.meta, finished=time.time(), seconds=time.time() - t0)
+                    domain_meta=data.meta, finished=time.time(), seconds=time.time() - t0,
+                    artefacts=hash_artefacts(d))  # what was written; Store.verify_run checks it later
         write_json(d, "run.json", info)  # written last: a run folder with run.json is whole
     return run_id, RUN_DONE, ""
 
@@ -241,11 +242,17 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         threads: torch threads per run; 0 shares the cores out: each of k concurrent runs gets
             ``cores // k``. Results are bitwise reproducible for a fixed thread count.
         retry_failed: run again the runs stored as failed.
+
+    Raises:
+        StoreFormatError: ``store`` was written by another version of transferscope, in another format.
+        StoreLocked: another process is writing ``store``.
     """
     t0 = time.time()
     summary = ExecutionSummary()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     with store.lock():
+        store.check_format()  # a folder of an older format would be trained again from scratch: refuse it
+        store.write_format()
         removed = store.clean_tmp()
         if removed:
             log.info("removed %d unfinished run folders left by an interrupted study", removed)
