@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transferscope.cli import main
 from transferscope.config import load_config
 from transferscope.store import Store, StoreLocked
-from transferscope.study import execute, make_plan
+from transferscope.study import execute, make_plan, results_table
 
 from .conftest import tiny_study_toml
 
@@ -226,3 +226,190 @@ def test_lr_choice_ignores_test_data_and_failed_candidates(tmp_path, folders):
     # run again: nothing to train, nothing loaded, the same blocked runs reported
     again = execute(plan, store, jobs=1, threads=1, show_progress=False)
     assert not again.done and len(again.blocked) == 3 and len(again.skipped) == 10
+
+
+# ---------------------------------------------------------------- issue 10: what a run records, and the flags
+
+
+def _small_plan(tmp_path, folders, *overrides):
+    return _plan(tmp_path, folders, overrides=["block_sizes=[16]", "seeds=[0]", "basin.checkpoint_epochs=[]",
+                                               *overrides])
+
+
+def test_final_train_accuracy_equals_the_saved_weights_on_the_train_split(tmp_path, folders):
+    from transferscope.data import load_domain
+    from transferscope.models import to_input
+    from transferscope.study.runner import load_run_model
+
+    plan = _plan(tmp_path, folders, overrides=["seeds=[0]", "basin.checkpoint_epochs=[]"])
+    store = Store(tmp_path / "res")
+    execute(plan, store, jobs=1, threads=1, show_progress=False)
+    for spec in plan.runs:
+        m = store.read_json(spec.run_id, "metrics.json")
+        data = load_domain(spec.domain, spec.data)
+        if spec.arm != "P":
+            data = data.shuffled(spec.block_size, spec.data.shuffle_seed)
+        model = load_run_model(store, spec).eval()
+        with torch.no_grad():
+            logits = torch.cat([model(to_input(data.train.x[i : i + 50])) for i in range(0, len(data.train), 50)])
+        assert m["train_acc_final"] == pytest.approx((logits.argmax(1) == data.train.y).double().mean().item(),
+                                                     abs=1e-6), spec.run_id
+        assert m["train_loss_final"] == pytest.approx(
+            torch.nn.functional.cross_entropy(logits, data.train.y).item(), rel=1e-4)
+        assert m["num_classes"] == data.num_classes and "train_acc_last_epoch" in m
+
+
+def test_artefact_hashes_recorded_and_verified(tmp_path, folders, capsys):
+    import hashlib
+
+    from transferscope.store import RESULTS_FORMAT
+
+    p = tmp_path / "study.toml"
+    p.write_text(tiny_study_toml(*folders))
+    res = tmp_path / "r"
+    args = ["--set", "block_sizes=[16]", "--set", "seeds=[0]", "--set", "basin.checkpoint_epochs=[]"]
+    assert main(["run", str(p), "--results", str(res), "--jobs", "1", "--no-progress", *args]) == 0
+    assert (res / "FORMAT").read_text().strip() == str(RESULTS_FORMAT)
+    store = Store(res)
+    plan = make_plan(load_config(p, [a for a in args if a != "--set"]))
+    pre = plan.runs[0]
+    hashes = store.artefact_hashes(pre.run_id)
+    assert set(hashes) == {"init.safetensors", "weights.safetensors", "checkpoints/epoch_0.safetensors",
+                           "checkpoints/epoch_1.safetensors", "metrics.json", "history.json", "predictions.npz"}
+    for name, digest in hashes.items():
+        assert hashlib.sha256((store.run_dir(pre.run_id) / name).read_bytes()).hexdigest() == digest
+    assert all(store.verify_run(r.run_id) == [] for r in plan.runs)
+    capsys.readouterr()
+    # a truncated weights file and a changed checkpoint: the run is named as needing a re-run, with the files
+    w = store.run_dir(pre.run_id) / "weights.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    (store.run_dir(pre.run_id) / "checkpoints" / "epoch_0.safetensors").unlink()
+    assert store.verify_run(pre.run_id) == ["checkpoints/epoch_0.safetensors", "weights.safetensors"]
+    assert store.artefact_hashes(pre.run_id) == hashes  # the record is what the run wrote, not what is there now
+    assert main(["status", str(res), "--runs"]) == 0
+    out = capsys.readouterr().out
+    assert f"{pre.run_id}: checkpoints/epoch_0.safetensors, weights.safetensors changed since the run ended" in out
+    assert "NEEDS RE-RUN" in out and "[changed-artefacts]" in out
+    assert store.verify_run("no-such-run") == [] and store.artefact_hashes("no-such-run") == {}
+
+
+def test_results_folder_of_an_older_format_is_refused(tmp_path, folders, capsys):
+    """A folder written before run ids left out default fields (no FORMAT file, runs stored) would look empty:
+    run, status and analyze refuse it with a message; nothing is trained or rewritten."""
+    from transferscope.config import to_dict
+    from transferscope.store import StoreFormatError, dumps, write_json
+
+    p = tmp_path / "study.toml"
+    p.write_text(tiny_study_toml(*folders))
+    res = tmp_path / "old"
+    old_run = res / "runs" / "P-imagefolder-b16-s0-0123456789"
+    old_run.mkdir(parents=True)
+    write_json(old_run, "run.json", {"status": "done"})
+    (res / "study.json").write_text(dumps(to_dict(load_config(p))))
+    study_json = (res / "study.json").read_text()
+    capsys.readouterr()
+    for argv in (["run", str(p), "--results", str(res), "--no-progress"], ["run", str(p), "--results", str(res),
+                 "--dry-run"], ["status", str(res)], ["analyze", str(res), "--no-progress"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"results folder {res} was written by an older version of transferscope" in err, argv
+        assert "new results folder" in err
+    assert Store(res).list_runs() == [old_run.name] and (res / "study.json").read_text() == study_json
+    assert not (res / "FORMAT").exists()
+    with pytest.raises(StoreFormatError, match="older version"):
+        execute(make_plan(load_config(p)), Store(res), jobs=1, show_progress=False)
+    (res / "FORMAT").write_text("99\n")
+    with pytest.raises(StoreFormatError, match="newer version"):
+        Store(res).check_format()
+    Store(tmp_path / "fresh").check_format()  # a new (or run-less) folder is fine
+
+
+def _fake_done(store, spec, metrics, num_classes=3):
+    """Store a finished run by hand (metrics only), with its artefact hashes recorded as run_one does."""
+    from transferscope.store import hash_artefacts, write_json
+
+    with store.new_run(spec.run_id) as d:
+        write_json(d, "metrics.json", {"num_classes": num_classes, **metrics})
+        write_json(d, "run.json", {"run_id": spec.run_id, "status": "done", "num_classes": num_classes,
+                                   "artefacts": hash_artefacts(d)})
+
+
+def test_learning_rate_at_the_edge_of_its_grid_is_warned(tmp_path, folders):
+    from transferscope.study.summary import flags
+    from transferscope.study.tuning import choose, edge_warnings, format_choices
+
+    plan = _plan(tmp_path, folders, overrides=["scratch.lr_grid=[0.01, 0.02, 0.03]", "finetune.lr_grid=[0.01, 0.02]"])
+    store = Store(tmp_path / "res")
+    ri = next(s for s in plan.selections if s.arm == "RI-T")
+    pt = next(s for s in plan.selections if s.arm == "P-T")
+    assert edge_warnings(plan, store) == [] and not choose(ri, store).at_edge  # pending: no warning
+    for cand, va in zip(ri.candidates, (0.5, 0.8, 0.6), strict=True):  # the middle one wins
+        _fake_done(store, cand, {"val_acc": va, "val_loss": 1.0})
+    for cand, va in zip(pt.candidates, (0.5, 0.8), strict=True):  # the largest wins
+        _fake_done(store, cand, {"val_acc": va, "val_loss": 1.0})
+    c_ri, c_pt = choose(ri, store), choose(pt, store)
+    assert (c_ri.lr, c_ri.at_edge, c_ri.edge) == (0.02, False, "")
+    assert (c_pt.lr, c_pt.at_edge, c_pt.edge) == (0.02, True, "largest") and c_pt.to_dict()["at_edge"] is True
+    (w,) = edge_warnings(plan, store)
+    assert "P-T on tgt (b16): 0.02 is the largest of its grid [0.01, 0.02]" in w and "finetune.lr_grid" in w
+    assert "(the largest of the grid)" in format_choices([c_pt, c_ri])
+    assert [(f.kind, f.arm, f.value) for f in flags(plan, store)] == [("lr-at-edge", "P-T", 0.02)]
+    # the smallest candidate winning is the other edge
+    import shutil
+    for cand, va in zip(ri.candidates, (0.9, 0.8, 0.6), strict=True):
+        shutil.rmtree(store.run_dir(cand.run_id))
+        _fake_done(store, cand, {"val_acc": va, "val_loss": 1.0})
+    assert choose(ri, store).edge == "smallest" and len(edge_warnings(plan, store)) == 2
+    assert "below it: extend scratch.lr_grid" in "".join(edge_warnings(plan, store))
+
+
+def test_flags_underfit_runs_and_uninformative_targets(tmp_path, folders):
+    """Underfit: final training accuracy under the threshold, unshuffled only; uninformative: P-T's mean test
+    accuracy unshuffled under twice chance."""
+    from transferscope.study.summary import UNDERFIT_TRAIN_ACC, flags, format_flags, uninformative_threshold
+
+    plan = _plan(tmp_path, folders, overrides=["basin.checkpoint_epochs=[]"])
+    store = Store(tmp_path / "res")
+    low = {}
+    for r in plan.runs:
+        acc = 0.5 if r.arm == "RI-T" and r.seed == 1 else 0.95  # RI-T seed 1 underfits, at b16 and at b4
+        low[r.run_id] = acc < UNDERFIT_TRAIN_ACC and r.block_size == 16
+        test = 0.6 if r.arm == "P-T" else 0.5  # P-T mean 0.6 < 2/3: uninformative with 3 classes
+        _fake_done(store, r, {"train_acc_final": acc, "test_acc": test, "speed_mean_acc_k": 0.5,
+                              "speed_steps_to_frac": 3.0})
+    fs = flags(plan, store)
+    under = [f for f in fs if f.kind == "underfit"]
+    assert {f.run_id for f in under} == {rid for rid, v in low.items() if v} and len(under) == 1
+    assert under[0].value == 0.5 and under[0].threshold == UNDERFIT_TRAIN_ACC and under[0].block_size == 16
+    (un,) = [f for f in fs if f.kind == "uninformative-target"]
+    assert (un.target, un.value, un.threshold) == ("tgt", pytest.approx(0.6), pytest.approx(2 / 3))
+    assert len(fs) == 2 and "[underfit]" in format_flags(fs) and "tells little about transfer" in format_flags(fs)
+    assert un.to_dict()["kind"] == "uninformative-target"
+    assert uninformative_threshold(10) == pytest.approx(0.2) and uninformative_threshold(2) == pytest.approx(0.75)
+    # P-T at 0.7 > 2/3: informative; a stricter threshold flags more runs
+    import shutil
+    for r in plan.runs:
+        if r.arm == "P-T" and r.block_size == 16:
+            shutil.rmtree(store.run_dir(r.run_id))
+            _fake_done(store, r, {"train_acc_final": 0.95, "test_acc": 0.7})
+    assert not [f for f in flags(plan, store) if f.kind == "uninformative-target"]
+    assert len([f for f in flags(plan, store, min_train_acc=0.99) if f.kind == "underfit"]) == 4  # P-T, RI-T x 2 seeds
+
+
+def test_results_table_keeps_each_seed(tmp_path, folders):
+    from transferscope.study.summary import SeedResult
+
+    plan = _plan(tmp_path, folders, overrides=["basin.checkpoint_epochs=[]"])
+    store = Store(tmp_path / "res")
+    for r in plan.runs:
+        if r.arm != "P" and not (r.arm == "RI-T" and r.block_size == 4 and r.seed == 1):  # one run missing
+            _fake_done(store, r, {"test_acc": 0.5 + 0.1 * r.seed + (r.arm == "P-T") * 0.2 + r.block_size / 100,
+                                  "speed_mean_acc_k": 0.3 + r.seed / 10, "speed_steps_to_frac": None})
+    rows = {(x["target"], x["block_size"]): x for x in results_table(plan, store)}
+    cell = rows[("tgt", 16)]["P-T"]
+    assert cell.per_seed == (SeedResult(0, pytest.approx(0.86), 0.3, pytest.approx(float("nan"), nan_ok=True)),
+                             SeedResult(1, pytest.approx(0.96), 0.4, pytest.approx(float("nan"), nan_ok=True)))
+    assert cell.acc_mean == pytest.approx(sum(s.test_acc for s in cell.per_seed) / 2) and cell.n == 2
+    assert [s.seed for s in rows[("tgt", 4)]["RI-T"].per_seed] == [0] and rows[("tgt", 4)]["RI-T"].n == 1
+    seed, acc, k, steps = rows[("tgt", 4)]["RI-T"].per_seed[0]  # a plain tuple too
+    assert (seed, acc, k) == (0, pytest.approx(0.54), 0.3)

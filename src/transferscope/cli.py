@@ -25,21 +25,26 @@ def _default_jobs() -> int:
 
 
 def _study_of(results: Path) -> StudyConfig:
+    from .store import Store
+
     path = results / "study.json"
     if not path.is_file():
         raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
+    Store(results).check_format()  # an older format's run ids differ: its runs would look missing
     return from_dict(StudyConfig, json.loads(path.read_text()))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .store import Store, atomic_write_text, dumps
     from .study import execute, format_table, make_plan, results_table
+    from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
     cfg = load_config(args.config or args.profile, args.set)
     plan = make_plan(cfg)  # validates everything before any training
     results = Path(args.results or Path("results") / cfg.name)
     store = Store(results)
+    store.check_format()  # before anything is written or listed: a folder of an older format is refused
     if args.dry_run:
         resolved = resolve(plan, store)
         for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
@@ -60,6 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + format_choices(choices(plan, store)))
     for rid, why in {**summary.failed, **summary.blocked}.items():
         print(f"not done: {rid}: {why}")
+    warnings = format_flags(flags(plan, store))
+    if warnings:
+        print("\n" + warnings)
     print(f"\nresults: {results.resolve()}")
     return 1 if summary.failed or summary.blocked else 0
 
@@ -67,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .store import RUN_DONE, RUN_FAILED, Store
     from .study import format_table, make_plan, results_table, status_counts
+    from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
     results = Path(args.results)
@@ -84,6 +93,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             extra = ""
             if st == RUN_DONE:
                 extra = f"test_acc={store.read_json(r.run_id, 'metrics.json')['test_acc']:.3f}"
+                changed = store.verify_run(r.run_id)
+                if changed:
+                    extra += f"  NEEDS RE-RUN: {', '.join(changed)} changed since it ended"
             elif st == RUN_FAILED:
                 extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
             print(f"  {st or 'pending':<8} {r.run_id}  {extra}")
@@ -91,6 +103,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
     if plan.deferred:
         print("\n" + format_choices(choices(plan, store)))
+    warnings = format_flags(flags(plan, store))
+    if warnings:
+        print("\n" + warnings)
     return 0
 
 

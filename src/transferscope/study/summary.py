@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan
-from .tuning import resolve
+from .tuning import choices, resolve
 
-__all__ = ["ArmCell", "results_table", "format_table", "status_counts", "checkpoint_gains"]
+__all__ = ["ArmCell", "SeedResult", "results_table", "format_table", "status_counts", "checkpoint_gains", "Flag",
+           "flags", "format_flags", "uninformative_threshold", "UNDERFIT_TRAIN_ACC", "UNINFORMATIVE_CHANCE_MULTIPLE"]
+
+UNDERFIT_TRAIN_ACC = 0.9
+"""A P-T or RI-T run on an unshuffled target whose final model scores below this on its own training split
+(``train_acc_final``) did not fit its training data: its test accuracy then measures under-training as much as
+what was transferred. (Shuffled block sizes are not flagged: failing to fit them can be the effect studied.)"""
+
+UNINFORMATIVE_CHANCE_MULTIPLE = 2.0
+"""A target on which P-T's mean test accuracy, unshuffled, stays under this multiple of chance (1 / classes) tells
+little about transfer. With two classes twice chance is 1, so the threshold is capped at halfway between chance and
+1: ``min(2 / K, (1 + 1 / K) / 2)`` (equal for K = 3)."""
+
+
+class SeedResult(NamedTuple):
+    """One seed's figures of an arm (NaN where the run recorded none)."""
+
+    seed: int
+    test_acc: float
+    speed_mean_acc_k: float
+    speed_steps_to_frac: float
 
 
 @dataclass(frozen=True)
@@ -21,6 +42,12 @@ class ArmCell:
     acc_std: float
     speed_mean_acc_k: float
     speed_steps_to_frac: float
+    per_seed: tuple[SeedResult, ...] = ()
+    """Each finished seed's figures, by seed, for statistics over seeds."""
+
+
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)
 
 
 def _mean_std(v: list[float]) -> tuple[float, float]:
@@ -33,23 +60,29 @@ def _mean_std(v: list[float]) -> tuple[float, float]:
 def results_table(plan: Plan, store: Store) -> list[dict]:
     """One row per (target, block size): P-T and RI-T test accuracy (mean, std over seeds) and speed figures.
 
+    Each row: ``target``, ``block_size``, ``P-T`` and ``RI-T`` (:class:`ArmCell`, with the figures of every seed in
+    ``per_seed``) and ``gain`` (P-T's mean test accuracy minus RI-T's).
+
     Only the main P-T runs (from the final pre-training weights) count here; the checkpoint sweep is separate.
     """
-    rows: dict[tuple[str, int], dict[str, list[dict]]] = {}
+    rows: dict[tuple[str, int], dict[str, list[tuple[int, dict]]]] = {}
     for r in resolve(plan, store).runs:
         if r.arm == "P" or r.parent_checkpoint >= 0:
             continue
         cell = rows.setdefault((r.domain.display, r.block_size), {"P-T": [], "RI-T": []})
         if store.run_status(r.run_id) == RUN_DONE:
-            cell[r.arm].append(store.read_json(r.run_id, "metrics.json"))
+            cell[r.arm].append((r.seed, store.read_json(r.run_id, "metrics.json")))
     out = []
     for (target, b), arms in rows.items():
         row = {"target": target, "block_size": b}
-        for arm, ms in arms.items():
+        for arm, seeded in arms.items():
+            ms = [x for _, x in seeded]
             m, s = _mean_std([x["test_acc"] for x in ms])
             k, _ = _mean_std([x["speed_mean_acc_k"] for x in ms])
             st, _ = _mean_std([x["speed_steps_to_frac"] for x in ms])
-            row[arm] = ArmCell(len(ms), m, s, k, st)
+            per_seed = tuple(sorted(SeedResult(seed, _num(x.get("test_acc")), _num(x.get("speed_mean_acc_k")),
+                                               _num(x.get("speed_steps_to_frac"))) for seed, x in seeded))
+            row[arm] = ArmCell(len(ms), m, s, k, st, per_seed)
         row["gain"] = row["P-T"].acc_mean - row["RI-T"].acc_mean
         out.append(row)
     return out
@@ -111,3 +144,99 @@ def checkpoint_gains(results: dict[str, dict]) -> dict[str, list[tuple[float, fl
             per.setdefault(r["checkpoint"], []).append(r["test_acc"])
         out[t] = [(e, float(np.mean(v)) - ri) for e, v in sorted(per.items())]
     return out
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something in a study's results that weakens what can be read from them (``status`` prints them)."""
+
+    kind: str
+    """``underfit`` (a run below :data:`UNDERFIT_TRAIN_ACC` on its training split, unshuffled),
+    ``uninformative-target`` (P-T under :data:`UNINFORMATIVE_CHANCE_MULTIPLE` x chance, unshuffled),
+    ``lr-at-edge`` (a learning rate chosen at an end of its grid), ``changed-artefacts`` (a run's files no longer
+    match the hashes recorded when it ended: it needs to be trained again)."""
+    message: str
+    arm: str = ""
+    target: str = ""
+    block_size: int = 0
+    run_id: str = ""
+    """The run concerned (``underfit``, ``changed-artefacts``); empty for a target or a choice."""
+    value: float = math.nan
+    """``train_acc_final`` (underfit), P-T's mean test accuracy (uninformative-target), the chosen learning rate
+    (lr-at-edge); NaN for changed-artefacts."""
+    threshold: float = math.nan
+    """What ``value`` was compared with (NaN for lr-at-edge and changed-artefacts)."""
+    files: tuple[str, ...] = ()
+    """The mismatching files (changed-artefacts)."""
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "files": list(self.files)}
+
+
+def _num_classes(store: Store, run_id: str, metrics: dict) -> int | None:
+    k = metrics.get("num_classes")
+    if k is None:
+        k = (store.run_info(run_id) or {}).get("num_classes")
+    return int(k) if k else None
+
+
+def uninformative_threshold(num_classes: int) -> float:
+    """Mean test accuracy under which a target is uninformative (see :data:`UNINFORMATIVE_CHANCE_MULTIPLE`)."""
+    chance = 1.0 / num_classes
+    return min(UNINFORMATIVE_CHANCE_MULTIPLE * chance, (1.0 + chance) / 2)
+
+
+def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC) -> list[Flag]:
+    """What to be wary of in a study's stored results: runs that did not fit their training data, uninformative
+    targets, learning rates chosen at the edge of their grid, and runs whose files changed after they ended.
+
+    Underfitting and uninformative targets are judged at the unshuffled block size (the image size) only: on
+    shuffled images a low accuracy can be the very effect measured. Runs that have not finished are skipped, and
+    so are runs that did not record ``train_acc_final`` (older versions).
+    """
+    out: list[Flag] = []
+    resolved = resolve(plan, store)
+    unshuffled = plan.config.data.image_size
+    pt_acc: dict[str, list[float]] = {}
+    classes: dict[str, int] = {}
+    for r in resolved.runs:
+        if r.arm == "P" or r.block_size != unshuffled or store.run_status(r.run_id) != RUN_DONE:
+            continue
+        m = store.read_json(r.run_id, "metrics.json")
+        acc = m.get("train_acc_final")
+        if acc is not None and acc < min_train_acc:
+            out.append(Flag("underfit", f"{r.run_id}: training accuracy {acc:.3f} of its final model is under "
+                                        f"{min_train_acc:g}: it did not fit its training data", r.arm,
+                            r.domain.display, r.block_size, r.run_id, float(acc), min_train_acc))
+        if r.arm == "P-T" and r.parent_checkpoint < 0 and m.get("test_acc") is not None:
+            pt_acc.setdefault(r.domain.display, []).append(m["test_acc"])
+            k = _num_classes(store, r.run_id, m)
+            if k:
+                classes[r.domain.display] = k
+    for target, accs in pt_acc.items():
+        if target not in classes:
+            continue
+        mean, bar = float(np.mean(accs)), uninformative_threshold(classes[target])
+        if mean < bar:
+            out.append(Flag("uninformative-target",
+                            f"target {target}: P-T's mean test accuracy unshuffled, {mean:.3f}, is under {bar:.3f} "
+                            f"({classes[target]} classes, chance {1 / classes[target]:.3f}): it tells little about "
+                            "transfer", "P-T", target, unshuffled, "", mean, bar))
+    for c in choices(plan, store):
+        if c.at_edge:
+            s = c.selection
+            out.append(Flag("lr-at-edge", c.warning, s.arm, s.target, s.block_size, value=c.lr))
+    for rid, r in {x.run_id: x for x in resolved.tuning + resolved.runs}.items():
+        bad = store.verify_run(rid)
+        if bad:
+            out.append(Flag("changed-artefacts", f"{rid}: {', '.join(bad)} changed since the run ended; it needs to be "
+                                                 f"trained again (remove {store.run_dir(rid)} and run the study)",
+                            r.arm, r.domain.display, r.block_size, rid, files=tuple(bad)))
+    return out
+
+
+def format_flags(fs: list[Flag]) -> str:
+    """Plain text, one line per flag (what ``status`` and ``run`` print); empty when there is none."""
+    if not fs:
+        return ""
+    return "\n".join(["warnings:"] + [f"  [{f.kind}] {f.message}" for f in fs])

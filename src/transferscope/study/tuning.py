@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, replace
 from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan, RunSpec, Selection
 
-__all__ = ["Choice", "choose", "concrete", "resolve", "choices", "format_choices"]
+__all__ = ["Choice", "choose", "concrete", "resolve", "choices", "format_choices", "edge_warnings"]
+
+_GRID_KEY = {"P-T": "finetune.lr_grid", "RI-T": "scratch.lr_grid"}
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,41 @@ class Choice:
     val_acc: dict[float, float | None] = field(default_factory=dict)
     """Final validation accuracy per candidate learning rate (None: that candidate failed or is pending)."""
 
+    @property
+    def grid(self) -> tuple[float, ...]:
+        """The candidate learning rates, in the order of the config."""
+        return tuple(c.train.lr for c in self.selection.candidates)
+
+    @property
+    def edge(self) -> str:
+        """``smallest`` or ``largest`` when the chosen rate is that end of a grid of two or more candidates (the
+        best rate may lie beyond the grid); ``""`` otherwise (inside the grid, or not chosen)."""
+        g = self.grid
+        if self.state != "chosen" or len(g) < 2:
+            return ""
+        return "smallest" if self.lr == min(g) else "largest" if self.lr == max(g) else ""
+
+    @property
+    def at_edge(self) -> bool:
+        """Whether the chosen rate is the smallest or largest candidate of its grid (see :attr:`edge`)."""
+        return bool(self.edge)
+
+    @property
+    def warning(self) -> str:
+        """A one-line warning when :attr:`at_edge`; ``""`` otherwise."""
+        if not self.at_edge:
+            return ""
+        s = self.selection
+        beyond = "below" if self.edge == "smallest" else "above"
+        return (f"learning rate of {s.arm} on {s.target} (b{s.block_size}): {self.lr:g} is the {self.edge} of its grid "
+                f"[{', '.join(f'{x:g}' for x in self.grid)}]; the best rate may lie {beyond} it: extend "
+                f"{_GRID_KEY.get(s.arm, 'lr_grid')}")
+
     def to_dict(self) -> dict:
         s = self.selection
         return {"arm": s.arm, "target": s.target, "block_size": s.block_size, "state": self.state,
                 "lr": self.lr, "val_acc": {f"{k:g}": v for k, v in self.val_acc.items()},
-                "runs": [c.run_id for c in s.candidates]}
+                "runs": [c.run_id for c in s.candidates], "at_edge": self.at_edge, "edge": self.edge}
 
 
 def choose(sel: Selection, store: Store) -> Choice:
@@ -97,6 +129,11 @@ def format_choices(cs: list[Choice]) -> str:
             txt = "failed" if acc is None and c.state != "pending" else "-" if acc is None else f"{acc:.3f}"
             star = "*" if c.state == "chosen" and lr == c.lr else ""
             cells.append(f"{lr:g}: {txt}{star}")
-        tail = "" if c.state == "chosen" else f"  ({c.state})"
+        tail = f"  (the {c.edge} of the grid)" if c.at_edge else "" if c.state == "chosen" else f"  ({c.state})"
         lines.append(f"  {s.arm:<5} {s.target:<20} b{s.block_size:<4} " + "  ".join(cells) + tail)
     return "\n".join(lines)
+
+
+def edge_warnings(plan: Plan, store: Store) -> list[str]:
+    """One warning per learning-rate choice of ``plan`` that fell on the smallest or largest candidate of its grid."""
+    return [c.warning for c in choices(plan, store) if c.at_edge]
