@@ -1,0 +1,115 @@
+"""The typed evidence that claims are judged on: numbers per seed and per pair of seeds, per target.
+
+Built from a study's analysis results by :func:`transferscope.study.analyze.gather_evidence`, or by hand in tests.
+Arms and pair kinds are the names of :mod:`transferscope.study.arms`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
+
+
+@dataclass(frozen=True)
+class PerSeed:
+    """One number per seed of one arm (a per-seed statistic)."""
+
+    values: Mapping[int, float] = field(default_factory=dict)
+
+    def list(self) -> list[float]:
+        return [float(v) for _, v in sorted(self.values.items())]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.values)
+
+
+@dataclass(frozen=True)
+class PerPair:
+    """One number per pair of seeds: within an arm (seed_a < seed_b), or across two arms (seed of a, seed of b)."""
+
+    values: Mapping[tuple[int, int], float] = field(default_factory=dict)
+
+    def mean(self, kept: frozenset[int] | None = None) -> float:
+        """Mean over the pairs whose two seeds are both in ``kept`` (every pair: None)."""
+        v = [x for (a, b), x in self.values.items() if kept is None or (a in kept and b in kept)]
+        return float(sum(v) / len(v)) if v else math.nan
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for ab in self.values for s in ab})
+
+
+@dataclass(frozen=True)
+class TargetEvidence:
+    """What a study measured on one target. Keys: arm (``P-T``, ``RI-T``) or pair kind (``P-T/P-T`` ...)."""
+
+    name: str
+    num_classes: int = 0
+    distance: float = math.nan
+    """Distance of the target from the source (larger: farther); NaN if neither measured nor declared."""
+    distance_source: str = ""
+    accuracy: Mapping[tuple[str, int], PerSeed] = field(default_factory=dict)
+    """(arm, block size) -> test accuracy per seed (main runs, from P's final weights)."""
+    speed: Mapping[tuple[str, int], PerSeed] = field(default_factory=dict)
+    """(arm, block size) -> mean training accuracy over the first k epochs, per seed."""
+    uncommon: Mapping[str, PerPair] = field(default_factory=dict)
+    """Pair kind -> fraction of test examples exactly one of the two models gets wrong."""
+    common: Mapping[str, PerPair] = field(default_factory=dict)
+    """Pair kind -> fraction of test examples both models get wrong."""
+    cka_layers: tuple[str, ...] = ()
+    cka: Mapping[str, tuple[PerPair, ...]] = field(default_factory=dict)
+    """Pair kind -> linear CKA per layer (``cka_layers``, input to output)."""
+    param_distance: Mapping[str, PerPair] = field(default_factory=dict)
+    """Pair kind (``P-T/P-T``, ``RI-T/RI-T``) -> l2 distance between the two models' parameters."""
+    start_distance: Mapping[str, PerSeed] = field(default_factory=dict)
+    """Arm -> l2 distance of each trained model to the weights it started from (P-T: P, RI-T: RI)."""
+    barrier: Mapping[str, PerPair] = field(default_factory=dict)
+    """Pair kind -> error barrier on the straight line between the two models."""
+    criticality_modules: tuple[str, ...] = ()
+    criticality: Mapping[str, Mapping[int, tuple[float, ...]]] = field(default_factory=dict)
+    """Arm -> seed -> criticality per module (``criticality_modules``, input to output, head excluded)."""
+    basin: Mapping[float, PerSeed] = field(default_factory=dict)
+    """Pre-training checkpoint (epochs) -> test accuracy of P-T fine-tuned from it, per seed (the final one too)."""
+    basin_final: float = math.nan
+    top_eigenvalue: Mapping[str, PerSeed] = field(default_factory=dict)
+    """Arm -> top Hessian eigenvalue of the training loss at the end of training."""
+    deviation: Mapping[str, PerSeed] = field(default_factory=dict)
+    """Arm -> mean over body modules of ||W - W0|| / ||W0|| at the end of training."""
+    grad_lipschitz: Mapping[str, PerSeed] = field(default_factory=dict)
+    """Arm -> the gradient's local Lipschitz constant, mean over the points of training probed."""
+    principal: Mapping[str, PerSeed] = field(default_factory=dict)
+    """Arm -> fraction of the initial gradient's energy on the top singular direction (mean over body weights);
+    ``P-T``: pre-trained weights, ``RI-T``: random ones."""
+
+
+@dataclass(frozen=True)
+class ScoreCell:
+    """A (target, block size) cell: the gain measured there and the similarity scores computed from P alone."""
+
+    target: str
+    block_size: int
+    gain: float
+    scores: Mapping[str, float] = field(default_factory=dict)
+    """Score name -> value, oriented so that larger means more similar (an MMD enters negated)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    targets: tuple[TargetEvidence, ...] = ()
+    full_block: int = 0
+    """The block size that leaves images unshuffled (the image size)."""
+    blocks: tuple[int, ...] = ()
+    speed_epochs: int = 0
+    cells: tuple[ScoreCell, ...] = ()
+    conditional_on: str = ""
+    """What every verdict is conditional on (the one pre-trained model P, its seed and run)."""
+
+    def target(self, name: str) -> TargetEvidence:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)

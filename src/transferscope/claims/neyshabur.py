@@ -1,0 +1,252 @@
+"""Claims 1-9 of Neyshabur, Sedghi and Zhang (NeurIPS 2020), as SCIENCE.md states them, each with its judge.
+
+Every judge returns, per target, the statistics that decide it (:class:`~.base.Measure`); the decision rule is
+:func:`~.base.decide`. Margins of the claims of sameness are module constants, declared in the README.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+from ..study.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
+from .base import ABOVE, ALL, BELOW, WITHIN, Claim, Measure
+from .evidence import Evidence, PerPair, PerSeed, TargetEvidence
+from .stats import Estimate, contrast_interval, jackknife_interval, mean_interval
+
+__all__ = ["NEYSHABUR", "BARRIER_MARGIN", "ACCURACY_MARGIN"]
+
+BARRIER_MARGIN = 0.02
+"""Claim 7: 'no barrier' means an error barrier within +-0.02 (2 points of test error); 'a barrier' means above it."""
+ACCURACY_MARGIN = 0.02
+"""Claim 9: 'the same final accuracy' means a test-accuracy difference within +-0.02."""
+
+ACC = "test accuracy (fraction)"
+SEEDS = "seeds per arm"
+
+
+def _v(p: PerSeed | None) -> list[float]:
+    return p.list() if p is not None else []
+
+
+def _gain(t: TargetEvidence, b: int) -> list[tuple[float, list[float]]]:
+    return [(1.0, _v(t.accuracy.get((PT, b)))), (-1.0, _v(t.accuracy.get((RIT, b))))]
+
+
+def _has(t: TargetEvidence, *cells: tuple[str, int]) -> bool:
+    return all(len(_v(t.accuracy.get(c))) for c in cells)
+
+
+def _pair_diff(a: PerPair, b: PerPair) -> Estimate:
+    """Mean over pairs of ``a`` minus mean over pairs of ``b``, jackknifed over seeds."""
+    seeds = sorted(set(a.seeds) | set(b.seeds))
+    return jackknife_interval(seeds, lambda kept: a.mean(kept) - b.mean(kept))
+
+
+def _pairs_counted(*ps: tuple[str, PerPair]) -> str:
+    return "pairs (" + ", ".join(f"{len(p.values)} {k}" for k, p in ps) + f") over {len(set().union(*[p.seeds for _, p in ps]))} seeds"
+
+
+def _by_distance(ev: Evidence) -> list[TargetEvidence]:
+    """Targets with a known distance to the source, nearest first."""
+    return sorted([t for t in ev.targets if math.isfinite(t.distance)], key=lambda t: t.distance)
+
+
+# -- 1 -------------------------------------------------------------------------------------------------------------
+def _judge1(ev: Evidence):
+    ms, notes = [], {}
+    full = ev.full_block
+    for t in ev.targets:
+        if not _has(t, (PT, full), (RIT, full)):
+            notes[t.name] = f"needs finished P-T and RI-T runs at block {full}"
+            continue
+        ms.append(Measure(t.name, "P-T minus RI-T test accuracy", ACC, contrast_interval(_gain(t, full)), ABOVE, SEEDS))
+    near = [t for t in _by_distance(ev) if _has(t, (PT, full), (RIT, full))]
+    if len(near) > 1:
+        a, b = near[0], near[-1]
+        est = contrast_interval(_gain(a, full) + [(-c, v) for c, v in _gain(b, full)])
+        ms.append(Measure(ALL, f"gain on the nearest target ({a.name}) minus gain on the farthest ({b.name})", ACC, est,
+                          ABOVE, SEEDS, note=f"target distance: {a.distance_source}"))
+    else:
+        notes[ALL] = ("the ordering needs at least two targets with a distance to the source (measured by the "
+                      "transferability scores, or declared as `distance` in the target's config)")
+    return ms, notes
+
+
+# -- 2 -------------------------------------------------------------------------------------------------------------
+def _judge2(ev: Evidence):
+    ms, notes = [], {}
+    full = ev.full_block
+    small = min(ev.blocks) if ev.blocks else full
+    if small == full:
+        return [], {t.name: "needs a block size smaller than the image" for t in ev.targets}
+    ordered = _by_distance(ev)
+    farthest = ordered[-1].name if len(ordered) > 1 else None
+    for t in ev.targets:
+        if not _has(t, (PT, full), (RIT, full), (PT, small), (RIT, small)):
+            notes[t.name] = f"needs finished P-T and RI-T runs at blocks {full} and {small}"
+            continue
+        for arm in (PT, RIT):
+            est = contrast_interval([(1.0, _v(t.accuracy[(arm, full)])), (-1.0, _v(t.accuracy[(arm, small)]))])
+            ms.append(Measure(t.name, f"{arm} accuracy drop from block {full} to {small}", ACC, est, ABOVE, SEEDS))
+        if t.name == farthest:
+            continue  # the claim exempts the most distant target from the shrinking gain
+        est = contrast_interval(_gain(t, full) + [(-c, v) for c, v in _gain(t, small)])
+        ms.append(Measure(t.name, f"gain at block {full} minus gain at block {small}", ACC, est, ABOVE, SEEDS))
+    return ms, notes
+
+
+# -- 3 -------------------------------------------------------------------------------------------------------------
+def _judge3(ev: Evidence):
+    ms, notes = [], {}
+    small = min(ev.blocks) if ev.blocks else ev.full_block
+    for t in ev.targets:
+        pt, ri = _v(t.speed.get((PT, small))), _v(t.speed.get((RIT, small)))
+        if not (pt and ri):
+            notes[t.name] = f"needs finished P-T and RI-T runs at block {small}"
+            continue
+        ms.append(Measure(t.name, f"P-T minus RI-T mean training accuracy over the first {ev.speed_epochs} epochs "
+                          f"(block {small})", "training accuracy (fraction)",
+                          contrast_interval([(1.0, pt), (-1.0, ri)]), ABOVE, SEEDS))
+    return ms, notes
+
+
+# -- 4 -------------------------------------------------------------------------------------------------------------
+def _judge4(ev: Evidence):
+    ms, notes = [], {}
+    for t in ev.targets:
+        a, b = t.uncommon.get(PT_PT), t.uncommon.get(RIT_RIT)
+        if not (a and b and a.values and b.values):
+            notes[t.name] = "needs the mistakes of at least two P-T and two RI-T models"
+            continue
+        ms.append(Measure(t.name, "uncommon mistakes of P-T pairs minus RI-T pairs", "fraction of test examples",
+                          _pair_diff(a, b), BELOW, _pairs_counted((PT_PT, a), (RIT_RIT, b))))
+    return ms, notes
+
+
+# -- 5 -------------------------------------------------------------------------------------------------------------
+def _judge5(ev: Evidence):
+    ms, notes = [], {}
+    for t in ev.targets:
+        a, b = t.cka.get(PT_PT), t.cka.get(RIT_RIT)
+        if not (a and b and len(a) == len(b) and a[0].values and b[0].values):
+            notes[t.name] = "needs the CKA of at least two P-T and two RI-T models"
+            continue
+        seeds = sorted(set(a[0].seeds) | set(b[0].seeds))
+
+        def diffs(kept, a=a, b=b):
+            return np.array([x.mean(kept) - y.mean(kept) for x, y in zip(a, b, strict=True)])
+
+        counted = _pairs_counted((PT_PT, a[0]), (RIT_RIT, b[0])) + f", {len(a)} layers"
+        ms.append(Measure(t.name, "smallest over layers of CKA(P-T pairs) minus CKA(RI-T pairs)", "CKA",
+                          jackknife_interval(seeds, lambda kept, d=diffs: float(np.min(d(kept)))), ABOVE, counted))
+        half = len(a) // 2
+        if half:
+            ms.append(Measure(t.name, "that difference on the lower half of the layers minus the upper half", "CKA",
+                              jackknife_interval(seeds, lambda kept, d=diffs, h=half: float(
+                                  np.mean(d(kept)[:h]) - np.mean(d(kept)[h:]))), ABOVE, counted))
+    return ms, notes
+
+
+# -- 6 -------------------------------------------------------------------------------------------------------------
+def _judge6(ev: Evidence):
+    ms, notes = [], {}
+    for t in ev.targets:
+        a, b = t.param_distance.get(PT_PT), t.param_distance.get(RIT_RIT)
+        sa, sb = _v(t.start_distance.get(PT)), _v(t.start_distance.get(RIT))
+        if not (a and b and a.values and b.values and sa and sb):
+            notes[t.name] = "needs the parameter distances of at least two P-T and two RI-T models"
+            continue
+        ms.append(Measure(t.name, "l2 distance within P-T pairs minus within RI-T pairs", "l2 parameter norm",
+                          _pair_diff(a, b), BELOW, _pairs_counted((PT_PT, a), (RIT_RIT, b))))
+        ms.append(Measure(t.name, "l2 distance of P-T to P minus of RI-T to RI", "l2 parameter norm",
+                          contrast_interval([(1.0, sa), (-1.0, sb)]), BELOW, SEEDS))
+    return ms, notes
+
+
+# -- 7 -------------------------------------------------------------------------------------------------------------
+def _judge7(ev: Evidence):
+    ms, notes = [], {}
+    for t in ev.targets:
+        pts, ris, cross = t.barrier.get(PT_PT), t.barrier.get(RIT_RIT), t.barrier.get(PT_RIT)
+        if not (pts and ris and cross and pts.values and ris.values and cross.values):
+            notes[t.name] = "needs the interpolation barriers of P-T pairs, RI-T pairs and P-T/RI-T pairs"
+            continue
+        for kind, p, side in ((PT_PT, pts, WITHIN), (RIT_RIT, ris, ABOVE), (PT_RIT, cross, ABOVE)):
+            est = jackknife_interval(p.seeds, lambda kept, p=p: p.mean(kept))
+            ms.append(Measure(t.name, f"error barrier between {kind} models", "test error (fraction)", est, side,
+                              _pairs_counted((kind, p)), bound=0.0 if side == WITHIN else BARRIER_MARGIN,
+                              margin=BARRIER_MARGIN if side == WITHIN else 0.0))
+    return ms, notes
+
+
+# -- 8 -------------------------------------------------------------------------------------------------------------
+def depth_rank_correlation(crit: tuple[float, ...]) -> float:
+    """Spearman's rho between a module's depth (input to output) and its criticality; NaN when every module has
+    the same criticality (e.g. all zero: nothing to rank, so neither for nor against the claim)."""
+    c = np.asarray(crit, dtype=float)
+    c = np.where(np.isnan(c), np.inf, c)  # no feasible rewinding: the most critical
+    if len(c) < 3 or len(np.unique(c)) < 2:
+        return math.nan
+    return float(sps.spearmanr(np.arange(len(c)), c).statistic)
+
+
+def _judge8(ev: Evidence):
+    ms, notes = [], {}
+    for t in ev.targets:
+        per = t.criticality.get(PT, {})
+        rhos = {s: depth_rank_correlation(c) for s, c in per.items()}
+        ok = [r for r in rhos.values() if math.isfinite(r)]
+        if not ok:
+            notes[t.name] = ("needs the module criticality of P-T models with at least 3 modules that do not all share "
+                             "one value" if per else "needs the module criticality of P-T models")
+            continue
+        dropped = len(rhos) - len(ok)
+        ms.append(Measure(t.name, "Spearman's rho between module depth and criticality (P-T)", "rank correlation",
+                          mean_interval(ok), ABOVE, f"P-T seeds ({len(t.criticality_modules)} modules each)",
+                          note=f"{dropped} seed(s) left out: every module equally critical" if dropped else ""))
+    return ms, notes
+
+
+# -- 9 -------------------------------------------------------------------------------------------------------------
+def _judge9(ev: Evidence):
+    ms, notes = [], {}
+    for t in ev.targets:
+        if not t.basin:
+            continue
+        final = _v(t.basin.get(t.basin_final))
+        earlier = sorted(e for e in t.basin if e != t.basin_final)
+        if not (final and earlier):
+            notes[t.name] = "needs P-T runs from the final and from earlier pre-training checkpoints"
+            continue
+        for e in earlier:
+            est = contrast_interval([(1.0, _v(t.basin[e])), (-1.0, final)])
+            ms.append(Measure(t.name, f"test accuracy fine-tuned from checkpoint {e:g} minus from the final one "
+                              f"({t.basin_final:g})", ACC, est, WITHIN, SEEDS, margin=ACCURACY_MARGIN))
+    if not ms and not notes:
+        notes[ALL] = "the study has no pre-training checkpoint sweep (basin.checkpoint_epochs)"
+    return ms, notes
+
+
+NEYSHABUR = (
+    Claim("N1", "P-T beats RI-T on every target, most on the targets most similar to the source.",
+          ("accuracy", "distance"), _judge1, source="Neyshabur et al. 2020"),
+    Claim("N2", "Shuffling blocks lowers the accuracy of both; as blocks get smaller P-T's gain shrinks, except on the "
+          "most distant target.", ("accuracy", "distance"), _judge2, source="Neyshabur et al. 2020"),
+    Claim("N3", "At the smallest blocks P-T still trains faster than RI-T.", ("speed",), _judge3,
+          source="Neyshabur et al. 2020"),
+    Claim("N4", "Two P-T models make fewer different (uncommon) mistakes than two RI-T models.", ("uncommon",), _judge4,
+          source="Neyshabur et al. 2020"),
+    Claim("N5", "Two P-T models are more similar in feature space (CKA) than two RI-T models at every layer, most at "
+          "the lower layers.", ("cka",), _judge5, source="Neyshabur et al. 2020"),
+    Claim("N6", "P-T models are close to each other and to P; RI-T models are far from each other and from RI.",
+          ("param_distance", "start_distance"), _judge6, source="Neyshabur et al. 2020"),
+    Claim("N7", "No performance barrier between two P-T models; a barrier between two RI-T models and between P-T and "
+          "RI-T.", ("barrier",), _judge7, source="Neyshabur et al. 2020"),
+    Claim("N8", "Lower modules are less critical than higher ones.", ("criticality",), _judge8,
+          source="Neyshabur et al. 2020"),
+    Claim("N9", "Fine-tuning from an earlier pre-training checkpoint can give the same final accuracy as from the last.",
+          ("basin",), _judge9, combine="any", source="Neyshabur et al. 2020"),
+)
