@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from transferscope.analyses.criticality import CriticalityResult, criticality_grid, module_criticality, rewind_curve
+from transferscope.analyses.criticality import (
+    CriticalityResult,
+    _bracket,
+    criticality_grid,
+    fine_sigmas,
+    module_criticality,
+    rewind_curve,
+)
 
 from .conftest import trained_model
 
@@ -20,27 +27,76 @@ def test_zero_when_initial_equals_final(trained):
     final = {k: v.clone() for k, v in m.state_dict().items()}
     r = module_criticality(m, final, d.train, alphas=[0, 0.5, 1], samples=2, n_examples=60)
     assert all(c == 0 for c in r.criticality) and all(x == 0 for x in r.distance)
+    assert all(r.degenerate)  # a module that did not move: its 0 says nothing, and the result says so
     g = criticality_grid(m, final, d.train, alphas=[0, 0.5, 1], sigmas=[0.01, 0.1], samples=2, n_examples=60)
-    assert all(c == 0 for c in g.criticality)
+    assert all(c == 0 for c in g.criticality) and all(g.degenerate)
 
 
-def test_bisection_agrees_with_the_brute_force_grid(trained):
-    m, init, d = trained
-    kw = dict(alphas=[0, 0.5, 1.0], samples=2, n_examples=60, tolerance=0.2, seed=5,
-              modules=["stem", "stage2.block0", "head"])
-    fast = module_criticality(m, init, d.train, s_max=0.5, s_tol=1e-3, **kw)
-    grid = criticality_grid(m, init, d.train, sigmas=np.linspace(0.01, 0.5, 50), **kw)
-    assert fast.modules == grid.modules
-    step, s_tol = 0.01, 1e-3
-    for f, g, sg in zip(fast.criticality, grid.criticality, grid.best_s, strict=True):
-        if math.isinf(g):
-            assert math.isinf(f) or f > 0
+def test_bracket_against_a_known_boundary():
+    """A step function with its boundary at b: the bracket holds b, its relative width is at most s_tol, and a
+    boundary far below the tolerance is found (not reported as 0); infeasible at 0 and feasible at s_max are exact."""
+    for b in (0.7, 0.0236, 3e-4, 2e-6):
+        calls = []
+        lo, hi = _bracket(lambda s, b=b, calls=calls: calls.append(s) or s <= b, 1.0, 1e-6, 0.01)
+        assert lo <= b < hi and hi - lo <= 0.01 * lo
+        assert abs(0.5 * (lo + hi) - b) <= 0.005 * b
+        assert len(calls) <= 2 + math.ceil(math.log2(1 / b)) + 8  # halving down to b, then ~7 bisections
+    assert _bracket(lambda s: s <= 2.0, 1.0, 1e-6, 0.01) == (1.0, 1.0)
+    assert _bracket(lambda s: False, 1.0, 1e-6, 0.01) == (0.0, 0.0)
+    assert _bracket(lambda s: s == 0, 1.0, 1e-3, 0.01)[0] == 0.0  # feasible only at 0: lo = 0 < hi <= 2 s_min
+
+
+def test_fine_sigmas_are_fine():
+    s = fine_sigmas()
+    assert s[0] == pytest.approx(1e-4) and s[-1] == pytest.approx(1.0) and np.all(np.diff(s) > 0)
+    assert np.max(s[1:] / s[:-1]) <= 1.02 + 1e-9  # every step within 2 % of s
+
+
+def _agree(fast, grid, s_tol):
+    """The fast search's bracket and the grid's overlap at every (module, a), and the criticalities agree within
+    the two resolutions (the grid's relative step and s_tol)."""
+    for i in range(len(fast.modules)):
+        for sf, wf, sg, wg in zip(fast.boundary_s[i], fast.boundary_width[i], grid.boundary_s[i],
+                                  grid.boundary_width[i], strict=True):
+            assert max(sf - wf / 2, sg - wg / 2) <= min(sf + wf / 2, sg + wg / 2) * (1 + 1e-9)
+    for f, g, sg, wg in zip(fast.criticality, grid.criticality, grid.best_s, grid.best_s_high, strict=True):
+        if math.isinf(g) or g == 0:
+            assert f == g
             continue
-        # The grid's best s is the largest feasible grid value, within one grid step below the true boundary;
-        # bisection lands within s_tol of it. So the values agree up to those two resolutions.
-        assert g * (sg / (sg + step)) ** 2 * (1 - 1e-9) <= f <= g * ((sg + s_tol) / sg) ** 2 * (1 + 1e-9)
+        rel = (wg - sg) / sg + s_tol  # bracket half-width of the grid (relative) + that of the fast search
+        assert g / (1 + 2 * rel) ** 2 <= f <= g * (1 + 2 * rel) ** 2
+
+
+def test_bisection_agrees_with_a_fine_brute_force_grid(trained):
+    """The old search (absolute s_tol, lower end returned) reported a boundary of 0.0236 as 0.02 with s_tol 0.02:
+    a criticality 1.4x too high. With a relative s_tol and the midpoint it agrees with a fine grid."""
+    m, init, d = trained
+    kw = dict(alphas=[0.5, 1.0], samples=2, n_examples=60, tolerance=0.2, seed=5, modules=["stem", "head"])
+    fast = module_criticality(m, init, d.train, s_max=0.5, s_tol=0.02, **kw)
+    grid = criticality_grid(m, init, d.train, sigmas=fine_sigmas(0.5, 0.01, 0.02, linear_steps=0), **kw)
+    assert fast.modules == grid.modules
+    assert all(0 < s < 0.5 for s in fast.boundary_s[0])  # the test is about boundaries inside the range
+    _agree(fast, grid, 0.02)
+    for row_s, row_w in zip(fast.boundary_s, fast.boundary_width, strict=True):
+        assert all(w <= 0.02 * (s - w / 2) * (1 + 1e-9) for s, w in zip(row_s, row_w, strict=True))
     assert fast.best_a == grid.best_a
+    for lo, c, hi in zip(fast.criticality_low, fast.criticality, fast.criticality_high, strict=True):
+        assert lo <= c <= hi
+    assert not any(fast.degenerate)
     assert CriticalityResult.from_dict(fast.to_dict()) == fast
+
+
+def test_a_feasible_s_below_the_tolerance_is_found(trained):
+    """With a tight threshold the boundary at a = 1 lies below 0.05: the old search (absolute s_tol 0.05)
+    called it infeasible (s = 0, criticality inf). A log grid down to 1e-4 is the reference."""
+    m, init, d = trained
+    kw = dict(alphas=[1.0], samples=2, n_examples=60, tolerance=0.002, seed=5, modules=["stage1.block0", "head"])
+    fast = module_criticality(m, init, d.train, s_tol=0.05, **kw)
+    grid = criticality_grid(m, init, d.train, sigmas=np.geomspace(1e-4, 0.1, 150), **kw)
+    assert all(0 < row[0] < 0.05 for row in grid.boundary_s)
+    assert all(0 < row[0] < 0.05 for row in fast.boundary_s)
+    assert all(math.isfinite(c) for c in fast.criticality)
+    _agree(fast, grid, 0.05)
 
 
 def test_rewinding_curve_ends_at_the_final_loss_and_model_unchanged(trained):

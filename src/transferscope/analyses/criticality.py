@@ -9,11 +9,21 @@ theta_i^a = (1 - a) theta_i^0 + a theta_i^F. The criticality is
 with L the training loss and eps = (1 + tolerance) L(theta^F). The expectation is estimated with ``samples``
 noise draws from a seeded generator (the same draws at every grid point: common random numbers).
 
-* :func:`criticality_grid` is the brute-force reference: every (a, s) of a grid.
-* :func:`module_criticality` is the faster search: for each a, a bisection for the largest feasible s
-  (the noisy loss grows with s), stopping at ``s_tol``; it agrees with the grid (tests) and needs
-  O(len(a) log(1/s_tol)) loss evaluations instead of O(len(a) len(s)).
+* :func:`criticality_grid` is the brute-force reference: every (a, s) of a grid, by default the fine grid of
+  :func:`fine_sigmas` (geometric steps of 2 % from 1e-4 to 1, plus linear steps of 0.01).
+* :func:`module_criticality` is the faster search: for each a, the largest feasible s (the noisy loss grows
+  with s) is bracketed by halving s from ``s_max`` (down to ``s_min``) and the bracket is bisected until its
+  width is at most ``s_tol`` times its lower end (a relative tolerance); the bracket's midpoint is reported
+  and its width recorded. It agrees with the fine grid (tests, ``benchmarks/criticality_search.py``) with
+  O(len(a) (log(s_max / s) + log(1 / s_tol))) loss evaluations instead of O(len(a) len(s)).
 * The module-wise rewinding curve (s = 0): the loss and accuracy against a, per module.
+
+Both searches report, for every a, a bracket [lo, hi] of the largest feasible s: lo feasible, hi not (or
+hi = lo = s_max when s_max itself is feasible; lo = hi = 0 when even s = 0, no noise, is infeasible; lo = 0 < hi
+when s = 0 is feasible but no probed s > 0 was). The boundary estimate is (lo + hi) / 2 and the criticality
+a^2 d^2 / s^2 at it; ``criticality_low`` / ``criticality_high`` are its values at hi / lo, bounds on it as long
+as the noisy loss grows with s. A module whose parameters did not move (d = 0) has criticality 0 and is flagged
+``degenerate``: its 0 says nothing about the module.
 
 Neither function changes the model it is given.
 """
@@ -34,18 +44,21 @@ from ..data import Split
 from ..models import to_input
 from .result import Result
 
-__all__ = ["CriticalityResult", "module_criticality", "criticality_grid", "rewind_curve"]
+__all__ = ["CriticalityResult", "module_criticality", "criticality_grid", "fine_sigmas", "rewind_curve"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
 class CriticalityResult(Result):
     modules: list[str]
     criticality: list[float]
-    """Per module; 0 where the module can be fully rewound (a = 0) within the threshold."""
+    """Per module: min over a of a^2 d^2 / s^2 at the boundary estimate s (the bracket's midpoint); 0 where the
+    module can be fully rewound (a = 0) within the threshold or did not move (d = 0, see ``degenerate``); inf
+    where no a is feasible."""
     best_a: list[float]
     best_s: list[float]
+    """The boundary estimate (bracket midpoint) at ``best_a``; NaN where no a is feasible."""
     distance: list[float]
     """||theta_i^F - theta_i^0||_F per module."""
     alphas: list[float]
@@ -53,19 +66,32 @@ class CriticalityResult(Result):
     """[module][a]: training loss with the module at theta_i^a and no noise (the rewinding curve)."""
     rewind_acc: list[list[float]]
     boundary_s: list[list[float]]
-    """[module][a]: the largest noise scale s found feasible at that a (0: infeasible even at the smallest s).
-    The feasible region of the (a, s) plane per module: the picture behind the criticality."""
+    """[module][a]: the largest feasible noise scale s at that a, as the midpoint of its bracket (0: infeasible
+    even without noise). The feasible region of the (a, s) plane per module: the picture behind the criticality."""
     eps: float
     final_loss: float
     tolerance: float
     samples: int
     seed: int
     method: str
-    """``bisection`` (with ``s_tol``) or ``grid``."""
+    """``bisection`` (relative ``s_tol``) or ``grid``."""
+    boundary_width: list[list[float]] = field(default_factory=list)
+    """[module][a]: the width hi - lo of the bracket of ``boundary_s`` (0 where it is exact: s_max feasible, or
+    infeasible at s = 0)."""
+    best_s_low: list[float] = field(default_factory=list)
+    """Lower end of the bracket at ``best_a`` (feasible; 0 when only s = 0 was found feasible)."""
+    best_s_high: list[float] = field(default_factory=list)
+    """Upper end of the bracket at ``best_a`` (infeasible, or s_max)."""
+    criticality_low: list[float] = field(default_factory=list)
+    """min over a of a^2 d^2 / hi^2: a lower bound of the criticality (over these a) given the brackets."""
+    criticality_high: list[float] = field(default_factory=list)
+    """min over a of a^2 d^2 / lo^2: an upper bound (inf where lo = 0 at every a with a > 0)."""
+    degenerate: list[bool] = field(default_factory=list)
+    """True where d = 0: the module did not move between theta^0 and theta^F, so its criticality 0 is trivial."""
     args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
-    array_fields = ("rewind_loss", "rewind_acc", "boundary_s")
+    array_fields = ("rewind_loss", "rewind_acc", "boundary_s", "boundary_width")
 
 
 
@@ -145,76 +171,131 @@ def _rewind(ev: _Evaluator, module: str, alphas: Sequence[float]) -> tuple[list[
     return losses, accs
 
 
+def fine_sigmas(s_max: float = 1.0, s_min: float = 1e-4, rel_step: float = 0.02, linear_steps: int = 100) -> np.ndarray:
+    """The default noise scales of the brute-force grid: a geometric grid from ``s_min`` to ``s_max`` with
+    steps of ``rel_step`` (relative), joined with ``linear_steps`` even steps up to ``s_max`` (sorted, unique).
+    With the defaults (~520 values) the largest feasible s is bracketed within 2 % of itself down to 1e-4."""
+    n = int(math.ceil(math.log(s_max / s_min) / math.log1p(rel_step))) + 1
+    geo = np.geomspace(s_min, s_max, n)
+    lin = np.linspace(0, s_max, linear_steps + 1)[1:]
+    return np.unique(np.round(np.concatenate([geo, lin]), 15))
+
+
 def _per_module(ev: _Evaluator, names: list[str], alphas: Sequence[float], search, meta: tuple) -> CriticalityResult:
-    """For every module: ``boundary(module, a)`` -> the largest feasible s at a (0: none), then the criticality
-    min over a of a^2 d^2 / s^2 at the boundary (0 where a = 0 or d = 0 is feasible), and the rewinding curve."""
-    crit, best, dist, rew, bound = [], [], [], [], []
+    """For every module: ``search(module, a)`` -> the bracket (lo, hi) of the largest feasible s at a, then the
+    criticality min over a of a^2 d^2 / s^2 at the bracket's midpoint (0 where a = 0 or d = 0 is feasible),
+    its bounds at hi and lo, and the rewinding curve."""
+    out: dict[str, list] = {k: [] for k in ("crit", "a", "s", "lo", "hi", "clo", "chi", "dist", "rew_l", "rew_a",
+                                            "bound", "width", "degenerate")}
     for m in names:
         d = ev.distance(m)
-        value, arg, row = math.inf, (math.nan, math.nan), []
+        value, c_lo, c_hi = math.inf, math.inf, math.inf
+        arg = (math.nan, math.nan, math.nan, math.nan)
+        row, wrow = [], []
         for a in alphas:
-            s = search(m, a)
+            lo, hi = search(m, a)
+            s = 0.5 * (lo + hi)
             row.append(s)
-            if s > 0:
-                cand = 0.0 if a == 0 or d == 0 else a * a * d * d / (s * s)
-                if cand < value:
-                    value, arg = cand, (float(a), s)
-        crit.append(value)
-        best.append(arg)
-        dist.append(d)
-        bound.append(row)
-        rew.append(_rewind(ev, m, alphas))
-    return CriticalityResult(names, crit, [b[0] for b in best], [b[1] for b in best], dist, list(map(float, alphas)),
-                             [r[0] for r in rew], [r[1] for r in rew], bound, *meta)
+            wrow.append(hi - lo)
+            if hi <= 0:
+                continue  # infeasible even without noise
+            trivial = a == 0 or d == 0
+            num = a * a * d * d
+            cand = 0.0 if trivial else num / (s * s)
+            c_lo = min(c_lo, 0.0 if trivial else num / (hi * hi))
+            c_hi = min(c_hi, 0.0 if trivial else (num / (lo * lo) if lo > 0 else math.inf))
+            if cand < value:
+                value, arg = cand, (float(a), s, lo, hi)
+        rl, ra = _rewind(ev, m, alphas)
+        for k, v in (("crit", value), ("a", arg[0]), ("s", arg[1]), ("lo", arg[2]), ("hi", arg[3]), ("clo", c_lo),
+                     ("chi", c_hi), ("dist", d), ("rew_l", rl), ("rew_a", ra), ("bound", row), ("width", wrow),
+                     ("degenerate", d == 0)):
+            out[k].append(v)
+    eps, final_loss, tolerance, samples, seed, method, args = meta
+    return CriticalityResult(
+        names, out["crit"], out["a"], out["s"], out["dist"], list(map(float, alphas)), out["rew_l"], out["rew_a"],
+        out["bound"], eps, final_loss, tolerance, samples, seed, method, boundary_width=out["width"],
+        best_s_low=out["lo"], best_s_high=out["hi"], criticality_low=out["clo"], criticality_high=out["chi"],
+        degenerate=out["degenerate"], args=args)
 
 
 def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
-                     alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)),
-                     sigmas: Sequence[float] = tuple(np.linspace(0.01, 1, 34)), modules: Sequence[str] | None = None,
-                     n_examples: int = 1000, samples: int = 4, tolerance: float = 0.1, seed: int = 0) -> CriticalityResult:
+                     alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)), sigmas: Sequence[float] | None = None,
+                     modules: Sequence[str] | None = None, n_examples: int = 1000, samples: int = 4,
+                     tolerance: float = 0.1, seed: int = 0) -> CriticalityResult:
     """Brute force: the loss at every (a, s) of the grid; the minimum of a^2 d^2 / s^2 over feasible points.
+
+    At each a the bracket of the largest feasible s is [the largest feasible grid value, the next grid value]
+    (the largest grid value itself when it is feasible; (0, smallest grid value) when none is but s = 0 is).
 
     Args:
         model: the trained model (theta^F); not changed.
         initial: theta^0 as a state dict (P for a P-T model, RI for an RI-T model); parameters whose shape
             differs (a new head) are not moved.
         data: training data (``n_examples`` of it, balanced over classes: ``data.sample(n_examples, seed)``).
+        sigmas: the noise scales s > 0 of the grid; default :func:`fine_sigmas` () (~520 values: slow, it is
+            the reference).
     """
+    sig = np.asarray(fine_sigmas() if sigmas is None else sigmas, dtype=float)
+    sig = np.unique(sig[sig > 0])
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
 
-    def search(m: str, a: float) -> float:
-        feasible = [float(s) for s in sigmas if s > 0 and ev.noisy_loss(m, a, s) <= eps]
-        return max(feasible, default=0.0)
+    def search(m: str, a: float) -> tuple[float, float]:
+        feasible = [j for j, s in enumerate(sig) if ev.noisy_loss(m, a, float(s)) <= eps]
+        if feasible:
+            j = feasible[-1]
+            return float(sig[j]), float(sig[min(j + 1, len(sig) - 1)])
+        return (0.0, float(sig[0])) if ev.noisy_loss(m, a, 0.0) <= eps else (0.0, 0.0)
 
-    args = {"alphas": [float(a) for a in alphas], "sigmas": [float(s) for s in sigmas], "modules": names,
+    args = {"alphas": [float(a) for a in alphas], "sigmas": [float(s) for s in sig], "modules": names,
             "n_examples": n_examples}
     return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "grid", args))
 
 
+def _bracket(feasible, s_max: float, s_min: float, s_tol: float) -> tuple[float, float]:
+    """(lo, hi) around the largest s in (0, s_max] with ``feasible(s)``, assuming feasibility only gets lost as
+    s grows: lo feasible (or 0), hi infeasible (or s_max = lo), hi - lo <= s_tol lo once lo > 0."""
+    if feasible(s_max):
+        return s_max, s_max
+    if not feasible(0.0):
+        return 0.0, 0.0  # infeasible at this a even without noise
+    hi, lo = s_max, 0.0
+    while hi > s_min:  # halve s until it is feasible: a small feasible s is found, not reported as 0
+        s = 0.5 * hi
+        if feasible(s):
+            lo = s
+            break
+        hi = s
+    if lo == 0.0:
+        return 0.0, hi  # feasible at s = 0, at no probed s >= s_min
+    while hi - lo > s_tol * lo:
+        mid = 0.5 * (lo + hi)
+        if feasible(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
 def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
-                       alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)), s_max: float = 1.0, s_tol: float = 1e-3,
-                       modules: Sequence[str] | None = None, n_examples: int = 1000, samples: int = 4,
-                       tolerance: float = 0.1, seed: int = 0) -> CriticalityResult:
-    """Criticality per module by bisection on s for each a (see the module docstring). Arguments as
-    :func:`criticality_grid`; ``s_max`` bounds the noise scale searched and ``s_tol`` the bisection."""
+                       alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)), s_max: float = 1.0, s_tol: float = 0.01,
+                       s_min: float = 1e-6, modules: Sequence[str] | None = None, n_examples: int = 1000,
+                       samples: int = 4, tolerance: float = 0.1, seed: int = 0) -> CriticalityResult:
+    """Criticality per module by bracketing and bisection on s for each a (see the module docstring). Arguments
+    as :func:`criticality_grid`; ``s_max`` bounds the noise scale searched, ``s_min`` is the floor of the
+    downward probing, and ``s_tol`` the bisection's RELATIVE tolerance: it stops when the bracket [lo, hi] has
+    hi - lo <= s_tol lo, so the midpoint is within s_tol / 2 of the boundary and the criticality within about
+    s_tol of its value there."""
+    if not (s_max > 0 and 0 < s_min < s_max and s_tol > 0):
+        raise ValueError(f"module_criticality: need 0 < s_min < s_max and s_tol > 0, got s_min={s_min}, "
+                         f"s_max={s_max}, s_tol={s_tol}")
     ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
 
-    def search(m: str, a: float) -> float:
-        if ev.noisy_loss(m, a, s_max) <= eps:
-            return s_max
-        if ev.noisy_loss(m, a, s_tol) > eps:
-            return 0.0  # infeasible at this a even with (almost) no noise
-        lo, hi = s_tol, s_max
-        while hi - lo > s_tol:
-            mid = 0.5 * (lo + hi)
-            if ev.noisy_loss(m, a, mid) <= eps:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+    def search(m: str, a: float) -> tuple[float, float]:
+        return _bracket(lambda s: ev.noisy_loss(m, a, s) <= eps, s_max, s_min, s_tol)
 
-    args = {"alphas": [float(a) for a in alphas], "s_max": s_max, "s_tol": s_tol, "modules": names,
-            "n_examples": n_examples}
+    args = {"alphas": [float(a) for a in alphas], "s_max": s_max, "s_tol": s_tol, "s_tol_kind": "relative",
+            "s_min": s_min, "modules": names, "n_examples": n_examples}
     return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "bisection", args))
 
 
