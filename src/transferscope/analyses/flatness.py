@@ -1,7 +1,8 @@
 """Sharpness and flatness of a trained model (Liu et al. 2019, claim L1).
 
-* :func:`power_iteration`: the eigenvalue of largest magnitude of a symmetric operator given only as
-  matrix-vector products (the maths kernel), with a seed, a relative tolerance and the iterations recorded;
+* :func:`power_iteration`: the largest (algebraic) eigenvalue of a symmetric operator given only as
+  matrix-vector products (the maths kernel: power iteration, shifted by the spectral radius when the dominant
+  eigenvalue is not the top one), with a seed, a relative tolerance and the iterations recorded;
 * :func:`hessian_vector_product`: H v of the mean training loss over a fixed set of examples, by double
   backward (exact, no finite differences);
 * :func:`flatness`: over a model and data, the top Hessian eigenvalue and the mean loss increase under
@@ -26,31 +27,53 @@ from .result import Result
 
 __all__ = ["FlatnessResult", "power_iteration", "hessian_vector_product", "flatness", "loss_on"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
-def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, iters: int = 100, tol: float = 1e-3,
-                    seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[float, int, bool]:
-    """Largest-magnitude eigenvalue of a symmetric operator: v <- A v / ||A v|| from a seeded random v.
-
-    Stops when the Rayleigh quotient changes by at most ``tol`` relative to its value between two iterations.
-    Returns (eigenvalue, iterations used, converged).
-    """
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn(dim, generator=g, dtype=dtype)
-    v /= v.norm()
-    lam = math.nan
+def _power(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, iters: int, tol: float,
+           dtype: torch.dtype) -> tuple[float, float, torch.Tensor, int, bool]:
+    """Power iteration from unit ``v``: (Rayleigh quotient, ||A v|| of the last v, v, iterations, converged)."""
+    lam, norm = math.nan, 0.0
     for it in range(1, iters + 1):
         av = matvec(v).to(dtype)
         new = float(v @ av)
         n = av.norm()
+        norm = float(n)
         if n == 0:
-            return 0.0, it, True
+            return 0.0, 0.0, v, it, True
         v = av / n
         if math.isfinite(lam) and abs(new - lam) <= tol * abs(new):
-            return new, it, True
+            return new, norm, v, it, True
         lam = new
-    return lam, iters, False  # the last estimate
+    return lam, norm, v, iters, False  # the last estimate
+
+
+def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, iters: int = 100, tol: float = 1e-3,
+                    seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[float, int, bool]:
+    """Largest (algebraic) eigenvalue of a symmetric operator A given as matrix-vector products: the top of the
+    spectrum, not the eigenvalue of largest magnitude (for diag(1, -2) it is 1, not -2).
+
+    1. Power iteration v <- A v / ||A v|| from a seeded random v: the Rayleigh quotient r (a lower bound of the
+       top eigenvalue) and rho = ||A v|| (which tends to the spectral radius, an upper bound of it).
+    2. If r >= (1 - 10 tol) rho, the dominant eigenvalue is the top one: r is returned.
+    3. Otherwise (the dominant eigenvalue is negative, or two of opposite signs compete) power iteration on
+       A + rho I, whose spectrum is shifted to [~0, top + rho], so that its dominant eigenvalue is top + rho.
+
+    Each phase stops when its Rayleigh quotient changes by at most ``tol`` relative to its value between two
+    iterations, within ``iters`` iterations; in phase 3 that value is top + rho, so the top eigenvalue is then
+    found to about tol (top + rho). Returns (eigenvalue, iterations used in all, converged).
+    """
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(dim, generator=g, dtype=dtype)
+    v /= v.norm()
+    r, rho, v1, it1, ok1 = _power(matvec, v, iters, tol, dtype)
+    if rho == 0 or (r > 0 and r >= (1 - 10 * tol) * rho):
+        return r, it1, ok1
+    if r <= 0:  # v1 lies near the bottom of the spectrum, which the shift sends to ~0: start afresh
+        v1 = torch.randn(dim, generator=g, dtype=dtype)
+        v1 /= v1.norm()
+    mu, _, _, it2, ok2 = _power(lambda x: matvec(x).to(dtype) + rho * x, v1, iters, tol, dtype)
+    return mu - rho, it1 + it2, ok2
 
 
 def loss_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -88,7 +111,8 @@ class FlatnessResult(Result):
     loss: float
     """Mean training loss at the model (over the examples used)."""
     top_eigenvalue: float
-    """Largest-magnitude eigenvalue of the Hessian of that loss (the sharpness)."""
+    """Largest (algebraic) eigenvalue of the Hessian of that loss (the sharpness); negative only where the Hessian
+    has no positive eigenvalue. Before schema 2 this was the largest-magnitude eigenvalue."""
     iterations: int
     converged: bool
     tolerance: float
