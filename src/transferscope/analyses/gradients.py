@@ -26,7 +26,7 @@ from .result import Result
 
 __all__ = ["StabilityResult", "gradient_stability", "PrincipalGradientResult", "principal_gradient", "loss_and_grad"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _xy(data: Split, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +64,7 @@ class StabilityResult(Result):
     grad_change: list[float]
     """||g(theta - eta k g) - g||, per k."""
     loss_lipschitz: list[float]
-    """|loss change| / ||eta k g||."""
+    """|loss change| / ||eta k g||. (Losses and gradients in float64 since schema 2.)"""
     grad_lipschitz: list[float]
     """||grad change|| / ||eta k g||: the local smoothness (beta) along the gradient."""
     n_examples: int
@@ -74,11 +74,16 @@ class StabilityResult(Result):
 
 
 def gradient_stability(model: nn.Module, data: Split, *, lr: float, ks: Sequence[float] = (0.5, 1, 2, 4),
-                       n_examples: int = 500, batch_size: int = 500) -> StabilityResult:
+                       n_examples: int = 500, batch_size: int = 500, seed: int = 0) -> StabilityResult:
     """Loss and gradient change along theta - lr k g, on ``n_examples`` of ``data`` balanced over its classes
-    (``data.sample(n_examples, 0)``). Eval mode on a copy."""
-    m = copy.deepcopy(model).eval()
-    x, y = _xy(data, n_examples)
+    (``data.sample(n_examples, seed)``).
+
+    Every loss and gradient is computed in float64, on a float64 copy of the model (in eval mode) and float64
+    inputs: the changes along small steps are differences of nearly equal numbers, which float32 forward passes
+    lose (a loss change of 0, a Lipschitz estimate 16 % off). The model given is not changed."""
+    m = copy.deepcopy(model).eval().double()
+    x, y = _xy(data, n_examples, seed)
+    x = x.double()
     params = [p for p in m.parameters() if p.requires_grad]
     base = [p.detach().clone() for p in params]
     l0, g0 = loss_and_grad(m, x, y, batch_size)
@@ -95,8 +100,8 @@ def gradient_stability(model: nn.Module, data: Split, *, lr: float, ks: Sequence
         dg.append(change)
         ll.append(abs(lk - l0) / step if step > 0 else float("nan"))
         gl.append(change / step if step > 0 else float("nan"))
-    return StabilityResult(float(lr), [float(k) for k in ks], l0, gn, dl, dg, ll, gl, len(y),
-                           args={"lr": lr, "ks": [float(k) for k in ks], "n_examples": n_examples})
+    return StabilityResult(float(lr), [float(k) for k in ks], l0, gn, dl, dg, ll, gl, len(y), seed,
+                           args={"lr": lr, "ks": [float(k) for k in ks], "n_examples": n_examples, "dtype": "float64"})
 
 
 @dataclass(frozen=True)
@@ -117,11 +122,12 @@ class PrincipalGradientResult(Result):
 
 
 def principal_gradient(model: nn.Module, data: Split, *, top_k: Sequence[int] = (1, 3), n_examples: int = 500,
-                       batch_size: int = 500) -> PrincipalGradientResult:
+                       batch_size: int = 500, seed: int = 0) -> PrincipalGradientResult:
     """The gradient's energy on the top singular directions of each weight matrix, at the model as given (for
-    Liu et al.: at the start of training on the target, pre-trained vs random weights). Eval mode on a copy."""
+    Liu et al.: at the start of training on the target, pre-trained vs random weights), on ``n_examples`` of
+    ``data`` balanced over its classes (``data.sample(n_examples, seed)``). Eval mode on a copy."""
     m = copy.deepcopy(model).eval()
-    x, y = _xy(data, n_examples)
+    x, y = _xy(data, n_examples, seed)
     loss, grads = loss_and_grad(m, x, y, batch_size)
     named = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
     names, frac, rand, norms = [], [], [], []
@@ -142,5 +148,5 @@ def principal_gradient(model: nn.Module, data: Split, *, top_k: Sequence[int] = 
         frac.append(row)
         rand.append(rrow)
         norms.append(total**0.5)
-    return PrincipalGradientResult(names, [int(k) for k in top_k], frac, rand, norms, loss, len(y),
+    return PrincipalGradientResult(names, [int(k) for k in top_k], frac, rand, norms, loss, len(y), seed,
                                    args={"top_k": [int(k) for k in top_k], "n_examples": n_examples})
