@@ -32,7 +32,7 @@ from .result import Result
 
 __all__ = ["BarrierResult", "interpolate", "barrier_of_curve", "has_batch_statistics"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BNPolicy = Literal["recompute", "interpolate", "keep"]
 
 
@@ -47,7 +47,8 @@ class BarrierResult(Result):
     """``exact`` for nets without batch statistics, else the policy used."""
     n_examples: int
     seed: int = 0
-    """No randomness (BatchNorm statistics are recomputed on the first batches in order): recorded for the contract."""
+    """Draws the training examples on which ``recompute`` re-estimates BatchNorm statistics (balanced over the
+    classes); no effect for the other policies and for nets without batch statistics."""
     args: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -94,30 +95,44 @@ def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambd
     return (loss_sum / n).numpy(), (wrong / n).numpy()
 
 
+def _bn_sample(train: Split, n: int, seed: int) -> Split:
+    """``n`` training examples for re-estimating BatchNorm statistics, in an order mixed over the classes: splits
+    are stored class by class, so a prefix (or batches in stored order) would see one class at a time.
+    ``Split.sample`` is balanced over the classes and interleaves them; all of a smaller split is permuted."""
+    if 0 < n < len(train):
+        return train.sample(n, seed)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return Split(train.x[perm], train.y[perm], train.index[perm.numpy()])
+
+
 @torch.no_grad()
-def _recompute_bn(model: nn.Module, train: Split, batch_size: int, batches: int) -> None:
+def _recompute_bn(model: nn.Module, train: Split, batch_size: int, batches: int, seed: int = 0) -> None:
+    """Reset the BatchNorm statistics and re-estimate them (cumulative average, equal-sized batches) on at most
+    ``batches`` x ``batch_size`` training examples drawn with ``seed``, balanced over the classes."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the batches below
+    sub = _bn_sample(train, batch_size * batches, seed)
     model.train()
-    for j, i in enumerate(range(0, len(train), batch_size)):
-        if j >= batches:
-            break
-        model(to_input(train.x[i : i + batch_size]))
+    # batches of (nearly) equal size: the cumulative average weighs every batch alike
+    for idx in torch.arange(len(sub)).tensor_split(max(1, -(-len(sub) // batch_size))):
+        model(to_input(sub.x[idx]))
     model.eval()
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points: int = 11,
                 bn_policy: BNPolicy = "recompute", train_split: Split | None = None, batch_size: int = 500,
-                bn_batches: int = 20, batched: bool = False, chunk_points: int = 0) -> BarrierResult:
+                bn_batches: int = 20, batched: bool = False, chunk_points: int = 0, seed: int = 0) -> BarrierResult:
     """Loss and error along the straight line between two models, and the barrier.
 
     Args:
         model_a, model_b: one architecture; neither is changed.
         split: evaluation data (the test split in the paper).
         points: N values of l, evenly spaced in [0, 1] (both ends included).
-        bn_policy: for nets with BatchNorm only (see the module docstring); ``recompute`` needs ``train_split``.
+        bn_policy: for nets with BatchNorm only (see the module docstring); ``recompute`` needs ``train_split``
+            and re-estimates the statistics at every point on ``bn_batches`` x ``batch_size`` of its examples,
+            drawn with ``seed`` and balanced over the classes (the same examples at every point).
         batched: evaluate several points per pass with ``vmap`` (nets without batch statistics only).
         chunk_points: with ``batched``, points per pass (0: all at once; memory grows with it).
     """
@@ -164,7 +179,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
                     state[n] = buf.clone()
             model.load_state_dict(state)
             if bn_policy == "recompute":
-                _recompute_bn(model, train_split, batch_size, bn_batches)
+                _recompute_bn(model, train_split, batch_size, bn_batches, seed)
             loss[j], acc, _ = evaluate(model, split, batch_size)
             err[j] = 1 - acc
         policy = bn_policy
@@ -172,6 +187,6 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
         barrier_l = barrier_e = math.nan
     else:
         barrier_l, barrier_e = barrier_of_curve(lambdas.numpy(), loss), barrier_of_curve(lambdas.numpy(), err)
-    return BarrierResult(lambdas.tolist(), loss.tolist(), err.tolist(), barrier_e, barrier_l, policy, len(split),
-                         args={"points": points, "bn_policy": bn_policy, "batch_size": batch_size,
+    return BarrierResult(lambdas.tolist(), loss.tolist(), err.tolist(), barrier_e, barrier_l, policy, len(split), seed,
+                         args={"seed": seed, "points": points, "bn_policy": bn_policy, "batch_size": batch_size,
                                "bn_batches": bn_batches, "batched": batched, "chunk_points": chunk_points})
