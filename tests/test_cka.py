@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -183,3 +184,47 @@ def test_held_rows_formula_in_both_spaces_matches_the_reference(n, p, q):
     x0 = x.clone()
     assert _held_cka(x, y, chunk=5).item() == pytest.approx(ref, rel=1e-5)
     assert torch.equal(x, x0)  # the held rows are not changed
+
+
+def _numpy_cka(x, y):
+    """SCIENCE.md's formula in float64 numpy: centred X, Y; ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)."""
+    x = np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(0)
+    y = np.asarray(y, np.float64) - np.asarray(y, np.float64).mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def _numpy_hsic1(x, y):
+    """HSIC_1 (SCIENCE.md) in numpy on features shifted by their column means (HSIC_1 is unchanged by a shift)."""
+    x, y = x - x.mean(0), y - y.mean(0)
+    k, l = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(l, 0)
+    m, one = len(k), np.ones(len(k))
+    return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((m - 1) * (m - 2))
+            - 2 / (m - 2) * one @ k @ l @ one) / (m * (m - 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n, p, q", [(3000, 4, 3), (40, 60, 50)])
+def test_streamed_cka_keeps_its_precision_at_a_large_feature_mean(n, p, q, dtype):
+    """Features offset by 1e5 (as late-layer activations can be): streamed sums (n >> p, q) and held rows (p, q > n)
+    against a float64 numpy reference. The one-pass covariance lost 1e-4 relative at this offset; shifted by the
+    first batch's mean, ~1e-12."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, p)) + 1e5
+    y = np.tanh(x[:, :q] - 1e5) + 0.5 * rng.normal(size=(n, q)) - 1e5 + rng.normal(size=q)
+    xt, yt = torch.from_numpy(x).to(dtype), torch.from_numpy(y).to(dtype)
+    x, y = xt.double().numpy(), yt.double().numpy()  # the reference sees exactly the values given
+    acc = LinearCKAAccumulator(batch_size=20)
+    for lo in range(0, n, 7):
+        acc.update(xt[lo : lo + 7], yt[lo : lo + 7])
+    assert acc.streaming == (n > p + q)
+    ref = _numpy_cka(x, y)
+    assert 0.05 < ref < 0.99
+    assert abs(acc.compute()["full"].item() - ref) / ref < 1e-8
+    sums = np.zeros(3)
+    for i in range(0, n - n % 20, 20):
+        a, b = x[i : i + 20], y[i : i + 20]
+        sums += [_numpy_hsic1(a, b), _numpy_hsic1(a, a), _numpy_hsic1(b, b)]
+    ref_mb = sums[0] / np.sqrt(sums[1] * sums[2])
+    assert abs(acc.compute()["minibatch"].item() - ref_mb) / abs(ref_mb) < 1e-6

@@ -133,9 +133,16 @@ class LinearCKAAccumulator:
     Full-data estimate: the rows are kept (float32) while they are smaller than a quarter of the feature-space sums
     ``X^T Y``, ``X^T X``, ``Y^T Y`` (float64, (pq + p^2 + q^2) x 8 bytes); past that they are folded into those sums
     and streamed. So its memory is at most 1.25 x (pq + p^2 + q^2) x 8 bytes whatever n (for small n, the rows
-    only); for wide conv maps, pass ``full=False`` to keep only the minibatch estimate.
+    only); for wide conv maps, pass ``full=False`` to keep only the minibatch estimate. (Rows given in float64
+    are held in float64: 1.5 x at most.)
     Minibatch estimate: O(m^2 + m (p + q)). Batches given to :meth:`update` may have any size: they are regrouped
     into minibatches of exactly ``batch_size`` for HSIC_1, and the last partial one is dropped.
+
+    Every row is shifted by the first batch's column means (in float64) before it is held, summed or used in a
+    minibatch: both estimates are invariant to a shift of the features (the full-data one centres, HSIC_1 is
+    unchanged by it), and the one-pass covariance X^T X - s s^T / n would otherwise lose its digits to
+    cancellation when the features have a large mean (relative error 1e-4 at a mean of 1e5), as would the
+    float32 rows held.
     """
 
     batch_size: int = 256
@@ -152,6 +159,8 @@ class LinearCKAAccumulator:
     _batches: int = 0
     _px: list = field(default_factory=list)
     _py: list = field(default_factory=list)
+    _mx: torch.Tensor | None = None
+    _my: torch.Tensor | None = None
 
     @property
     def streaming(self) -> bool:
@@ -174,14 +183,21 @@ class LinearCKAAccumulator:
         x, y = x.detach().reshape(x.shape[0], -1), y.detach().reshape(y.shape[0], -1)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"CKA update: x has {x.shape[0]} examples and y has {y.shape[0]}")
+        if x.shape[0] == 0:
+            return
+        # rows are held as float32 (model features), or as float64 when given in float64
+        hold = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+        if self._mx is None:  # the first batch's column means: the shift of every row (see the class docstring)
+            self._mx, self._my = _flat(x).mean(0), _flat(y).mean(0)
+        x, y = _flat(x) - self._mx, _flat(y) - self._my
         if self.full:
             if self.streaming:
                 self._fold(x, y)
             else:
-                self._hx.append(x.float())
-                self._hy.append(y.float())
+                self._hx.append(x.to(hold))
+                self._hy.append(y.to(hold))
                 p, q = x.shape[1], y.shape[1]
-                # rows (float32) past a quarter of the sums' size (float64): fold them in, so that the peak
+                # rows past a quarter of the sums' size (float64; rows in float32): fold them in, so that the peak
                 # (rows + sums, at the switch or in the final computation) stays within 1.25x the sums
                 if (self.n + x.shape[0]) * (p + q) * 4 * 4 >= (p * q + p * p + q * q) * 8:
                     for hx, hy in zip(self._hx, self._hy, strict=True):
@@ -189,7 +205,6 @@ class LinearCKAAccumulator:
                     self._hx, self._hy = [], []
         self.n += x.shape[0]
         if self.batch_size:
-            x, y = _flat(x), _flat(y)
             self._px.append(x)
             self._py.append(y)
             have = sum(len(a) for a in self._px)
