@@ -60,3 +60,57 @@ def test_contract(name, pair, tmp_path):
     for m, state in zip((a, b), before, strict=True):
         assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
     assert a.training and not b.training
+
+
+def test_every_sample_is_drawn_with_the_seed_given(pair):
+    """The registry passes ``seed`` to the analyses that sample the training split (it used to record it while
+    they drew with seed 0)."""
+    from transferscope.analyses.gradients import gradient_stability, principal_gradient
+
+    a, _, d = pair
+    for name, direct in (("principal", lambda s: principal_gradient(a, d.train, n_examples=24, seed=s)),
+                         ("stability", lambda s: gradient_stability(a, d.train, lr=0.05, n_examples=24, seed=s))):
+        opts = OPTIONS[name]
+        r3, r4 = get_analysis(name).run(a, a, d, seed=3, **opts), get_analysis(name).run(a, a, d, seed=4, **opts)
+        assert r3.loss != r4.loss  # different examples
+        assert r3.to_dict() == direct(3).to_dict()
+
+
+def test_stability_needs_the_runs_learning_rate(pair):
+    a, b, d = pair
+    with pytest.raises(TypeError, match="lr is required"):
+        get_analysis("stability").run(a, b, d, seed=0, n_examples=24)
+
+
+def test_scores_mmd_is_between_the_source_images_given_and_the_target(pair, tmp_path):
+    """``domain`` is the target: without source images the MMD is NaN with a note naming ``source_x`` (it used to
+    be computed against the target's own validation split). With them it equals an independent computation:
+    mmd2 of the model's pool features of the source images and of the target's training images."""
+    import math
+
+    import numpy as np
+
+    from transferscope.analyses.transferability import mmd2
+    from transferscope.models import to_input
+
+    a, b, d = pair
+    info = get_analysis("scores")
+    none = info.run(a, b, d, seed=0)
+    assert math.isnan(none.mmd2_rbf) and math.isnan(none.mmd2_linear) and none.n_source == 0
+    assert "source_x" in none.note
+    assert all(math.isfinite(v) for v in (none.leep, none.logme, none.h_score))
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(0, 120, (40, *d.image_shape), dtype=torch.uint8, generator=g)  # a darker, unstructured domain
+    r = info.run(a, b, d, seed=0, source_x=src)
+    assert r.n_source == 40 and r.note == ""
+    assert (r.leep, r.logme, r.h_score) == (none.leep, none.logme, none.h_score)
+    with torch.no_grad():
+        was = a.training
+        a.eval()
+        fs = a.features(to_input(src), ["pool"])["pool"].reshape(40, -1).double().numpy()
+        ft = a.features(to_input(d.train.x), ["pool"])["pool"].reshape(len(d.train), -1).double().numpy()
+        a.train(was)
+    assert r.mmd2_rbf == pytest.approx(mmd2(fs, ft, "rbf")[0], rel=1e-6)
+    assert r.mmd2_linear == pytest.approx(mmd2(fs, ft, "linear")[0], rel=1e-6)
+    assert np.isfinite(r.bandwidth) and r.bandwidth > 0
+    assert a.training

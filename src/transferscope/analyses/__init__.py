@@ -4,6 +4,13 @@ A registry (as timm's ``register_model``) maps each analysis of two models to on
 ``fn(model_a, model_b, domain, seed=...) -> result``, so that the contract test (round trip through JSON,
 same seed same result, input models unchanged) covers every analysis the day it is added. For
 criticality, ``model_b`` is theta^0 (P for a P-T model, RI for an RI-T model).
+
+What each reads of ``domain`` (SCIENCE.md): mistakes, CKA and the barrier the test split (the barrier's
+BatchNorm statistics, if any, the training split); criticality, flatness, gradient stability and the principal
+gradient component the training split (the training loss); the transferability scores the target's training
+images and labels. ``seed`` draws every sample an analysis takes. Options without a defensible default are
+required: ``lr`` of ``stability`` (eta, the run's learning rate), and ``source_x`` of ``scores`` for its MMD
+(the images of the SOURCE domain; without them the MMD is NaN with a note, as ``domain`` is the target).
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ def _distance(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0) 
 
 @register_analysis("barrier", BarrierResult, "test loss and error along the line between two models, and the barrier")
 def _barrier(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, points: int = 11) -> BarrierResult:
-    return replace(interpolate(a, b, domain.test, points=points, train_split=domain.train), seed=seed)
+    return interpolate(a, b, domain.test, points=points, train_split=domain.train, seed=seed)
 
 
 @register_analysis("criticality", CriticalityResult, "module criticality of model a with theta^0 = model b")
@@ -92,20 +99,24 @@ def _flatness(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, 
 
 
 @register_analysis("stability", StabilityResult, "loss and gradient change along theta - eta k g (model a)")
-def _stability(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, lr: float = 0.1,
+def _stability(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, lr: float | None = None,
                **options) -> StabilityResult:
-    return replace(gradient_stability(a, domain.train, lr=lr, **options), seed=seed)
+    if lr is None:
+        raise TypeError("stability: lr is required (eta of the step theta - eta k g: the learning rate of the run "
+                        "that trained model a)")
+    return gradient_stability(a, domain.train, lr=lr, seed=seed, **options)
 
 
 @register_analysis("principal", PrincipalGradientResult, "gradient energy on the top singular directions (model a)")
 def _principal(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, **options) -> PrincipalGradientResult:
-    return replace(principal_gradient(a, domain.train, **options), seed=seed)
+    return principal_gradient(a, domain.train, seed=seed, **options)
 
 
 @register_analysis("scores", TransferabilityResult,
-                   "LEEP, LogME, H-score and source-target MMD of pre-trained model a (source images: option source_x)")
+                   "LEEP, LogME, H-score of pre-trained model a on the target domain, and the source-target MMD "
+                   "(needs the source images: option source_x; without them NaN, with a note)")
 def _scores(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, source_x=None,
-            layer: str = "pool") -> TransferabilityResult:
-    src = domain.val.x if source_x is None else source_x
-    return transferability_scores(a, domain.train.x, domain.train.y, src, layer=layer, n_classes=domain.num_classes,
-                                  seed=seed)
+            layer: str = "pool", mmd_examples: int = 1000) -> TransferabilityResult:
+    # domain is the TARGET: none of its splits is a source sample (its val split was used here by mistake)
+    return transferability_scores(a, domain.train.x, domain.train.y, source_x, layer=layer,
+                                  n_classes=domain.num_classes, mmd_examples=mmd_examples, seed=seed)

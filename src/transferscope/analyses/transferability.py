@@ -28,7 +28,7 @@ from .result import Result
 
 __all__ = ["leep", "logme", "h_score", "mmd2", "rank_correlation", "TransferabilityResult", "transferability_scores"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def leep(source_probs: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> float:
@@ -180,7 +180,8 @@ class TransferabilityResult(Result):
     logme: float
     h_score: float
     mmd2_rbf: float
-    """Between P's penultimate features of source and target images (input similarity; lower: more similar)."""
+    """Between P's penultimate features of source and target images (input similarity; lower: more similar).
+    NaN when no source images were given (see ``note``)."""
     mmd2_linear: float
     bandwidth: float
     n_target: int
@@ -188,6 +189,8 @@ class TransferabilityResult(Result):
     feature_layer: str
     seed: int = 0
     args: dict = field(default_factory=dict)
+    note: str = ""
+    """Why a score is missing (e.g. no source images: no MMD), else empty."""
     schema_version: int = SCHEMA_VERSION
 
 
@@ -209,18 +212,25 @@ def _features_and_probs(model: nn.Module, x: torch.Tensor, layer: str, batch_siz
 
 
 def transferability_scores(model: nn.Module, target_x: torch.Tensor, target_y: torch.Tensor,
-                           source_x: torch.Tensor, *, layer: str = "pool", n_classes: int | None = None,
+                           source_x: torch.Tensor | None, *, layer: str = "pool", n_classes: int | None = None,
                            mmd_examples: int = 1000, seed: int = 0) -> TransferabilityResult:
     """Scores of a pre-trained model (its own head still on) for a target, from the target's training images
-    and labels; and the MMD between its ``layer`` features of source and target images (at most ``mmd_examples``
-    of each side, drawn with ``seed``: the kernel matrices are (m + n)^2)."""
+    and labels; and the MMD between its ``layer`` features of SOURCE images (``source_x``: images of the domain
+    the model was pre-trained on) and target images (at most ``mmd_examples`` of each side, drawn with ``seed``:
+    the kernel matrices are (m + n)^2). With ``source_x=None`` the MMD is not computed: NaN, with a ``note``."""
     ft, pt = _features_and_probs(model, target_x, layer)
-    fs, _ = _features_and_probs(model, source_x, layer)
     y = target_y.numpy() if isinstance(target_y, torch.Tensor) else np.asarray(target_y)
-    rng = np.random.default_rng(seed)
-    ms = fs[rng.permutation(len(fs))[:mmd_examples]]
-    mt = ft[rng.permutation(len(ft))[:mmd_examples]]
-    rbf, h = mmd2(ms, mt, "rbf")
-    lin, _ = mmd2(ms, mt, "linear")
+    nan, note, n_source = math.nan, "", 0
+    rbf = lin = h = nan
+    if source_x is None:
+        note = "no source images given (source_x): the source-target MMD is not computed"
+    else:
+        fs, _ = _features_and_probs(model, source_x, layer)
+        n_source = len(fs)
+        rng = np.random.default_rng(seed)
+        ms = fs[rng.permutation(len(fs))[:mmd_examples]]
+        mt = ft[rng.permutation(len(ft))[:mmd_examples]]
+        rbf, h = mmd2(ms, mt, "rbf")
+        lin, _ = mmd2(ms, mt, "linear")
     return TransferabilityResult(leep(pt, y, n_classes), logme(ft, y, n_classes), h_score(ft, y), rbf, lin, h, len(y),
-                                 len(fs), layer, seed, {"layer": layer, "mmd_examples": mmd_examples})
+                                 n_source, layer, seed, {"layer": layer, "mmd_examples": mmd_examples}, note)
