@@ -1,10 +1,19 @@
 import json
 
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transferscope.analyses.distance import parameter_distance
+from transferscope.analyses.mistakes import mistakes
+from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
 from transferscope.cli import main
 from transferscope.config import AnalysisConfig, load_config
 from transferscope.store import Store
 from transferscope.study import execute, make_plan
-from transferscope.study.analyze import analyze, judge_claims, judge_liu_claims
+from transferscope.study.analyze import SPECS, analyze, gather_evidence, verdicts
+from transferscope.study.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 
 from .conftest import tiny_study_toml
 
@@ -13,38 +22,112 @@ FAST = AnalysisConfig(cka_batch_size=8, barrier_points=3, criticality_alphas=[0.
                         stability_examples=20, principal_examples=20, scores_source_examples=20)
 
 
-def test_analyze_caches_and_judges_every_claim(tmp_path, folders):
-    p = tmp_path / "study.toml"
-    p.write_text(tiny_study_toml(*folders))
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The tiny study with three seeds, trained and analysed once for the tests of this module."""
+    from .conftest import make_imagefolder
+
+    tmp = tmp_path_factory.mktemp("an")
+    src = make_imagefolder(tmp / "src", n_classes=4, per_class=40, seed=1)
+    tgt = make_imagefolder(tmp / "tgt", n_classes=3, per_class=24, seed=2)
+    p = tmp / "study.toml"
+    p.write_text(tiny_study_toml(src, tgt).replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
     plan = make_plan(load_config(p))
-    store = Store(tmp_path / "res")
+    store = Store(tmp / "res")
+    import os
+
+    os.environ["TRANSFERSCOPE_CACHE"] = str(tmp / "cache")
     execute(plan, store, jobs=1, show_progress=False)
     first = analyze(plan, store, FAST, show_progress=False)
+    return plan, store, first
+
+
+def test_analyze_runs_every_registered_spec_and_caches(study):
+    plan, store, first = study
     assert not first.missing, first.missing
-    names = {k.split("/")[0] for k in first.results}
-    assert names == {"transfer", "mistakes", "cka", "distance", "barrier", "criticality", "basin", "flatness",
-                     "deviation", "stability", "principal", "scores", "relate"}
-    # the same analyses again come from the cache
+    assert {k.split("/")[0] for k in first.results} == set(SPECS)
     second = analyze(plan, store, FAST, show_progress=False)
     assert second.computed == [] and len(second.cached) == len(first.computed)
     assert json.dumps(second.results, sort_keys=True) == json.dumps(first.results, sort_keys=True)
-    # the P-T/P-T pair and P/P-T are analysed with the right models: CKA of a P-T model with itself would be 1
-    cka = first.results["cka/tgt"]
-    assert any(v < 0.9999 for v in cka["P-T/P-T"]["full"] if v is not None)
-    assert first.results["barrier/tgt"]["P-T/P-T"]["bn_policy"] == "exact"
-    claims = judge_claims(plan, first.results)
-    assert [c["claim"] for c in claims] == list(range(1, 10))
-    assert all(c["verdict"] in ("holds", "does not hold", "partly") for c in claims), claims
-    liu = judge_liu_claims(plan, first.results)
-    assert [c["claim"] for c in liu] == ["L1", "L2", "L3", "L4", "L5"]
-    # one target, two block sizes: L4 has its 2 points (too few for a rank correlation: not measured); the rest judged
-    assert all(c["verdict"] in ("holds", "does not hold", "partly") for c in liu if c["claim"] != "L4"), liu
-    assert len(first.results["relate/all"]["points"]) == 2
-    # the deviation figures are the trainer's: P-T starts at 0 deviation from P (its own start) at epoch 0
-    dev = first.results["deviation/tgt"]["P-T"]
-    assert dev["epochs"][0] == 0 and all(v == 0 for v in dev["mean"][0] if v is not None)
-    st = first.results["stability/tgt"]
-    assert [r["epoch"] for r in st["P-T"]] == [0.0, 2.0]  # init and final (no intermediate checkpoints here)
+
+
+def test_every_pair_of_distinct_seeds_and_every_cross_pair(study):
+    plan, store, first = study
+    pairs = first.results["mistakes/tgt"]["pairs"]
+    by_id = plan.by_id()
+    kinds = {k: [p for p in pairs if p["kind"] == k] for k in (PT_PT, RIT_RIT, PT_RIT)}
+    assert [p["seeds"] for p in kinds[PT_PT]] == [[0, 1], [0, 2], [1, 2]] == [p["seeds"] for p in kinds[RIT_RIT]]
+    assert len(kinds[PT_RIT]) == 9
+    for p in kinds[PT_RIT]:  # a P-T model against an RI-T model, never P-T with itself
+        a, b = by_id[p["runs"][0]], by_id[p["runs"][1]]
+        assert (a.arm, b.arm) == (PT, RIT) and (a.seed, b.seed) == tuple(p["seeds"])
+        za, zb = store.read_npz(a.run_id), store.read_npz(b.run_id)
+        ref = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"])
+        assert (p["result"]["common"], p["result"]["uncommon"]) == (ref.common, ref.uncommon)
+    for p in kinds[PT_PT]:
+        a, b = by_id[p["runs"][0]], by_id[p["runs"][1]]
+        assert a.arm == b.arm == PT and a.seed != b.seed
+    # CKA of two different P-T models is not 1 (a model compared with itself would be)
+    cka = [p for p in first.results["cka/tgt"]["pairs"] if p["kind"] == PT_PT]
+    assert len(cka) == 3 and any(v < 0.9999 for v in cka[0]["result"]["full"] if v is not None)
+
+
+def test_distance_to_the_start_is_to_p_for_p_t_and_to_ri_for_ri_t(study):
+    plan, store, first = study
+    by_id = plan.by_id()
+    p_weights = load_file(str(store.run_dir(plan.pretrain().run_id) / "weights.safetensors"))
+    rows = first.results["distance/tgt"]["pairs"]
+    starts = [r for r in rows if r["kind"] in (PT_P, RIT_RI)]
+    assert len(starts) == 6
+    from transferscope.study.runner import load_run_model
+
+    for r in starts:
+        spec = by_id[r["runs"][0]]
+        assert spec.arm == (PT if r["kind"] == PT_P else RIT) and r["runs"][1] == spec.run_id
+        model = load_run_model(store, spec)
+        if spec.arm == PT:  # the independent reference: P's own weights, body only (the head is new)
+            body = {k: v for k, v in p_weights.items() if not k.startswith("head")}
+            ref = parameter_distance(model, body)
+            got = {k: v for k, v in r["result"]["per_module"].items() if k != "head"}
+            assert got == pytest.approx({k: v for k, v in ref.per_module.items() if k != "head"})
+        else:  # RI: the run's own random initialisation, which is no other run's
+            init = load_file(str(store.run_dir(spec.run_id) / "init.safetensors"))
+            assert r["result"]["total"] == pytest.approx(parameter_distance(model, init).total)
+            assert not torch.equal(init["stem.conv.weight"] if "stem.conv.weight" in init else next(iter(init.values())),
+                                   next(v for k, v in p_weights.items() if k in init))
+
+
+def test_evidence_reads_every_seed_and_pair(study):
+    plan, store, first = study
+    ev = gather_evidence(plan, first.results)
+    t = ev.target("tgt")
+    assert t.accuracy[(PT, 16)].seeds == [0, 1, 2] and t.accuracy[(RIT, 4)].seeds == [0, 1, 2]
+    ms = {tuple(r["seeds"]): r for r in [p for p in first.results["mistakes/tgt"]["pairs"] if p["kind"] == PT_PT]}
+    for k in ((0, 1), (0, 2), (1, 2)):
+        assert t.uncommon[PT_PT].values[k] == pytest.approx(ms[k]["result"]["uncommon"] / ms[k]["result"]["n"])
+    assert len(t.barrier[PT_RIT].values) == 9 and sorted(t.criticality[PT]) == [0, 1, 2]
+    assert "head" not in t.criticality_modules and len(t.criticality_modules) >= 3
+    assert np.isfinite(t.distance) and "MMD" in t.distance_source
+    m = store.read_json(by_seed(plan, store, PT, 16, 1), "metrics.json")
+    assert t.accuracy[(PT, 16)].values[1] == pytest.approx(m["test_acc"])
+
+
+def by_seed(plan, store, arm, block, seed):
+    return next(r.run_id for r in plan.runs if r.arm == arm and r.block_size == block and r.seed == seed
+                and r.parent_checkpoint < 0)
+
+
+def test_every_claim_gets_a_verdict_with_its_effects(study):
+    plan, store, first = study
+    vs = verdicts(plan, first.results)
+    assert [v.claim for v in vs] == [f"N{i}" for i in range(1, 10)] + [f"L{i}" for i in range(1, 6)]
+    assert all(v.outcome in (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED) for v in vs)
+    measured = [v for v in vs if v.outcome != NOT_MEASURED]
+    assert len(measured) >= 10, [(v.claim, v.why) for v in vs]
+    for v in measured:
+        for e in v.effects:
+            assert e.n >= 1 and e.counted and e.method and e.why and e.unit
+    assert "pre-training seed 0" in vs[0].conditional_on
 
 
 def test_analyze_with_missing_runs_says_what_is_missing(tmp_path, folders):
@@ -54,15 +137,36 @@ def test_analyze_with_missing_runs_says_what_is_missing(tmp_path, folders):
     store = Store(tmp_path / "res")
     run = analyze(plan, store, FAST, show_progress=False)
     assert "pairs-tgt" in run.missing
-    claims = judge_claims(plan, run.results)
-    assert {c["verdict"] for c in claims} == {"not measured"}
+    assert {v.outcome for v in verdicts(plan, run.results)} == {NOT_MEASURED}
 
 
-def test_cli_analyze(tmp_path, folders, capsys):
+def test_an_edited_input_is_computed_again(study, tmp_path):
+    import shutil
+
+    plan, store, first = study
+    root = tmp_path / "copy"
+    shutil.copytree(store.root, root)
+    s2 = Store(root)
+    rid = next(p["runs"][0] for p in first.results["mistakes/tgt"]["pairs"] if p["kind"] == PT_PT)
+    # a changed prediction file changes the run's recorded content hash: everything that reads it is recomputed
+    info = json.loads((s2.run_dir(rid) / "run.json").read_text())
+    info["artefacts"]["predictions.npz"] = "0" * 64
+    (s2.run_dir(rid) / "run.json").write_text(json.dumps(info))
+    again = analyze(plan, s2, FAST, show_progress=False)
+    recomputed = {k.split("-")[0] for k in again.computed}
+    assert "mistakes" in recomputed and "scores" not in recomputed
+
+
+def test_cli_analyze_writes_every_verdict_field(tmp_path, folders, capsys):
     p = tmp_path / "study.toml"
     p.write_text(tiny_study_toml(*folders))
     res = str(tmp_path / "r")
     assert main(["run", str(p), "--results", res, "--jobs", "1", "--no-progress"]) == 0
     assert main(["analyze", res, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "claim 9:" in out and (tmp_path / "r" / "analyses" / "claims.json").is_file()
+    assert "claim N9:" in out and "claim L5:" in out
+    d = json.loads((tmp_path / "r" / "analyses" / "claims.json").read_text())
+    assert d["rule"]["min_seeds"] == 3 and len(d["verdicts"]) == 14
+    # two seeds: nothing is decided, by rule
+    assert all(v["outcome"] in (INCONCLUSIVE, NOT_MEASURED) for v in d["verdicts"])
+    assert main(["compare", res, res]) == 0

@@ -1,4 +1,4 @@
-"""Command line: ``transferscope run | status | analyze | domains``."""
+"""Command line: ``transferscope run | status | analyze | compare | report | domains``."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .store import Store
     from .study import make_plan
-    from .study.analyze import analyze, format_claims, judge_claims, judge_liu_claims, write_claims
+    from .study.analyze import analyze, format_verdicts, verdicts, write_claims
 
     results = Path(args.results)
     cfg = _study_of(results)
@@ -120,17 +120,29 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     store = Store(results)
     with store.lock():
         run = analyze(plan, store, show_progress=not args.no_progress)
-    claims = judge_claims(plan, run.results) + judge_liu_claims(plan, run.results)
-    path = write_claims(store, claims)
+    vs = verdicts(plan, run.results)
+    path = write_claims(store, vs)
     print(f"analyses: {len(run.computed)} computed, {len(run.cached)} cached, {len(run.missing)} missing")
     for k, why in run.missing.items():
         print(f"  missing {k}: {why}")
     if run.seconds:
         print("  computed in " + ", ".join(f"{k} {v:.1f} s" for k, v in run.seconds.items()))
     print()
-    print(format_claims(claims))
+    print(format_verdicts(vs))
     print(f"\nanalyses: {path.parent.resolve()}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .claims.compare import compare_verdicts, format_comparison, load_verdicts
+
+    try:
+        a, b = load_verdicts(args.results_a), load_verdicts(args.results_b)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    rows = compare_verdicts(a, b)
+    print(format_comparison(rows, str(args.results_a), str(args.results_b)))
+    return 1 if any(r.contradiction for r in rows) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -180,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("results", nargs="?", default="results/quick")
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     a.set_defaults(fn=cmd_analyze)
+
+    c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other")
+    c.add_argument("results_a")
+    c.add_argument("results_b")
+    c.set_defaults(fn=cmd_compare)
 
     rp = sub.add_parser("report", help="render the HTML report (and PNG figures) of a study's stored results")
     rp.add_argument("results", nargs="?", default="results/quick")

@@ -73,6 +73,10 @@ class DomainConfig:
     """Test images per class; 0 means the domain's official test split, or 20% of its pool."""
     max_pixels: int = 4_000_000
     """Image files larger than this are skipped (and counted), never decoded."""
+    distance: float = -1.0
+    """How far this target is from the source, for the claims about ordering (N1, N2): any non-negative scale,
+    larger is farther. Declared on every target, it is used as given; otherwise (negative: not declared) the
+    distance is measured (the MMD between P's features of source and target images). Changes no run."""
 
     @property
     def display(self) -> str:

@@ -1,8 +1,14 @@
-"""Run the analyses of Neyshabur et al. over a (partly) finished study and judge its claims.
+"""The analyses over a (partly) finished study, and the verdict per claim.
 
-Each analysis result is cached beside the runs, in ``RESULTS/analyses/<name>-<target>-<hash>.json``, keyed by
-a hash of its arguments and of the ids of the runs it reads; a result that is there is not computed again.
-Analyses whose runs are missing are skipped and said to be so. The claims are judged from the numbers.
+Every analysis declares itself once, as an :class:`AnalysisSpec` (name, version, the jobs it needs from the
+plan, the function that runs a job), in the registry :data:`SPECS`; :func:`analyze` is a loop over it. A job's
+result is cached in ``RESULTS/analyses/<name>-<target>-<key>.json``; the key is derived from the spec's
+version, the job's parameters (the settings it uses, the pairs it compares) and the content hashes of the
+files of every run it reads (recorded in each run's ``run.json``), so an edited input is computed again.
+
+Pairs come from :mod:`transferscope.study.arms`: every pair of distinct seeds within an arm, every P-T/RI-T
+pair, and each model with its start. Per-model analyses run on every seed. :func:`gather_evidence` turns the
+results into the typed :class:`~transferscope.claims.Evidence` the claims are judged on.
 """
 
 from __future__ import annotations
@@ -15,27 +21,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
-from ..analyses.barrier import interpolate
-from ..analyses.cka import feature_similarity
-from ..analyses.criticality import module_criticality
-from ..analyses.distance import parameter_distance
-from ..analyses.mistakes import mistakes
+from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
+from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, to_dict
 from ..store import RUN_DONE, Store, atomic_write_text, dumps
+from . import arms
+from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 from .plan import Plan, RunSpec
-from .runner import _domain, load_run_model
-from .summary import checkpoint_gains, results_table
+from .summary import results_table
 from .tuning import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["analyze", "judge_claims", "judge_liu_claims", "format_claims"]
+__all__ = ["analyze", "AnalysisRun", "AnalysisSpec", "Job", "SPECS", "register", "gather_evidence", "verdicts",
+           "format_verdicts", "write_claims", "CACHE_VERSION"]
+
+CACHE_VERSION = 3
+"""Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
 
 
 @dataclass
@@ -49,195 +55,501 @@ class AnalysisRun:
     """Result name -> its file under ``analyses/`` (written to ``analyses/index.json`` for the report)."""
 
 
-def _runs(plan: Plan, store: Store, target: str, block: int, arm: str, ckpt: float = -1.0) -> list[RunSpec]:
-    return [r for r in plan.runs if r.arm == arm and r.domain.display == target and r.block_size == block
-            and r.parent_checkpoint == ckpt and store.run_status(r.run_id) == RUN_DONE]
+@dataclass(frozen=True)
+class Job:
+    """One unit of an analysis: what it reads (run ids) and what else determines its result (``params``)."""
+
+    analysis: str
+    target: str
+    runs: tuple[str, ...]
+    params: dict[str, Any] = field(default_factory=dict)
 
 
-def _key(name: str, target: str, args: dict, run_ids: list[str]) -> str:
-    h = hashlib.sha256(json.dumps({"name": name, "args": args, "runs": run_ids}, sort_keys=True, default=str).encode())
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in target)
-    return f"{name}-{safe}-{h.hexdigest()[:10]}"
+@dataclass(frozen=True)
+class Context:
+    """What a job runs with. Picklable (a plan, a folder, settings, a device), so a job can run elsewhere."""
+
+    plan: Plan
+    root: Path
+    settings: AnalysisConfig
+    device: str = "cpu"
+
+    @property
+    def store(self) -> Store:
+        return Store(self.root)
 
 
-def _state(store: Store, spec: RunSpec, which: str) -> dict[str, torch.Tensor]:
-    return load_file(str(store.run_dir(spec.run_id) / f"{which}.safetensors"))
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """An analysis of the study: ``jobs(ctx, missing)`` lists its jobs (and says in ``missing`` what it cannot
+    run and why); ``run(ctx, job, results)`` computes one job's result (a JSON-able dict) from the runs, reading
+    other analyses' results from ``results`` where it builds on them. Module-level functions, so it pickles."""
+
+    name: str
+    summary: str
+    version: int
+    jobs: Callable[[Context, dict[str, str]], list[Job]]
+    run: Callable[[Context, Job, dict[str, dict]], dict]
+    group: str = "neyshabur"
 
 
-def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None,
-            show_progress: bool = True) -> AnalysisRun:
-    """Compute every missing analysis of the study in ``store``; return all results (cached or new).
+SPECS: dict[str, AnalysisSpec] = {}
+"""The registry, in the order the analyses run (later ones may read earlier ones' results)."""
 
-    ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``)."""
-    settings = settings or plan.config.analysis
-    plan = resolve(plan, store)
-    cfg = plan.config
-    out = AnalysisRun()
+
+def register(spec: AnalysisSpec) -> AnalysisSpec:
+    if spec.name in SPECS:
+        raise ValueError(f"analysis {spec.name!r} is registered twice")
+    SPECS[spec.name] = spec
+    return spec
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+def _done(ctx: Context, runs: list[RunSpec]) -> list[RunSpec]:
+    store = ctx.store
+    return [r for r in runs if store.run_status(r.run_id) == RUN_DONE]
+
+
+def _arm_runs(ctx: Context, target: str, block: int, arm: str, ckpt: float = -1.0) -> list[RunSpec]:
+    return sorted(_done(ctx, [r for r in ctx.plan.runs if r.arm == arm and r.domain.display == target
+                              and r.block_size == block and r.parent_checkpoint == ckpt]), key=lambda r: r.seed)
+
+
+def _by_id(ctx: Context) -> dict[str, RunSpec]:
+    return ctx.plan.by_id()
+
+
+def _model(ctx: Context, run_id: str, which: str = "weights"):
+    from .runner import load_run_model
+
+    return load_run_model(ctx.store, _by_id(ctx)[run_id], which).to(ctx.device)
+
+
+def _domain(ctx: Context, target: str, block: int | None = None):
+    from .runner import _domain as load
+
+    cfg = ctx.plan.config
+    d = next(t for t in cfg.targets if t.display == target) if target != cfg.source.display else cfg.source
+    data = load(d, cfg.data)
     full = cfg.data.image_size
-    adir = store.root / "analyses"
-    p_spec = plan.pretrain()
-    p_done = store.run_status(p_spec.run_id) == RUN_DONE
-    jobs: list[tuple[str, str, dict, list[str], Callable[[], dict]]] = []
+    return data if block in (None, full) else data.shuffled(block, cfg.data.shuffle_seed)
 
-    # 1. feature reuse vs low-level statistics: read from the runs' metrics
-    table = results_table(plan, store)
-    jobs.append(("transfer", "all", {}, [r.run_id for r in plan.runs if store.run_status(r.run_id) == RUN_DONE],
-                 lambda: {"rows": [{"target": r["target"], "block_size": r["block_size"], "gain": r["gain"],
-                                    **{f"{arm}_{k}": getattr(r[arm], k) for arm in ("P-T", "RI-T")
-                                       for k in ("n", "acc_mean", "acc_std", "speed_mean_acc_k", "speed_steps_to_frac")}}
-                                   for r in table if r["P-T"].n and r["RI-T"].n],
-                          "speed_k": cfg.finetune.speed_epochs, "speed_fraction": cfg.finetune.speed_fraction}))
 
-    for t in cfg.targets:
-        name = t.display
-        pt = _runs(plan, store, name, full, "P-T")
-        ri = _runs(plan, store, name, full, "RI-T")
-        if len(pt) < 2 or len(ri) < 2:
-            out.missing[f"pairs-{name}"] = f"needs 2 finished P-T and RI-T runs at block {full}; has {len(pt)}, {len(ri)}"
-            continue
-        pairs = {"P-T/P-T": (pt[0], pt[1]), "RI-T/RI-T": (ri[0], ri[1]), "P-T/RI-T": (pt[0], ri[0])}
-        ids = [s.run_id for s in (pt[0], pt[1], ri[0], ri[1])] + ([p_spec.run_id] if p_done else [])
+def _settings(ctx: Context, prefix: str) -> dict[str, Any]:
+    s = ctx.settings
+    return {k: getattr(s, k) for k in s.__dataclass_fields__ if k.startswith(prefix)} | {"seed": s.seed}
 
-        def do_mistakes(pairs=pairs):
-            res = {}
-            for label, (a, b) in pairs.items():
-                za, zb = store.read_npz(a.run_id), store.read_npz(b.run_id)
-                res[label] = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"]).to_dict()
-                res[label]["test_index"] = za["test_index"].tolist()
-            return res
 
-        jobs.append(("mistakes", name, {}, ids[:4], do_mistakes))
+def _pair_rows(pairs: list[arms.Pair]) -> list[dict]:
+    return [{"kind": p.kind, "seeds": list(p.seeds), "runs": [p.a.run_id, p.b.run_id], "which_b": p.which_b}
+            for p in pairs]
 
-        def do_cka(pairs=pairs, t=t, pt=pt):
-            data = _domain(t, cfg.data)
-            models = {}
 
-            def model(spec, which="weights"):
-                key = (spec.run_id, which)
-                if key not in models:
-                    models[key] = load_run_model(store, spec, which)
-                return models[key]
+def _target_pairs(ctx: Context, target: str, missing: dict[str, str], kinds: tuple[str, ...],
+                  min_per_arm: int = 2) -> list[arms.Pair] | None:
+    full = ctx.plan.config.data.image_size
+    pt, ri = _arm_runs(ctx, target, full, PT), _arm_runs(ctx, target, full, RIT)
+    if len(pt) < min_per_arm or len(ri) < min_per_arm:
+        missing[f"pairs-{target}"] = (f"needs {min_per_arm} finished P-T and RI-T runs at block {full}; has "
+                                      f"{len(pt)} and {len(ri)}")
+        return None
+    every = arms.pairs_of(pt, ri)
+    return [p for k in kinds for p in every[k]]
 
-            res = {}
-            todo = dict(pairs)
-            for label, (a, b) in todo.items():
-                ma, mb = model(a), model(b)
-                res[label] = feature_similarity(ma, mb, data.test.x, layers=ma.layer_names(),
-                                                batch_size=settings.cka_batch_size).to_dict()
-            if p_done:
-                mp = load_run_model(store, p_spec)
-                ma = model(pt[0])
-                res["P/P-T"] = feature_similarity(mp, ma, data.test.x, layers=ma.layer_names(),
-                                                  batch_size=settings.cka_batch_size).to_dict()
-            return res
 
-        jobs.append(("cka", name, {"batch_size": settings.cka_batch_size, "version": 2}, ids, do_cka))
+def _job(name: str, target: str, pairs: list[arms.Pair], params: dict[str, Any]) -> Job:
+    ids = sorted({p.a.run_id for p in pairs} | {p.b.run_id for p in pairs})
+    return Job(name, target, tuple(ids), {"pairs": _pair_rows(pairs), **params})
 
-        def do_distance(pt=pt, ri=ri):
-            res = {}
-            m_pt0, m_ri0 = load_run_model(store, pt[0]), load_run_model(store, ri[0])
-            res["P-T/P-T"] = parameter_distance(m_pt0, load_run_model(store, pt[1])).to_dict()
-            res["RI-T/RI-T"] = parameter_distance(m_ri0, load_run_model(store, ri[1])).to_dict()
-            res["P-T/P"] = parameter_distance(m_pt0, _state(store, pt[0], "init")).to_dict()  # init = P + new head
-            res["RI-T/RI"] = parameter_distance(m_ri0, _state(store, ri[0], "init")).to_dict()
-            return res
 
-        jobs.append(("distance", name, {}, ids[:4], do_distance))
+def _targets(ctx: Context) -> list[str]:
+    return [t.display for t in ctx.plan.config.targets]
 
-        def do_barrier(pairs=pairs, t=t, pt=pt):
-            data = _domain(t, cfg.data)
-            res = {}
-            for label, (a, b) in pairs.items():
-                res[label] = interpolate(load_run_model(store, a), load_run_model(store, b), data.test,
-                                         points=settings.barrier_points, train_split=data.train).to_dict()
-            if p_done:  # P's body with P-T's head: the start of fine-tuning, as far as the body goes
-                m_pt = load_run_model(store, pt[0])
-                m_p = load_run_model(store, pt[0], "init")
-                res["P/P-T"] = interpolate(m_p, m_pt, data.test, points=settings.barrier_points,
-                                           train_split=data.train).to_dict()
-            return res
 
-        jobs.append(("barrier", name, {"points": settings.barrier_points}, ids, do_barrier))
+# ------------------------------------------------------------------------------------------------ specs
 
-        def do_crit(pt=pt, ri=ri, t=t):
-            data = _domain(t, cfg.data)
-            res = {}
-            for label, spec in (("P-T", pt[0]), ("RI-T", ri[0])):
-                res[label] = module_criticality(
-                    load_run_model(store, spec), _state(store, spec, "init"), data.train,
-                    alphas=settings.criticality_alphas, samples=settings.criticality_samples,
-                    n_examples=settings.criticality_examples, tolerance=settings.criticality_tolerance,
-                    s_tol=settings.criticality_s_tol, seed=settings.seed).to_dict()
-            return res
+def _transfer_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
+    runs = [r.run_id for r in ctx.plan.runs if r.arm != "P" and ctx.store.run_status(r.run_id) == RUN_DONE]
+    return [Job("transfer", "all", tuple(sorted(runs)))]
 
-        crit_args = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k.startswith("criticality")}
-        jobs.append(("criticality", name, {**crit_args, "seed": settings.seed, "sample": "balanced"}, ids[:4], do_crit))
 
-    # 9. basin entry: P-T from earlier checkpoints against P-T from the final one
-    bsize = cfg.basin.block_size or full
-    for t in cfg.targets:
-        name = t.display
-        sweep = sorted({r.parent_checkpoint for r in plan.runs if r.arm == "P-T" and r.domain.display == name
+def _transfer_run(ctx: Context, job: Job, results: dict) -> dict:
+    cfg = ctx.plan.config
+    rows = []
+    for r in results_table(ctx.plan, ctx.store):
+        row = {"target": r["target"], "block_size": r["block_size"], "gain": r["gain"]}
+        for arm in (PT, RIT):
+            c = r[arm]
+            row |= {f"{arm}_{k}": getattr(c, k) for k in ("n", "acc_mean", "acc_std", "speed_mean_acc_k",
+                                                          "speed_steps_to_frac")}
+            row[f"{arm}_per_seed"] = [s._asdict() for s in c.per_seed]
+        rows.append(row)
+    return {"rows": rows, "speed_k": cfg.finetune.speed_epochs, "speed_fraction": cfg.finetune.speed_fraction}
+
+
+def _pairs_jobs(name: str, kinds: tuple[str, ...], with_p: bool = False, settings: tuple[str, ...] = ()):
+    """One job per target over every pair of the given kinds; ``with_p`` adds P (its body with P-T's new head: the
+    start of fine-tuning) against the first P-T model; ``settings``: the analysis settings the job uses."""
+
+    def jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
+        out = []
+        for t in _targets(ctx):
+            pairs = _target_pairs(ctx, t, missing, kinds)
+            if pairs is None:
+                continue
+            if with_p:
+                first = next(p for p in pairs if p.kind in (PT_PT, PT_RIT, PT_P)).a
+                pairs = pairs + [arms.Pair(P_PT, first, first, which_b="init")]
+            out.append(_job(name, t, pairs, {k: getattr(ctx.settings, k) for k in settings}))
+        return out
+
+    return jobs
+
+
+def _mistakes_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.mistakes import mistakes
+
+    store, rows = ctx.store, []
+    for p in job.params["pairs"]:
+        za, zb = store.read_npz(p["runs"][0]), store.read_npz(p["runs"][1])
+        m = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"])
+        rows.append(p | {"result": m.to_dict() | {"test_index": za["test_index"].tolist()}})
+    return {"pairs": rows}
+
+
+def _models_of(ctx: Context, p: dict):
+    a = _model(ctx, p["runs"][0])
+    b = _model(ctx, p["runs"][1], p.get("which_b", "weights"))
+    return a, b
+
+
+def _cka_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.cka import feature_similarity
+
+    data = _domain(ctx, job.target)
+    rows = []
+    for p in job.params["pairs"]:
+        if p["kind"] == P_PT:  # P's own weights (the pre-training run), its features against the fine-tuned model's
+            a = _model(ctx, p["runs"][0])
+            b = _model(ctx, p["runs"][0], "init")
+        else:
+            a, b = _models_of(ctx, p)
+        res = feature_similarity(a, b, data.test.x, layers=a.layer_names(), batch_size=job.params["cka_batch_size"])
+        rows.append(p | {"result": res.to_dict()})
+    return {"pairs": rows}
+
+
+def _distance_run(ctx: Context, job: Job, results: dict) -> dict:
+    from safetensors.torch import load_file
+
+    from ..analyses.distance import parameter_distance
+
+    rows = []
+    for p in job.params["pairs"]:
+        a = _model(ctx, p["runs"][0])
+        if p["which_b"] == "init":  # the weights the run started from: P (+ a new head) for P-T, RI for RI-T
+            b = load_file(str(ctx.store.run_dir(p["runs"][1]) / "init.safetensors"))
+        else:
+            b = _model(ctx, p["runs"][1])
+        rows.append(p | {"result": parameter_distance(a, b).to_dict()})
+    return {"pairs": rows}
+
+
+def _barrier_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.barrier import interpolate
+
+    data = _domain(ctx, job.target)
+    rows = []
+    for p in job.params["pairs"]:
+        a, b = _models_of(ctx, p)
+        if p["kind"] == P_PT:
+            a, b = b, a  # from P (l = 0) to P-T (l = 1)
+        res = interpolate(a, b, data.test, points=job.params["barrier_points"], train_split=data.train)
+        rows.append(p | {"result": res.to_dict()})
+    return {"pairs": rows}
+
+
+def _per_model_jobs(name: str, prefix: str, arms_: tuple[str, ...] = (PT, RIT), group_extra: dict | None = None):
+    """One job per target over every seed of the given arms (unshuffled)."""
+
+    def jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
+        full = ctx.plan.config.data.image_size
+        out = []
+        for t in _targets(ctx):
+            models = [r for a in arms_ for r in _arm_runs(ctx, t, full, a)]
+            if not all(_arm_runs(ctx, t, full, a) for a in arms_):
+                missing[f"{name}-{t}"] = f"needs finished {' and '.join(arms_)} runs at block {full}"
+                continue
+            rows = [{"arm": r.arm, "seed": r.seed, "run": r.run_id} for r in models]
+            out.append(Job(name, t, tuple(r.run_id for r in models), {"models": rows, **_settings(ctx, prefix),
+                                                                        **(group_extra or {})}))
+        return out
+
+    return jobs
+
+
+def _criticality_run(ctx: Context, job: Job, results: dict) -> dict:
+    from safetensors.torch import load_file
+
+    from ..analyses.criticality import module_criticality
+
+    s = ctx.settings
+    data = _domain(ctx, job.target)
+    rows = []
+    for m in job.params["models"]:
+        init = load_file(str(ctx.store.run_dir(m["run"]) / "init.safetensors"))
+        res = module_criticality(_model(ctx, m["run"]), init, data.train, alphas=s.criticality_alphas,
+                                 samples=s.criticality_samples, n_examples=s.criticality_examples,
+                                 tolerance=s.criticality_tolerance, s_tol=s.criticality_s_tol, seed=s.seed)
+        rows.append(m | {"result": res.to_dict()})
+    return {"models": rows}
+
+
+def _basin_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
+    cfg = ctx.plan.config
+    bsize = cfg.basin.block_size or cfg.data.image_size
+    out = []
+    for t in _targets(ctx):
+        sweep = sorted({r.parent_checkpoint for r in ctx.plan.runs if r.arm == PT and r.domain.display == t
                         and r.parent_checkpoint >= 0})
         if not sweep:
             continue
-        final = _runs(plan, store, name, bsize, "P-T")
+        final = _arm_runs(ctx, t, bsize, PT)
         if not final:
-            out.missing[f"basin-{name}"] = "needs the P-T runs from the final checkpoint"
+            missing[f"basin-{t}"] = "needs the P-T runs from the final checkpoint"
             continue
-        by_ckpt = {e: _runs(plan, store, name, bsize, "P-T", e) for e in sweep}
-        ids = [s.run_id for s in final] + [s.run_id for v in by_ckpt.values() for s in v]
+        rows = [{"checkpoint": float(cfg.pretrain.epochs), "seed": r.seed, "run": r.run_id} for r in final]
+        rows += [{"checkpoint": e, "seed": r.seed, "run": r.run_id} for e in sweep for r in _arm_runs(ctx, t, bsize, PT, e)]
+        out.append(Job("basin", t, tuple(r["run"] for r in rows), {"models": rows, "block_size": bsize,
+                                                                    "barrier_points": ctx.settings.barrier_points}))
+    return out
 
-        def do_basin(final=final, by_ckpt=by_ckpt, t=t):
-            data = _domain(t, cfg.data).shuffled(bsize, cfg.data.shuffle_seed)
-            finals = {s.seed: s for s in final}
-            rows = []
-            for e, specs in list(by_ckpt.items()) + [(float(cfg.pretrain.epochs), final)]:
-                for s in specs:
-                    m = store.read_json(s.run_id, "metrics.json")
-                    row = {"checkpoint": e, "seed": s.seed, "test_acc": m["test_acc"],
-                           "speed_mean_acc_k": m["speed_mean_acc_k"], "speed_steps_to_frac": m["speed_steps_to_frac"]}
-                    f = finals.get(s.seed)
-                    if f is not None and f.run_id != s.run_id:
-                        b = interpolate(load_run_model(store, s), load_run_model(store, f), data.test,
-                                        points=settings.barrier_points, train_split=data.train)
-                        row["barrier_error"], row["barrier_loss"] = b.barrier_error, b.barrier_loss
-                    else:
-                        row["barrier_error"] = row["barrier_loss"] = 0.0
-                    rows.append(row)
-            return {"rows": rows, "block_size": bsize}
 
-        jobs.append(("basin", name, {"points": settings.barrier_points, "block": bsize}, ids, do_basin))
+def _basin_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.barrier import interpolate
 
-    # Liu et al.: flatness, weight deviation, gradient stability, principal gradient, transferability scores
-    if "liu" in settings.groups:
-        _liu_jobs(plan, store, settings, jobs, out, p_spec, p_done)
+    bsize = job.params["block_size"]
+    data = _domain(ctx, job.target, bsize)
+    final_e = max(m["checkpoint"] for m in job.params["models"])
+    finals = {m["seed"]: m["run"] for m in job.params["models"] if m["checkpoint"] == final_e}
+    rows = []
+    for m in job.params["models"]:
+        met = ctx.store.read_json(m["run"], "metrics.json")
+        row = {"checkpoint": m["checkpoint"], "seed": m["seed"], "run": m["run"], "test_acc": met["test_acc"],
+               "speed_mean_acc_k": met["speed_mean_acc_k"], "speed_steps_to_frac": met["speed_steps_to_frac"]}
+        f = finals.get(m["seed"])
+        if f is not None and f != m["run"]:
+            b = interpolate(_model(ctx, m["run"]), _model(ctx, f), data.test, points=job.params["barrier_points"],
+                            train_split=data.train)
+            row["barrier_error"], row["barrier_loss"] = b.barrier_error, b.barrier_loss
+        else:
+            row["barrier_error"] = row["barrier_loss"] = 0.0
+        rows.append(row)
+    return {"rows": rows, "block_size": bsize, "final_checkpoint": final_e}
 
-    for name, target, args, ids, fn in tqdm(jobs, desc="analyses", disable=not show_progress, leave=False):
-        key = _key(name, target, args, ids)
+
+def _flatness_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.flatness import flatness
+
+    s = ctx.settings
+    data = _domain(ctx, job.target)
+    return {"models": [m | {"result": flatness(_model(ctx, m["run"]), data.train, n_examples=s.flatness_examples,
+                                               iters=s.flatness_iters, tol=s.flatness_tol, radii=s.flatness_radii,
+                                               samples=s.flatness_samples, seed=s.seed).to_dict()}
+                       for m in job.params["models"]]}
+
+
+def _deviation_run(ctx: Context, job: Job, results: dict) -> dict:
+    rows = []
+    for m in job.params["models"]:
+        h = ctx.store.read_json(m["run"], "history.json")
+        modules = list(h["deviation"][0]) if h.get("deviation") else []
+        per = [[d.get(k, math.nan) for k in modules] for d in h.get("deviation", [])]
+        rows.append(m | {"result": {"epochs": h["epoch"], "modules": modules, "deviation": per}})
+    return {"models": rows}
+
+
+def _stability_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.gradients import gradient_stability
+
+    s = ctx.settings
+    data = _domain(ctx, job.target)
+    by_id = _by_id(ctx)
+    out = []
+    for m in job.params["models"]:
+        spec = by_id[m["run"]]
+        points = [(0.0, "init")] + [(float(e), f"epoch_{e:g}") for e in spec.train.checkpoint_epochs] \
+            + [(float(spec.train.epochs), "weights")]
+        rows = []
+        for e, which in points:
+            r = gradient_stability(_model(ctx, m["run"], which), data.train, lr=spec.train.lr, ks=s.stability_ks,
+                                   n_examples=s.stability_examples)
+            rows.append({"epoch": e, **r.to_dict()})
+        out.append(m | {"result": {"points": rows}})
+    return {"models": out}
+
+
+def _principal_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.gradients import principal_gradient
+
+    s = ctx.settings
+    data = _domain(ctx, job.target)
+    return {"models": [m | {"result": principal_gradient(_model(ctx, m["run"], "init"), data.train,
+                                                         top_k=s.principal_top_k,
+                                                         n_examples=s.principal_examples).to_dict()}
+                       for m in job.params["models"]]}
+
+
+def _scores_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
+    cfg = ctx.plan.config
+    p = ctx.plan.pretrain()
+    if ctx.store.run_status(p.run_id) != RUN_DONE:
+        missing["scores"] = "needs the pre-trained model P"
+        return []
+    return [Job("scores", t.display, (p.run_id,), {"blocks": list(cfg.block_sizes), "target": to_dict(t),
+                                                   "source": to_dict(cfg.source), "data": to_dict(cfg.data),
+                                                   "n_source": ctx.settings.scores_source_examples,
+                                                   "seed": ctx.settings.seed})
+            for t in cfg.targets]
+
+
+def _scores_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.transferability import transferability_scores
+
+    cfg = ctx.plan.config
+    data = _domain(ctx, job.target)
+    # source images balanced over the source classes (splits are stored class by class)
+    src = _domain(ctx, cfg.source.display).test.sample(ctx.settings.scores_source_examples, ctx.settings.seed).x
+    model = _model(ctx, job.runs[0])
+    layer = model.layer_names()[-2] if "pool" not in model.layer_names() else "pool"
+    res = {}
+    for blk in job.params["blocks"]:
+        d = _domain(ctx, job.target, blk)
+        res[str(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer=layer,
+                                               n_classes=data.num_classes, seed=ctx.settings.seed).to_dict()
+    return {"blocks": res}
+
+
+def _relate_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
+    if ctx.store.run_status(ctx.plan.pretrain().run_id) != RUN_DONE:
+        return []
+    runs = [r.run_id for r in ctx.plan.runs if ctx.store.run_status(r.run_id) == RUN_DONE]
+    return [Job("relate", "all", tuple(sorted(runs)), {"seed": ctx.settings.seed})]
+
+
+def _relate_run(ctx: Context, job: Job, results: dict) -> dict:
+    from ..analyses.transferability import rank_correlation
+
+    points = []
+    for r in results.get("transfer/all", {}).get("rows", []):
+        sc = results.get(f"scores/{r['target']}", {}).get("blocks", {}).get(str(r["block_size"]))
+        if sc is None:
+            continue
+        points.append({"target": r["target"], "block_size": r["block_size"], "gain": r["gain"],
+                       "speed_gain": _nan(r["P-T_speed_mean_acc_k"]) - _nan(r["RI-T_speed_mean_acc_k"]),
+                       **{k: sc[k] for k in ("leep", "logme", "h_score", "mmd2_rbf")}})
+    corr = {}
+    for score in ("leep", "logme", "h_score", "mmd2_rbf"):
+        sign = -1.0 if score == "mmd2_rbf" else 1.0  # a smaller distance should mean more transfer
+        for fig in ("gain", "speed_gain"):
+            corr[f"{score}/{fig}"] = rank_correlation([sign * _nan(p[score]) for p in points],
+                                                      [_nan(p[fig]) for p in points], seed=job.params["seed"])
+    return {"points": points, "correlations": corr,
+            "note": "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement"}
+
+
+def _nan(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+register(AnalysisSpec("transfer", "test accuracy and optimisation speed per target, block size and arm", 1,
+                      _transfer_jobs, _transfer_run))
+register(AnalysisSpec("mistakes", "common and uncommon mistakes of every pair", 1,
+                      _pairs_jobs("mistakes", (PT_PT, RIT_RIT, PT_RIT)), _mistakes_run))
+register(AnalysisSpec("cka", "linear CKA per layer of every pair within an arm, and P against P-T", 1,
+                      _pairs_jobs("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), _cka_run))
+register(AnalysisSpec("distance", "l2 parameter distance of every pair within an arm and of each model to its start",
+                      1, _pairs_jobs("distance", (PT_PT, RIT_RIT, PT_P, RIT_RI)), _distance_run))
+register(AnalysisSpec("barrier", "interpolation curves and barriers of every pair, and from P to P-T", 1,
+                      _pairs_jobs("barrier", (PT_PT, RIT_RIT, PT_RIT), with_p=True, settings=("barrier_points",)),
+                      _barrier_run))
+register(AnalysisSpec("criticality", "module criticality and rewinding curves of every P-T and RI-T model", 1,
+                      _per_model_jobs("criticality", "criticality"), _criticality_run))
+register(AnalysisSpec("basin", "P-T from earlier pre-training checkpoints against P-T from the final one", 1,
+                      _basin_jobs, _basin_run))
+register(AnalysisSpec("flatness", "top Hessian eigenvalue and loss under perturbations, every model", 1,
+                      _per_model_jobs("flatness", "flatness"), _flatness_run, group="liu"))
+register(AnalysisSpec("deviation", "relative weight deviation per module along training, every model", 1,
+                      _per_model_jobs("deviation", "none"), _deviation_run, group="liu"))
+register(AnalysisSpec("stability", "loss and gradient change along a gradient step along training, every model", 1,
+                      _per_model_jobs("stability", "stability"), _stability_run, group="liu"))
+register(AnalysisSpec("principal", "the initial gradient's energy on the top singular directions, every model", 1,
+                      _per_model_jobs("principal", "principal"), _principal_run, group="liu"))
+register(AnalysisSpec("scores", "LEEP, LogME, H-score and source-target MMD from P, per target and block size", 1,
+                      _scores_jobs, _scores_run, group="liu"))
+register(AnalysisSpec("relate", "rank correlations of the scores with the measured gains", 1, _relate_jobs,
+                      _relate_run, group="liu"))
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+def job_key(ctx: Context, spec: AnalysisSpec, job: Job) -> str:
+    """The cache key: the spec's name and version, the job's parameters and the content of every run it reads."""
+    store = ctx.store
+    contents = {rid: store.artefact_hashes(rid) for rid in job.runs}
+    h = hashlib.sha256(json.dumps({"cache": CACHE_VERSION, "name": spec.name, "version": spec.version,
+                                   "target": job.target, "params": job.params, "inputs": contents},
+                                  sort_keys=True, default=str).encode())
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in job.target)
+    return f"{spec.name}-{safe}-{h.hexdigest()[:12]}"
+
+
+def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, show_progress: bool = True,
+            device: str = "cpu") -> AnalysisRun:
+    """Compute every missing analysis of the study in ``store``; return all results (cached or new).
+
+    ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``)."""
+    from tqdm.auto import tqdm
+
+    settings = settings or plan.config.analysis
+    ctx = Context(resolve(plan, store), store.root, settings, device)
+    out = AnalysisRun()
+    adir = store.root / "analyses"
+    specs = [s for s in SPECS.values() if s.group == "neyshabur" or s.group in settings.groups]
+    todo = [(s, j) for s in specs for j in s.jobs(ctx, out.missing)]
+    bar = tqdm(total=len(todo), desc="analyses", disable=not show_progress, leave=False)
+    for spec, job in todo:
+        bar.update(1)
+        name = f"{spec.name}/{job.target}"
+        key = job_key(ctx, spec, job)
         path = adir / f"{key}.json"
         if path.is_file():
-            out.cached.append(key)
-            out.results[f"{name}/{target}"] = json.loads(path.read_text())["result"]
-            continue
+            try:
+                out.results[name] = json.loads(path.read_text())["result"]
+                out.cached.append(key)
+                out.files[name] = path.name
+                continue
+            except (json.JSONDecodeError, KeyError) as e:
+                log.warning("%s: unreadable (%s); computing it again", path, e)
         t0 = time.perf_counter()
         try:
-            result = fn()
+            result = spec.run(ctx, job, out.results)
         except Exception as e:  # one analysis failing must not lose the others
-            log.warning("analysis %s on %s failed: %s", name, target, e, exc_info=True)
-            out.missing[f"{name}-{target}"] = f"failed: {type(e).__name__}: {e}"
+            log.warning("analysis %s on %s failed: %s", spec.name, job.target, e, exc_info=True)
+            out.missing[f"{spec.name}-{job.target}"] = f"failed: {type(e).__name__}: {e}"
             continue
         seconds = time.perf_counter() - t0
-        out.seconds[f"{name}/{target}"] = seconds
-        atomic_write_text(path, dumps({"analysis": name, "target": target, "args": args, "runs": ids, "seconds": seconds,
+        out.seconds[name] = seconds
+        atomic_write_text(path, dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
+                                       "runs": list(job.runs), "params": job.params, "seconds": seconds,
                                        "result": result}))
         out.computed.append(key)
-        out.results[f"{name}/{target}"] = json.loads(dumps(result))
-    for name, target, args, ids, _fn in jobs:
-        if f"{name}/{target}" in out.results:
-            out.files[f"{name}/{target}"] = f"{_key(name, target, args, ids)}.json"
+        out.results[name] = json.loads(dumps(result))
+        out.files[name] = path.name
+    bar.close()
     try:
-        images = _write_images(plan, store, out.results)
+        images = _write_images(ctx.plan, store, out.results)
     except Exception as e:  # the report then says the images are missing; the results stay usable
         log.warning("images for the report failed: %s", e, exc_info=True)
         out.missing["images"] = f"failed: {type(e).__name__}: {e}"
@@ -257,15 +569,18 @@ def _write_images(plan: Plan, store: Store, results: dict[str, dict], per_row: i
     out = {}
     for role, d in [("source", cfg.source)] + [("target", t) for t in cfg.targets]:
         name = d.display
-        pair = results.get(f"mistakes/{name}", {}).get("P-T/RI-T")
+        pair = next((p["result"] for p in results.get(f"mistakes/{name}", {}).get("pairs", []) if p["kind"] == PT_RIT),
+                    None)
         pair_hash = hashlib.sha256(json.dumps(pair, sort_keys=True).encode()).hexdigest()
         key = _key("images", name, {"per_row": per_row, "role": role, "blocks": cfg.block_sizes,
-                                    "domain": to_dict(d), "data": to_dict(cfg.data)}, [pair_hash])
+                                    "domain": to_dict(d), "data": to_dict(cfg.data), "pair": pair_hash})
         path = store.root / "analyses" / f"{key}.npz"
         out[name] = path.name
         if path.is_file():
             continue
-        data = _domain(d, cfg.data)
+        from .runner import _domain as load
+
+        data = load(d, cfg.data)
         y = data.train.y.numpy()
         first = [int(np.flatnonzero(y == c)[0]) for c in range(data.num_classes) if (y == c).any()][:per_row]
         arrays = {"classes": np.asarray(data.classes, dtype=str), "sample_labels": y[first]}
@@ -286,334 +601,151 @@ def _write_images(plan: Plan, store: Store, results: dict[str, dict], per_row: i
     return out
 
 
-# ------------------------------------------------------------------------------------------------ claims
 
-def _nan(x) -> float:
-    return float("nan") if x is None else float(x)
+def _key(name: str, target: str, args: dict) -> str:
+    h = hashlib.sha256(json.dumps({"name": name, "args": args}, sort_keys=True, default=str).encode())
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in target)
+    return f"{name}-{safe}-{h.hexdigest()[:10]}"
 
+# ------------------------------------------------------------------------------------------------ evidence and claims
 
-def verdict(flags: list[bool]) -> str:
-    """``holds`` if every measured case agrees, ``does not hold`` if none does, ``partly`` between; ``not measured``."""
-    if not flags:
-        return "not measured"
-    return "holds" if all(flags) else "does not hold" if not any(flags) else "partly"
-
-
-def _claim(claim: int | str, text: str, flags: list[bool], figures: list[str]) -> dict:
-    return {"claim": claim, "text": text, "figures": "; ".join(figures), "verdict": verdict(flags)}
+def _pairs(res: dict | None, kind: str, value: Callable[[dict], float]) -> PerPair:
+    rows = [p for p in (res or {}).get("pairs", []) if p["kind"] == kind]
+    return PerPair({(int(p["seeds"][0]), int(p["seeds"][1])): _nan(value(p["result"])) for p in rows})
 
 
-def judge_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
-    """One entry per claim 1-9 of Neyshabur et al.: the figures behind it and a verdict from them.
+def _models(res: dict | None, arm: str, value: Callable[[dict], float]) -> PerSeed:
+    return PerSeed({int(m["seed"]): _nan(value(m["result"])) for m in (res or {}).get("models", []) if m["arm"] == arm})
 
-    Verdicts: ``holds``, ``does not hold``, ``partly`` (holds on some targets only) or ``not measured``.
-    """
+
+def _body(names: list[str]) -> list[int]:
+    return [i for i, n in enumerate(names) if not n.startswith("head")]
+
+
+def _mean_body(values: list, names: list[str]) -> float:
+    v = [_nan(values[i]) for i in _body(names)]
+    v = [x for x in v if math.isfinite(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+def _target_distances(plan: Plan, results: dict[str, dict]) -> dict[str, tuple[float, str]]:
+    """Distance of each target from the source: declared in the config (``distance`` of every target), else
+    measured: the MMD^2 between P's features of source and target images, unshuffled."""
+    cfg = plan.config
+    declared = {t.display: t.distance for t in cfg.targets if getattr(t, "distance", -1.0) >= 0}
+    if declared and len(declared) == len(cfg.targets):
+        return {t: (d, "declared in the study config (targets.distance)") for t, d in declared.items()}
+    full = str(cfg.data.image_size)
+    out = {}
+    for t in cfg.targets:
+        sc = results.get(f"scores/{t.display}", {}).get("blocks", {}).get(full)
+        if sc is not None and sc.get("mmd2_rbf") is not None:
+            out[t.display] = (float(sc["mmd2_rbf"]), "measured: MMD^2 (RBF) between P's features of source and "
+                                                     "target images, unshuffled")
+    return out
+
+
+def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
+    """The typed evidence of every claim, from the analysis results (cached or new) of a study."""
     cfg = plan.config
     full = cfg.data.image_size
-    targets = [t.display for t in cfg.targets]
     rows = results.get("transfer/all", {}).get("rows", [])
-    cell = {(r["target"], r["block_size"]): r for r in rows}
-    blocks = sorted({r["block_size"] for r in rows}, reverse=True)
-    small = blocks[-1] if blocks else None
-    claims = []
-
-    # 1
-    gains = [(t, _nan(cell[(t, full)]["gain"])) for t in targets if (t, full) in cell]
-    ok = [g > 0 for _, g in gains if math.isfinite(g)]
-    order = [g for _, g in gains]
-    ordered = all(a >= b for a, b in zip(order, order[1:], strict=False))
-    v1 = verdict(ok)
-    if v1 == "holds" and not ordered:
-        v1 = "partly"  # P-T wins everywhere, but not most on the nearest targets
-    claims.append({"claim": 1, "text": "P-T beats RI-T on every target, most on the most similar",
-                   "figures": "; ".join(f"{t}: gain {g:+.3f}" for t, g in gains) + f"; gains ordered by distance: {ordered}",
-                   "verdict": v1})
-    # 2
-    f2, txt = [], []
-    for t in targets:
-        if (t, full) in cell and small is not None and (t, small) in cell and small != full:
-            a, b = cell[(t, full)], cell[(t, small)]
-            drop = b["P-T_acc_mean"] < a["P-T_acc_mean"] and b["RI-T_acc_mean"] < a["RI-T_acc_mean"]
-            shrink = b["gain"] < a["gain"]
-            f2.append(drop and shrink)
-            txt.append(f"{t}: P-T {a['P-T_acc_mean']:.3f}->{b['P-T_acc_mean']:.3f}, RI-T {a['RI-T_acc_mean']:.3f}->"
-                       f"{b['RI-T_acc_mean']:.3f}, gain {a['gain']:+.3f}->{b['gain']:+.3f} (block {full}->{small})")
-    claims.append(_claim(2, "shuffling lowers both; P-T's gain shrinks with the block size", f2, txt))
-    # 3
-    f3, txt = [], []
-    for t in targets:
-        if small is not None and (t, small) in cell:
-            c = cell[(t, small)]
-            f3.append(c["P-T_speed_mean_acc_k"] > c["RI-T_speed_mean_acc_k"])
-            txt.append(f"{t} (block {small}): mean train acc over first {cfg.finetune.speed_epochs} epochs "
-                       f"P-T {c['P-T_speed_mean_acc_k']:.3f} vs RI-T {c['RI-T_speed_mean_acc_k']:.3f}")
-    claims.append(_claim(3, "at the smallest blocks P-T still trains faster", f3, txt))
-    # 4
-    f4, txt = [], []
-    for t in targets:
-        m = results.get(f"mistakes/{t}")
-        if m:
-            a, b = m["P-T/P-T"], m["RI-T/RI-T"]
-            f4.append(a["uncommon"] < b["uncommon"])
-            txt.append(f"{t}: common/uncommon P-T pair {a['common']}/{a['uncommon']}, RI-T pair {b['common']}/{b['uncommon']}")
-    claims.append(_claim(4, "two P-T models make fewer different mistakes than two RI-T models", f4, txt))
-    # 5
-    f5, txt = [], []
-    for t in targets:
-        c = results.get(f"cka/{t}")
-        if c:
-            a, b = np.array([_nan(v) for v in c["P-T/P-T"]["full"]]), np.array([_nan(v) for v in c["RI-T/RI-T"]["full"]])
-            layers = c["P-T/P-T"]["layers"]
-            f5.append(bool(np.all(a[:-1] > b[:-1])))
-            diff = a - b
-            per_layer = ", ".join(f"{n} {d:+.2f}" for n, d in zip(layers, diff, strict=True))
-            txt.append(f"{t}: CKA P-T pair - RI-T pair per layer {per_layer}")
-    claims.append(_claim(5, "P-T pairs are more similar in feature space (CKA) at every layer", f5, txt))
-    # 6
-    f6, txt = [], []
-    for t in targets:
-        d = results.get(f"distance/{t}")
-        if d:
-            v = {k: d[k]["total"] for k in ("P-T/P-T", "RI-T/RI-T", "P-T/P", "RI-T/RI")}
-            f6.append(v["P-T/P-T"] < v["RI-T/RI-T"] and v["P-T/P"] < v["RI-T/RI"])
-            txt.append(f"{t}: " + ", ".join(f"{k} {x:.2f}" for k, x in v.items()))
-    claims.append(_claim(6, "P-T models are close to each other and to P; RI-T models are far", f6, txt))
-    # 7
-    f7, txt = [], []
-    for t in targets:
-        b = results.get(f"barrier/{t}")
+    dist = _target_distances(plan, results)
+    targets = []
+    for t in cfg.targets:
+        name = t.display
+        acc, speed = {}, {}
+        for r in rows:
+            if r["target"] != name:
+                continue
+            for arm in (PT, RIT):
+                per = r.get(f"{arm}_per_seed", [])
+                acc[(arm, r["block_size"])] = PerSeed({int(s["seed"]): _nan(s["test_acc"]) for s in per})
+                speed[(arm, r["block_size"])] = PerSeed({int(s["seed"]): _nan(s["speed_mean_acc_k"]) for s in per})
+        mis, cka, dst, bar = (results.get(f"{k}/{name}") for k in ("mistakes", "cka", "distance", "barrier"))
+        layers = next((p["result"]["layers"] for p in (cka or {}).get("pairs", []) if p["kind"] == PT_PT), [])
+        crit = results.get(f"criticality/{name}")
+        modules: list[str] = []
+        per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
+        for m in (crit or {}).get("models", []):
+            names = m["result"]["modules"]
+            modules = [names[i] for i in _body(names)]
+            per_crit.setdefault(m["arm"], {})[int(m["seed"])] = tuple(_nan(m["result"]["criticality"][i])
+                                                                      for i in _body(names))
+        basin, final_e = {}, math.nan
+        b = results.get(f"basin/{name}")
         if b:
-            v = {k: b[k]["barrier_error"] for k in ("P-T/P-T", "RI-T/RI-T", "P-T/RI-T")}
-            f7.append(v["P-T/P-T"] <= 0.01 and v["RI-T/RI-T"] > v["P-T/P-T"] and v["P-T/RI-T"] > v["P-T/P-T"])
-            txt.append(f"{t}: error barrier " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
-    claims.append(_claim(7, "no barrier between two P-T models (<= 0.01 error); barriers for RI-T pairs", f7, txt))
-    # 8
-    f8, txt = [], []
-    for t in targets:
-        c = results.get(f"criticality/{t}")
-        if c:
-            crit = [x if x is not None else math.inf for x in c["P-T"]["criticality"]]
-            mods = c["P-T"]["modules"]
-            body = [(m, x) for m, x in zip(mods, crit, strict=True) if m != "head"]
-            half = len(body) // 2
-            low = np.mean([min(x, 1e12) for _, x in body[:half]]) if half else math.nan
-            high = np.mean([min(x, 1e12) for _, x in body[half:]]) if half else math.nan
-            f8.append(bool(low < high))
-            txt.append(f"{t}: P-T criticality " + ", ".join(f"{m} {x:.3g}" for m, x in body))
-    claims.append(_claim(8, "lower modules are less critical than higher ones (P-T)", f8, txt))
-    # 9
-    f9, txt = [], []
-    for t in targets:
-        b = results.get(f"basin/{t}")
-        if b:
-            rows9 = b["rows"]
-            final_e = max(r["checkpoint"] for r in rows9)
-            final_acc = np.mean([r["test_acc"] for r in rows9 if r["checkpoint"] == final_e])
-            per = {}
-            for r in rows9:
-                per.setdefault(r["checkpoint"], []).append(r)
-            parts = []
-            for e in sorted(per):
-                acc = np.mean([r["test_acc"] for r in per[e]])
-                bar = np.mean([_nan(r["barrier_error"]) for r in per[e]])
-                parts.append(f"ckpt {e:g}: acc {acc:.3f}, barrier {bar:.3f}")
-            earlier = [e for e in per if e < final_e]
-            f9.append(any(abs(np.mean([r["test_acc"] for r in per[e]]) - final_acc) <= 0.01 for e in earlier))
-            txt.append(f"{t}: " + "; ".join(parts))
-    claims.append(_claim(9, "fine-tuning from an earlier checkpoint can match the final one (within 0.01)", f9, txt))
-    return claims
+            final_e = float(b.get("final_checkpoint", max(r["checkpoint"] for r in b["rows"])))
+            for r in b["rows"]:
+                basin.setdefault(float(r["checkpoint"]), {})[int(r["seed"])] = _nan(r["test_acc"])
+        flat, dev, stab, pg = (results.get(f"{k}/{name}") for k in ("flatness", "deviation", "stability", "principal"))
+        d, how = dist.get(name, (math.nan, ""))
+        targets.append(TargetEvidence(
+            name, num_classes=0, distance=d, distance_source=how, accuracy=acc, speed=speed,
+            uncommon={k: _pairs(mis, k, lambda r: r["uncommon"] / r["n"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
+            common={k: _pairs(mis, k, lambda r: r["common"] / r["n"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
+            cka_layers=tuple(layers),
+            cka={k: tuple(_pairs(cka, k, lambda r, i=i: r["full"][i]) for i in range(len(layers)))
+                 for k in (PT_PT, RIT_RIT)},
+            param_distance={k: _pairs(dst, k, lambda r: r["total"]) for k in (PT_PT, RIT_RIT)},
+            start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
+            barrier={k: _pairs(bar, k, lambda r: r["barrier_error"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
+            criticality_modules=tuple(modules), criticality=per_crit,
+            basin={e: PerSeed(v) for e, v in basin.items()}, basin_final=final_e,
+            top_eigenvalue={a: _models(flat, a, lambda r: r["top_eigenvalue"]) for a in (PT, RIT)},
+            deviation={a: _models(dev, a, lambda r: _mean_body(r["deviation"][-1], r["modules"])
+                                  if r["deviation"] else math.nan) for a in (PT, RIT)},
+            grad_lipschitz={a: _models(stab, a, lambda r: float(np.nanmean([_nan(v) for p in r["points"]
+                                                                            for v in p["grad_lipschitz"]])))
+                            for a in (PT, RIT)},
+            principal={a: _models(pg, a, lambda r: _mean_body([f[0] for f in r["fraction"]], r["weights"]))
+                       for a in (PT, RIT)}))
+    cells = []
+    for r in rows:
+        sc = results.get(f"scores/{r['target']}", {}).get("blocks", {}).get(str(r["block_size"]))
+        if sc is None or r["gain"] is None:
+            continue
+        cells.append(ScoreCell(r["target"], r["block_size"], _nan(r["gain"]),
+                               {INPUT_SCORE: -_nan(sc["mmd2_rbf"]), LABEL_SCORE: _nan(sc["leep"]),
+                                "logme": _nan(sc["logme"]), "h_score": _nan(sc["h_score"])}))
+    p = plan.pretrain()
+    return Evidence(tuple(targets), full, tuple(sorted(cfg.block_sizes, reverse=True)), cfg.finetune.speed_epochs,
+                    tuple(cells), conditional_on=f"one pre-trained model P ({cfg.source.display}, pre-training seed "
+                                                 f"{cfg.pretrain_seed}, run {p.run_id}); P-T and RI-T seeds "
+                                                 f"{', '.join(map(str, cfg.seeds))}")
 
 
-def judge_liu_claims(plan: Plan, results: dict[str, dict]) -> list[dict]:
-    """Claims L1-L5 of Liu et al. (SCIENCE.md), each with the figures behind it and a verdict from them."""
-    targets = [t.display for t in plan.config.targets]
-
-    claims = []
-    # L1: flatter minima (top eigenvalue, loss increase at the largest r) and small relative deviation
-    f, txt = [], []
-    for t in targets:
-        fl, dv = results.get(f"flatness/{t}"), results.get(f"deviation/{t}")
-        if fl:
-            ep, er = _nan(fl["P-T"]["top_eigenvalue"]), _nan(fl["RI-T"]["top_eigenvalue"])
-            ip, ir = _nan(fl["P-T"]["loss_increase"][-1]), _nan(fl["RI-T"]["loss_increase"][-1])
-            f.append(ep < er)
-            txt.append(f"{t}: top Hessian eigenvalue P-T {ep:.3g} vs RI-T {er:.3g}; loss increase at r = "
-                       f"{fl['P-T']['radii'][-1]:g}: {ip:.3g} vs {ir:.3g}")
-        if dv:
-            dp = [_nan(x) for x in dv["P-T"]["mean"][-1]]
-            dr = [_nan(x) for x in dv["RI-T"]["mean"][-1]]
-            body = [(m, a, b) for m, a, b in zip(dv["P-T"]["modules"], dp, dr, strict=False) if m != "head"]
-            f.append(all(a < b for _, a, b in body))
-            txt.append(f"{t}: final relative deviation P-T/RI-T " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in body))
-    claims.append(_claim("L1", "fine-tuned models sit in flatter minima and stay close to the pre-trained weights", f, txt))
-    # L2: the gradient is more Lipschitz (smaller change of gradient per unit step) along training, for P-T
-    f, txt = [], []
-    for t in targets:
-        st = results.get(f"stability/{t}")
-        if st:
-            def beta(rows):
-                return [float(np.nanmean([_nan(v) for v in r["grad_lipschitz"]])) for r in rows]
-            bp, br = beta(st["P-T"]), beta(st["RI-T"])
-            f.append(float(np.mean(bp)) < float(np.mean(br)))
-            txt.append(f"{t}: gradient Lipschitz constant along training P-T " + "/".join(f"{x:.3g}" for x in bp)
-                       + " vs RI-T " + "/".join(f"{x:.3g}" for x in br))
-    claims.append(_claim("L2", "pre-trained weights make the gradient more Lipschitz along training", f, txt))
-    # L3: the gradient's energy on the top singular direction is smaller with pre-trained weights
-    f, txt = [], []
-    for t in targets:
-        pg = results.get(f"principal/{t}")
-        if pg:
-            body = [i for i, n in enumerate(pg["P-T"]["weights"]) if not n.startswith("head")]
-            fp = float(np.mean([_nan(pg["P-T"]["fraction"][i][0]) for i in body]))
-            fr = float(np.mean([_nan(pg["RI-T"]["fraction"][i][0]) for i in body]))
-            f.append(fp < fr)
-            txt.append(f"{t}: mean fraction of gradient energy on the top singular direction (body weights) "
-                       f"pre-trained {fp:.3f} vs random {fr:.3f}")
-    claims.append(_claim("L3", "pre-trained weights suppress the gradient's principal component", f, txt))
-    # L4: similarity of inputs and labels predicts transferability: rank correlations with the gain
-    rel = results.get("relate/all")
-    f, txt = [], []
-    if rel:
-        for key, c in rel["correlations"].items():
-            if key.endswith("/gain") and c["rho"] is not None and math.isfinite(_nan(c["rho"])):
-                lo = _nan(c["low"])
-                f.append(lo > 0)
-                txt.append(f"{key.split('/')[0]}: rho {c['rho']:+.2f} [{lo:+.2f}, {_nan(c['high']):+.2f}] (n = {c['n']})")
-    claims.append(_claim("L4", "transferability follows the similarity of inputs and labels (scores from P "
-                   "against the measured gain, Spearman rho with a 90% bootstrap interval)", f, txt))
-    # L5: the gain first rises and then falls along pre-training
-    f, txt = [], []
-    by_target = checkpoint_gains(results)
-    for t in targets:
-        gains = by_target.get(t)
-        if gains:
-            peak = max(range(len(gains)), key=lambda i: gains[i][1])
-            f.append(0 < peak < len(gains) - 1)
-            txt.append(f"{t}: gain over RI-T by checkpoint " + ", ".join(f"{e:g}: {g:+.3f}" for e, g in gains))
-    claims.append(_claim("L5", "transferability first rises and then falls along pre-training", f, txt))
-    return claims
+def _pairs_as_seeds(res: dict | None, kind: str) -> PerSeed:
+    """A model-to-its-start distance (a 'pair' of one run with its own init) as a per-seed value."""
+    return PerSeed({int(p["seeds"][0]): _nan(p["result"]["total"]) for p in (res or {}).get("pairs", [])
+                    if p["kind"] == kind})
 
 
-def format_claims(claims: list[dict]) -> str:
+def verdicts(plan: Plan, results: dict[str, dict]) -> list[Verdict]:
+    """The verdict of every claim (N1-N9, L1-L5) on a study's analysis results."""
+    return judge(gather_evidence(plan, results))
+
+
+def format_verdicts(vs: list[Verdict]) -> str:
     lines = []
-    for c in claims:
-        lines.append(f"claim {c['claim']}: {c['text']}\n  -> {c['verdict'].upper()}: {c['figures'] or 'no figures'}")
+    for v in vs:
+        lines.append(f"claim {v.claim}: {v.statement}\n  -> {v.outcome.upper()}. {v.why}")
+        for t in v.targets:
+            for e in t.effects:
+                lines.append(f"     {t.target}: {e.name} = {e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}] "
+                             f"(claim: {e.claim_side}; n = {e.n} {e.counted}) -> {e.outcome}")
+            if not t.effects:
+                lines.append(f"     {t.target}: not measured: {t.why}")
+    if vs and vs[0].conditional_on:
+        lines.append(f"every verdict is conditional on {vs[0].conditional_on}")
     return "\n".join(lines)
 
 
-def write_claims(store: Store, claims: list[dict]) -> Path:
+def write_claims(store: Store, vs: list[Verdict]) -> Path:
     path = store.root / "analyses" / "claims.json"
-    atomic_write_text(path, dumps(claims))
+    from ..claims import stats
+
+    atomic_write_text(path, dumps({"rule": {"level": stats.LEVEL, "min_seeds": stats.MIN_SEEDS,
+                                            "correction": "Holm over claims x targets x effects, before 'does not hold'"},
+                                   "verdicts": [v.to_dict() for v in vs]}))
     return path
-
-
-def _liu_jobs(plan: Plan, store: Store, settings: AnalysisConfig, jobs: list, out: AnalysisRun, p_spec: RunSpec,
-              p_done: bool) -> None:
-    """The analyses of Liu et al. (2019), appended to ``jobs`` (same caching as the others)."""
-    from ..analyses.flatness import flatness
-    from ..analyses.gradients import gradient_stability, principal_gradient
-    from ..analyses.transferability import rank_correlation, transferability_scores
-
-    cfg = plan.config
-    full = cfg.data.image_size
-    score_keys: list[str] = []
-    for t in cfg.targets:
-        name = t.display
-        pt = _runs(plan, store, name, full, "P-T")
-        ri = _runs(plan, store, name, full, "RI-T")
-        if not pt or not ri:
-            out.missing[f"liu-{name}"] = f"needs a finished P-T and RI-T run at block {full}"
-            continue
-        a, b = pt[0], ri[0]
-        ids = [a.run_id, b.run_id]
-
-        def do_flat(a=a, b=b, t=t):
-            data = _domain(t, cfg.data)
-            return {arm: flatness(load_run_model(store, s), data.train, n_examples=settings.flatness_examples,
-                                  iters=settings.flatness_iters, tol=settings.flatness_tol, radii=settings.flatness_radii,
-                                  samples=settings.flatness_samples, seed=settings.seed).to_dict()
-                    for arm, s in (("P-T", a), ("RI-T", b))}
-
-        jobs.append(("flatness", name, {k: getattr(settings, k) for k in settings.__dataclass_fields__
-                                        if k.startswith("flatness")} | {"seed": settings.seed, "sample": "balanced"},
-                     ids, do_flat))
-
-        def do_deviation(pt=pt, ri=ri):
-            res = {}
-            for arm, specs in (("P-T", pt), ("RI-T", ri)):
-                hs = [store.read_json(s.run_id, "history.json") for s in specs]
-                modules = list(hs[0]["deviation"][0]) if hs[0]["deviation"] else []
-                per = np.array([[[d.get(m, np.nan) for m in modules] for d in h["deviation"]] for h in hs], dtype=float)
-                res[arm] = {"epochs": hs[0]["epoch"], "modules": modules, "seeds": len(hs),
-                            "mean": np.nanmean(per, 0).tolist(), "std": np.nanstd(per, 0).tolist()}
-            return res
-
-        jobs.append(("deviation", name, {}, [s.run_id for s in pt + ri], do_deviation))
-
-        def do_stability(a=a, b=b, t=t):
-            data = _domain(t, cfg.data)
-            res = {}
-            for arm, s in (("P-T", a), ("RI-T", b)):
-                points = [(0.0, "init")] + [(float(e), f"epoch_{e:g}") for e in s.train.checkpoint_epochs] \
-                    + [(float(s.train.epochs), "weights")]
-                rows = []
-                for e, which in points:
-                    r = gradient_stability(load_run_model(store, s, which), data.train, lr=s.train.lr,
-                                           ks=settings.stability_ks, n_examples=settings.stability_examples)
-                    rows.append({"epoch": e, **r.to_dict()})
-                res[arm] = rows
-            return res
-
-        jobs.append(("stability", name, {"ks": settings.stability_ks, "n": settings.stability_examples,
-                                         "sample": "balanced"}, ids, do_stability))
-
-        def do_principal(a=a, b=b, t=t):
-            data = _domain(t, cfg.data)
-            return {arm: principal_gradient(load_run_model(store, s, "init"), data.train, top_k=settings.principal_top_k,
-                                            n_examples=settings.principal_examples).to_dict()
-                    for arm, s in (("P-T", a), ("RI-T", b))}
-
-        jobs.append(("principal", name, {"k": settings.principal_top_k, "n": settings.principal_examples,
-                                         "sample": "balanced"}, ids, do_principal))
-
-        if p_done:
-            def do_scores(t=t):
-                data = _domain(t, cfg.data)
-                # balanced over the source classes (splits are stored class by class)
-                src = _domain(cfg.source, cfg.data).test.sample(settings.scores_source_examples, settings.seed).x
-                model = load_run_model(store, p_spec)
-                res = {}
-                for blk in cfg.block_sizes:
-                    d = data.shuffled(blk, cfg.data.shuffle_seed) if blk != full else data
-                    res[str(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer="pool",
-                                                           n_classes=data.num_classes, seed=settings.seed).to_dict()
-                return res
-
-            scores_args = {"n_source": settings.scores_source_examples, "blocks": cfg.block_sizes, "seed": settings.seed,
-                           "target": to_dict(t), "source": to_dict(cfg.source), "data": to_dict(cfg.data), "v": 2}
-            score_keys.append(_key("scores", name, scores_args, [p_spec.run_id]))
-            jobs.append(("scores", name, scores_args, [p_spec.run_id], do_scores))
-
-    if p_done:
-        def do_relate():
-            rows = out.results.get("transfer/all", {}).get("rows", [])
-            points = []
-            for r in rows:
-                sc = out.results.get(f"scores/{r['target']}", {}).get(str(r["block_size"]))
-                if sc is None:
-                    continue
-                points.append({"target": r["target"], "block_size": r["block_size"], "gain": r["gain"],
-                               "speed_gain": _nan(r["P-T_speed_mean_acc_k"]) - _nan(r["RI-T_speed_mean_acc_k"]),
-                               **{k: sc[k] for k in ("leep", "logme", "h_score", "mmd2_rbf")}})
-            corr = {}
-            for score in ("leep", "logme", "h_score", "mmd2_rbf"):
-                sign = -1.0 if score == "mmd2_rbf" else 1.0  # a smaller distance should mean more transfer
-                for fig in ("gain", "speed_gain"):
-                    corr[f"{score}/{fig}"] = rank_correlation([sign * _nan(p[score]) for p in points],
-                                                              [_nan(p[fig]) for p in points], seed=settings.seed)
-            return {"points": points, "correlations": corr,
-                    "note": "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement"}
-
-        # keyed by its real inputs: the scores results (their keys) and the finished runs behind the gains
-        jobs.append(("relate", "all", {"scores": score_keys, "seed": settings.seed, "v": 2},
-                     [r.run_id for r in plan.runs if store.run_status(r.run_id) == RUN_DONE], do_relate))

@@ -63,6 +63,7 @@ class RunSpec:
         are display labels and cache paths."""
         d = to_dict(self, skip_defaults=True)
         d["domain"].pop("label", None)
+        d["domain"].pop("distance", None)  # a declared distance to the source only orders targets for the claims
         d["data"].pop("cache_dir", None)
         return d
 

@@ -1,0 +1,65 @@
+"""Two studies' verdicts side by side, and every contradiction between them (holds in one, does not hold in the other)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Verdict
+from .stats import FAILS, HOLDS, NOT_MEASURED
+
+__all__ = ["Row", "compare_verdicts", "load_verdicts", "format_comparison"]
+
+
+@dataclass(frozen=True)
+class Row:
+    claim: str
+    target: str
+    """A target's name, or ``""`` for the claim's overall outcome."""
+    a: str
+    b: str
+
+    @property
+    def contradiction(self) -> bool:
+        return {self.a, self.b} == {HOLDS, FAILS}
+
+
+def load_verdicts(results: str | Path) -> list[Verdict]:
+    """The verdicts a results folder holds (``analyses/claims.json``, written by ``transferscope analyze``)."""
+    path = Path(results) / "analyses" / "claims.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
+    try:
+        d = json.loads(path.read_text())
+        return [Verdict.from_dict(v) for v in d["verdicts"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
+                         f"'transferscope analyze {results}' again") from None
+
+
+def compare_verdicts(a: list[Verdict], b: list[Verdict]) -> list[Row]:
+    """One row per claim (overall) and per (claim, target) present in either study, in claim order."""
+    by_a, by_b = {v.claim: v for v in a}, {v.claim: v for v in b}
+    rows = []
+    for claim in list(by_a) + [c for c in by_b if c not in by_a]:
+        va, vb = by_a.get(claim), by_b.get(claim)
+        rows.append(Row(claim, "", va.outcome if va else NOT_MEASURED, vb.outcome if vb else NOT_MEASURED))
+        ta = {t.target: t.outcome for t in va.targets} if va else {}
+        tb = {t.target: t.outcome for t in vb.targets} if vb else {}
+        for t in list(ta) + [t for t in tb if t not in ta]:
+            rows.append(Row(claim, t, ta.get(t, NOT_MEASURED), tb.get(t, NOT_MEASURED)))
+    return rows
+
+
+def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:
+    w = max([len(name_a), len(name_b), 13])
+    lines = [f"{'claim':<6} {'target':<24} {name_a[:w]:<{w}} {name_b[:w]:<{w}}", "-" * (32 + 2 * w)]
+    for r in rows:
+        mark = "  <- CONTRADICTION" if r.contradiction else ""
+        lines.append(f"{r.claim:<6} {(r.target or '(overall)')[:24]:<24} {r.a:<{w}} {r.b:<{w}}{mark}")
+    bad = [r for r in rows if r.contradiction]
+    lines.append("")
+    lines.append(f"{len(bad)} contradiction(s)" + (": " + "; ".join(f"{r.claim} {r.target or 'overall'}" for r in bad)
+                                                    if bad else ""))
+    return "\n".join(lines)
