@@ -392,3 +392,12 @@ def test_verdict_round_trips_through_json():
     e = d["targets"][0]["effects"][0]
     for key in ("name", "unit", "value", "low", "high", "n", "counted", "method", "outcome", "why", "claim_side"):
         assert key in e
+
+
+def test_verdict_with_undefined_intervals_round_trips_through_the_store_json():
+    from transferscope.store import dumps
+
+    v = one("N1", ev(target("a", accuracy=acc(0.8, 0.5, n=1))))   # one seed: no interval (NaN)
+    back = Verdict.from_dict(__import__("json").loads(dumps(v.to_dict())))
+    e = back.effects[0]
+    assert math.isnan(e.low) and math.isnan(e.high) and e.value == pytest.approx(0.3) and back.outcome == INCONCLUSIVE

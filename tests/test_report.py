@@ -73,11 +73,15 @@ def test_report_renders_without_torch(finished_study, tmp_path):
     assert p.returncode == 0, p.stderr
     page = (out / "index.html").read_text()
     for section in ("The study", "Transfer gain", "Block shuffle", "Mistakes", "Feature similarity",
-                    "Performance barrier", "Module criticality", "Pre-training checkpoints", "Claims"):
+                    "Performance barrier", "Module criticality", "Pre-training checkpoints", "Verdicts"):
         assert section in page
+    # the verdicts come first, each effect with its interval, and the forest plot
+    assert page.index('id="claims"') < page.index('id="study"')
+    assert re.search(r"[+-]\d[.\d]*(e-?\d+)? \[[+-]", page) and "conditional on one pre-trained model P" in page
     assert "Missing:" not in page  # the study is complete: every figure is drawn
     pngs = sorted(x.name for x in out.glob("*.png"))
-    for name in ("gain.png", "shuffle.png", "curves.png", "cka.png", "distance.png", "barrier.png", "basin.png"):
+    for name in ("gain.png", "shuffle.png", "curves.png", "cka.png", "distance.png", "barrier.png", "basin.png",
+                 "forest.png"):
         assert name in pngs
     assert any(n.startswith("criticality-") for n in pngs) and any(n.startswith("mistakes-") for n in pngs)
     assert sum(n.startswith("samples-") for n in pngs) == 2  # source and target

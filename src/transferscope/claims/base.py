@@ -101,10 +101,15 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        """The inverse of :meth:`to_dict`, also after JSON, which writes NaN as null."""
         names = {f.name for f in dataclasses.fields(Effect)}
-        targets = tuple(TargetVerdict(t["target"], t["outcome"],
-                                      tuple(Effect(**{k: v for k, v in e.items() if k in names}) for e in t["effects"]),
-                                      t["why"]) for t in d["targets"])
+        floats = {"value", "low", "high", "level", "bound", "margin", "p_against"}
+
+        def effect(e: dict) -> Effect:
+            return Effect(**{k: (math.nan if v is None and k in floats else v) for k, v in e.items() if k in names})
+
+        targets = tuple(TargetVerdict(t["target"], t["outcome"], tuple(effect(e) for e in t["effects"]), t["why"])
+                        for t in d["targets"])
         return cls(d["claim"], d["statement"], d["outcome"], targets, d["why"], d.get("conditional_on", ""))
 
     @property

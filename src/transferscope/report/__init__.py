@@ -19,10 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from ..claims import OUTCOMES, Verdict
+from ..claims import stats as claim_stats
+from ..claims.compare import load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store
 from ..study.plan import make_plan
-from ..study.summary import checkpoint_gains, results_table
+from ..study.summary import checkpoint_gains, flags, results_table
 from ..study.tuning import choices, resolve
 from .template import render_html
 
@@ -87,8 +90,13 @@ class _Reader:
                     d = json.loads(p.read_text())
                     self.results[name] = d["result"]
                     self.analysis_seconds += d.get("seconds", 0.0)
-        cl = adir / "claims.json"
-        self.claims = json.loads(cl.read_text()) if cl.is_file() else None
+        self.claims: list[Verdict] | None = None
+        self.claims_error = ""
+        if (adir / "claims.json").is_file():
+            try:
+                self.claims = load_verdicts(root)
+            except ValueError as e:  # a verdict file of an older version: say so, draw the rest
+                self.claims_error = str(e)
 
     def images(self, domain: str) -> dict[str, np.ndarray] | None:
         if not self.index or domain not in self.index.get("images", {}):
@@ -106,6 +114,28 @@ class _Reader:
     def per_target(self, name: str) -> dict[str, dict]:
         return {t.display: self.results[f"{name}/{t.display}"] for t in self.cfg.targets
                 if f"{name}/{t.display}" in self.results}
+
+    def first_pairs(self, name: str) -> dict[str, dict[str, dict]]:
+        """Per target: pair kind -> the result of its first pair (lowest seeds), for the figures."""
+        out = {}
+        for t, res in self.per_target(name).items():
+            kinds: dict[str, dict] = {}
+            for p in res.get("pairs", []):
+                kinds.setdefault(p["kind"], p["result"])
+            if kinds:
+                out[t] = kinds
+        return out
+
+    def first_models(self, name: str) -> dict[str, dict[str, Any]]:
+        """Per target: arm -> the result of its first seed's model, for the figures."""
+        out = {}
+        for t, res in self.per_target(name).items():
+            arms_: dict[str, Any] = {}
+            for m in sorted(res.get("models", []), key=lambda m: m["seed"]):
+                arms_.setdefault(m["arm"], m["result"])
+            if arms_:
+                out[t] = arms_
+        return out
 
 
 NO_ANALYSES = "no analyses found: run `transferscope analyze` on this folder first"
@@ -236,17 +266,20 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
 
     sec = Section("mistakes", "4. Mistakes",
                   "Common mistakes: test examples both models of a pair get wrong; uncommon: exactly one does. "
-                  "Pairs use the first two seeds, on the unshuffled target.")
+                  "Every pair of distinct seeds within an arm, and every P-T/RI-T pair, on the unshuffled target.")
     res = r.per_target("mistakes")
     if not res:
         sec.missing(r.why_missing("no mistakes results (each needs 2 finished P-T and RI-T runs)"))
         return sec
     rows = []
-    for t, pairs in res.items():
-        for pair, m in pairs.items():
-            rows.append([t, pair, m["n"], f"{m['common']} ({_f(m['common_fraction'])})",
-                         f"{m['uncommon']} ({_f(m['uncommon_fraction'])})"])
-    sec.table(["target", "pair", "test examples", "common mistakes (fraction)", "uncommon mistakes (fraction)"], rows)
+    for t, out_ in res.items():
+        for p in out_.get("pairs", []):
+            m = p["result"]
+            rows.append([t, p["kind"], " / ".join(map(str, p["seeds"])), m["n"],
+                         f"{m['common']} ({_f(m['common'] / m['n'] if m['n'] else None)})",
+                         f"{m['uncommon']} ({_f(m['uncommon'] / m['n'] if m['n'] else None)})"])
+    sec.table(["target", "pair", "seeds", "test examples", "common mistakes (fraction)", "uncommon mistakes (fraction)"],
+              rows)
     for t in res:
         imgs = r.images(t)
         if imgs is None or "pt_right_ri_wrong_x" not in imgs:
@@ -258,7 +291,7 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
             caps = [f"#{int(i)} {classes[int(y)]}" for i, y in zip(imgs[f"{key}_index"], imgs[f"{key}_y"], strict=True)]
             rows_img.append((label, imgs[f"{key}_x"], caps))
         f = image_grid(out / f"mistakes-{_safe(t)}.png", rows_img, f"{t}: test images one arm gets right and the other wrong")
-        sec.figure(f.name, f"{t}: up to 16 test images per row (seed-0 P-T against seed-0 RI-T), captioned with the test "
+        sec.figure(f.name, f"{t}: up to 16 test images per row (first P-T against first RI-T seed), captioned with the test "
                    "index and the true class")
     return sec
 
@@ -269,20 +302,22 @@ def _similarity_section(r: _Reader, out: Path) -> Section:
     sec = Section("similarity", "5. Feature similarity and parameter distance",
                   "Linear CKA between the same layer of two models on the test images (1: the same features up to "
                   "rotation and scale), and the l2 distance between their parameters.")
-    cka = r.per_target("cka")
+    cka = r.first_pairs("cka")
     if cka:
         f = cka_lines(out / "cka.png", cka)
         sec.figure(f.name, "linear CKA per layer and pair (one pair of seeds each; solid: full data, dashed: unbiased "
                    "minibatch estimator)")
     else:
         sec.missing("CKA: " + r.why_missing("no results (needs 2 finished P-T and RI-T runs)"))
-    dist = r.per_target("distance")
+    dist = r.first_pairs("distance")
     if dist:
         f = distance_bars(out / "distance.png", dist)
-        sec.figure(f.name, "l2 distance per module (log scale) for each pair; totals in the legend")
-        sec.table(["target"] + list(next(iter(dist.values()))),
-                  [[t] + [_f(v["total"], ".2f") for v in res.values()] for t, res in dist.items()],
-                  caption="total l2 distance in parameter space")
+        sec.figure(f.name, "l2 distance per module (log scale), first pair of each kind; totals in the legend")
+        sec.table(["target", "pair", "seeds", "total l2 distance"],
+                  [[t, p["kind"], " / ".join(map(str, p["seeds"])), _f(p["result"]["total"], ".2f")]
+                   for t, res in r.per_target("distance").items() for p in res.get("pairs", [])],
+                  caption="total l2 distance in parameter space, every pair (P-T/P: a P-T model and P, its start; "
+                          "RI-T/RI: an RI-T model and its random initialisation)")
     else:
         sec.missing("distance: " + r.why_missing("no results"))
     return sec
@@ -298,11 +333,12 @@ def _barrier_section(r: _Reader, out: Path) -> Section:
     if not res:
         sec.missing(r.why_missing("no barrier results"))
         return sec
-    f = barrier_lines(out / "barrier.png", res)
-    sec.figure(f.name, "loss and error along the interpolation per pair (one pair of seeds each)")
-    sec.table(["target", "pair", "error barrier", "loss barrier", "normalisation"],
-              [[t, pair, _f(v["barrier_error"]), _f(v["barrier_loss"]), v.get("bn_policy", "")]
-               for t, pairs in res.items() for pair, v in pairs.items()])
+    f = barrier_lines(out / "barrier.png", r.first_pairs("barrier"))
+    sec.figure(f.name, "loss and error along the interpolation, first pair of each kind")
+    sec.table(["target", "pair", "seeds", "error barrier", "loss barrier", "normalisation"],
+              [[t, p["kind"], " / ".join(map(str, p["seeds"])), _f(p["result"]["barrier_error"]),
+                _f(p["result"]["barrier_loss"]), p["result"].get("bn_policy", "")]
+               for t, out_ in res.items() for p in out_.get("pairs", [])])
     return sec
 
 
@@ -313,7 +349,7 @@ def _criticality_section(r: _Reader, out: Path) -> Section:
                   "For each module: how far it can be moved back towards its initial value (theta^0 = P for P-T, "
                   "the random initialisation for RI-T) and perturbed by noise of scale s while the training loss stays "
                   "within the tolerance. Criticality 0: the module can be fully rewound.")
-    res = r.per_target("criticality")
+    res = r.first_models("criticality")
     if not res:
         sec.missing(r.why_missing("no criticality results"))
         return sec
@@ -324,8 +360,8 @@ def _criticality_section(r: _Reader, out: Path) -> Section:
         f = criticality_maps(out / f"criticality-{_safe(t)}.png", t, arms)
         any_arm = next(iter(arms.values()))
         sec.figure(f.name, f"{t}: module x a picture of the largest feasible noise scale, and the criticality per "
-                   f"module (seed-0 models; {any_arm['samples']} noise samples per point, tolerance "
-                   f"{any_arm['tolerance']:g})")
+                   f"module (first seed of each arm; every seed's P-T criticality enters claim N8; "
+                   f"{any_arm['samples']} noise samples per point, tolerance {any_arm['tolerance']:g})")
     return sec
 
 
@@ -347,29 +383,60 @@ def _basin_section(r: _Reader, out: Path) -> Section:
     return sec
 
 
-def _claims_section(r: _Reader) -> Section:
-    sec = Section("claims", "9. Claims of Neyshabur et al. on this study",
-                  "Each verdict is computed from the figures beside it (holds / partly / does not hold / not measured).")
+def _claims_section(r: _Reader, out: Path) -> Section:
+    sec = Section("claims", "Verdicts: the claims of Neyshabur et al. (N1-N9) and Liu et al. (L1-L5)",
+                  f"The rule, fixed before any result: the statistical unit is the seed (an independent run). A "
+                  f"per-seed statistic gets a Welch t-interval; a statistic over pairs of models is averaged over every "
+                  f"pair and gets a leave-one-seed-out jackknife interval (seeds, not pairs, are resampled). A claim "
+                  f"holds on a target when its {claim_stats.LEVEL:.0%} interval lies on the claim's side of the bound, "
+                  f"does not hold when it lies on the other side and survives Holm's correction over all claims x "
+                  f"targets, and is inconclusive otherwise; fewer than {claim_stats.MIN_SEEDS} seeds is inconclusive "
+                  f"by rule. Claims of sameness are equivalence tests with a stated margin. A claim about every "
+                  f"target holds when every target holds and does not hold when any target does not.")
     if r.claims is None:
-        sec.missing(NO_ANALYSES)
+        sec.missing(r.claims_error or NO_ANALYSES)
         return sec
-    sec.table(["claim", "statement", "figures measured", "verdict"],
-              [[c["claim"], c["text"], c["figures"] or "none", c["verdict"]] for c in r.claims
-               if not str(c["claim"]).startswith("L")])
+    if r.claims and r.claims[0].conditional_on:
+        sec.note(f"Every verdict is conditional on {r.claims[0].conditional_on}.")
+    sec.table(["claim", "statement", "outcome", "why"],
+              [[v.claim, v.statement, v.outcome, v.why] for v in r.claims], caption="one verdict per claim")
+    rows = []
+    for v in r.claims:
+        for t in v.targets:
+            if not t.effects:
+                rows.append([v.claim, t.target, "", "", "", "", t.why, t.outcome])
+            for e in t.effects:
+                rows.append([v.claim, t.target, f"{e.name} ({e.unit})", f"{e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}]",
+                             e.claim_side, f"{e.n} ({e.counted})", e.why, e.outcome])
+    sec.table(["claim", "target", "effect (unit)", "estimate [95% interval]", "claim says", "n (counted)", "why",
+               "outcome"], rows, caption="every effect behind the verdicts; the statistical method is in claims.json")
+    from .figures import forest_plot
+
+    f = forest_plot(out / "forest.png", r.claims)
+    sec.figure(f.name, "forest plot: each effect with its 95% interval, coloured by outcome (green holds, red does "
+               "not hold, amber inconclusive); the line is the claim's bound, the grey band a margin of sameness")
+    try:
+        fl = flags(r.base_plan, r.store)
+    except Exception as e:  # flags read every run; a damaged one must not lose the verdicts
+        fl = []
+        sec.missing(f"the checks of the runs could not be made: {type(e).__name__}: {e}")
+    if fl:
+        sec.table(["check", "what"], [[x.kind, x.message] for x in fl],
+                  caption="runs and targets to look at before citing a verdict")
     return sec
 
 
 def _liu_section(r: _Reader, out: Path) -> Section:
     from .figures import deviation_lines, flatness_bars, gain_by_checkpoint, principal_bars, score_scatter, stability_lines
 
-    sec = Section("liu", "10. Why pre-trained weights transfer (Liu et al. 2019)",
+    sec = Section("liu", "9. Why pre-trained weights transfer (Liu et al. 2019)",
                   "Flatness of the minima, how far the weights move, how smooth the loss is along training, the "
-                  "gradient's principal component, and transferability scores computed from P alone. Models: the "
-                  "first seed's P-T and RI-T on each unshuffled target.")
+                  "gradient's principal component, and transferability scores computed from P alone. Figures: the "
+                  "first seed's P-T and RI-T on each unshuffled target; the verdicts use every seed.")
     if r.index is None:
         sec.missing(NO_ANALYSES)
         return sec
-    fl = r.per_target("flatness")
+    fl = r.first_models("flatness")
     if fl:
         f = flatness_bars(out / "flatness.png", fl)
         any_r = next(iter(fl.values()))["P-T"]
@@ -381,7 +448,7 @@ def _liu_section(r: _Reader, out: Path) -> Section:
                    for t, arms in fl.items() for arm, v in arms.items()])
     else:
         sec.missing("flatness: no results")
-    dv = r.per_target("deviation")
+    dv = _deviation_means(r.per_target("deviation"))
     if dv:
         f = deviation_lines(out / "deviation.png", dv)
         n = next(iter(dv.values()))["P-T"]["seeds"]
@@ -389,14 +456,14 @@ def _liu_section(r: _Reader, out: Path) -> Section:
                    "(W0: P for P-T, the random initialisation for RI-T)")
     else:
         sec.missing("weight deviation: no results")
-    st = r.per_target("stability")
+    st = {t: {arm: m["points"] for arm, m in arms_.items()} for t, arms_ in r.first_models("stability").items()}
     if st:
         f = stability_lines(out / "stability.png", st)
         sec.figure(f.name, "local Lipschitz constants of the gradient and of the loss along the gradient step "
                    "theta - eta k g (eta: the run's learning rate) at the saved points of training")
     else:
         sec.missing("gradient stability: no results")
-    pg = r.per_target("principal")
+    pg = r.first_models("principal")
     if pg:
         f = principal_bars(out / "principal.png", pg)
         sec.figure(f.name, "fraction of the gradient's energy on the top singular direction of each weight matrix at "
@@ -420,13 +487,24 @@ def _liu_section(r: _Reader, out: Path) -> Section:
                    "pre-training checkpoint P-T started from")
     else:
         sec.missing("transferability along pre-training: no checkpoint sweep")
-    if r.claims is not None:
-        liu = [c for c in r.claims if str(c["claim"]).startswith("L")]
-        if liu:
-            sec.table(["claim", "statement", "figures measured", "verdict"],
-                      [[c["claim"], c["text"], c["figures"] or "none", c["verdict"]] for c in liu],
-                      caption="claims L1-L5 of Liu et al., verdicts computed from the figures")
     return sec
+
+
+def _deviation_means(per_target: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Per target and arm: the relative deviation per module along training, mean and std over seeds."""
+    out: dict[str, dict[str, dict]] = {}
+    for t, res in per_target.items():
+        for arm in ("P-T", "RI-T"):
+            ms = [m["result"] for m in res.get("models", []) if m["arm"] == arm and m["result"]["deviation"]]
+            if not ms:
+                continue
+            n_ep = min(len(m["deviation"]) for m in ms)
+            per = np.array([[[np.nan if v is None else v for v in row] for row in m["deviation"][:n_ep]] for m in ms],
+                           dtype=float)
+            out.setdefault(t, {})[arm] = {"epochs": ms[0]["epochs"][:n_ep], "modules": ms[0]["modules"],
+                                          "seeds": len(ms), "mean": np.nanmean(per, 0).tolist(),
+                                          "std": np.nanstd(per, 0).tolist()}
+    return out
 
 
 def render_report(results: str | Path, out: str | Path | None = None) -> Path:
@@ -435,13 +513,11 @@ def render_report(results: str | Path, out: str | Path | None = None) -> Path:
     r = _Reader(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    builders = [lambda: _study_section(r, out), lambda: _transfer_sections(r, out), lambda: _mistakes_section(r, out),
-                lambda: _similarity_section(r, out), lambda: _barrier_section(r, out),
-                lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _claims_section(r),
-                lambda: _liu_section(r, out)]
-    titles = ["1. The study", "2-3. Transfer gain and block shuffle", "4. Mistakes", "5. Feature similarity",
-              "6. Performance barrier", "7. Module criticality", "8. Pre-training checkpoints", "9. Claims",
-              "10. Liu et al."]
+    builders = [lambda: _claims_section(r, out), lambda: _study_section(r, out), lambda: _transfer_sections(r, out),
+                lambda: _mistakes_section(r, out), lambda: _similarity_section(r, out), lambda: _barrier_section(r, out),
+                lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _liu_section(r, out)]
+    titles = ["Verdicts", "1. The study", "2-3. Transfer gain and block shuffle", "4. Mistakes", "5. Feature similarity",
+              "6. Performance barrier", "7. Module criticality", "8. Pre-training checkpoints", "9. Liu et al."]
     sections: list[Section] = []
     for build, title in zip(builders, titles, strict=True):
         try:
@@ -452,6 +528,7 @@ def render_report(results: str | Path, out: str | Path | None = None) -> Path:
             got.missing(f"this section could not be drawn: {type(e).__name__}: {e}")
         sections.extend(got if isinstance(got, list) else [got])
     html = render_html(title=f"transferscope report: {r.cfg.name}", sections=sections, study=to_dict(r.cfg),
+                       outcomes=list(OUTCOMES),
                        generated=time.strftime("%Y-%m-%d %H:%M:%S"), root=str(root.resolve().name))
     path = out / "index.html"
     tmp = path.with_suffix(".html.tmp")

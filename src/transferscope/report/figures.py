@@ -351,3 +351,45 @@ def gain_by_checkpoint(path: Path, rows: dict[str, list[tuple[float, float]]]) -
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+OUTCOME_COLOURS = {"holds": "#186a1a", "does not hold": "#a51d1d", "inconclusive": "#9a6700", "not measured": "#888888"}
+
+
+def forest_plot(path: Path, verdicts: Sequence) -> Path:
+    """One panel per claim: each effect (per target) as its estimate and confidence interval, coloured by its
+    outcome, with the claim's bound (a vertical line; the margin shaded for claims of sameness)."""
+    panels = []  # one per claim and unit (a claim's effects may have different units, e.g. L1)
+    for v in verdicts:
+        units: dict[str, list] = {}
+        for e in v.effects:
+            units.setdefault(e.unit, []).append(e)
+        panels += [(v, u, effs) for u, effs in units.items()]
+    if not panels:
+        fig, ax = plt.subplots(figsize=(6, 1))
+        ax.text(0.5, 0.5, "no claim could be measured", ha="center", va="center")
+        ax.axis("off")
+        return _save(fig, path)
+    heights = [0.45 * len(effs) + 0.7 for _, _, effs in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (v, unit, effs) in zip(axes[:, 0], panels, strict=True):
+        y = np.arange(len(effs))[::-1]
+        for yy, e in zip(y, effs, strict=True):
+            c = OUTCOME_COLOURS.get(e.outcome, "#333333")
+            lo, hi = _finite(e.low), _finite(e.high)
+            if math.isfinite(lo) and math.isfinite(hi):
+                ax.plot([lo, hi], [yy, yy], color=c, lw=2)
+            ax.plot([_finite(e.value)], [yy], "o", color=c, ms=5)
+        for e in effs:
+            if e.side == "within":
+                ax.axvspan(e.bound - e.margin, e.bound + e.margin, color="#dddddd", zorder=0)
+            ax.axvline(e.bound, color="black", lw=0.8, ls="--" if e.bound else "-")
+        ax.axvline(0.0, color="black", lw=0.5)
+        labels = [f"{e.target[:20]}: {e.name[:64]} (n={e.n})" for e in effs]
+        ax.set_yticks(y, labels, fontsize=6.5)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"{v.claim}: {v.outcome} ({unit}; 95% intervals)", fontsize=8, loc="left",
+                     color=OUTCOME_COLOURS.get(v.outcome, "#333333"))
+    fig.tight_layout()
+    return _save(fig, path)

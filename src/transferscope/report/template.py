@@ -24,7 +24,7 @@ figcaption { font-size: .85em; color: #555; }
 .missing { background: #fff4e5; border-left: 4px solid #f0a020; padding: .4em .7em; margin: .5em 0; }
 .note { font-size: .85em; color: #444; }
 .verdict-holds { color: #186a1a; font-weight: 600; } .verdict-does-not-hold { color: #a51d1d; font-weight: 600; }
-.verdict-partly { color: #9a6700; font-weight: 600; } .verdict-not-measured { color: #666; }
+.verdict-inconclusive { color: #9a6700; font-weight: 600; } .verdict-not-measured { color: #666; }
 </style>
 </head>
 <body>
@@ -45,7 +45,7 @@ Every figure says what was measured and over how many seeds.</p>
 <thead><tr>{% for h in it.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in it.rows %}<tr>{% for c in row %}
-{% if it.headers[-1] == "verdict" and loop.last %}<td class="verdict-{{ c|replace(' ', '-') }}">{{ c }}</td>
+{% if c is string and c in outcomes %}<td class="verdict-{{ c|replace(' ', '-') }}">{{ c }}</td>
 {% else %}<td>{{ c }}</td>{% endif %}
 {% endfor %}</tr>
 {% endfor %}
