@@ -46,7 +46,8 @@ def _pair_diff(a: PerPair, b: PerPair) -> Estimate:
 
 
 def _pairs_counted(*ps: tuple[str, PerPair]) -> str:
-    return "pairs (" + ", ".join(f"{len(p.values)} {k}" for k, p in ps) + f") over {len(set().union(*[p.seeds for _, p in ps]))} seeds"
+    seeds = set().union(*[p.seeds for _, p in ps])
+    return "pairs (" + ", ".join(f"{len(p.values)} {k}" for k, p in ps) + f") over {len(seeds)} seeds"
 
 
 def _by_distance(ev: Evidence) -> list[TargetEvidence]:

@@ -110,10 +110,8 @@ def contrast_interval(groups: Sequence[tuple[float, Sequence[float]]]) -> Estima
         var += v
         dfden += v * v / (len(a) - 1)
     se = math.sqrt(var) if math.isfinite(var) else math.nan
-    if math.isfinite(var) and var > 0:
-        df = var * var / dfden
-    else:  # every group constant: the smallest group's df (the interval is then a point)
-        df = float(min(sizes) - 1) if math.isfinite(var) else math.nan
+    # every group constant (var 0): the smallest group's df, and the interval is a point
+    df = var * var / dfden if dfden > 0 else float(min(sizes) - 1) if math.isfinite(var) else math.nan
     method = "one-sample t" if len(groups) == 1 else "Welch t (Welch-Satterthwaite df)"
     return Estimate(value, se, df, min(sizes), method)
 
