@@ -201,7 +201,7 @@ def _pairs_jobs(name: str, kinds: tuple[str, ...], with_p: bool = False, setting
             if with_p:
                 first = next(p for p in pairs if p.kind in (PT_PT, PT_RIT, PT_P)).a
                 pairs = pairs + [arms.Pair(P_PT, first, first, which_b="init")]
-            out.append(_job(name, t, pairs, {k: getattr(ctx.settings, k) for k in settings}))
+            out.append(_job(name, t, pairs, {k: getattr(ctx.settings, k) for k in settings} | {"seed": ctx.settings.seed}))
         return out
 
     return jobs
@@ -265,7 +265,8 @@ def _barrier_run(ctx: Context, job: Job, results: dict) -> dict:
         a, b = _models_of(ctx, p)
         if p["kind"] == P_PT:
             a, b = b, a  # from P (l = 0) to P-T (l = 1)
-        res = interpolate(a, b, data.test, points=job.params["barrier_points"], train_split=data.train)
+        res = interpolate(a, b, data.test, points=job.params["barrier_points"], train_split=data.train,
+                          seed=ctx.settings.seed)
         rows.append(p | {"result": res.to_dict()})
     return {"pairs": rows}
 
@@ -322,7 +323,8 @@ def _basin_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
         rows = [{"checkpoint": float(cfg.pretrain.epochs), "seed": r.seed, "run": r.run_id} for r in final]
         rows += [{"checkpoint": e, "seed": r.seed, "run": r.run_id} for e in sweep for r in _arm_runs(ctx, t, bsize, PT, e)]
         out.append(Job("basin", t, tuple(r["run"] for r in rows), {"models": rows, "block_size": bsize,
-                                                                    "barrier_points": ctx.settings.barrier_points}))
+                                                                    "barrier_points": ctx.settings.barrier_points,
+                                                                    "seed": ctx.settings.seed}))
     return out
 
 
@@ -341,7 +343,7 @@ def _basin_run(ctx: Context, job: Job, results: dict) -> dict:
         f = finals.get(m["seed"])
         if f is not None and f != m["run"]:
             b = interpolate(_model(ctx, m["run"]), _model(ctx, f), data.test, points=job.params["barrier_points"],
-                            train_split=data.train)
+                            train_split=data.train, seed=ctx.settings.seed)
             row["barrier_error"], row["barrier_loss"] = b.barrier_error, b.barrier_loss
         else:
             row["barrier_error"] = row["barrier_loss"] = 0.0
@@ -384,7 +386,7 @@ def _stability_run(ctx: Context, job: Job, results: dict) -> dict:
         rows = []
         for e, which in points:
             r = gradient_stability(_model(ctx, m["run"], which), data.train, lr=spec.train.lr, ks=s.stability_ks,
-                                   n_examples=s.stability_examples)
+                                   n_examples=s.stability_examples, seed=s.seed)
             rows.append({"epoch": e, **r.to_dict()})
         out.append(m | {"result": {"points": rows}})
     return {"models": out}
@@ -396,8 +398,8 @@ def _principal_run(ctx: Context, job: Job, results: dict) -> dict:
     s = ctx.settings
     data = _domain(ctx, job.target)
     return {"models": [m | {"result": principal_gradient(_model(ctx, m["run"], "init"), data.train,
-                                                         top_k=s.principal_top_k,
-                                                         n_examples=s.principal_examples).to_dict()}
+                                                         top_k=s.principal_top_k, n_examples=s.principal_examples,
+                                                         seed=s.seed).to_dict()}
                        for m in job.params["models"]]}
 
 
