@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from transferscope.study.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT, mean_over_pairs, pairs_of
+from transferscope.study.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT, pairs_of
 
 
 def runs(arm, seeds):
@@ -19,9 +19,3 @@ def test_pairs_of_a_target():
     assert all(x.a is x.b and x.which_b == "init" and x.a.arm == PT for x in p[PT_P])
     assert all(x.a is x.b and x.which_b == "init" and x.a.arm == RIT for x in p[RIT_RI])
 
-
-def test_mean_over_pairs_drops_every_pair_of_a_left_out_seed():
-    v = {(0, 1): 1.0, (0, 2): 2.0, (1, 2): 6.0}
-    assert mean_over_pairs(v) == 3.0
-    assert mean_over_pairs(v, frozenset({0, 1})) == 1.0
-    assert mean_over_pairs(v, frozenset({0})) != mean_over_pairs(v, frozenset({0}))  # nan: no pair left

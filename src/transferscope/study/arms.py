@@ -20,7 +20,7 @@ from itertools import combinations, product
 from typing import Any
 
 __all__ = ["P", "RI", "PT", "RIT", "TRAINED", "PT_PT", "RIT_RIT", "PT_RIT", "PT_P", "RIT_RI", "P_PT", "Pair",
-           "within", "across", "to_start", "pairs_of", "mean_over_pairs"]
+           "within", "across", "to_start", "pairs_of"]
 
 P, RI, PT, RIT = "P", "RI", "P-T", "RI-T"
 TRAINED = (PT, RIT)
@@ -67,8 +67,3 @@ def pairs_of(pt: Sequence[Any], rit: Sequence[Any]) -> dict[str, list[Pair]]:
     return {PT_PT: within(PT_PT, pt), RIT_RIT: within(RIT_RIT, rit), PT_RIT: across(PT_RIT, pt, rit),
             PT_P: to_start(PT_P, pt), RIT_RI: to_start(RIT_RI, rit)}
 
-
-def mean_over_pairs(values: dict[tuple[int, int], float], kept: frozenset[int] | None = None) -> float:
-    """The mean of a pair statistic over the pairs whose two seeds are both in ``kept`` (all pairs: None)."""
-    v = [x for (sa, sb), x in values.items() if kept is None or (sa in kept and sb in kept)]
-    return float(sum(v) / len(v)) if v else float("nan")
