@@ -297,7 +297,10 @@ def test_n8_depth_correlation_reads_modules_input_to_output():
     assert depth_rank_correlation((1.0, 2.0, 3.0)) == pytest.approx(1.0)
     assert depth_rank_correlation((3.0, 2.0, 1.0)) == pytest.approx(-1.0)
     assert math.isnan(depth_rank_correlation((1.0, 2.0)))  # too few modules to rank
-    assert depth_rank_correlation((1.0, float("nan"), 3.0)) == pytest.approx(0.5)  # infeasible: most critical
+    assert depth_rank_correlation((1.0, float("inf"), 3.0)) == pytest.approx(0.5)  # infeasible: the most critical
+    # a module that did not move (NaN) is left out, its depth kept: the others still rank by depth
+    assert depth_rank_correlation((3.0, float("nan"), 2.0, 1.0)) == pytest.approx(-1.0)
+    assert math.isnan(depth_rank_correlation((1.0, float("nan"), 3.0)))
 
 
 # -- N9 ---------------------------------------------------------------------------------------------------------------

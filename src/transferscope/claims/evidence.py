@@ -71,7 +71,8 @@ class TargetEvidence:
     """Pair kind -> error barrier on the straight line between the two models."""
     criticality_modules: tuple[str, ...] = ()
     criticality: Mapping[str, Mapping[int, tuple[float, ...]]] = field(default_factory=dict)
-    """Arm -> seed -> criticality per module (``criticality_modules``, input to output, head excluded)."""
+    """Arm -> seed -> criticality per module (``criticality_modules``, input to output, head excluded); ``inf``: no
+    rewinding feasible, NaN: the module did not move in training (its criticality means nothing)."""
     basin: Mapping[float, PerSeed] = field(default_factory=dict)
     """Pre-training checkpoint (epochs) -> test accuracy of P-T fine-tuned from it, per seed (the final one too)."""
     basin_final: float = math.nan

@@ -185,13 +185,17 @@ def _judge7(ev: Evidence):
 
 # -- 8 -------------------------------------------------------------------------------------------------------------
 def depth_rank_correlation(crit: tuple[float, ...]) -> float:
-    """Spearman's rho between a module's depth (input to output) and its criticality; NaN when every module has
-    the same criticality (e.g. all zero: nothing to rank, so neither for nor against the claim)."""
+    """Spearman's rho between a module's depth (input to output) and its criticality.
+
+    ``inf``: no rewinding of the module is feasible (the most critical); NaN: the module did not move (its
+    criticality means nothing) and is left out. NaN when fewer than 3 modules remain or every module has the same
+    criticality (e.g. all zero: nothing to rank, so neither for nor against the claim)."""
     c = np.asarray(crit, dtype=float)
-    c = np.where(np.isnan(c), np.inf, c)  # no feasible rewinding: the most critical
+    depth = np.flatnonzero(~np.isnan(c))
+    c = c[depth]
     if len(c) < 3 or len(np.unique(c)) < 2:
         return math.nan
-    return float(sps.spearmanr(np.arange(len(c)), c).statistic)
+    return float(sps.spearmanr(depth, c).statistic)
 
 
 def _judge8(ev: Evidence):

@@ -670,10 +670,14 @@ def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
         modules: list[str] = []
         per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
         for m in (crit or {}).get("models", []):
-            names = m["result"]["modules"]
+            r = m["result"]
+            names = r["modules"]
             modules = [names[i] for i in _body(names)]
-            per_crit.setdefault(m["arm"], {})[int(m["seed"])] = tuple(_nan(m["result"]["criticality"][i])
-                                                                      for i in _body(names))
+            degenerate = r.get("degenerate") or [False] * len(names)
+            # infeasible (None): the most critical; a module that did not move (degenerate): left out (NaN)
+            per_crit.setdefault(m["arm"], {})[int(m["seed"])] = tuple(
+                math.nan if degenerate[i] else math.inf if r["criticality"][i] is None else float(r["criticality"][i])
+                for i in _body(names))
         basin, final_e = {}, math.nan
         b = results.get(f"basin/{name}")
         if b:
