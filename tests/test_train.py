@@ -61,6 +61,17 @@ def test_test_curve_on_request_changes_nothing_else(domain):
     assert all(torch.equal(v, m2.state_dict()[k]) for k, v in m1.state_dict().items())
 
 
+def test_eval_every_thins_the_evaluations_and_changes_nothing_else(domain):
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=0.05)
+    m1, r1 = _run(domain, seed=0, cfg=cfg)
+    m2, r2 = _run(domain, seed=0, cfg=TrainConfig(epochs=3, batch_size=8, lr=0.05, eval_every=2))
+    assert r1.history["epoch"] == [0, 1, 2, 3] and r2.history["epoch"] == [0, 2, 3]
+    assert len(r2.history["deviation"]) == len(r2.history["val_acc"]) == 3
+    assert r1.history["step_loss"] == r2.history["step_loss"]
+    assert r1.metrics["val_acc"] == r2.metrics["val_acc"] and r1.metrics["test_acc"] == r2.metrics["test_acc"]
+    assert all(torch.equal(v, m2.state_dict()[k]) for k, v in m1.state_dict().items())
+
+
 def test_checkpoint_zero_is_the_initialisation(domain):
     m = create_model(MODEL, 1, 3, seed=0)
     init = {k: v.clone() for k, v in m.state_dict().items()}

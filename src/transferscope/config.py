@@ -110,6 +110,9 @@ class TrainConfig:
     """k of the optimisation-speed figure (a): mean training accuracy over the first k epochs."""
     speed_fraction: float = 0.9
     """The fraction of the optimisation-speed figure (b): steps to reach it of the final accuracy."""
+    eval_every: int = 1
+    """Evaluate the validation split (and the test split, with ``test_every_epoch``) and record the weight deviation
+    every this many epochs, and always at the start and the end. The learning-rate choice reads the final figures."""
     test_every_epoch: bool = False
     """Evaluate the test split after every epoch too (a test curve in the history). Off: the validation split
     after every epoch, the test split once at the end (it is never used to choose anything)."""

@@ -192,6 +192,8 @@ def train(
     last_logits: list[np.ndarray] = []
 
     def record_epoch(epoch: int) -> None:
+        if epoch % cfg.eval_every and epoch != cfg.epochs:
+            return  # evaluated every eval_every epochs, and always at the start and the end
         vl, va, _ = evaluate(model, data.val)
         hist["epoch"].append(epoch)
         hist["val_loss"].append(vl)

@@ -193,6 +193,8 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"{key}.speed_fraction: expected a number in (0, 1], got {t.speed_fraction}")
         if any(not lr > 0 for lr in t.lr_grid) or len(set(t.lr_grid)) != len(t.lr_grid):
             raise ConfigError(f"{key}.lr_grid: expected distinct numbers > 0, got {t.lr_grid}")
+        if not 1 <= t.eval_every <= t.epochs:
+            raise ConfigError(f"{key}.eval_every: expected an integer in [1, {key}.epochs={t.epochs}], got {t.eval_every}")
         if not 1 <= t.speed_epochs <= t.epochs:
             raise ConfigError(f"{key}.speed_epochs: expected an integer in [1, {key}.epochs={t.epochs}], "
                               f"got {t.speed_epochs}")
