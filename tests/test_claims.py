@@ -101,7 +101,13 @@ def test_n1_ordering_follows_the_distance_not_the_order_of_the_targets():
 def test_n1_does_not_hold_when_ri_t_wins():
     v = one("N1", ev(target("a", accuracy=acc(0.50, 0.80))))
     assert outcomes(v)["a"] == FAILS and v.outcome == FAILS
-    assert outcomes(v)[ALL] == NOT_MEASURED  # one target: no ordering, and the verdict says so
+    # one target: the ordering, part of the claim, cannot be measured, and the verdict says so
+    assert outcomes(v)[ALL] == INCONCLUSIVE and "at least two" in v.targets[-1].why
+
+
+def test_n1_cannot_hold_without_its_ordering():
+    v = one("N1", ev(target("a", accuracy=acc(0.80, 0.50)), target("b", distance=1.0, accuracy=acc(0.80, 0.50))))
+    assert outcomes(v) == {"a": HOLDS, "b": HOLDS, ALL: INCONCLUSIVE} and v.outcome == INCONCLUSIVE
 
 
 def test_n1_inconclusive_with_noise_and_with_two_seeds():
@@ -131,10 +137,17 @@ def test_n2_holds_when_both_drop_and_the_gain_shrinks_except_on_the_farthest():
 
 
 def test_n2_does_not_hold_when_the_gain_grows_with_shuffling():
-    t = target("a", accuracy=acc(0.80, 0.70, 0.60, 0.30))
-    v = one("N2", ev(t))
+    t = target("a", distance=1.0, accuracy=acc(0.80, 0.70, 0.60, 0.30))
+    far = target("far", distance=2.0, accuracy=acc(0.80, 0.70, 0.60, 0.30))
+    v = one("N2", ev(t, far))
     assert v.outcome == FAILS
-    assert [e.outcome for e in v.effects] == [HOLDS, HOLDS, FAILS]
+    assert [e.outcome for e in v.effects if e.target == "a"] == [HOLDS, HOLDS, FAILS]
+    assert outcomes(v)["far"] == HOLDS  # exempt from the shrinking gain
+
+
+def test_n2_without_distances_exempts_no_one_and_cannot_hold():
+    v = one("N2", ev(target("a", accuracy=acc(0.80, 0.60, 0.50, 0.45)), target("b", accuracy=acc(0.80, 0.60, 0.50, 0.45))))
+    assert v.outcome == INCONCLUSIVE and all("most distant" in e.why for e in v.effects if "gain at" in e.name)
 
 
 def test_n2_does_not_hold_when_shuffling_raises_accuracy():
@@ -203,7 +216,8 @@ def cka(pt_layers, ri_layers, spread=1.0):
 def test_n5_holds_at_every_layer_most_at_the_lower_ones():
     v = one("N5", ev(target("a", cka_layers=("l1", "l2", "l3", "l4"), cka=cka([0.95, 0.9, 0.8, 0.7], [0.6, 0.6, 0.6, 0.6]))))
     assert v.outcome == HOLDS, v.why
-    assert v.effects[0].value == pytest.approx(0.1) and v.effects[1].value == pytest.approx(0.325 - 0.15)
+    assert [e.value for e in v.effects[:4]] == pytest.approx([0.35, 0.3, 0.2, 0.1]) and "at l4" in v.effects[3].name
+    assert v.effects[4].value == pytest.approx(0.325 - 0.15)
 
 
 def test_n5_does_not_hold_when_ri_t_pairs_are_more_similar():
@@ -213,12 +227,18 @@ def test_n5_does_not_hold_when_ri_t_pairs_are_more_similar():
 
 def test_n5_one_layer_against_is_enough_to_fail_every_layer():
     v = one("N5", ev(target("a", cka_layers=("l1", "l2"), cka=cka([0.9, 0.5], [0.6, 0.8]))))
-    assert v.effects[0].value == pytest.approx(-0.3) and v.outcome == FAILS
+    assert [e.outcome for e in v.effects[:2]] == [HOLDS, FAILS] and v.effects[1].value == pytest.approx(-0.3)
+    assert v.outcome == FAILS
 
 
 def test_n5_does_not_hold_when_the_upper_layers_gain_most():
     v = one("N5", ev(target("a", cka_layers=("l1", "l2"), cka=cka([0.7, 0.95], [0.6, 0.6]))))
-    assert v.effects[0].outcome == HOLDS and v.effects[1].outcome == FAILS and v.outcome == FAILS
+    assert [e.outcome for e in v.effects] == [HOLDS, HOLDS, FAILS] and v.outcome == FAILS
+
+
+def test_n5_with_one_layer_cannot_hold():
+    v = one("N5", ev(target("a", cka_layers=("l1",), cka=cka([0.9], [0.5]))))
+    assert [e.outcome for e in v.effects] == [HOLDS, INCONCLUSIVE] and v.outcome == INCONCLUSIVE
 
 
 def test_n5_inconclusive():
@@ -389,7 +409,8 @@ def test_holm_keeps_a_marginal_failure_inconclusive_in_a_large_family():
 def test_verdict_round_trips_through_json():
     import json
 
-    v = one("N1", ev(target("a", accuracy=acc(0.8, 0.5)), target("b", accuracy=acc(0.6, 0.59, spread=5))))
+    v = one("N1", ev(target("a", distance=0.1, accuracy=acc(0.8, 0.5)),
+                     target("b", distance=0.2, accuracy=acc(0.6, 0.59, spread=5))))
     d = json.loads(json.dumps(v.to_dict()))
     assert Verdict.from_dict(d) == v
     e = d["targets"][0]["effects"][0]
@@ -404,3 +425,87 @@ def test_verdict_with_undefined_intervals_round_trips_through_the_store_json():
     back = Verdict.from_dict(__import__("json").loads(dumps(v.to_dict())))
     e = back.effects[0]
     assert math.isnan(e.low) and math.isnan(e.high) and e.value == pytest.approx(0.3) and back.outcome == INCONCLUSIVE
+
+
+# -- boundaries of the rule -------------------------------------------------------------------------------------------
+def test_three_seeds_can_decide_and_two_cannot():
+    v = one("N3", ev(target("a", speed={(PT, SMALL): per_seed(0.6, n=3), (RIT, SMALL): per_seed(0.4, n=3)})))
+    assert v.outcome == HOLDS and v.effects[0].n == 3 and "by rule" not in v.effects[0].why
+    v = one("N3", ev(target("a", speed={(PT, SMALL): per_seed(0.6, n=3), (RIT, SMALL): per_seed(0.4, n=2)})))
+    assert v.outcome == INCONCLUSIVE and "n = 2 seeds" in v.effects[0].why
+
+
+def test_an_effect_exactly_on_its_bound_is_inconclusive():
+    flat = {(PT, SMALL): per_seed(0.5, spread=0.0), (RIT, SMALL): per_seed(0.5, spread=0.0)}
+    v = one("N3", ev(target("a", speed=flat)))
+    assert v.effects[0].low == v.effects[0].high == 0.0 and v.outcome == INCONCLUSIVE
+    # sameness: a constant difference exactly at the margin is neither inside nor outside it
+    v = one("N9", ev(target("a", **basin({1.0: 0.02, 2.0: 0.0}, spread=0.0))))  # exactly + the margin
+    assert v.effects[0].value == 0.02 and v.outcome == INCONCLUSIVE
+    v = one("N9", ev(target("a", **basin({1.0: 0.0, 2.0: 0.02}, spread=0.0))))  # exactly - the margin
+    assert v.effects[0].value == -0.02 and v.outcome == INCONCLUSIVE
+    v = one("N9", ev(target("a", **basin({1.0: 0.51, 2.0: 0.5}, spread=0.0))))
+    assert v.outcome == HOLDS
+    v = one("N9", ev(target("a", **basin({1.0: 0.47, 2.0: 0.5}, spread=0.0))))
+    assert v.outcome == FAILS
+    v = one("N9", ev(target("a", **basin({1.0: 0.53, 2.0: 0.5}, spread=0.0))))
+    assert v.outcome == FAILS
+
+
+def test_n9_tests_each_of_several_checkpoints_at_a_bonferroni_level():
+    v = one("N9", ev(target("a", **basin({0.0: 0.3, 0.5: 0.4, 1.0: 0.69, 2.0: 0.7}, spread=0.2))))
+    assert all(e.level == pytest.approx(1 - 0.05 / 3) for e in v.effects) and "3 checkpoints" in v.effects[0].method
+    one_ckpt = one("N9", ev(target("a", **basin({1.0: 0.69, 2.0: 0.7}, spread=0.2))))
+    assert one_ckpt.effects[0].level == pytest.approx(0.95)
+    assert one_ckpt.effects[0].high - one_ckpt.effects[0].low < v.effects[-1].high - v.effects[-1].low
+
+
+def test_l1_with_a_part_missing_cannot_hold():
+    t = target("a", top_eigenvalue={PT: per_seed(1.0), RIT: per_seed(3.0)})
+    v = one("L1", ev(t))
+    assert [e.outcome for e in v.effects] == [HOLDS, INCONCLUSIVE] and v.outcome == INCONCLUSIVE
+    assert [x.target for x in v.targets] == ["a"]
+
+
+def test_l4_needs_six_cells_and_drops_undefined_ones():
+    c = cells(1.0, n=6)
+    assert one("L4", ev(target("a"), cells=c)).outcome == HOLDS
+    v = one("L4", ev(target("a"), cells=c[:5]))
+    assert v.outcome == INCONCLUSIVE and "5 cells" in v.effects[0].why
+    nan_cell = ScoreCell("t", 99, gain=float("nan"), scores={"neg_mmd2_rbf": 1.0, "leep": 1.0})
+    v = one("L4", ev(target("a"), cells=c + (nan_cell,)))
+    assert v.outcome == HOLDS and v.effects[0].n == 6
+
+
+def test_l5_best_inner_checkpoint_is_tested_at_a_bonferroni_level():
+    v = one("L5", ev(target("a", **basin({0.0: 0.5, 0.5: 0.6, 1.0: 0.8, 2.0: 0.6}, spread=0.5))))
+    assert v.outcome == HOLDS and all(e.level == pytest.approx(1 - 0.05 / 2) for e in v.effects)
+    assert "checkpoint 1 " in v.effects[0].name
+
+
+def test_pair_statistics_count_the_smaller_arm():
+    small = PerPair({(0, 1): 0.1})  # two seeds only
+    v = one("N4", ev(target("a", uncommon={PT_PT: small, RIT_RIT: within(0.3)})))
+    assert v.effects[0].n == 2 and v.outcome == INCONCLUSIVE and "by rule" in v.effects[0].why
+
+
+def test_a_holding_claim_names_every_target_it_holds_on():
+    v = one("N3", ev(target("a", speed=speed(0.6, 0.4)), target("b", speed=speed(0.6, 0.4))))
+    assert v.why == "It holds on every measured target (a, b)."
+    v = one("N3", ev(target("a", speed=speed(0.6, 0.4))))
+    assert v.why == "It holds on a (a)."
+
+
+def test_a_target_is_either_measured_or_not():
+    from transferscope.claims import Claim, Measure
+    from transferscope.claims.base import ABOVE, decide
+    from transferscope.claims.stats import mean_interval
+
+    bad = Claim("X", "x", ("x",), lambda e: ([Measure("a", "m", "u", mean_interval([1, 2, 3]), ABOVE, "s")],
+                                              {"a": "missing"}))
+    with pytest.raises(ValueError, match="both measured and not measured"):
+        decide([bad], ev())
+
+
+def test_depth_correlation_with_ties_is_finite():
+    assert depth_rank_correlation((0.0, 0.0, 1.0, 1.0)) > 0.8

@@ -102,3 +102,14 @@ def test_fisher_z_interval_of_a_rank_correlation():
     assert est.shown == pytest.approx(0.6)
     assert (lo, hi) == pytest.approx((math.tanh(z - 1.959964 * 1.06 / 3), math.tanh(z + 1.959964 * 1.06 / 3)), rel=1e-5)
     assert math.isnan(fisher_z(0.6, 3).se) and fisher_z(1.0, 10).shown < 1.0
+
+
+def test_boundaries_of_the_statistics():
+    c = contrast_interval([(1.0, [0.25, 0.25, 0.25])])
+    assert c.p_below(0.25) == 1.0 and c.p_above(0.25) == 1.0
+    assert fisher_z(0.5, 4).se == pytest.approx(1.06)
+    assert math.isfinite(jackknife_interval([0, 1], lambda kept: float(len(kept))).se)
+    assert math.isfinite(contrast_interval([(1.0, [0.1, 0.2]), (-1.0, [0.3, 0.5])]).se)
+    assert holm([0.25, 0.5], 0.5) == [True, True]
+    assert seeds_needed(Estimate(0.1, 0.0, 2.0, 3, ""), 0.0) is None
+    assert seeds_needed(Estimate(0.1, 0.05, 2.0, 0, ""), 0.1) is None

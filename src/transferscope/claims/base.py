@@ -18,7 +18,8 @@ from typing import Any
 from . import stats
 from .stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_MEASURED, Estimate
 
-__all__ = ["Effect", "TargetVerdict", "Verdict", "Claim", "Measure", "decide", "ABOVE", "BELOW", "WITHIN", "ALL"]
+__all__ = ["Effect", "TargetVerdict", "Verdict", "Claim", "Measure", "missing", "decide", "ABOVE", "BELOW", "WITHIN",
+           "ALL"]
 
 ABOVE, BELOW, WITHIN = "above", "below", "within"
 """The claim's side of its bound: the statistic is above it, below it, or within +-margin of it (sameness)."""
@@ -40,6 +41,17 @@ class Measure:
     margin: float = 0.0
     min_n: int = MIN_SEEDS
     note: str = ""
+    level: float = stats.LEVEL
+    """Confidence level of this effect's interval (higher where a judge tests several effects of which any one may
+    hold: a Bonferroni correction)."""
+    unit_n: str = "seeds"
+    """What n counts (the statistical unit)."""
+
+
+def missing(target: str, name: str, unit: str, side: str, why: str) -> Measure:
+    """A part of a claim that could not be measured on a target: it keeps the target from holding (inconclusive)."""
+    nan = Estimate(math.nan, math.nan, math.nan, 0, "not measured")
+    return Measure(target, name, unit, nan, side, "", note=why)
 
 
 @dataclass(frozen=True)
@@ -130,29 +142,29 @@ class Claim:
     needs: tuple[str, ...]
     judge: Callable[[Any], tuple[list[Measure], dict[str, str]]]
     combine: str = "all"
-    every_target: bool = True
-    """The claim is about every target: it holds when every measured target holds."""
     source: str = ""
 
 
-def _interval_outcome(m: Measure, level: float) -> tuple[float, float, bool, bool, float]:
+def _interval_outcome(m: Measure) -> tuple[float, float, bool, bool, float]:
     """(low, high, on the claim's side, on the other side, one-sided p-value against the claim)."""
     est = m.estimate
-    lo, hi = est.interval(level)
+    lo, hi = est.interval(m.level)
     if m.side == WITHIN:  # two one-sided tests at alpha = (1 - level) / 2 each: the level interval inside the margin
         inside = lo > m.bound - m.margin and hi < m.bound + m.margin
         outside = lo > m.bound + m.margin or hi < m.bound - m.margin
-        return lo, hi, inside, outside, min(est.p_above(m.bound + m.margin), est.p_below(m.bound - m.margin))
+        # outside the margin on either side: two one-sided tests, so twice the smaller p-value
+        return lo, hi, inside, outside, min(1.0, 2 * min(est.p_above(m.bound + m.margin), est.p_below(m.bound - m.margin)))
     if m.side == ABOVE:
         return lo, hi, lo > m.bound, hi < m.bound, est.p_below(m.bound)
     return lo, hi, hi < m.bound, lo > m.bound, est.p_above(m.bound)
 
 
 def _gap(m: Measure) -> float:
-    """How far the estimate sits from the bound its interval must clear to be decisive."""
+    """How far the estimate sits from the bound its interval must clear to be decisive (for a claim of sameness:
+    from the nearer edge of the margin, inside or outside it)."""
     v = m.estimate.value
     if m.side == WITHIN:
-        return m.margin - abs(v - m.bound)
+        return abs(m.margin - abs(v - m.bound))
     return abs(v - m.bound)
 
 
@@ -164,13 +176,16 @@ def _sentence(m: Measure, outcome: str, lo: float, hi: float, other_side: bool, 
     if not math.isfinite(est.value):
         return f"{m.name} could not be computed{': ' + m.note if m.note else ''}."
     if est.n < m.min_n:
-        return (f"{m.name} is {est.shown:+.3g} from n = {est.n} {m.counted.split()[0] if m.counted else 'seeds'}; "
-                f"at least {m.min_n} are needed for an interval, so it is inconclusive by rule.")
+        return (f"{m.name} is {est.shown:+.3g} from n = {est.n} {m.unit_n}; at least {m.min_n} are needed for an "
+                f"interval, so it is inconclusive by rule.")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return (f"{m.name} is {est.shown:+.3g} from n = {est.n} {m.unit_n}, but no interval could be computed (the "
+                f"spread over {m.unit_n} is undefined: some {m.unit_n} lack a value), so it is inconclusive.")
     if outcome == HOLDS:
         return f"{m.name} is {span}: the interval lies {side}, as the claim says."
     if outcome == FAILS:
         return f"{m.name} is {span}: the interval lies on the other side of the claim ({side} was expected)."
-    more = f"; about {n_needed} seeds would decide it at this effect and spread" if n_needed else ""
+    more = f"; about {n_needed} {m.unit_n} would decide it at this effect and spread" if n_needed else ""
     why = ("it lies on the other side, but not after Holm's correction over the family (claims x targets)"
            if other_side else f"the interval does not lie {side}")
     return f"{m.name} is {span}: {why}{more}."
@@ -178,12 +193,14 @@ def _sentence(m: Measure, outcome: str, lo: float, hi: float, other_side: bool, 
 
 def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "") -> list[Verdict]:
     """Judge every claim on ``evidence`` with one rule, Holm's correction over the whole family."""
-    level = stats.LEVEL
     judged = []
     for c in claims:
         measures, notes = c.judge(evidence)
+        clash = {m.target for m in measures} & set(notes)
+        if clash:  # a developer error: a target is either measured (some parts may be missing) or not at all
+            raise ValueError(f"claim {c.id}: targets both measured and not measured: {sorted(clash)}")
         judged.append((c, measures, notes))
-    flat = [(ci, m, *_interval_outcome(m, level)) for ci, (_, ms, _) in enumerate(judged) for m in ms]
+    flat = [(ci, m, *_interval_outcome(m)) for ci, (_, ms, _) in enumerate(judged) for m in ms]
     # "does not hold" needs the interval on the other side AND survival of Holm over the family (claims x targets)
     eligible = [m.estimate.n >= m.min_n for _, m, *_ in flat]
     rejected = stats.holm([row[6] if ok else math.nan for row, ok in zip(flat, eligible, strict=True)], stats.ALPHA)
@@ -202,8 +219,8 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "") -> 
                 outcome = INCONCLUSIVE
             needed = None
             if outcome == INCONCLUSIVE and math.isfinite(m.estimate.value):
-                needed = stats.seeds_needed(m.estimate, _gap(m), level)
-            eff = Effect(m.target, m.name, m.unit, m.estimate.shown, lo, hi, level, m.estimate.n, m.counted,
+                needed = stats.seeds_needed(m.estimate, _gap(m), m.level)
+            eff = Effect(m.target, m.name, m.unit, m.estimate.shown, lo, hi, m.level, m.estimate.n, m.counted,
                          m.estimate.method + (f"; {m.note}" if m.note else ""), m.side, m.bound, m.margin, p, outcome,
                          _sentence(m, outcome, lo, hi, other_side and decisive, needed), needed)
             effects_by_target.setdefault(m.target, []).append(eff)

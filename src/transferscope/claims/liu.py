@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from scipy import stats as sps
 
 from ..study.arms import PT, RIT
-from .base import ABOVE, ALL, BELOW, Claim, Measure
+from .base import ABOVE, ALL, BELOW, Claim, Measure, missing
 from .evidence import Evidence, PerSeed
-from .stats import contrast_interval, fisher_z
+from .stats import LEVEL, contrast_interval, fisher_z
 
 __all__ = ["LIU", "INPUT_SCORE", "LABEL_SCORE"]
 
@@ -16,30 +19,39 @@ INPUT_SCORE = "neg_mmd2_rbf"
 LABEL_SCORE = "leep"
 """L4, similarity of labels: LEEP, from P's source-class predictions against the target labels."""
 SEEDS = "seeds per arm"
+MIN_CELLS = 6
+"""L4: at least this many (target, block size) cells; below it the Fisher-z interval of a rank correlation is too
+permissive (at 4-5 cells a perfect rank order arises by chance with probability 1/24 and 1/120 per sign)."""
 
 
-def _arm_contrast(ev: Evidence, field: str, name: str, unit: str):
+def _arm_contrasts(ev: Evidence, parts: list[tuple[str, str, str]]):
+    """Per target, P-T minus RI-T of each (evidence field, name, unit), claim side below 0. A target with some parts
+    measured and others not keeps the missing ones as unmeasured parts (it cannot hold); none: not measured."""
     ms, notes = [], {}
     for t in ev.targets:
-        per: dict[str, PerSeed] = getattr(t, field)
-        pt, ri = per.get(PT), per.get(RIT)
-        if not (pt and ri and pt.values and ri.values):
-            notes[t.name] = f"needs the {name} of P-T and RI-T models"
-            continue
-        ms.append(Measure(t.name, f"{name}: P-T minus RI-T", unit, contrast_interval([(1.0, pt.list()), (-1.0, ri.list())]),
-                          BELOW, SEEDS))
+        got = []
+        for field, name, unit in parts:
+            per: dict[str, PerSeed] = getattr(t, field)
+            pt, ri = per.get(PT), per.get(RIT)
+            if pt and ri and pt.values and ri.values:
+                got.append(Measure(t.name, f"{name}: P-T minus RI-T", unit,
+                                   contrast_interval([(1.0, pt.list()), (-1.0, ri.list())]), BELOW, SEEDS))
+            else:
+                got.append(missing(t.name, f"{name}: P-T minus RI-T", unit, BELOW, f"needs the {name} of P-T and RI-T"))
+        if all(not math.isfinite(m.estimate.value) and m.estimate.n == 0 for m in got):
+            notes[t.name] = "needs the " + " and the ".join(n for _, n, _ in parts) + " of P-T and RI-T models"
+        else:
+            ms += got
     return ms, notes
 
 
+def _arm_contrast(ev: Evidence, field: str, name: str, unit: str):
+    return _arm_contrasts(ev, [(field, name, unit)])
+
+
 def _judge_l1(ev: Evidence):
-    ms, notes = _arm_contrast(ev, "top_eigenvalue", "top Hessian eigenvalue of the training loss", "eigenvalue")
-    ms2, notes2 = _arm_contrast(ev, "deviation", "mean relative weight deviation ||W - W0|| / ||W0|| (body)", "ratio")
-    for k, v in notes2.items():
-        if k in notes:
-            notes[k] += f"; {v}"
-        elif not any(m.target == k for m in ms):
-            notes[k] = v
-    return ms + ms2, notes
+    return _arm_contrasts(ev, [("top_eigenvalue", "top Hessian eigenvalue of the training loss", "eigenvalue"),
+                               ("deviation", "mean relative weight deviation ||W - W0|| / ||W0|| (body)", "ratio")])
 
 
 def _judge_l2(ev: Evidence):
@@ -53,17 +65,19 @@ def _judge_l3(ev: Evidence):
 
 
 def _judge_l4(ev: Evidence):
-    ms, notes = [], {}
+    if not ev.cells:
+        return [], {ALL: "needs the transferability scores of P and the measured gains"}
+    ms = []
     for score, what in ((INPUT_SCORE, "inputs (minus MMD^2 of P's features)"), (LABEL_SCORE, "labels (LEEP)")):
-        pts = [(c.scores.get(score), c.gain) for c in ev.cells if c.scores.get(score) is not None]
-        if not pts:
-            notes[ALL] = "needs the transferability scores of P and the measured gains"
-            continue
-        r = float(sps.spearmanr([x for x, _ in pts], [g for _, g in pts]).statistic) if len(pts) > 2 else float("nan")
-        ms.append(Measure(ALL, f"Spearman's rho between the similarity of {what} and the gain", "rank correlation",
-                          fisher_z(r, len(pts)), ABOVE, "(target, block size) cells", min_n=4,
-                          note="the unit is the (target, block size) cell, not the seed; cells of one target share P"))
-    return ms, notes
+        pts = [(c.scores[score], c.gain) for c in ev.cells
+               if math.isfinite(c.scores.get(score, math.nan)) and math.isfinite(c.gain)]
+        name = f"Spearman's rho between the similarity of {what} and the gain"
+        r = float(sps.spearmanr([x for x, _ in pts], [g for _, g in pts]).statistic) if len(pts) > 2 else math.nan
+        ms.append(Measure(ALL, name, "rank correlation", fisher_z(r, len(pts)), ABOVE, "(target, block size) cells",
+                          min_n=MIN_CELLS, unit_n="cells",
+                          note="the unit is the (target, block size) cell, not the seed; cells of one target share P "
+                               "and its model, so they are not independent"))
+    return ms, {}
 
 
 def _judge_l5(ev: Evidence):
@@ -76,15 +90,16 @@ def _judge_l5(ev: Evidence):
         if not interior or order[-1] != t.basin_final:
             notes[t.name] = "needs P-T runs from at least three pre-training checkpoints, the final one included"
             continue
-        peak = max(interior, key=lambda e: sum(t.basin[e].list()) / max(len(t.basin[e].values), 1))
         acc = {e: t.basin[e].list() for e in order}
-        ms.append(Measure(t.name, f"test accuracy from checkpoint {peak:g} (the best inner one) minus from the first "
-                          f"({order[0]:g})", "test accuracy (fraction)", contrast_interval([(1.0, acc[peak]),
-                                                                                           (-1.0, acc[order[0]])]),
-                          ABOVE, SEEDS, note="the inner checkpoint is chosen as the best, which favours the claim"))
-        ms.append(Measure(t.name, f"test accuracy from checkpoint {peak:g} minus from the final one ({order[-1]:g})",
-                          "test accuracy (fraction)", contrast_interval([(1.0, acc[peak]), (-1.0, acc[order[-1]])]),
-                          ABOVE, SEEDS, note="the inner checkpoint is chosen as the best, which favours the claim"))
+        peak = max(interior, key=lambda e: float(np.nanmean(acc[e])) if np.isfinite(acc[e]).any() else -math.inf)
+        # the inner checkpoint is chosen as the best of K: each contrast is tested at 1 - alpha / K (Bonferroni)
+        level = 1 - (1 - LEVEL) / len(interior)
+        note = f"the best of {len(interior)} inner checkpoints, tested at {level:.2%}" if len(interior) > 1 else ""
+        for other, what in ((order[0], "the first"), (order[-1], "the final one")):
+            ms.append(Measure(t.name, f"test accuracy from checkpoint {peak:g} (the best inner one) minus from {what} "
+                              f"({other:g})", "test accuracy (fraction)",
+                              contrast_interval([(1.0, acc[peak]), (-1.0, acc[other])]), ABOVE, SEEDS, level=level,
+                              note=note))
     if not ms and not notes:
         notes[ALL] = "the study has no pre-training checkpoint sweep (basin.checkpoint_epochs)"
     return ms, notes
@@ -98,7 +113,7 @@ LIU = (
     Claim("L3", "In pre-trained weights the gradient's principal component is suppressed.", ("principal",), _judge_l3,
           source="Liu et al. 2019"),
     Claim("L4", "Transferability follows the similarity of both inputs and labels between source and target.",
-          ("cells",), _judge_l4, every_target=False, source="Liu et al. 2019"),
+          ("cells",), _judge_l4, source="Liu et al. 2019"),
     Claim("L5", "Transferability changes along pre-training: it first rises and then falls.", ("basin",), _judge_l5,
           source="Liu et al. 2019"),
 )

@@ -7,14 +7,15 @@ Every judge returns, per target, the statistics that decide it (:class:`~.base.M
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from scipy import stats as sps
 
 from ..study.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
-from .base import ABOVE, ALL, BELOW, WITHIN, Claim, Measure
+from .base import ABOVE, ALL, BELOW, WITHIN, Claim, Measure, missing
 from .evidence import Evidence, PerPair, PerSeed, TargetEvidence
-from .stats import Estimate, contrast_interval, jackknife_interval, mean_interval
+from .stats import LEVEL, Estimate, contrast_interval, jackknife_interval, mean_interval
 
 __all__ = ["NEYSHABUR", "BARRIER_MARGIN", "ACCURACY_MARGIN"]
 
@@ -40,9 +41,15 @@ def _has(t: TargetEvidence, *cells: tuple[str, int]) -> bool:
 
 
 def _pair_diff(a: PerPair, b: PerPair) -> Estimate:
-    """Mean over pairs of ``a`` minus mean over pairs of ``b``, jackknifed over seeds."""
-    seeds = sorted(set(a.seeds) | set(b.seeds))
-    return jackknife_interval(seeds, lambda kept: a.mean(kept) - b.mean(kept))
+    """Mean over pairs of ``a`` minus mean over pairs of ``b``, jackknifed over seeds. n (and df = n - 1) is the
+    smaller arm's number of seeds, so an arm with fewer seeds is not credited with the other's."""
+    return _pair_jackknife([a, b], lambda kept: a.mean(kept) - b.mean(kept))
+
+
+def _pair_jackknife(pairs: list[PerPair], statistic) -> Estimate:
+    est = jackknife_interval(sorted(set().union(*[p.seeds for p in pairs])), statistic)
+    k = min(len(p.seeds) for p in pairs)
+    return replace(est, n=k, df=min(est.df, k - 1)) if k != est.n else est
 
 
 def _pairs_counted(*ps: tuple[str, PerPair]) -> str:
@@ -51,8 +58,11 @@ def _pairs_counted(*ps: tuple[str, PerPair]) -> str:
 
 
 def _by_distance(ev: Evidence) -> list[TargetEvidence]:
-    """Targets with a known distance to the source, nearest first."""
-    return sorted([t for t in ev.targets if math.isfinite(t.distance)], key=lambda t: t.distance)
+    """The targets nearest first, if every target has a distance to the source; else none (an ordering of some
+    targets only could name the wrong one nearest or farthest)."""
+    if not all(math.isfinite(t.distance) for t in ev.targets):
+        return []
+    return sorted(ev.targets, key=lambda t: t.distance)
 
 
 # -- 1 -------------------------------------------------------------------------------------------------------------
@@ -65,14 +75,17 @@ def _judge1(ev: Evidence):
             continue
         ms.append(Measure(t.name, "P-T minus RI-T test accuracy", ACC, contrast_interval(_gain(t, full)), ABOVE, SEEDS))
     near = [t for t in _by_distance(ev) if _has(t, (PT, full), (RIT, full))]
-    if len(near) > 1:
+    name = "gain on the nearest target minus gain on the farthest"
+    if not ms:
+        notes[ALL] = "no target has the runs for a gain"
+    elif len(near) > 1:
         a, b = near[0], near[-1]
         est = contrast_interval(_gain(a, full) + [(-c, v) for c, v in _gain(b, full)])
-        ms.append(Measure(ALL, f"gain on the nearest target ({a.name}) minus gain on the farthest ({b.name})", ACC, est,
-                          ABOVE, SEEDS, note=f"target distance: {a.distance_source}"))
-    else:
-        notes[ALL] = ("the ordering needs at least two targets with a distance to the source (measured by the "
-                      "transferability scores, or declared as `distance` in the target's config)")
+        ms.append(Measure(ALL, f"{name} ({a.name} - {b.name})", ACC, est, ABOVE, SEEDS,
+                          note=f"target distance: {a.distance_source}"))
+    else:  # the ordering is part of the claim: without it the claim cannot hold
+        ms.append(missing(ALL, name, ACC, ABOVE, "it needs at least two measured targets, each with a distance to the "
+                          "source (measured by the transferability scores, or `distance` declared on every target)"))
     return ms, notes
 
 
@@ -85,6 +98,7 @@ def _judge2(ev: Evidence):
         return [], {t.name: "needs a block size smaller than the image" for t in ev.targets}
     ordered = _by_distance(ev)
     farthest = ordered[-1].name if len(ordered) > 1 else None
+    shrink = f"gain at block {full} minus gain at block {small}"
     for t in ev.targets:
         if not _has(t, (PT, full), (RIT, full), (PT, small), (RIT, small)):
             notes[t.name] = f"needs finished P-T and RI-T runs at blocks {full} and {small}"
@@ -94,8 +108,12 @@ def _judge2(ev: Evidence):
             ms.append(Measure(t.name, f"{arm} accuracy drop from block {full} to {small}", ACC, est, ABOVE, SEEDS))
         if t.name == farthest:
             continue  # the claim exempts the most distant target from the shrinking gain
+        if farthest is None:
+            ms.append(missing(t.name, shrink, ACC, ABOVE, "the claim exempts the most distant target, and without a "
+                              "distance for every target none can be named"))
+            continue
         est = contrast_interval(_gain(t, full) + [(-c, v) for c, v in _gain(t, small)])
-        ms.append(Measure(t.name, f"gain at block {full} minus gain at block {small}", ACC, est, ABOVE, SEEDS))
+        ms.append(Measure(t.name, shrink, ACC, est, ABOVE, SEEDS))
     return ms, notes
 
 
@@ -129,25 +147,29 @@ def _judge4(ev: Evidence):
 
 # -- 5 -------------------------------------------------------------------------------------------------------------
 def _judge5(ev: Evidence):
+    """Every layer's difference is its own effect (the claim holds when every one does: an intersection-union test,
+    which needs no correction); a minimum over layers would be biased and its jackknife unreliable."""
     ms, notes = [], {}
     for t in ev.targets:
         a, b = t.cka.get(PT_PT), t.cka.get(RIT_RIT)
         if not (a and b and len(a) == len(b) and a[0].values and b[0].values):
             notes[t.name] = "needs the CKA of at least two P-T and two RI-T models"
             continue
-        seeds = sorted(set(a[0].seeds) | set(b[0].seeds))
-
-        def diffs(kept, a=a, b=b):
-            return np.array([x.mean(kept) - y.mean(kept) for x, y in zip(a, b, strict=True)])
-
-        counted = _pairs_counted((PT_PT, a[0]), (RIT_RIT, b[0])) + f", {len(a)} layers"
-        ms.append(Measure(t.name, "smallest over layers of CKA(P-T pairs) minus CKA(RI-T pairs)", "CKA",
-                          jackknife_interval(seeds, lambda kept, d=diffs: float(np.min(d(kept)))), ABOVE, counted))
+        counted = _pairs_counted((PT_PT, a[0]), (RIT_RIT, b[0]))
+        layers = list(t.cka_layers) or [f"layer {i}" for i in range(len(a))]
+        for layer, x, y in zip(layers, a, b, strict=True):
+            ms.append(Measure(t.name, f"CKA of P-T pairs minus RI-T pairs at {layer}", "CKA", _pair_diff(x, y), ABOVE,
+                              counted))
         half = len(a) // 2
+        name = "that difference on the lower half of the layers minus the upper half"
         if half:
-            ms.append(Measure(t.name, "that difference on the lower half of the layers minus the upper half", "CKA",
-                              jackknife_interval(seeds, lambda kept, d=diffs, h=half: float(
-                                  np.mean(d(kept)[:h]) - np.mean(d(kept)[h:]))), ABOVE, counted))
+            def lower_minus_upper(kept, a=a, b=b, h=half):
+                d = np.array([x.mean(kept) - y.mean(kept) for x, y in zip(a, b, strict=True)])
+                return float(np.mean(d[:h]) - np.mean(d[h:]))
+
+            ms.append(Measure(t.name, name, "CKA", _pair_jackknife([a[0], b[0]], lower_minus_upper), ABOVE, counted))
+        else:
+            ms.append(missing(t.name, name, "CKA", ABOVE, "needs at least two layers"))
     return ms, notes
 
 
@@ -226,10 +248,14 @@ def _judge9(ev: Evidence):
         if not (final and earlier):
             notes[t.name] = "needs P-T runs from the final and from earlier pre-training checkpoints"
             continue
+        # any one checkpoint may match: each is tested at 1 - alpha / K (Bonferroni), not at 1 - alpha
+        level = 1 - (1 - LEVEL) / len(earlier)
         for e in earlier:
             est = contrast_interval([(1.0, _v(t.basin[e])), (-1.0, final)])
             ms.append(Measure(t.name, f"test accuracy fine-tuned from checkpoint {e:g} minus from the final one "
-                              f"({t.basin_final:g})", ACC, est, WITHIN, SEEDS, margin=ACCURACY_MARGIN))
+                              f"({t.basin_final:g})", ACC, est, WITHIN, SEEDS, margin=ACCURACY_MARGIN, level=level,
+                              note=f"{level:.2%} interval: {len(earlier)} checkpoints, any of which may match"
+                              if len(earlier) > 1 else ""))
     if not ms and not notes:
         notes[ALL] = "the study has no pre-training checkpoint sweep (basin.checkpoint_epochs)"
     return ms, notes
