@@ -624,10 +624,13 @@ def _body(names: list[str]) -> list[int]:
     return [i for i, n in enumerate(names) if not n.startswith("head")]
 
 
-def _mean_body(values: list, names: list[str]) -> float:
-    v = [_nan(values[i]) for i in _body(names)]
-    v = [x for x in v if math.isfinite(x)]
+def _finite_mean(values: list[float]) -> float:
+    v = [x for x in values if math.isfinite(x)]
     return float(np.mean(v)) if v else math.nan
+
+
+def _mean_body(values: list, names: list[str]) -> float:
+    return _finite_mean([_nan(values[i]) for i in _body(names)])
 
 
 def _target_distances(plan: Plan, results: dict[str, dict]) -> dict[str, tuple[float, str]]:
@@ -665,7 +668,10 @@ def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
                 acc[(arm, r["block_size"])] = PerSeed({int(s["seed"]): _nan(s["test_acc"]) for s in per})
                 speed[(arm, r["block_size"])] = PerSeed({int(s["seed"]): _nan(s["speed_mean_acc_k"]) for s in per})
         mis, cka, dst, bar = (results.get(f"{k}/{name}") for k in ("mistakes", "cka", "distance", "barrier"))
-        layers = next((p["result"]["layers"] for p in (cka or {}).get("pairs", []) if p["kind"] == PT_PT), [])
+        first_cka = next((p["result"] for p in (cka or {}).get("pairs", []) if p["kind"] == PT_PT), {})
+        layers = first_cka.get("layers", [])
+        # the full-data estimate where it was computed (full=False keeps only the minibatch one)
+        cka_key = "full" if any(v is not None for v in first_cka.get("full") or []) else "minibatch"
         crit = results.get(f"criticality/{name}")
         modules: list[str] = []
         per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
@@ -681,7 +687,8 @@ def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
         basin, final_e = {}, math.nan
         b = results.get(f"basin/{name}")
         if b:
-            final_e = float(b.get("final_checkpoint", max(r["checkpoint"] for r in b["rows"])))
+            final_e = float(b["final_checkpoint"]) if "final_checkpoint" in b else \
+                float(max((r["checkpoint"] for r in b["rows"]), default=math.nan))
             for r in b["rows"]:
                 basin.setdefault(float(r["checkpoint"]), {})[int(r["seed"])] = _nan(r["test_acc"])
         flat, dev, stab, pg = (results.get(f"{k}/{name}") for k in ("flatness", "deviation", "stability", "principal"))
@@ -691,7 +698,7 @@ def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
             uncommon={k: _pairs(mis, k, lambda r: r["uncommon"] / r["n"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
             common={k: _pairs(mis, k, lambda r: r["common"] / r["n"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
             cka_layers=tuple(layers),
-            cka={k: tuple(_pairs(cka, k, lambda r, i=i: r["full"][i]) for i in range(len(layers)))
+            cka={k: tuple(_pairs(cka, k, lambda r, i=i, key=cka_key: r[key][i]) for i in range(len(layers)))
                  for k in (PT_PT, RIT_RIT)},
             param_distance={k: _pairs(dst, k, lambda r: r["total"]) for k in (PT_PT, RIT_RIT)},
             start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
@@ -701,10 +708,10 @@ def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
             top_eigenvalue={a: _models(flat, a, lambda r: r["top_eigenvalue"]) for a in (PT, RIT)},
             deviation={a: _models(dev, a, lambda r: _mean_body(r["deviation"][-1], r["modules"])
                                   if r["deviation"] else math.nan) for a in (PT, RIT)},
-            grad_lipschitz={a: _models(stab, a, lambda r: float(np.nanmean([_nan(v) for p in r["points"]
-                                                                            for v in p["grad_lipschitz"]])))
+            grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r["points"]
+                                                                         for v in p["grad_lipschitz"]]))
                             for a in (PT, RIT)},
-            principal={a: _models(pg, a, lambda r: _mean_body([f[0] for f in r["fraction"]], r["weights"]))
+            principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r["fraction"]], r["weights"]))
                        for a in (PT, RIT)}))
     cells = []
     for r in rows:
