@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/verdict_stability.py                       # two runs: seeds 0-2 / P 0, seeds 3-5 / P 1
     .venv/bin/python benchmarks/verdict_stability.py --run 0,1,2:0 --run 10,11,12:7 --run 20,21,22:3
-    .venv/bin/python benchmarks/verdict_stability.py --profile quick --root results/stability --jobs 2
+    .venv/bin/python benchmarks/verdict_stability.py --existing results/quick --run 3,4,5:1   # beside make demo's
 
 Each ``--run SEEDS:PRETRAIN_SEED`` trains (or resumes) the study into ``ROOT/<name>-s<seeds>-p<seed>``, analyses
 it and judges every claim. It prints claim x run -> outcome, then counts, per claim, the contradictions (holds
@@ -14,12 +14,13 @@ Exit status 1 if any contradiction is found.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
-from transferscope.config import load_config
+from transferscope.config import StudyConfig, from_dict, load_config
 from transferscope.store import Store
 from transferscope.study import execute, make_plan
 from transferscope.study.analyze import analyze, verdicts, write_claims
@@ -39,18 +40,24 @@ def main() -> int:
     ap.add_argument("--root", default="results/stability")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only-judge", action="store_true", help="read finished folders, train nothing")
+    ap.add_argument("--existing", action="append", default=[],
+                    help="a finished results folder (e.g. of `make demo`) to judge beside the runs (repeatable)")
     a = ap.parse_args()
-    runs = [_parse(r) for r in (a.run or ["0,1,2:0", "3,4,5:1"])]
+    runs = [_parse(r) for r in (a.run or ([] if a.existing else ["0,1,2:0", "3,4,5:1"]))]
     table: dict[str, list] = {}
     names = []
+    studies = [(Path(f), from_dict(StudyConfig, json.loads((Path(f) / "study.json").read_text())), True)
+               for f in a.existing]
     for seeds, pseed in runs:
         cfg = load_config(a.profile, [f"seeds={seeds}", f"pretrain_seed={pseed}"])
-        name = f"{cfg.name}-s{'_'.join(map(str, seeds))}-p{pseed}"
+        studies.append((Path(a.root) / f"{cfg.name}-s{'_'.join(map(str, seeds))}-p{pseed}", cfg, a.only_judge))
+    for folder, cfg, only_judge in studies:
+        name = f"{folder.name} (seeds {','.join(map(str, cfg.seeds))}; P seed {cfg.pretrain_seed})"
         names.append(name)
         plan = make_plan(cfg)
-        store = Store(Path(a.root) / name)
+        store = Store(folder)
         t0 = time.perf_counter()
-        if not a.only_judge:
+        if not only_judge:
             store.root.mkdir(parents=True, exist_ok=True)
             execute(plan, store, jobs=a.jobs, show_progress=False)
         res = analyze(plan, store, show_progress=False)
@@ -60,6 +67,9 @@ def main() -> int:
         for v in vs:
             table.setdefault(v.claim, []).append(v)
     w = max(12, *(len(n) for n in names))
+    print("\n".join(f"run {i}: {n}" for i, n in enumerate(names)))
+    names = [f"run {i}" for i in range(len(names))]
+    w = 12
     print(f"{'claim':<6} " + " ".join(f"{n[:w]:<{w}}" for n in names) + "  contradiction")
     contradictions = inconclusive = decisive = total = 0
     target_rows = []

@@ -53,8 +53,7 @@ def _pair_jackknife(pairs: list[PerPair], statistic) -> Estimate:
 
 
 def _pairs_counted(*ps: tuple[str, PerPair]) -> str:
-    seeds = set().union(*[p.seeds for _, p in ps])
-    return "pairs (" + ", ".join(f"{len(p.values)} {k}" for k, p in ps) + f") over {len(seeds)} seeds"
+    return "seeds (averaged over " + ", ".join(f"{len(p.values)} {k}" for k, p in ps) + " pairs)"
 
 
 def _by_distance(ev: Evidence) -> list[TargetEvidence]:

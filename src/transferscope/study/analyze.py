@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,23 +189,24 @@ def _transfer_run(ctx: Context, job: Job, results: dict) -> dict:
     return {"rows": rows, "speed_k": cfg.finetune.speed_epochs, "speed_fraction": cfg.finetune.speed_fraction}
 
 
-def _pairs_jobs(name: str, kinds: tuple[str, ...], with_p: bool = False, settings: tuple[str, ...] = ()):
+def _pair_jobs(ctx: Context, missing: dict[str, str], *, name: str, kinds: tuple[str, ...], with_p: bool = False,
+               settings: tuple[str, ...] = ()) -> list[Job]:
     """One job per target over every pair of the given kinds; ``with_p`` adds P (its body with P-T's new head: the
     start of fine-tuning) against the first P-T model; ``settings``: the analysis settings the job uses."""
+    out = []
+    for t in _targets(ctx):
+        pairs = _target_pairs(ctx, t, missing, kinds)
+        if pairs is None:
+            continue
+        if with_p:
+            first = next(p for p in pairs if p.kind in (PT_PT, PT_RIT, PT_P)).a
+            pairs = pairs + [arms.Pair(P_PT, first, first, which_b="init")]
+        out.append(_job(name, t, pairs, {k: getattr(ctx.settings, k) for k in settings} | {"seed": ctx.settings.seed}))
+    return out
 
-    def jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
-        out = []
-        for t in _targets(ctx):
-            pairs = _target_pairs(ctx, t, missing, kinds)
-            if pairs is None:
-                continue
-            if with_p:
-                first = next(p for p in pairs if p.kind in (PT_PT, PT_RIT, PT_P)).a
-                pairs = pairs + [arms.Pair(P_PT, first, first, which_b="init")]
-            out.append(_job(name, t, pairs, {k: getattr(ctx.settings, k) for k in settings} | {"seed": ctx.settings.seed}))
-        return out
 
-    return jobs
+def _pairs_jobs(name: str, kinds: tuple[str, ...], with_p: bool = False, settings: tuple[str, ...] = ()):
+    return partial(_pair_jobs, name=name, kinds=kinds, with_p=with_p, settings=settings)
 
 
 def _mistakes_run(ctx: Context, job: Job, results: dict) -> dict:
@@ -271,23 +273,23 @@ def _barrier_run(ctx: Context, job: Job, results: dict) -> dict:
     return {"pairs": rows}
 
 
-def _per_model_jobs(name: str, prefix: str, arms_: tuple[str, ...] = (PT, RIT), group_extra: dict | None = None):
-    """One job per target over every seed of the given arms (unshuffled)."""
+def _model_jobs(ctx: Context, missing: dict[str, str], *, name: str, prefix: str,
+                arms_: tuple[str, ...] = (PT, RIT)) -> list[Job]:
+    """One job per target over every seed of the given arms (unshuffled); the settings starting with ``prefix``."""
+    full = ctx.plan.config.data.image_size
+    out = []
+    for t in _targets(ctx):
+        models = [r for a in arms_ for r in _arm_runs(ctx, t, full, a)]
+        if not all(_arm_runs(ctx, t, full, a) for a in arms_):
+            missing[f"{name}-{t}"] = f"needs finished {' and '.join(arms_)} runs at block {full}"
+            continue
+        rows = [{"arm": r.arm, "seed": r.seed, "run": r.run_id} for r in models]
+        out.append(Job(name, t, tuple(r.run_id for r in models), {"models": rows, **_settings(ctx, prefix)}))
+    return out
 
-    def jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
-        full = ctx.plan.config.data.image_size
-        out = []
-        for t in _targets(ctx):
-            models = [r for a in arms_ for r in _arm_runs(ctx, t, full, a)]
-            if not all(_arm_runs(ctx, t, full, a) for a in arms_):
-                missing[f"{name}-{t}"] = f"needs finished {' and '.join(arms_)} runs at block {full}"
-                continue
-            rows = [{"arm": r.arm, "seed": r.seed, "run": r.run_id} for r in models]
-            out.append(Job(name, t, tuple(r.run_id for r in models), {"models": rows, **_settings(ctx, prefix),
-                                                                        **(group_extra or {})}))
-        return out
 
-    return jobs
+def _per_model_jobs(name: str, prefix: str):
+    return partial(_model_jobs, name=name, prefix=prefix)
 
 
 def _criticality_run(ctx: Context, job: Job, results: dict) -> dict:
