@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
-from transferscope.config import StudyConfig, from_dict, load_config
-from transferscope.store import Store
+from transferscope.config import StudyConfig, from_dict, load_config, to_dict
+from transferscope.store import Store, atomic_write_text, dumps
 from transferscope.study import execute, make_plan
 from transferscope.study.analyze import analyze, verdicts, write_claims
 
@@ -59,6 +59,8 @@ def main() -> int:
         t0 = time.perf_counter()
         if not only_judge:
             store.root.mkdir(parents=True, exist_ok=True)
+            # study.json, as `transferscope run` writes it: status, report and compare then read the folder
+            atomic_write_text(store.root / "study.json", dumps(to_dict(cfg)))
             execute(plan, store, jobs=a.jobs, show_progress=False)
         res = analyze(plan, store, show_progress=False)
         vs = verdicts(plan, res.results)
