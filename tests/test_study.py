@@ -228,6 +228,29 @@ def test_lr_choice_ignores_test_data_and_failed_candidates(tmp_path, folders):
     assert not again.done and len(again.blocked) == 3 and len(again.skipped) == 10
 
 
+def test_one_standard_error_rule_takes_the_smallest_rate_within_noise_of_the_best(tmp_path, folders):
+    from dataclasses import replace
+
+    from transferscope.store import write_json
+    from transferscope.study.tuning import choose
+
+    plan = _plan(tmp_path, folders, overrides=["scratch.lr_grid=[0.01, 0.02, 0.03]"])
+    sel = plan.selections[0]
+    assert sel.rule == "best"
+    store = Store(tmp_path / "res")
+    n_val = sel.candidates[0].domain.n_val_per_class * 3  # 3 classes: 12 validation images
+    se = (0.75 * 0.25 / n_val) ** 0.5
+    figures = {0.01: 0.75 - 1.2 * se, 0.02: 0.75 - 0.8 * se, 0.03: 0.75}
+    for cand in sel.candidates:
+        with store.new_run(cand.run_id) as d:
+            write_json(d, "metrics.json", {"val_acc": figures[cand.train.lr], "val_loss": 1.0, "num_classes": 3})
+            write_json(d, "run.json", {"run_id": cand.run_id, "status": "done"})
+    assert choose(sel, store).lr == 0.03
+    assert choose(replace(sel, rule="one-se"), store).lr == 0.02  # 0.01 lies more than one SE below the best
+    one_se = make_plan(load_config(tmp_path / "study.toml", ["scratch.lr_grid=[0.01, 0.02]", "lr_rule=\"one-se\""]))
+    assert {s.rule for s in one_se.selections} == {"one-se"}
+
+
 # ---------------------------------------------------------------- issue 10: what a run records, and the flags
 
 

@@ -194,6 +194,10 @@ class StudyConfig:
     scratch: TrainConfig = field(default_factory=TrainConfig)
     basin: BasinConfig = field(default_factory=BasinConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    lr_rule: Literal["best", "one-se"] = "best"
+    """How a learning rate is chosen from its candidates' final validation accuracy: ``best``, the highest; or
+    ``one-se``, the smallest rate within one standard error (sqrt(p (1 - p) / n_val)) of the highest, the
+    one-standard-error rule (Hastie et al.), which does not let noise between near-ties decide."""
     lr_selection: Literal["per-target", "per-target-and-block"] = "per-target"
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""

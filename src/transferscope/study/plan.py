@@ -101,6 +101,8 @@ class Selection:
     target: str
     block_size: int
     candidates: tuple[RunSpec, ...]
+    rule: str = "best"
+    """``best`` or ``one-se`` (see ``StudyConfig.lr_rule``)."""
 
     @property
     def key(self) -> str:
@@ -244,7 +246,7 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
         if key not in selections:
             cands = tuple(RunSpec(arm, t, sb, cfg.seeds[0], replace(train, lr=lr, lr_grid=[]), cfg.model, cfg.data,
                                   parent=parent) for lr in train.lr_grid)
-            selections[key] = Selection(arm, t.display, sb, cands)
+            selections[key] = Selection(arm, t.display, sb, cands, cfg.lr_rule)
             tuning.extend(cands)
         deferred.append((spec, selections[key]))
 

@@ -69,11 +69,13 @@ def choose(sel: Selection, store: Store) -> Choice:
     scores: dict[float, tuple[float, float]] = {}
     val_acc: dict[float, float | None] = {}
     pending = False
+    n_val = 0
     for c in sel.candidates:
         st = store.run_status(c.run_id)
         val_acc[c.train.lr] = None
         if st == RUN_DONE:
             m = store.read_json(c.run_id, "metrics.json")
+            n_val = c.domain.n_val_per_class * int(m.get("num_classes", 0))
             acc, loss = m.get("val_acc"), m.get("val_loss")
             if acc is not None and math.isfinite(acc):
                 val_acc[c.train.lr] = acc
@@ -85,6 +87,10 @@ def choose(sel: Selection, store: Store) -> Choice:
     if not scores:
         return Choice(sel, "failed", val_acc=val_acc)
     best = min(scores, key=lambda lr: (-scores[lr][0], scores[lr][1], lr))
+    if sel.rule == "one-se" and n_val:
+        top = scores[best][0]
+        se = math.sqrt(top * (1 - top) / n_val)
+        best = min(lr for lr, (acc, _) in scores.items() if acc >= top - se)
     return Choice(sel, "chosen", best, val_acc)
 
 
