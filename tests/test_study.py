@@ -246,7 +246,13 @@ def test_one_standard_error_rule_takes_the_smallest_rate_within_noise_of_the_bes
             write_json(d, "metrics.json", {"val_acc": figures[cand.train.lr], "val_loss": 1.0, "num_classes": 3})
             write_json(d, "run.json", {"run_id": cand.run_id, "status": "done"})
     assert choose(sel, store).lr == 0.03
-    assert choose(replace(sel, rule="one-se"), store).lr == 0.02  # 0.01 lies more than one SE below the best
+    c = choose(replace(sel, rule="one-se"), store)
+    assert c.lr == 0.02 and c.best == 0.03  # 0.01 lies more than one SE below the best
+    assert c.edge == "largest"  # the best candidate is the grid's largest: the optimum may lie above it
+    # a candidate within noise of the best that did not fit its training data is passed over
+    d = store.run_dir(sel.candidates[1].run_id)
+    write_json(d, "metrics.json", {"val_acc": figures[0.02], "val_loss": 1.0, "num_classes": 3, "train_acc_final": 0.5})
+    assert choose(replace(sel, rule="one-se"), store).lr == 0.03
     one_se = make_plan(load_config(tmp_path / "study.toml", ["scratch.lr_grid=[0.01, 0.02]", "lr_rule=\"one-se\""]))
     assert {s.rule for s in one_se.selections} == {"one-se"}
 

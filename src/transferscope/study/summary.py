@@ -10,15 +10,11 @@ import numpy as np
 
 from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan
-from .tuning import choices, resolve
+from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the one-SE rule reads it
 
 __all__ = ["ArmCell", "SeedResult", "results_table", "format_table", "status_counts", "checkpoint_gains", "Flag",
            "flags", "format_flags", "uninformative_threshold", "UNDERFIT_TRAIN_ACC", "UNINFORMATIVE_CHANCE_MULTIPLE"]
 
-UNDERFIT_TRAIN_ACC = 0.9
-"""A P-T or RI-T run on an unshuffled target whose final model scores below this on its own training split
-(``train_acc_final``) did not fit its training data: its test accuracy then measures under-training as much as
-what was transferred. (Shuffled block sizes are not flagged: failing to fit them can be the effect studied.)"""
 
 UNINFORMATIVE_CHANCE_MULTIPLE = 2.0
 """A target on which P-T's mean test accuracy, unshuffled, stays under this multiple of chance (1 / classes) tells

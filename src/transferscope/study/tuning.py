@@ -26,6 +26,9 @@ class Choice:
     lr: float = math.nan
     val_acc: dict[float, float | None] = field(default_factory=dict)
     """Final validation accuracy per candidate learning rate (None: that candidate failed or is pending)."""
+    best: float = math.nan
+    """The candidate of the highest validation accuracy; with ``lr_rule = "one-se"`` the chosen ``lr`` may be a
+    smaller one within noise of it."""
 
     @property
     def grid(self) -> tuple[float, ...]:
@@ -39,7 +42,10 @@ class Choice:
         g = self.grid
         if self.state != "chosen" or len(g) < 2:
             return ""
-        return "smallest" if self.lr == min(g) else "largest" if self.lr == max(g) else ""
+        # the optimum may lie beyond the grid when the best candidate is at an end (under the one-SE rule a smaller
+        # rate within noise of an inner best is a deliberate choice, not a sign of a grid too narrow)
+        top = self.best if math.isfinite(self.best) else self.lr
+        return "smallest" if top == min(g) else "largest" if top == max(g) else ""
 
     @property
     def at_edge(self) -> bool:
@@ -64,18 +70,25 @@ class Choice:
                 "runs": [c.run_id for c in s.candidates], "at_edge": self.at_edge, "edge": self.edge}
 
 
+UNDERFIT_TRAIN_ACC = 0.9
+"""A run whose final model classifies less than this fraction of its own training split did not fit its training
+data (the report and ``status`` flag it; the one-SE learning-rate rule passes over such candidates)."""
+
+
 def choose(sel: Selection, store: Store) -> Choice:
     """Decide ``sel`` from the stored candidate runs."""
     scores: dict[float, tuple[float, float]] = {}
     val_acc: dict[float, float | None] = {}
     pending = False
     n_val = 0
+    fits: dict[float, bool] = {}
     for c in sel.candidates:
         st = store.run_status(c.run_id)
         val_acc[c.train.lr] = None
         if st == RUN_DONE:
             m = store.read_json(c.run_id, "metrics.json")
             n_val = c.domain.n_val_per_class * int(m.get("num_classes", 0))
+            fits[c.train.lr] = not m.get("train_acc_final", 1.0) < UNDERFIT_TRAIN_ACC
             acc, loss = m.get("val_acc"), m.get("val_loss")
             if acc is not None and math.isfinite(acc):
                 val_acc[c.train.lr] = acc
@@ -87,11 +100,14 @@ def choose(sel: Selection, store: Store) -> Choice:
     if not scores:
         return Choice(sel, "failed", val_acc=val_acc)
     best = min(scores, key=lambda lr: (-scores[lr][0], scores[lr][1], lr))
+    chosen = best
     if sel.rule == "one-se" and n_val:
+        # the smallest rate within one standard error of the best, among the candidates that fit their training data
         top = scores[best][0]
         se = math.sqrt(top * (1 - top) / n_val)
-        best = min(lr for lr, (acc, _) in scores.items() if acc >= top - se)
-    return Choice(sel, "chosen", best, val_acc)
+        near = [lr for lr, (acc, _) in scores.items() if acc >= top - se and fits.get(lr, True)]
+        chosen = min(near) if near else best
+    return Choice(sel, "chosen", chosen, val_acc, best)
 
 
 def concrete(template: RunSpec, lr: float) -> RunSpec:
