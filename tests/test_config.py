@@ -18,7 +18,11 @@ def test_builtin_studies_load_and_plan():
         plan = make_plan(cfg)
         arms = [r.arm for r in plan.runs] + [t.arm for t, _ in plan.deferred]
         assert arms[0] == "P" and arms.count("P") == 1
-        assert len(cfg.seeds) >= 2 and len(cfg.block_sizes) >= 3
+        from transferscope.claims.stats import MIN_SEEDS
+
+        # enough seeds for the decision rule to decide anything; an unshuffled and a shuffled block size at least
+        assert len(cfg.seeds) >= MIN_SEEDS and len(cfg.block_sizes) >= (2 if profile == "quick" else 3)
+        assert cfg.data.image_size in cfg.block_sizes
         assert arms.count("RI-T") == len(cfg.targets) * len(cfg.block_sizes) * len(cfg.seeds)
         for arm, grid in (("P-T", cfg.finetune.lr_grid), ("RI-T", cfg.scratch.lr_grid)):  # chosen per target
             assert sum(r.arm == arm for r in plan.tuning) == len(cfg.targets) * len(grid)
