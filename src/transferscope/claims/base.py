@@ -106,9 +106,9 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for t in d["targets"]:
-            for e in t["effects"]:
-                e["claim_side"] = Effect(**{k: v for k, v in e.items() if k != "claim_side"}).claim_side
+        for t, td in zip(self.targets, d["targets"], strict=True):
+            for e, ed in zip(t.effects, td["effects"], strict=True):
+                ed["claim_side"] = e.claim_side
         return d
 
     @classmethod

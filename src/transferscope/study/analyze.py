@@ -137,9 +137,11 @@ def _domain(ctx: Context, target: str, block: int | None = None):
     return data if block in (None, full) else data.shuffled(block, cfg.data.shuffle_seed)
 
 
-def _settings(ctx: Context, prefix: str) -> dict[str, Any]:
+def _settings(ctx: Context, prefix: str | None) -> dict[str, Any]:
+    """The analysis settings whose names start with ``prefix`` (None: none of them), and the seed."""
     s = ctx.settings
-    return {k: getattr(s, k) for k in s.__dataclass_fields__ if k.startswith(prefix)} | {"seed": s.seed}
+    names = [k for k in s.__dataclass_fields__ if prefix is not None and k.startswith(prefix)]
+    return {k: getattr(s, k) for k in names} | {"seed": s.seed}
 
 
 def _pair_rows(pairs: list[arms.Pair]) -> list[dict]:
@@ -232,28 +234,18 @@ def _cka_run(ctx: Context, job: Job, results: dict) -> dict:
     data = _domain(ctx, job.target)
     rows = []
     for p in job.params["pairs"]:
-        if p["kind"] == P_PT:  # P's own weights (the pre-training run), its features against the fine-tuned model's
-            a = _model(ctx, p["runs"][0])
-            b = _model(ctx, p["runs"][0], "init")
-        else:
-            a, b = _models_of(ctx, p)
+        a, b = _models_of(ctx, p)  # P/P-T: the P-T model and its start (P's body with the new head)
         res = feature_similarity(a, b, data.test.x, layers=a.layer_names(), batch_size=job.params["cka_batch_size"])
         rows.append(p | {"result": res.to_dict()})
     return {"pairs": rows}
 
 
 def _distance_run(ctx: Context, job: Job, results: dict) -> dict:
-    from safetensors.torch import load_file
-
     from ..analyses.distance import parameter_distance
 
     rows = []
     for p in job.params["pairs"]:
-        a = _model(ctx, p["runs"][0])
-        if p["which_b"] == "init":  # the weights the run started from: P (+ a new head) for P-T, RI for RI-T
-            b = load_file(str(ctx.store.run_dir(p["runs"][1]) / "init.safetensors"))
-        else:
-            b = _model(ctx, p["runs"][1])
+        a, b = _models_of(ctx, p)  # which_b "init": the start of the run, P (+ a new head) for P-T, RI for RI-T
         rows.append(p | {"result": parameter_distance(a, b).to_dict()})
     return {"pairs": rows}
 
@@ -273,7 +265,7 @@ def _barrier_run(ctx: Context, job: Job, results: dict) -> dict:
     return {"pairs": rows}
 
 
-def _model_jobs(ctx: Context, missing: dict[str, str], *, name: str, prefix: str,
+def _model_jobs(ctx: Context, missing: dict[str, str], *, name: str, prefix: str | None,
                 arms_: tuple[str, ...] = (PT, RIT)) -> list[Job]:
     """One job per target over every seed of the given arms (unshuffled); the settings starting with ``prefix``."""
     full = ctx.plan.config.data.image_size
@@ -288,7 +280,7 @@ def _model_jobs(ctx: Context, missing: dict[str, str], *, name: str, prefix: str
     return out
 
 
-def _per_model_jobs(name: str, prefix: str):
+def _per_model_jobs(name: str, prefix: str | None):
     return partial(_model_jobs, name=name, prefix=prefix)
 
 
@@ -485,7 +477,7 @@ register(AnalysisSpec("basin", "P-T from earlier pre-training checkpoints agains
 register(AnalysisSpec("flatness", "top Hessian eigenvalue and loss under perturbations, every model", 1,
                       _per_model_jobs("flatness", "flatness"), _flatness_run, group="liu"))
 register(AnalysisSpec("deviation", "relative weight deviation per module along training, every model", 1,
-                      _per_model_jobs("deviation", "none"), _deviation_run, group="liu"))
+                      _per_model_jobs("deviation", None), _deviation_run, group="liu"))
 register(AnalysisSpec("stability", "loss and gradient change along a gradient step along training, every model", 1,
                       _per_model_jobs("stability", "stability"), _stability_run, group="liu"))
 register(AnalysisSpec("principal", "the initial gradient's energy on the top singular directions, every model", 1,
