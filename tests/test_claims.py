@@ -420,10 +420,11 @@ def test_verdict_round_trips_through_json():
 
 
 def test_verdict_with_undefined_intervals_round_trips_through_the_store_json():
+    from transferscope import jsonio
     from transferscope.store import dumps
 
     v = one("N1", ev(target("a", accuracy=acc(0.8, 0.5, n=1))))   # one seed: no interval (NaN)
-    back = Verdict.from_dict(__import__("json").loads(dumps(v.to_dict())))
+    back = Verdict.from_dict(jsonio.loads(dumps(v.to_dict())))
     e = back.effects[0]
     assert math.isnan(e.low) and math.isnan(e.high) and e.value == pytest.approx(0.3) and back.outcome == INCONCLUSIVE
 

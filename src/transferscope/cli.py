@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, jsonio
 from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config, to_dict
 
 log = logging.getLogger("transferscope")
@@ -31,7 +30,7 @@ def _study_of(results: Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
     Store(results).check_format()  # an older format's run ids differ: its runs would look missing
-    return from_dict(StudyConfig, json.loads(path.read_text()))
+    return from_dict(StudyConfig, jsonio.read(path))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

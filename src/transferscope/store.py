@@ -30,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
-import math
 import os
 import shutil
 import tempfile
@@ -41,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from . import jsonio
 from .config import ConfigError
 
 __all__ = ["Store", "StoreError", "StoreLocked", "StoreFormatError", "atomic_write_text", "atomic_write_bytes",
@@ -81,29 +80,9 @@ def hash_artefacts(folder: str | Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder).as_posix() != "run.json"}
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
-def _sanitize(o: Any) -> Any:
-    """NaN/inf are not JSON: write them as null."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {str(k): _sanitize(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_sanitize(v) for v in o]
-    return o
-
-
 def dumps(obj: Any) -> str:
-    return json.dumps(_sanitize(obj), indent=1, default=_json_default, allow_nan=False)
+    """JSON in the project's one encoding (:mod:`transferscope.jsonio`: non-finite floats as strings)."""
+    return jsonio.dumps(obj)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -213,7 +192,7 @@ class Store:
         p = self.run_dir(run_id) / "run.json"
         if not p.is_file():
             return None
-        return json.loads(p.read_text())
+        return jsonio.read(p)
 
     def list_runs(self) -> list[str]:
         if not self.runs.is_dir():
@@ -242,7 +221,7 @@ class Store:
                       if not (d / name).is_file() or file_sha256(d / name) != digest)
 
     def read_json(self, run_id: str, name: str) -> Any:
-        return json.loads((self.run_dir(run_id) / name).read_text())
+        return jsonio.read(self.run_dir(run_id) / name)
 
     def read_npz(self, run_id: str, name: str = "predictions.npz") -> dict[str, np.ndarray]:
         with np.load(self.run_dir(run_id) / name, allow_pickle=False) as z:

@@ -7,7 +7,6 @@ randomness record the seed they were given, which changes nothing).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from pathlib import Path
@@ -15,26 +14,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import jsonio
+
 __all__ = ["Result"]
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def _unjson(v: Any) -> Any:
+def _restore(v: Any) -> Any:
+    """A ``null`` in a numeric field of a file written before :mod:`transferscope.jsonio`: NaN."""
     if v is None:
         return math.nan
-    if v in ("inf", "-inf"):
-        return float(v)
     if isinstance(v, list):
-        return [_unjson(x) for x in v]
+        return [_restore(x) for x in v]
     return v
 
 
@@ -64,7 +54,7 @@ class Result:
         d["_result_type"] = type(self).__name__
         d["_arrays"] = sorted(arrays)
         paths = [stem.with_suffix(".json")]
-        paths[0].write_text(json.dumps(_jsonable(d), indent=1, allow_nan=False))
+        paths[0].write_text(jsonio.dumps(d))
         if arrays:
             paths.append(stem.with_suffix(".npz"))
             np.savez(paths[1], **arrays)
@@ -73,13 +63,13 @@ class Result:
     @classmethod
     def load(cls, stem: str | Path):
         stem = Path(stem)
-        d = json.loads(stem.with_suffix(".json").read_text())
+        d = jsonio.read(stem.with_suffix(".json"))
         if d.get("_result_type") not in (None, cls.__name__):
             raise ValueError(f"{stem.with_suffix('.json')}: holds a {d['_result_type']}, not a {cls.__name__}")
-        # NaN and infinities were written as null / "inf": restore them in the numeric fields only
+        # non-finite numbers come back from jsonio; an older file's null in a numeric field is NaN
         hints = typing.get_type_hints(cls)
         numeric = {k for k, tp in hints.items() if tp is float or "float" in str(tp)}
-        d = {k: _unjson(v) if k in numeric else v for k, v in d.items()}
+        d = {k: _restore(v) if k in numeric else v for k, v in d.items()}
         if d.get("_arrays"):
             with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
                 for k in d["_arrays"]:

@@ -113,7 +113,8 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        """The inverse of :meth:`to_dict`, also after JSON, which writes NaN as null."""
+        """The inverse of :meth:`to_dict`, also after :mod:`transferscope.jsonio` (and of files written before it,
+        whose NaN is null)."""
         names = {f.name for f in dataclasses.fields(Effect)}
         floats = {"value", "low", "high", "level", "bound", "margin", "p_against"}
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import jsonio
 from .base import Verdict
 from .stats import FAILS, HOLDS, NOT_MEASURED
 
@@ -31,7 +32,7 @@ def load_verdicts(results: str | Path) -> list[Verdict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
     try:
-        d = json.loads(path.read_text())
+        d = jsonio.read(path)
         return [Verdict.from_dict(v) for v in d["verdicts"]]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "

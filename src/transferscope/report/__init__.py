@@ -9,7 +9,6 @@ missing is replaced by a note that says what is missing; the rest of the report 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import jsonio
 from ..claims import OUTCOMES, Verdict
 from ..claims import stats as claim_stats
 from ..claims.compare import load_verdicts
@@ -74,20 +74,20 @@ class _Reader:
         study = root / "study.json"
         if not study.is_file():
             raise ReportError(f"{root}: no study.json; is this a results folder written by 'transferscope run'?")
-        self.cfg: StudyConfig = from_dict(StudyConfig, json.loads(study.read_text()))
+        self.cfg: StudyConfig = from_dict(StudyConfig, jsonio.read(study))
         self.store = Store(root)
         self.base_plan = make_plan(self.cfg, check=False)  # learning-rate choices still open
         self.plan = resolve(self.base_plan, self.store)
         adir = root / "analyses"
         idx = adir / "index.json"
-        self.index = json.loads(idx.read_text()) if idx.is_file() else None
+        self.index = jsonio.read(idx) if idx.is_file() else None
         self.results: dict[str, dict] = {}
         self.analysis_seconds = 0.0
         if self.index:
             for name, file in self.index["results"].items():
                 p = adir / file
                 if p.is_file():
-                    d = json.loads(p.read_text())
+                    d = jsonio.read(p)
                     self.results[name] = d["result"]
                     self.analysis_seconds += d.get("seconds", 0.0)
         self.claims: list[Verdict] | None = None

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import jsonio
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, to_dict
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = ["analyze", "AnalysisRun", "AnalysisSpec", "Job", "SPECS", "register", "gather_evidence", "verdicts",
            "format_verdicts", "write_claims", "CACHE_VERSION"]
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 """Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
 
 
@@ -522,7 +523,7 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
         path = adir / f"{key}.json"
         if path.is_file():
             try:
-                out.results[name] = json.loads(path.read_text())["result"]
+                out.results[name] = jsonio.read(path)["result"]
                 out.cached.append(key)
                 out.files[name] = path.name
                 continue
@@ -541,7 +542,7 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
                                        "runs": list(job.runs), "params": job.params, "seconds": seconds,
                                        "result": result}))
         out.computed.append(key)
-        out.results[name] = json.loads(dumps(result))
+        out.results[name] = jsonio.loads(dumps(result))
         out.files[name] = path.name
     bar.close()
     try:
