@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -28,30 +27,11 @@ from torch.func import functional_call, vmap
 
 from ..data import Split
 from ..models import to_input
-from .result import Result
+from ..study.records import BarrierResult
 
 __all__ = ["BarrierResult", "interpolate", "barrier_of_curve", "has_batch_statistics"]
 
-SCHEMA_VERSION = 2
 BNPolicy = Literal["recompute", "interpolate", "keep"]
-
-
-@dataclass(frozen=True)
-class BarrierResult(Result):
-    lambdas: list[float]
-    loss: list[float]
-    error: list[float]
-    barrier_error: float
-    barrier_loss: float
-    bn_policy: str
-    """``exact`` for nets without batch statistics, else the policy used."""
-    n_examples: int
-    seed: int = 0
-    """Draws the training examples on which ``recompute`` re-estimates BatchNorm statistics (balanced over the
-    classes); no effect for the other policies and for nets without batch statistics."""
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
-
 
 
 def barrier_of_curve(lambdas: np.ndarray, values: np.ndarray) -> float:

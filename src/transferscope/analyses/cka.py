@@ -13,7 +13,6 @@ Two layers, as torchmetrics' functional / class split:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,11 +20,9 @@ import torch
 import torch.nn as nn
 
 from ..models import to_input
-from .result import Result
+from ..study.records import CKAResult
 
 __all__ = ["linear_cka", "hsic1", "minibatch_cka", "LinearCKAAccumulator", "CKAResult", "feature_similarity"]
-
-SCHEMA_VERSION = 1
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -243,35 +240,6 @@ class LinearCKAAccumulator:
             if kk > 0 and ll > 0:
                 out["minibatch"] = kl / torch.sqrt(kk * ll)
         return out
-
-
-@dataclass(frozen=True)
-class CKAResult(Result):
-    layers: list[str]
-    full: list[float]
-    """Full-data linear CKA per layer (NaN where undefined)."""
-    minibatch: list[float]
-    """Minibatch linear CKA per layer, unbiased HSIC_1 averaged over minibatches of ``batch_size``."""
-    batch_size: int
-    n_examples: int
-    n_minibatches: int
-    seed: int = 0
-    """No randomness: recorded for the common result contract."""
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        for k in ("full", "minibatch"):
-            d[k] = [None if not math.isfinite(v) else v for v in d[k]]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CKAResult:
-        d = dict(d)
-        for k in ("full", "minibatch"):
-            d[k] = [float("nan") if v is None else float(v) for v in d[k]]
-        return super().from_dict(d)
 
 
 @torch.no_grad()

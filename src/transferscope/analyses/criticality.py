@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,57 +41,9 @@ import torch.nn.functional as F
 
 from ..data import Split
 from ..models import to_input
-from .result import Result
+from ..study.records import CriticalityResult
 
 __all__ = ["CriticalityResult", "module_criticality", "criticality_grid", "fine_sigmas", "rewind_curve"]
-
-SCHEMA_VERSION = 2
-
-
-@dataclass(frozen=True)
-class CriticalityResult(Result):
-    modules: list[str]
-    criticality: list[float]
-    """Per module: min over a of a^2 d^2 / s^2 at the boundary estimate s (the bracket's midpoint); 0 where the
-    module can be fully rewound (a = 0) within the threshold or did not move (d = 0, see ``degenerate``); inf
-    where no a is feasible."""
-    best_a: list[float]
-    best_s: list[float]
-    """The boundary estimate (bracket midpoint) at ``best_a``; NaN where no a is feasible."""
-    distance: list[float]
-    """||theta_i^F - theta_i^0||_F per module."""
-    alphas: list[float]
-    rewind_loss: list[list[float]]
-    """[module][a]: training loss with the module at theta_i^a and no noise (the rewinding curve)."""
-    rewind_acc: list[list[float]]
-    boundary_s: list[list[float]]
-    """[module][a]: the largest feasible noise scale s at that a, as the midpoint of its bracket (0: infeasible
-    even without noise). The feasible region of the (a, s) plane per module: the picture behind the criticality."""
-    eps: float
-    final_loss: float
-    tolerance: float
-    samples: int
-    seed: int
-    method: str
-    """``bisection`` (relative ``s_tol``) or ``grid``."""
-    boundary_width: list[list[float]] = field(default_factory=list)
-    """[module][a]: the width hi - lo of the bracket of ``boundary_s`` (0 where it is exact: s_max feasible, or
-    infeasible at s = 0)."""
-    best_s_low: list[float] = field(default_factory=list)
-    """Lower end of the bracket at ``best_a`` (feasible; 0 when only s = 0 was found feasible)."""
-    best_s_high: list[float] = field(default_factory=list)
-    """Upper end of the bracket at ``best_a`` (infeasible, or s_max)."""
-    criticality_low: list[float] = field(default_factory=list)
-    """min over a of a^2 d^2 / hi^2: a lower bound of the criticality (over these a) given the brackets."""
-    criticality_high: list[float] = field(default_factory=list)
-    """min over a of a^2 d^2 / lo^2: an upper bound (inf where lo = 0 at every a with a > 0)."""
-    degenerate: list[bool] = field(default_factory=list)
-    """True where d = 0: the module did not move between theta^0 and theta^F, so its criticality 0 is trivial."""
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
-
-    array_fields = ("rewind_loss", "rewind_acc", "boundary_s", "boundary_width")
-
 
 
 class _Evaluator:

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
-from .result import Result
+from ..study.records import DistanceResult
 
 __all__ = ["DistanceResult", "parameter_distance"]
-
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class DistanceResult(Result):
-    total: float
-    """||theta_a - theta_b||_2 over the counted tensors."""
-    per_module: dict[str, float]
-    counted: list[str]
-    """The parameter tensors that count (weights and biases; normalisation buffers are not parameters)."""
-    excluded: dict[str, str]
-    """Parameters left out, with the reason (e.g. a head whose shape differs)."""
-    seed: int = 0
-    """No randomness: recorded for the common result contract."""
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
-
 
 
 def parameter_distance(model_a: nn.Module, model_b: nn.Module | dict[str, torch.Tensor]) -> DistanceResult:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -23,11 +22,9 @@ import torch.nn.functional as F
 
 from ..data import Split
 from ..models import to_input
-from .result import Result
+from ..study.records import FlatnessResult
 
 __all__ = ["FlatnessResult", "power_iteration", "hessian_vector_product", "flatness", "loss_on"]
-
-SCHEMA_VERSION = 2
 
 
 def _power(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, iters: int, tol: float,
@@ -104,28 +101,6 @@ def _ce_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: 
         for i in range(0, len(y), batch_size):
             yield F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum") / len(y)
     return gen
-
-
-@dataclass(frozen=True)
-class FlatnessResult(Result):
-    loss: float
-    """Mean training loss at the model (over the examples used)."""
-    top_eigenvalue: float
-    """Largest (algebraic) eigenvalue of the Hessian of that loss (the sharpness); negative only where the Hessian
-    has no positive eigenvalue. Before schema 2 this was the largest-magnitude eigenvalue."""
-    iterations: int
-    converged: bool
-    tolerance: float
-    radii: list[float]
-    """Relative perturbation sizes r."""
-    loss_increase: list[float]
-    """Mean over ``samples`` draws of L(theta + delta) - L(theta), per r."""
-    loss_increase_std: list[float]
-    samples: int
-    n_examples: int
-    seed: int = 0
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
 
 
 @torch.no_grad()

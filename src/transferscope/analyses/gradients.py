@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -22,11 +21,9 @@ import torch.nn.functional as F
 
 from ..data import Split
 from ..models import to_input
-from .result import Result
+from ..study.records import PrincipalGradientResult, StabilityResult
 
 __all__ = ["StabilityResult", "gradient_stability", "PrincipalGradientResult", "principal_gradient", "loss_and_grad"]
-
-SCHEMA_VERSION = 2
 
 
 def _xy(data: Split, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,26 +48,6 @@ def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
 
 def _norm(ts: list[torch.Tensor]) -> float:
     return float(torch.sqrt(sum((t.double() ** 2).sum() for t in ts)))
-
-
-@dataclass(frozen=True)
-class StabilityResult(Result):
-    lr: float
-    ks: list[float]
-    loss: float
-    grad_norm: float
-    loss_change: list[float]
-    """L(theta - eta k g) - L(theta), per k."""
-    grad_change: list[float]
-    """||g(theta - eta k g) - g||, per k."""
-    loss_lipschitz: list[float]
-    """|loss change| / ||eta k g||. (Losses and gradients in float64 since schema 2.)"""
-    grad_lipschitz: list[float]
-    """||grad change|| / ||eta k g||: the local smoothness (beta) along the gradient."""
-    n_examples: int
-    seed: int = 0
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
 
 
 def gradient_stability(model: nn.Module, data: Split, *, lr: float, ks: Sequence[float] = (0.5, 1, 2, 4),
@@ -102,23 +79,6 @@ def gradient_stability(model: nn.Module, data: Split, *, lr: float, ks: Sequence
         gl.append(change / step if step > 0 else float("nan"))
     return StabilityResult(float(lr), [float(k) for k in ks], l0, gn, dl, dg, ll, gl, len(y), seed,
                            args={"lr": lr, "ks": [float(k) for k in ks], "n_examples": n_examples, "dtype": "float64"})
-
-
-@dataclass(frozen=True)
-class PrincipalGradientResult(Result):
-    weights: list[str]
-    """Parameter names of the weight matrices (ndim >= 2)."""
-    top_k: list[int]
-    fraction: list[list[float]]
-    """[weight][k]: ||U_k^T G V_k||_F^2 / ||G||_F^2."""
-    random_fraction: list[list[float]]
-    """[weight][k]: the same for an isotropic random gradient, k^2 / (out x rest) (the chance level)."""
-    grad_norm: list[float]
-    loss: float
-    n_examples: int
-    seed: int = 0
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
 
 
 def principal_gradient(model: nn.Module, data: Split, *, top_k: Sequence[int] = (1, 3), n_examples: int = 500,

@@ -2,46 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch.nn as nn
 
 from ..data import Split
-from .result import Result
+from ..study.records import MistakesResult
 
 __all__ = ["MistakesResult", "mistakes", "model_mistakes"]
-
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class MistakesResult(Result):
-    n: int
-    common: int
-    """Examples both models classify wrongly."""
-    uncommon: int
-    """Examples exactly one model classifies wrongly."""
-    only_a_wrong: list[int]
-    """Positions in the test set that model a gets wrong and model b right."""
-    only_b_wrong: list[int]
-    seed: int = 0
-    """No randomness: recorded for the common result contract."""
-    args: dict = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
-
-    array_fields = ("only_a_wrong", "only_b_wrong")
-
-    @property
-    def common_fraction(self) -> float:
-        return self.common / self.n if self.n else float("nan")
-
-    @property
-    def uncommon_fraction(self) -> float:
-        return self.uncommon / self.n if self.n else float("nan")
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction}
 
 
 def mistakes(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray) -> MistakesResult:

@@ -17,18 +17,15 @@ Maths kernels on numpy arrays (each tested against a case whose answer is known 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..models import to_input
-from .result import Result
+from ..study.records import TransferabilityResult
 
 __all__ = ["leep", "logme", "h_score", "mmd2", "rank_correlation", "TransferabilityResult", "transferability_scores"]
-
-SCHEMA_VERSION = 2
 
 
 def leep(source_probs: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> float:
@@ -172,26 +169,6 @@ def rank_correlation(a: np.ndarray, b: np.ndarray, *, n_resamples: int = 2000, c
                          confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed))
     return {"rho": float(rho), "low": float(ci.confidence_interval.low), "high": float(ci.confidence_interval.high),
             "n": int(len(a)), "p_value": float(p), "confidence": confidence}
-
-
-@dataclass(frozen=True)
-class TransferabilityResult(Result):
-    leep: float
-    logme: float
-    h_score: float
-    mmd2_rbf: float
-    """Between P's penultimate features of source and target images (input similarity; lower: more similar).
-    NaN when no source images were given (see ``note``)."""
-    mmd2_linear: float
-    bandwidth: float
-    n_target: int
-    n_source: int
-    feature_layer: str
-    seed: int = 0
-    args: dict = field(default_factory=dict)
-    note: str = ""
-    """Why a score is missing (e.g. no source images: no MMD), else empty."""
-    schema_version: int = SCHEMA_VERSION
 
 
 @torch.no_grad()
