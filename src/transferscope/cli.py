@@ -35,7 +35,7 @@ def _study_of(results: Path) -> StudyConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .store import Store, atomic_write_text, dumps
-    from .study import execute, format_table, make_plan, results_table
+    from .study import execute, make_plan
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       show_progress=not args.no_progress)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
-    print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+    _print_tables(plan, store)
     if plan.deferred:
         print("\n" + format_choices(choices(plan, store)))
     for rid, why in {**summary.failed, **summary.blocked}.items():
@@ -71,9 +71,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failed or summary.blocked else 0
 
 
+def _print_tables(plan, store) -> None:
+    """The results table, once per pre-trained model P when the study has several."""
+    from .study import format_table, results_table
+
+    cfg, ps = plan.config, plan.pretrains()
+    for p in ps:
+        if len(ps) > 1:
+            print(f"P-T from the pre-trained model of seed {p.seed} ({p.run_id}):")
+        print(format_table(results_table(plan, store, p.seed), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .store import RUN_DONE, RUN_FAILED, Store
-    from .study import format_table, make_plan, results_table, status_counts
+    from .study import make_plan, status_counts
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
@@ -99,7 +110,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
             print(f"  {st or 'pending':<8} {r.run_id}  {extra}")
     print()
-    print(format_table(results_table(plan, store), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
+    _print_tables(plan, store)
     if plan.deferred:
         print("\n" + format_choices(choices(plan, store)))
     warnings = format_flags(flags(plan, store))
@@ -111,7 +122,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .store import Store
     from .study import make_plan
-    from .study.analyze import analyze, format_verdicts, verdicts, write_claims
+    from .study.analyze import analyze, format_verdicts, verdicts_by_pretrain, write_claims
 
     results = Path(args.results)
     cfg = _study_of(results)
@@ -119,15 +130,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     store = Store(results)
     with store.lock():
         run = analyze(plan, store, show_progress=not args.no_progress)
-    vs = verdicts(plan, run.results)
-    path = write_claims(store, vs)
-    print(f"analyses: {len(run.computed)} computed, {len(run.cached)} cached, {len(run.missing)} missing")
-    for k, why in run.missing.items():
-        print(f"  missing {k}: {why}")
-    if run.seconds:
-        print("  computed in " + ", ".join(f"{k} {v:.1f} s" for k, v in run.seconds.items()))
+    by_p = verdicts_by_pretrain(plan, run)
+    vs = next(iter(by_p.values()))
+    path = write_claims(store, vs, by_p, plan)
+    for seed, sub in [(None, run), *run.pretrained.items()]:
+        under = "" if seed is None else f" (under P of seed {seed})"
+        print(f"analyses{under}: {len(sub.computed)} computed, {len(sub.cached)} cached, {len(sub.missing)} missing")
+        for k, why in sub.missing.items():
+            print(f"  missing {k}: {why}")
+        if sub.seconds:
+            print("  computed in " + ", ".join(f"{k} {v:.1f} s" for k, v in sub.seconds.items()))
     print()
-    print(format_verdicts(vs))
+    print(format_verdicts(vs, by_p))
     print(f"\nanalyses: {path.parent.resolve()}")
     return 0
 

@@ -189,6 +189,11 @@ class StudyConfig:
     block_sizes: list[int] = field(default_factory=lambda: [32])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     pretrain_seed: int = 0
+    """The seed of the pre-trained model P (a study with one P)."""
+    pretrain_seeds: list[int] = field(default_factory=list)
+    """Several pre-trained models P, one per seed (instead of ``pretrain_seed``): every P-T run and every verdict is
+    then repeated for each P, and the report shows whether a verdict depends on the P it is conditional on. RI-T does
+    not depend on P and is trained once."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.01))
     scratch: TrainConfig = field(default_factory=TrainConfig)
@@ -201,6 +206,12 @@ class StudyConfig:
     lr_selection: Literal["per-target", "per-target-and-block"] = "per-target"
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""
+
+    @property
+    def pretrain_seed_list(self) -> list[int]:
+        """The seeds of the pre-trained models: ``pretrain_seeds``, or ``[pretrain_seed]``. The first is the
+        primary P (the one the report's analysis sections show)."""
+        return list(self.pretrain_seeds) or [self.pretrain_seed]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 package imports no torch.
 """
 
+from .across import DEPENDS, Across, across_pretrained
 from .base import Claim, Effect, Measure, TargetVerdict, Verdict, decide
 from .evidence import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence
 from .liu import LIU
@@ -12,7 +13,7 @@ from .stats import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, OUTCOMES
 
 __all__ = ["Claim", "Effect", "Measure", "TargetVerdict", "Verdict", "decide", "Evidence", "PerPair", "PerSeed",
            "ScoreCell", "TargetEvidence", "CLAIMS", "get_claim", "judge", "HOLDS", "FAILS", "INCONCLUSIVE",
-           "NOT_MEASURED", "OUTCOMES"]
+           "NOT_MEASURED", "OUTCOMES", "DEPENDS", "Across", "across_pretrained"]
 
 CLAIMS: tuple[Claim, ...] = NEYSHABUR + LIU
 assert len({c.id for c in CLAIMS}) == len(CLAIMS)

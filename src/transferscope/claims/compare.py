@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import jsonio
+from .across import Across
 from .base import Verdict
 from .stats import FAILS, HOLDS, NOT_MEASURED
 
-__all__ = ["Row", "compare_verdicts", "load_verdicts", "format_comparison"]
+__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,19 @@ def load_verdicts(results: str | Path) -> list[Verdict]:
         d = jsonio.read(path)
         return [Verdict.from_dict(v) for v in d["verdicts"]]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
+                         f"'transferscope analyze {results}' again") from None
+
+
+def load_across(results: str | Path) -> list[Across]:
+    """Each claim's outcomes under every pre-trained model of a study (``across_pretrained`` of claims.json);
+    empty when the file has none (written before several P were supported). Errors as :func:`load_verdicts`."""
+    path = Path(results) / "analyses" / "claims.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
+    try:
+        return [Across.from_dict(a) for a in jsonio.read(path).get("across_pretrained", [])]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
                          f"'transferscope analyze {results}' again") from None
 

@@ -21,7 +21,7 @@ import numpy as np
 from .. import jsonio
 from ..claims import OUTCOMES, Verdict
 from ..claims import stats as claim_stats
-from ..claims.compare import load_verdicts
+from ..claims.compare import load_across, load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store
 from ..study.plan import make_plan
@@ -397,7 +397,23 @@ def _claims_section(r: _Reader, out: Path) -> Section:
         sec.missing(r.claims_error or NO_ANALYSES)
         return sec
     if r.claims and r.claims[0].conditional_on:
-        sec.note(f"Every verdict is conditional on {r.claims[0].conditional_on}.")
+        sec.note(f"Every verdict below is conditional on {r.claims[0].conditional_on}.")
+    try:
+        across = load_across(r.root)
+    except (FileNotFoundError, ValueError) as e:
+        across = []
+        sec.missing(f"the verdicts under each pre-trained model: {e}")
+    seeds = list(across[0].outcomes) if across else []
+    if len(seeds) > 1:
+        sec.note(f"The study has {len(seeds)} pre-trained models P (seeds {', '.join(map(str, seeds))}); the tables "
+                 f"below are the verdicts under the first. A claim holds (does not hold) free of P only when it holds "
+                 f"(does not hold) under every P; one that holds under one P and not under another depends on P.")
+        sec.table(["claim", *[f"under P of seed {s}" for s in seeds], "together", "why"],
+                  [[a.claim, *[a.outcomes.get(s, "") for s in seeds], a.outcome, a.why] for a in across],
+                  caption="each claim under every pre-trained model")
+    elif across:
+        sec.note("The study has one pre-trained model P: whether a verdict depends on it is not measured "
+                 "(set pretrain_seeds to several seeds to measure it).")
     sec.table(["claim", "statement", "outcome", "why"],
               [[v.claim, v.statement, v.outcome, v.why] for v in r.claims], caption="one verdict per claim")
     rows = []

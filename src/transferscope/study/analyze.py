@@ -28,19 +28,48 @@ import numpy as np
 
 from .. import jsonio
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
+from ..claims.across import across_pretrained
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, to_dict
 from ..store import RUN_DONE, Store, atomic_write_text, dumps
 from . import arms
 from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 from .plan import Plan, RunSpec
+from .records import (
+    SCORE_NAMES,
+    BarrierPairs,
+    BasinResult,
+    BasinRow,
+    CKAPairs,
+    Correlation,
+    CriticalityModels,
+    DeviationModels,
+    DeviationResult,
+    DistancePairs,
+    FlatnessModels,
+    MistakesPairs,
+    ModelRow,
+    ModelsResult,
+    PairMistakes,
+    PairRow,
+    PairsResult,
+    PrincipalModels,
+    RelatePoint,
+    RelateResult,
+    ScoresResult,
+    StabilityCurve,
+    StabilityModels,
+    StabilityPoint,
+    TransferResult,
+    TransferRow,
+)
 from .summary import results_table
 from .tuning import resolve
 
 log = logging.getLogger(__name__)
 
 __all__ = ["analyze", "AnalysisRun", "AnalysisSpec", "Job", "SPECS", "register", "gather_evidence", "verdicts",
-           "format_verdicts", "write_claims", "CACHE_VERSION"]
+           "format_verdicts", "write_claims", "CACHE_VERSION", "verdicts_by_pretrain"]
 
 CACHE_VERSION = 4
 """Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
@@ -48,13 +77,16 @@ CACHE_VERSION = 4
 
 @dataclass
 class AnalysisRun:
-    results: dict[str, dict] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    """Result name (``<analysis>/<target>``) -> its record (the spec's ``result`` type, :mod:`.records`)."""
     computed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     """Result name -> its file under ``analyses/`` (written to ``analyses/index.json`` for the report)."""
+    pretrained: dict[int, AnalysisRun] = field(default_factory=dict)
+    """A study with several pre-trained models: the analyses under each P but the primary, by pre-training seed."""
 
 
 @dataclass(frozen=True)
@@ -84,14 +116,17 @@ class Context:
 @dataclass(frozen=True)
 class AnalysisSpec:
     """An analysis of the study: ``jobs(ctx, missing)`` lists its jobs (and says in ``missing`` what it cannot
-    run and why); ``run(ctx, job, results)`` computes one job's result (a JSON-able dict) from the runs, reading
-    other analyses' results from ``results`` where it builds on them. Module-level functions, so it pickles."""
+    run and why); ``run(ctx, job, results)`` computes one job's result (a record of type ``result``, see
+    :mod:`.records`) from the runs, reading other analyses' records from ``results`` where it builds on them.
+    Module-level functions, so it pickles."""
 
     name: str
     summary: str
     version: int
     jobs: Callable[[Context, dict[str, str]], list[Job]]
-    run: Callable[[Context, Job, dict[str, dict]], dict]
+    run: Callable[[Context, Job, dict[str, Any]], Any]
+    result: type
+    """The record type ``run`` returns; its ``to_dict`` is what the result file holds, ``from_dict`` reads it."""
     group: str = "neyshabur"
 
 
@@ -178,18 +213,11 @@ def _transfer_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
     return [Job("transfer", "all", tuple(sorted(runs)))]
 
 
-def _transfer_run(ctx: Context, job: Job, results: dict) -> dict:
+def _transfer_run(ctx: Context, job: Job, results: dict) -> TransferResult:
     cfg = ctx.plan.config
-    rows = []
-    for r in results_table(ctx.plan, ctx.store):
-        row = {"target": r["target"], "block_size": r["block_size"], "gain": r["gain"]}
-        for arm in (PT, RIT):
-            c = r[arm]
-            row |= {f"{arm}_{k}": getattr(c, k) for k in ("n", "acc_mean", "acc_std", "speed_mean_acc_k",
-                                                          "speed_steps_to_frac")}
-            row[f"{arm}_per_seed"] = [s._asdict() for s in c.per_seed]
-        rows.append(row)
-    return {"rows": rows, "speed_k": cfg.finetune.speed_epochs, "speed_fraction": cfg.finetune.speed_fraction}
+    rows = tuple(TransferRow(r["target"], r["block_size"], _nan(r["gain"]), r[PT], r[RIT])
+                 for r in results_table(ctx.plan, ctx.store))
+    return TransferResult(rows, cfg.finetune.speed_epochs, cfg.finetune.speed_fraction)
 
 
 def _pair_jobs(ctx: Context, missing: dict[str, str], *, name: str, kinds: tuple[str, ...], with_p: bool = False,
@@ -212,15 +240,15 @@ def _pairs_jobs(name: str, kinds: tuple[str, ...], with_p: bool = False, setting
     return partial(_pair_jobs, name=name, kinds=kinds, with_p=with_p, settings=settings)
 
 
-def _mistakes_run(ctx: Context, job: Job, results: dict) -> dict:
+def _mistakes_run(ctx: Context, job: Job, results: dict) -> MistakesPairs:
     from ..analyses.mistakes import mistakes
 
     store, rows = ctx.store, []
     for p in job.params["pairs"]:
         za, zb = store.read_npz(p["runs"][0]), store.read_npz(p["runs"][1])
         m = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"])
-        rows.append(p | {"result": m.to_dict() | {"test_index": za["test_index"].tolist()}})
-    return {"pairs": rows}
+        rows.append(PairRow.of(p, PairMistakes.of(m, za["test_index"].tolist())))
+    return MistakesPairs(tuple(rows))
 
 
 def _models_of(ctx: Context, p: dict):
@@ -229,7 +257,7 @@ def _models_of(ctx: Context, p: dict):
     return a, b
 
 
-def _cka_run(ctx: Context, job: Job, results: dict) -> dict:
+def _cka_run(ctx: Context, job: Job, results: dict) -> CKAPairs:
     from ..analyses.cka import feature_similarity
 
     data = _domain(ctx, job.target)
@@ -237,21 +265,21 @@ def _cka_run(ctx: Context, job: Job, results: dict) -> dict:
     for p in job.params["pairs"]:
         a, b = _models_of(ctx, p)  # P/P-T: the P-T model and its start (P's body with the new head)
         res = feature_similarity(a, b, data.test.x, layers=a.layer_names(), batch_size=job.params["cka_batch_size"])
-        rows.append(p | {"result": res.to_dict()})
-    return {"pairs": rows}
+        rows.append(PairRow.of(p, res))
+    return CKAPairs(tuple(rows))
 
 
-def _distance_run(ctx: Context, job: Job, results: dict) -> dict:
+def _distance_run(ctx: Context, job: Job, results: dict) -> DistancePairs:
     from ..analyses.distance import parameter_distance
 
     rows = []
     for p in job.params["pairs"]:
         a, b = _models_of(ctx, p)  # which_b "init": the start of the run, P (+ a new head) for P-T, RI for RI-T
-        rows.append(p | {"result": parameter_distance(a, b).to_dict()})
-    return {"pairs": rows}
+        rows.append(PairRow.of(p, parameter_distance(a, b)))
+    return DistancePairs(tuple(rows))
 
 
-def _barrier_run(ctx: Context, job: Job, results: dict) -> dict:
+def _barrier_run(ctx: Context, job: Job, results: dict) -> BarrierPairs:
     from ..analyses.barrier import interpolate
 
     data = _domain(ctx, job.target)
@@ -262,8 +290,8 @@ def _barrier_run(ctx: Context, job: Job, results: dict) -> dict:
             a, b = b, a  # from P (l = 0) to P-T (l = 1)
         res = interpolate(a, b, data.test, points=job.params["barrier_points"], train_split=data.train,
                           seed=ctx.settings.seed)
-        rows.append(p | {"result": res.to_dict()})
-    return {"pairs": rows}
+        rows.append(PairRow.of(p, res))
+    return BarrierPairs(tuple(rows))
 
 
 def _model_jobs(ctx: Context, missing: dict[str, str], *, name: str, prefix: str | None,
@@ -285,7 +313,7 @@ def _per_model_jobs(name: str, prefix: str | None):
     return partial(_model_jobs, name=name, prefix=prefix)
 
 
-def _criticality_run(ctx: Context, job: Job, results: dict) -> dict:
+def _criticality_run(ctx: Context, job: Job, results: dict) -> CriticalityModels:
     from safetensors.torch import load_file
 
     from ..analyses.criticality import module_criticality
@@ -298,8 +326,8 @@ def _criticality_run(ctx: Context, job: Job, results: dict) -> dict:
         res = module_criticality(_model(ctx, m["run"]), init, data.train, alphas=s.criticality_alphas,
                                  samples=s.criticality_samples, n_examples=s.criticality_examples,
                                  tolerance=s.criticality_tolerance, s_tol=s.criticality_s_tol, seed=s.seed)
-        rows.append(m | {"result": res.to_dict()})
-    return {"models": rows}
+        rows.append(ModelRow.of(m, res))
+    return CriticalityModels(tuple(rows))
 
 
 def _basin_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
@@ -323,7 +351,7 @@ def _basin_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
     return out
 
 
-def _basin_run(ctx: Context, job: Job, results: dict) -> dict:
+def _basin_run(ctx: Context, job: Job, results: dict) -> BasinResult:
     from ..analyses.barrier import interpolate
 
     bsize = job.params["block_size"]
@@ -333,41 +361,41 @@ def _basin_run(ctx: Context, job: Job, results: dict) -> dict:
     rows = []
     for m in job.params["models"]:
         met = ctx.store.read_json(m["run"], "metrics.json")
-        row = {"checkpoint": m["checkpoint"], "seed": m["seed"], "run": m["run"], "test_acc": met["test_acc"],
-               "speed_mean_acc_k": met["speed_mean_acc_k"], "speed_steps_to_frac": met["speed_steps_to_frac"]}
         f = finals.get(m["seed"])
         if f is not None and f != m["run"]:
             b = interpolate(_model(ctx, m["run"]), _model(ctx, f), data.test, points=job.params["barrier_points"],
                             train_split=data.train, seed=ctx.settings.seed)
-            row["barrier_error"], row["barrier_loss"] = b.barrier_error, b.barrier_loss
+            barrier = (b.barrier_error, b.barrier_loss)
         else:
-            row["barrier_error"] = row["barrier_loss"] = 0.0
-        rows.append(row)
-    return {"rows": rows, "block_size": bsize, "final_checkpoint": final_e}
+            barrier = (0.0, 0.0)
+        rows.append(BasinRow(float(m["checkpoint"]), int(m["seed"]), m["run"], _nan(met["test_acc"]),
+                             _nan(met["speed_mean_acc_k"]), _nan(met["speed_steps_to_frac"]), *barrier))
+    return BasinResult(tuple(rows), bsize, float(final_e))
 
 
-def _flatness_run(ctx: Context, job: Job, results: dict) -> dict:
+def _flatness_run(ctx: Context, job: Job, results: dict) -> FlatnessModels:
     from ..analyses.flatness import flatness
 
     s = ctx.settings
     data = _domain(ctx, job.target)
-    return {"models": [m | {"result": flatness(_model(ctx, m["run"]), data.train, n_examples=s.flatness_examples,
-                                               iters=s.flatness_iters, tol=s.flatness_tol, radii=s.flatness_radii,
-                                               samples=s.flatness_samples, seed=s.seed).to_dict()}
-                       for m in job.params["models"]]}
+    return FlatnessModels(tuple(ModelRow.of(m, flatness(_model(ctx, m["run"]), data.train, n_examples=s.flatness_examples,
+                                                        iters=s.flatness_iters, tol=s.flatness_tol,
+                                                        radii=s.flatness_radii, samples=s.flatness_samples,
+                                                        seed=s.seed))
+                                for m in job.params["models"]))
 
 
-def _deviation_run(ctx: Context, job: Job, results: dict) -> dict:
+def _deviation_run(ctx: Context, job: Job, results: dict) -> DeviationModels:
     rows = []
     for m in job.params["models"]:
         h = ctx.store.read_json(m["run"], "history.json")
         modules = list(h["deviation"][0]) if h.get("deviation") else []
         per = [[d.get(k, math.nan) for k in modules] for d in h.get("deviation", [])]
-        rows.append(m | {"result": {"epochs": h["epoch"], "modules": modules, "deviation": per}})
-    return {"models": rows}
+        rows.append(ModelRow.of(m, DeviationResult(list(h["epoch"]), modules, per)))
+    return DeviationModels(tuple(rows))
 
 
-def _stability_run(ctx: Context, job: Job, results: dict) -> dict:
+def _stability_run(ctx: Context, job: Job, results: dict) -> StabilityModels:
     from ..analyses.gradients import gradient_stability
 
     s = ctx.settings
@@ -382,20 +410,20 @@ def _stability_run(ctx: Context, job: Job, results: dict) -> dict:
         for e, which in points:
             r = gradient_stability(_model(ctx, m["run"], which), data.train, lr=spec.train.lr, ks=s.stability_ks,
                                    n_examples=s.stability_examples, seed=s.seed)
-            rows.append({"epoch": e, **r.to_dict()})
-        out.append(m | {"result": {"points": rows}})
-    return {"models": out}
+            rows.append(StabilityPoint.of(r, e))
+        out.append(ModelRow.of(m, StabilityCurve(rows)))
+    return StabilityModels(tuple(out))
 
 
-def _principal_run(ctx: Context, job: Job, results: dict) -> dict:
+def _principal_run(ctx: Context, job: Job, results: dict) -> PrincipalModels:
     from ..analyses.gradients import principal_gradient
 
     s = ctx.settings
     data = _domain(ctx, job.target)
-    return {"models": [m | {"result": principal_gradient(_model(ctx, m["run"], "init"), data.train,
-                                                         top_k=s.principal_top_k, n_examples=s.principal_examples,
-                                                         seed=s.seed).to_dict()}
-                       for m in job.params["models"]]}
+    return PrincipalModels(tuple(ModelRow.of(m, principal_gradient(_model(ctx, m["run"], "init"), data.train,
+                                                                   top_k=s.principal_top_k,
+                                                                   n_examples=s.principal_examples, seed=s.seed))
+                                 for m in job.params["models"]))
 
 
 def _scores_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
@@ -411,7 +439,7 @@ def _scores_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
             for t in cfg.targets]
 
 
-def _scores_run(ctx: Context, job: Job, results: dict) -> dict:
+def _scores_run(ctx: Context, job: Job, results: dict) -> ScoresResult:
     from ..analyses.transferability import transferability_scores
 
     cfg = ctx.plan.config
@@ -423,9 +451,9 @@ def _scores_run(ctx: Context, job: Job, results: dict) -> dict:
     res = {}
     for blk in job.params["blocks"]:
         d = _domain(ctx, job.target, blk)
-        res[str(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer=layer,
-                                               n_classes=data.num_classes, seed=ctx.settings.seed).to_dict()
-    return {"blocks": res}
+        res[int(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer=layer,
+                                               n_classes=data.num_classes, seed=ctx.settings.seed)
+    return ScoresResult(res)
 
 
 def _relate_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
@@ -435,25 +463,32 @@ def _relate_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
     return [Job("relate", "all", tuple(sorted(runs)), {"seed": ctx.settings.seed})]
 
 
-def _relate_run(ctx: Context, job: Job, results: dict) -> dict:
+def _relate_run(ctx: Context, job: Job, results: dict) -> RelateResult:
     from ..analyses.transferability import rank_correlation
 
     points = []
-    for r in results.get("transfer/all", {}).get("rows", []):
-        sc = results.get(f"scores/{r['target']}", {}).get("blocks", {}).get(str(r["block_size"]))
+    transfer: TransferResult | None = results.get("transfer/all")
+    for r in transfer.rows if transfer else ():
+        sc = _scores_at(results, r.target, r.block_size)
         if sc is None:
             continue
-        points.append({"target": r["target"], "block_size": r["block_size"], "gain": r["gain"],
-                       "speed_gain": _nan(r["P-T_speed_mean_acc_k"]) - _nan(r["RI-T_speed_mean_acc_k"]),
-                       **{k: sc[k] for k in ("leep", "logme", "h_score", "mmd2_rbf")}})
+        points.append(RelatePoint(r.target, r.block_size, r.gain, r.pt.speed_mean_acc_k - r.rit.speed_mean_acc_k,
+                                  sc.leep, sc.logme, sc.h_score, sc.mmd2_rbf))
     corr = {}
-    for score in ("leep", "logme", "h_score", "mmd2_rbf"):
+    for score in SCORE_NAMES:
         sign = -1.0 if score == "mmd2_rbf" else 1.0  # a smaller distance should mean more transfer
         for fig in ("gain", "speed_gain"):
-            corr[f"{score}/{fig}"] = rank_correlation([sign * _nan(p[score]) for p in points],
-                                                      [_nan(p[fig]) for p in points], seed=job.params["seed"])
-    return {"points": points, "correlations": corr,
-            "note": "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement"}
+            corr[f"{score}/{fig}"] = Correlation(**rank_correlation([sign * p.score(score) for p in points],
+                                                                    [getattr(p, fig) for p in points],
+                                                                    seed=job.params["seed"]))
+    return RelateResult(tuple(points), corr,
+                        "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement")
+
+
+def _scores_at(results: dict[str, Any], target: str, block_size: int):
+    """The transferability scores of P on ``target`` at ``block_size`` (a TransferabilityResult), or None."""
+    sc: ScoresResult | None = results.get(f"scores/{target}")
+    return sc.at(block_size) if sc else None
 
 
 def _nan(x) -> float:
@@ -461,32 +496,32 @@ def _nan(x) -> float:
 
 
 register(AnalysisSpec("transfer", "test accuracy and optimisation speed per target, block size and arm", 1,
-                      _transfer_jobs, _transfer_run))
+                      _transfer_jobs, _transfer_run, TransferResult))
 register(AnalysisSpec("mistakes", "common and uncommon mistakes of every pair", 1,
-                      _pairs_jobs("mistakes", (PT_PT, RIT_RIT, PT_RIT)), _mistakes_run))
+                      _pairs_jobs("mistakes", (PT_PT, RIT_RIT, PT_RIT)), _mistakes_run, MistakesPairs))
 register(AnalysisSpec("cka", "linear CKA per layer of every pair within an arm, and P against P-T", 1,
-                      _pairs_jobs("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), _cka_run))
+                      _pairs_jobs("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), _cka_run, CKAPairs))
 register(AnalysisSpec("distance", "l2 parameter distance of every pair within an arm and of each model to its start",
-                      1, _pairs_jobs("distance", (PT_PT, RIT_RIT, PT_P, RIT_RI)), _distance_run))
+                      1, _pairs_jobs("distance", (PT_PT, RIT_RIT, PT_P, RIT_RI)), _distance_run, DistancePairs))
 register(AnalysisSpec("barrier", "interpolation curves and barriers of every pair, and from P to P-T", 1,
                       _pairs_jobs("barrier", (PT_PT, RIT_RIT, PT_RIT), with_p=True, settings=("barrier_points",)),
-                      _barrier_run))
+                      _barrier_run, BarrierPairs))
 register(AnalysisSpec("criticality", "module criticality and rewinding curves of every P-T and RI-T model", 1,
-                      _per_model_jobs("criticality", "criticality"), _criticality_run))
+                      _per_model_jobs("criticality", "criticality"), _criticality_run, CriticalityModels))
 register(AnalysisSpec("basin", "P-T from earlier pre-training checkpoints against P-T from the final one", 1,
-                      _basin_jobs, _basin_run))
+                      _basin_jobs, _basin_run, BasinResult))
 register(AnalysisSpec("flatness", "top Hessian eigenvalue and loss under perturbations, every model", 1,
-                      _per_model_jobs("flatness", "flatness"), _flatness_run, group="liu"))
+                      _per_model_jobs("flatness", "flatness"), _flatness_run, FlatnessModels, group="liu"))
 register(AnalysisSpec("deviation", "relative weight deviation per module along training, every model", 1,
-                      _per_model_jobs("deviation", None), _deviation_run, group="liu"))
+                      _per_model_jobs("deviation", None), _deviation_run, DeviationModels, group="liu"))
 register(AnalysisSpec("stability", "loss and gradient change along a gradient step along training, every model", 1,
-                      _per_model_jobs("stability", "stability"), _stability_run, group="liu"))
+                      _per_model_jobs("stability", "stability"), _stability_run, StabilityModels, group="liu"))
 register(AnalysisSpec("principal", "the initial gradient's energy on the top singular directions, every model", 1,
-                      _per_model_jobs("principal", "principal"), _principal_run, group="liu"))
+                      _per_model_jobs("principal", "principal"), _principal_run, PrincipalModels, group="liu"))
 register(AnalysisSpec("scores", "LEEP, LogME, H-score and source-target MMD from P, per target and block size", 1,
-                      _scores_jobs, _scores_run, group="liu"))
+                      _scores_jobs, _scores_run, ScoresResult, group="liu"))
 register(AnalysisSpec("relate", "rank correlations of the scores with the measured gains", 1, _relate_jobs,
-                      _relate_run, group="liu"))
+                      _relate_run, RelateResult, group="liu"))
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -506,7 +541,23 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
             device: str = "cpu") -> AnalysisRun:
     """Compute every missing analysis of the study in ``store``; return all results (cached or new).
 
+    A study with several pre-trained models is analysed once per P (:meth:`Plan.for_pretrain`: that P, its P-T
+    runs, every RI-T run): the primary P's results are the returned run's (``analyses/index.json``), the others'
+    are in its ``pretrained`` by pre-training seed (``analyses/index-P<seed>.json``). A job that does not depend
+    on P (e.g. RI-T/RI-T pairs) has the same cache key under every P and is computed once.
+
     ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``)."""
+    ps = plan.pretrains()
+    out = _analyze_one(plan.for_pretrain(ps[0].seed), store, settings, show_progress, device)
+    for p in ps[1:]:
+        out.pretrained[p.seed] = _analyze_one(plan.for_pretrain(p.seed), store, settings, show_progress, device,
+                                              index=f"index-P{p.seed}.json")
+    return out
+
+
+def _analyze_one(plan: Plan, store: Store, settings: AnalysisConfig | None, show_progress: bool, device: str,
+                 index: str = "index.json") -> AnalysisRun:
+    """:func:`analyze` for a plan of one P; writes ``analyses/<index>``."""
     from tqdm.auto import tqdm
 
     settings = settings or plan.config.analysis
@@ -523,11 +574,11 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
         path = adir / f"{key}.json"
         if path.is_file():
             try:
-                out.results[name] = jsonio.read(path)["result"]
+                out.results[name] = spec.result.from_dict(jsonio.read(path)["result"])
                 out.cached.append(key)
                 out.files[name] = path.name
                 continue
-            except (json.JSONDecodeError, KeyError) as e:
+            except (KeyError, TypeError, ValueError) as e:  # not JSON, or not of the record's shape
                 log.warning("%s: unreadable (%s); computing it again", path, e)
         t0 = time.perf_counter()
         try:
@@ -540,9 +591,9 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
         out.seconds[name] = seconds
         atomic_write_text(path, dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
                                        "runs": list(job.runs), "params": job.params, "seconds": seconds,
-                                       "result": result}))
+                                       "result": result.to_dict()}))
         out.computed.append(key)
-        out.results[name] = jsonio.loads(dumps(result))
+        out.results[name] = spec.result.from_dict(jsonio.loads(dumps(result.to_dict())))  # as a cached one reads
         out.files[name] = path.name
     bar.close()
     try:
@@ -551,13 +602,13 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
         log.warning("images for the report failed: %s", e, exc_info=True)
         out.missing["images"] = f"failed: {type(e).__name__}: {e}"
         images = {}
-    atomic_write_text(adir / "index.json", dumps({
+    atomic_write_text(adir / index, dumps({
         "results": out.files, "images": images, "missing": out.missing,
         "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__}}))
     return out
 
 
-def _write_images(plan: Plan, store: Store, results: dict[str, dict], per_row: int = 8) -> dict[str, str]:
+def _write_images(plan: Plan, store: Store, results: dict[str, Any], per_row: int = 8) -> dict[str, str]:
     """Images the report shows (it reads no domain itself): per domain, one training image of each of the first
     ``per_row`` classes at every block size of the study; per target, the test images that P-T gets right and
     RI-T wrong and the reverse (first pair of seeds). One ``images-<domain>-<hash>.npz`` each; returns their names."""
@@ -566,9 +617,9 @@ def _write_images(plan: Plan, store: Store, results: dict[str, dict], per_row: i
     out = {}
     for role, d in [("source", cfg.source)] + [("target", t) for t in cfg.targets]:
         name = d.display
-        pair = next((p["result"] for p in results.get(f"mistakes/{name}", {}).get("pairs", []) if p["kind"] == PT_RIT),
-                    None)
-        pair_hash = hashlib.sha256(json.dumps(pair, sort_keys=True).encode()).hexdigest()
+        mis: MistakesPairs | None = results.get(f"mistakes/{name}")
+        pair: PairMistakes | None = mis.first(PT_RIT) if mis else None
+        pair_hash = hashlib.sha256(json.dumps(pair.to_dict() if pair else None, sort_keys=True).encode()).hexdigest()
         key = _key("images", name, {"per_row": per_row, "role": role, "blocks": cfg.block_sizes,
                                     "domain": to_dict(d), "data": to_dict(cfg.data), "pair": pair_hash})
         path = store.root / "analyses" / f"{key}.npz"
@@ -585,9 +636,9 @@ def _write_images(plan: Plan, store: Store, results: dict[str, dict], per_row: i
             arrays[f"sample_b{b}"] = data.shuffled(b, cfg.data.shuffle_seed).train.x[first].numpy() if b != full \
                 else data.train.x[first].numpy()
         if pair is not None:
-            za = np.asarray(pair["test_index"])
+            za = np.asarray(pair.test_index)
             labels = data.test.y.numpy()
-            for which, pos in (("pt_right_ri_wrong", pair["only_b_wrong"]), ("ri_right_pt_wrong", pair["only_a_wrong"])):
+            for which, pos in (("pt_right_ri_wrong", pair.only_b_wrong), ("ri_right_pt_wrong", pair.only_a_wrong)):
                 pos = np.asarray(pos[: 2 * per_row], dtype=int)
                 arrays[f"{which}_x"] = data.test.x[pos].numpy() if len(pos) else np.zeros((0, *data.test.x.shape[1:]), np.uint8)
                 arrays[f"{which}_y"] = labels[pos]
@@ -606,13 +657,13 @@ def _key(name: str, target: str, args: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ evidence and claims
 
-def _pairs(res: dict | None, kind: str, value: Callable[[dict], float]) -> PerPair:
-    rows = [p for p in (res or {}).get("pairs", []) if p["kind"] == kind]
-    return PerPair({(int(p["seeds"][0]), int(p["seeds"][1])): _nan(value(p["result"])) for p in rows})
+def _pairs(res: PairsResult | None, kind: str, value: Callable[[Any], float]) -> PerPair:
+    rows = res.of_kind(kind) if res else ()
+    return PerPair({(p.seeds[0], p.seeds[1]): _nan(value(p.result)) for p in rows})
 
 
-def _models(res: dict | None, arm: str, value: Callable[[dict], float]) -> PerSeed:
-    return PerSeed({int(m["seed"]): _nan(value(m["result"])) for m in (res or {}).get("models", []) if m["arm"] == arm})
+def _models(res: ModelsResult | None, arm: str, value: Callable[[Any], float]) -> PerSeed:
+    return PerSeed({m.seed: _nan(value(m.result)) for m in (res.of_arm(arm) if res else ())})
 
 
 def _body(names: list[str]) -> list[int]:
@@ -628,94 +679,94 @@ def _mean_body(values: list, names: list[str]) -> float:
     return _finite_mean([_nan(values[i]) for i in _body(names)])
 
 
-def _target_distances(plan: Plan, results: dict[str, dict]) -> dict[str, tuple[float, str]]:
+def _target_distances(plan: Plan, results: dict[str, Any]) -> dict[str, tuple[float, str]]:
     """Distance of each target from the source: declared in the config (``distance`` of every target), else
     measured: the MMD^2 between P's features of source and target images, unshuffled."""
     cfg = plan.config
     declared = {t.display: t.distance for t in cfg.targets if getattr(t, "distance", -1.0) >= 0}
     if declared and len(declared) == len(cfg.targets):
         return {t: (d, "declared in the study config (targets.distance)") for t, d in declared.items()}
-    full = str(cfg.data.image_size)
     out = {}
     for t in cfg.targets:
-        sc = results.get(f"scores/{t.display}", {}).get("blocks", {}).get(full)
-        if sc is not None and sc.get("mmd2_rbf") is not None:
-            out[t.display] = (float(sc["mmd2_rbf"]), "measured: MMD^2 (RBF) between P's features of source and "
-                                                     "target images, unshuffled")
+        sc = _scores_at(results, t.display, cfg.data.image_size)
+        if sc is not None:
+            out[t.display] = (sc.mmd2_rbf, "measured: MMD^2 (RBF) between P's features of source and target images, "
+                                           "unshuffled")
     return out
 
 
-def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
-    """The typed evidence of every claim, from the analysis results (cached or new) of a study."""
+def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
+    """The typed evidence of every claim, from the analysis records (cached or new) of a study."""
     cfg = plan.config
     full = cfg.data.image_size
-    rows = results.get("transfer/all", {}).get("rows", [])
+    transfer: TransferResult | None = results.get("transfer/all")
+    rows = transfer.rows if transfer else ()
     dist = _target_distances(plan, results)
     targets = []
     for t in cfg.targets:
         name = t.display
         acc, speed = {}, {}
         for r in rows:
-            if r["target"] != name:
+            if r.target != name:
                 continue
             for arm in (PT, RIT):
-                per = r.get(f"{arm}_per_seed", [])
-                acc[(arm, r["block_size"])] = PerSeed({int(s["seed"]): _nan(s["test_acc"]) for s in per})
-                speed[(arm, r["block_size"])] = PerSeed({int(s["seed"]): _nan(s["speed_mean_acc_k"]) for s in per})
-        mis, cka, dst, bar = (results.get(f"{k}/{name}") for k in ("mistakes", "cka", "distance", "barrier"))
-        first_cka = next((p["result"] for p in (cka or {}).get("pairs", []) if p["kind"] == PT_PT), {})
-        layers = first_cka.get("layers", [])
+                per = r.arm(arm).per_seed
+                acc[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.test_acc) for s in per})
+                speed[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.speed_mean_acc_k) for s in per})
+        mis: MistakesPairs | None = results.get(f"mistakes/{name}")
+        cka: CKAPairs | None = results.get(f"cka/{name}")
+        dst: DistancePairs | None = results.get(f"distance/{name}")
+        bar: BarrierPairs | None = results.get(f"barrier/{name}")
+        first_cka = cka.first(PT_PT) if cka else None
+        layers = first_cka.layers if first_cka else []
         # the full-data estimate where it was computed (full=False keeps only the minibatch one)
-        cka_key = "full" if any(v is not None for v in first_cka.get("full") or []) else "minibatch"
-        crit = results.get(f"criticality/{name}")
+        cka_key = "full" if first_cka is not None and first_cka.has_full else "minibatch"
+        crit: CriticalityModels | None = results.get(f"criticality/{name}")
         modules: list[str] = []
         per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
-        for m in (crit or {}).get("models", []):
-            r = m["result"]
-            names = r["modules"]
+        for m in crit.models if crit else ():
+            c = m.result
+            names = c.modules
             modules = [names[i] for i in _body(names)]
-            degenerate = r.get("degenerate") or [False] * len(names)
-            # infeasible (None): the most critical; a module that did not move (degenerate): left out (NaN)
-            per_crit.setdefault(m["arm"], {})[int(m["seed"])] = tuple(
-                math.nan if degenerate[i] else math.inf if r["criticality"][i] is None else float(r["criticality"][i])
-                for i in _body(names))
+            degenerate = c.degenerate or [False] * len(names)
+            # infeasible (inf): the most critical; a module that did not move (degenerate): left out (NaN)
+            per_crit.setdefault(m.arm, {})[m.seed] = tuple(math.nan if degenerate[i] else float(c.criticality[i])
+                                                           for i in _body(names))
         basin, final_e = {}, math.nan
-        b = results.get(f"basin/{name}")
+        b: BasinResult | None = results.get(f"basin/{name}")
         if b:
-            final_e = float(b["final_checkpoint"]) if "final_checkpoint" in b else \
-                float(max((r["checkpoint"] for r in b["rows"]), default=math.nan))
-            for r in b["rows"]:
-                basin.setdefault(float(r["checkpoint"]), {})[int(r["seed"])] = _nan(r["test_acc"])
+            final_e = b.final_checkpoint
+            for br in b.rows:
+                basin.setdefault(br.checkpoint, {})[br.seed] = br.test_acc
         flat, dev, stab, pg = (results.get(f"{k}/{name}") for k in ("flatness", "deviation", "stability", "principal"))
         d, how = dist.get(name, (math.nan, ""))
         targets.append(TargetEvidence(
             name, num_classes=0, distance=d, distance_source=how, accuracy=acc, speed=speed,
-            uncommon={k: _pairs(mis, k, lambda r: r["uncommon"] / r["n"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
-            common={k: _pairs(mis, k, lambda r: r["common"] / r["n"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
+            uncommon={k: _pairs(mis, k, lambda r: r.uncommon_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
+            common={k: _pairs(mis, k, lambda r: r.common_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
             cka_layers=tuple(layers),
-            cka={k: tuple(_pairs(cka, k, lambda r, i=i, key=cka_key: r[key][i]) for i in range(len(layers)))
+            cka={k: tuple(_pairs(cka, k, lambda r, i=i, key=cka_key: getattr(r, key)[i]) for i in range(len(layers)))
                  for k in (PT_PT, RIT_RIT)},
-            param_distance={k: _pairs(dst, k, lambda r: r["total"]) for k in (PT_PT, RIT_RIT)},
+            param_distance={k: _pairs(dst, k, lambda r: r.total) for k in (PT_PT, RIT_RIT)},
             start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
-            barrier={k: _pairs(bar, k, lambda r: r["barrier_error"]) for k in (PT_PT, RIT_RIT, PT_RIT)},
+            barrier={k: _pairs(bar, k, lambda r: r.barrier_error) for k in (PT_PT, RIT_RIT, PT_RIT)},
             criticality_modules=tuple(modules), criticality=per_crit,
             basin={e: PerSeed(v) for e, v in basin.items()}, basin_final=final_e,
-            top_eigenvalue={a: _models(flat, a, lambda r: r["top_eigenvalue"]) for a in (PT, RIT)},
-            deviation={a: _models(dev, a, lambda r: _mean_body(r["deviation"][-1], r["modules"])
-                                  if r["deviation"] else math.nan) for a in (PT, RIT)},
-            grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r["points"]
-                                                                         for v in p["grad_lipschitz"]]))
+            top_eigenvalue={a: _models(flat, a, lambda r: r.top_eigenvalue) for a in (PT, RIT)},
+            deviation={a: _models(dev, a, lambda r: _mean_body(r.deviation[-1], r.modules)
+                                  if r.deviation else math.nan) for a in (PT, RIT)},
+            grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r.points
+                                                                         for v in p.grad_lipschitz]))
                             for a in (PT, RIT)},
-            principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r["fraction"]], r["weights"]))
+            principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r.fraction], r.weights))
                        for a in (PT, RIT)}))
     cells = []
     for r in rows:
-        sc = results.get(f"scores/{r['target']}", {}).get("blocks", {}).get(str(r["block_size"]))
-        if sc is None or r["gain"] is None:
+        sc = _scores_at(results, r.target, r.block_size)
+        if sc is None:
             continue
-        cells.append(ScoreCell(r["target"], r["block_size"], _nan(r["gain"]),
-                               {INPUT_SCORE: -_nan(sc["mmd2_rbf"]), LABEL_SCORE: _nan(sc["leep"]),
-                                "logme": _nan(sc["logme"]), "h_score": _nan(sc["h_score"])}))
+        cells.append(ScoreCell(r.target, r.block_size, r.gain, {INPUT_SCORE: -sc.mmd2_rbf, LABEL_SCORE: sc.leep,
+                                                                 "logme": sc.logme, "h_score": sc.h_score}))
     p = plan.pretrain()
     return Evidence(tuple(targets), full, tuple(sorted(cfg.block_sizes, reverse=True)), cfg.finetune.speed_epochs,
                     tuple(cells), conditional_on=f"one pre-trained model P ({cfg.source.display}, pre-training seed "
@@ -723,18 +774,30 @@ def gather_evidence(plan: Plan, results: dict[str, dict]) -> Evidence:
                                                  f"{', '.join(map(str, cfg.seeds))}")
 
 
-def _pairs_as_seeds(res: dict | None, kind: str) -> PerSeed:
+def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:
     """A model-to-its-start distance (a 'pair' of one run with its own init) as a per-seed value."""
-    return PerSeed({int(p["seeds"][0]): _nan(p["result"]["total"]) for p in (res or {}).get("pairs", [])
-                    if p["kind"] == kind})
+    return PerSeed({p.seeds[0]: _nan(p.result.total) for p in (res.of_kind(kind) if res else ())})
 
 
 def verdicts(plan: Plan, results: dict[str, dict]) -> list[Verdict]:
-    """The verdict of every claim (N1-N9, L1-L5) on a study's analysis results."""
-    return judge(gather_evidence(plan, results))
+    """The verdict of every claim (N1-N9, L1-L5) on a study's analysis results under its primary P (the results
+    of :func:`analyze`'s returned run)."""
+    return judge(gather_evidence(plan.for_pretrain(), results))
 
 
-def format_verdicts(vs: list[Verdict]) -> str:
+def verdicts_by_pretrain(plan: Plan, run: AnalysisRun) -> dict[int, list[Verdict]]:
+    """The verdicts under each pre-trained model P of the study, by pre-training seed (the primary first); each is
+    conditional on its P. :func:`transferscope.claims.across_pretrained` puts them side by side."""
+    ps = plan.pretrains()
+    out = {ps[0].seed: verdicts(plan, run.results)}
+    for p in ps[1:]:
+        sub = run.pretrained.get(p.seed)
+        out[p.seed] = judge(gather_evidence(plan.for_pretrain(p.seed), sub.results if sub else {}))
+    return out
+
+
+def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | None = None) -> str:
+    """The verdicts as text; with several pre-trained models, each claim's outcome under every P follows."""
     lines = []
     for v in vs:
         lines.append(f"claim {v.claim}: {v.statement}\n  -> {v.outcome.upper()}. {v.why}")
@@ -746,14 +809,32 @@ def format_verdicts(vs: list[Verdict]) -> str:
                 lines.append(f"     {t.target}: not measured: {t.why}")
     if vs and vs[0].conditional_on:
         lines.append(f"every verdict is conditional on {vs[0].conditional_on}")
+    if by_pretrain and len(by_pretrain) > 1:
+        seeds = list(by_pretrain)
+        lines.append(f"\nunder each pre-trained model (P of seed {', '.join(map(str, seeds))}):")
+        for a in across_pretrained(by_pretrain):
+            per = "  ".join(f"P{s}: {a.outcomes[s]}" for s in seeds)
+            lines.append(f"  claim {a.claim}: {a.outcome.upper()}  ({per})")
     return "\n".join(lines)
 
 
-def write_claims(store: Store, vs: list[Verdict]) -> Path:
+def write_claims(store: Store, vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | None = None,
+                 plan: Plan | None = None) -> Path:
+    """``analyses/claims.json``: the rule, the verdicts under the primary P (``verdicts``) and, per pre-trained
+    model, its verdicts (``pretrained``: seed, run id, verdicts) and the claims' outcomes side by side
+    (``across_pretrained``, see :func:`transferscope.claims.across_pretrained`)."""
     path = store.root / "analyses" / "claims.json"
     from ..claims import stats
 
-    atomic_write_text(path, dumps({"rule": {"level": stats.LEVEL, "min_seeds": stats.MIN_SEEDS,
-                                            "correction": "Holm over claims x targets x effects, before 'does not hold'"},
-                                   "verdicts": [v.to_dict() for v in vs]}))
+    by_pretrain = by_pretrain or {}
+    runs = {p.seed: p.run_id for p in plan.pretrains()} if plan is not None else {}
+    atomic_write_text(path, dumps({
+        "rule": {"level": stats.LEVEL, "min_seeds": stats.MIN_SEEDS,
+                 "correction": "Holm over claims x targets x effects, before 'does not hold'",
+                 "across_pretrained": "holds (does not hold) when it holds (does not hold) under every P; "
+                                      "'depends on P' when it holds under one and does not under another"},
+        "verdicts": [v.to_dict() for v in vs],
+        "pretrained": [{"seed": s, "run": runs.get(s, ""), "verdicts": [v.to_dict() for v in pvs]}
+                       for s, pvs in by_pretrain.items()],
+        "across_pretrained": [a.to_dict() for a in across_pretrained(by_pretrain)]}))
     return path

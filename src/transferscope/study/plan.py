@@ -52,6 +52,9 @@ class RunSpec:
     """Run id of the pre-training run this starts from (P-T only)."""
     parent_checkpoint: float = -1.0
     """Pre-training checkpoint (epochs) this starts from; -1: the final weights (P-T only)."""
+    pretrain_seed: int = -1
+    """In a study with several pre-trained models: the seed of the P this P-T run starts from (-1 otherwise). For
+    display only: ``parent`` already puts P's identity into the run id."""
 
     @property
     def kind(self) -> str:
@@ -64,6 +67,7 @@ class RunSpec:
         d = to_dict(self, skip_defaults=True)
         d["domain"].pop("label", None)
         d["domain"].pop("distance", None)  # a declared distance to the source only orders targets for the claims
+        d.pop("pretrain_seed", None)  # display: the parent's run id is hashed
         d["data"].pop("cache_dir", None)
         return d
 
@@ -79,7 +83,8 @@ class RunSpec:
     def label(self) -> str:
         """A readable name without the hash (a run waiting for its learning rate has no run id yet)."""
         ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
-        return f"{self.arm}-{self.domain.display}-b{self.block_size}{ckpt}-s{self.seed}"
+        of_p = f"-P{self.pretrain_seed}" if self.pretrain_seed >= 0 else ""
+        return f"{self.arm}-{self.domain.display}-b{self.block_size}{ckpt}-s{self.seed}{of_p}"
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -103,10 +108,13 @@ class Selection:
     candidates: tuple[RunSpec, ...]
     rule: str = "best"
     """``best`` or ``one-se`` (see ``StudyConfig.lr_rule``)."""
+    pretrain_seed: int = -1
+    """P-T in a study with several pre-trained models: the P whose fine-tuning this chooses for (-1 otherwise)."""
 
     @property
     def key(self) -> str:
-        return f"{self.arm}/{self.target}/b{self.block_size}"
+        of_p = f"/P{self.pretrain_seed}" if self.pretrain_seed >= 0 else ""
+        return f"{self.arm}/{self.target}/b{self.block_size}{of_p}"
 
     def is_winner(self, template: RunSpec) -> bool:
         """Whether a run waiting for this choice will be the winning candidate itself (same seed, block, start)."""
@@ -129,7 +137,29 @@ class Plan:
         return {r.run_id: r for r in self.tuning + self.runs}
 
     def pretrain(self) -> RunSpec:
+        """The primary pre-trained model P (the first of ``pretrain_seeds``)."""
         return self.runs[0]
+
+    def pretrains(self) -> list[RunSpec]:
+        """Every pre-trained model P of the study, the primary first."""
+        return [r for r in self.runs if r.arm == "P"]
+
+    def for_pretrain(self, seed: int | None = None) -> Plan:
+        """The study as if it had one P, the one of pre-training seed ``seed`` (None: the primary): that P, the P-T
+        runs that descend from it, and every RI-T run. The analyses and the claims of one P read this view."""
+        ps = self.pretrains()
+        p = ps[0] if seed is None else next((r for r in ps if r.seed == seed), None)
+        if p is None:
+            raise ValueError(f"no pre-trained model of seed {seed}; the study's are {[r.seed for r in ps]}")
+        if len(ps) == 1:
+            return self
+
+        def mine(r: RunSpec) -> bool:
+            return r.run_id == p.run_id if r.arm == "P" else r.arm != "P-T" or r.parent == p.run_id
+
+        cfg = replace(self.config, pretrain_seed=p.seed, pretrain_seeds=[])
+        return Plan(cfg, [r for r in self.runs if mine(r)], [r for r in self.tuning if mine(r)],
+                    [(t, s) for t, s in self.deferred if mine(t)])
 
     @property
     def selections(self) -> list[Selection]:
@@ -182,6 +212,11 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError("block_sizes: expected at least one block size")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds: expected a non-empty list of distinct integers, got {cfg.seeds}")
+    if len(set(cfg.pretrain_seeds)) != len(cfg.pretrain_seeds):
+        raise ConfigError(f"pretrain_seeds: expected distinct integers, got {cfg.pretrain_seeds}")
+    if cfg.pretrain_seeds and cfg.pretrain_seed != 0 and cfg.pretrain_seed not in cfg.pretrain_seeds:
+        raise ConfigError(f"pretrain_seed = {cfg.pretrain_seed} and pretrain_seeds = {cfg.pretrain_seeds}: give the "
+                          "seeds of the pre-trained models in one of them (pretrain_seeds for several)")
     for key, t in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune), ("scratch", cfg.scratch)):
         if t.epochs < 1:
             raise ConfigError(f"{key}.epochs: expected an integer >= 1, got {t.epochs}")
@@ -231,29 +266,34 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
     if check:
         validate(cfg)
     s = cfg.data.image_size
-    p = RunSpec("P", cfg.source, s, cfg.pretrain_seed, cfg.pretrain, cfg.model, cfg.data)
-    runs, tuning, deferred = [p], [], []
-    selections: dict[tuple[str, str, int], Selection] = {}
+    ps = [RunSpec("P", cfg.source, s, k, cfg.pretrain, cfg.model, cfg.data) for k in cfg.pretrain_seed_list]
+    several = len(ps) > 1
+    runs, tuning, deferred = list(ps), [], []
+    selections: dict[tuple[str, str, int, str], Selection] = {}
 
-    def add(arm: str, t: DomainConfig, b: int, seed: int, train: TrainConfig, ckpt: float = -1.0) -> None:
-        parent = p.run_id if arm == "P-T" else ""
-        spec = RunSpec(arm, t, b, seed, train, cfg.model, cfg.data, parent=parent, parent_checkpoint=ckpt)
+    def add(arm: str, t: DomainConfig, b: int, seed: int, train: TrainConfig, ckpt: float = -1.0,
+            p: RunSpec | None = None) -> None:
+        parent = p.run_id if p is not None else ""
+        of_p = p.seed if p is not None and several else -1
+        spec = RunSpec(arm, t, b, seed, train, cfg.model, cfg.data, parent=parent, parent_checkpoint=ckpt,
+                       pretrain_seed=of_p)
         if not train.lr_grid:
             runs.append(spec)
             return
         sb = b if cfg.lr_selection == "per-target-and-block" else s
-        key = (arm, t.display, sb)
+        key = (arm, t.display, sb, parent)  # each P gets its own fine-tuning rate
         if key not in selections:
             cands = tuple(RunSpec(arm, t, sb, cfg.seeds[0], replace(train, lr=lr, lr_grid=[]), cfg.model, cfg.data,
-                                  parent=parent) for lr in train.lr_grid)
-            selections[key] = Selection(arm, t.display, sb, cands, cfg.lr_rule)
+                                  parent=parent, pretrain_seed=of_p) for lr in train.lr_grid)
+            selections[key] = Selection(arm, t.display, sb, cands, cfg.lr_rule, of_p)
             tuning.extend(cands)
         deferred.append((spec, selections[key]))
 
     for t in cfg.targets:
         for b in cfg.block_sizes:
             for seed in cfg.seeds:
-                add("P-T", t, b, seed, cfg.finetune)
+                for p in ps:
+                    add("P-T", t, b, seed, cfg.finetune, p=p)
                 add("RI-T", t, b, seed, cfg.scratch)
     basin_targets = cfg.basin.targets or ([cfg.targets[0].display] if cfg.basin.checkpoint_epochs else [])
     b = cfg.basin.block_size or s
@@ -263,8 +303,9 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
         for e in sorted(set(cfg.basin.checkpoint_epochs)):
             if e == cfg.pretrain.epochs:
                 continue  # the final checkpoint is the main P-T run
-            for seed in cfg.seeds:
-                add("P-T", t, b, seed, cfg.finetune, float(e))
+            for p in ps:
+                for seed in cfg.seeds:
+                    add("P-T", t, b, seed, cfg.finetune, float(e), p=p)
     ids = [r.run_id for r in runs + tuning]
     assert len(set(ids)) == len(ids), "two runs of the plan share an id"
     return Plan(cfg, runs, tuning, deferred)

@@ -53,8 +53,11 @@ def _mean_std(v: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-def results_table(plan: Plan, store: Store) -> list[dict]:
+def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list[dict]:
     """One row per (target, block size): P-T and RI-T test accuracy (mean, std over seeds) and speed figures.
+
+    In a study with several pre-trained models, P-T counts the runs from the P of pre-training seed ``pretrain``
+    (None: the primary P).
 
     Each row: ``target``, ``block_size``, ``P-T`` and ``RI-T`` (:class:`ArmCell`, with the figures of every seed in
     ``per_seed``) and ``gain`` (P-T's mean test accuracy minus RI-T's).
@@ -62,7 +65,7 @@ def results_table(plan: Plan, store: Store) -> list[dict]:
     Only the main P-T runs (from the final pre-training weights) count here; the checkpoint sweep is separate.
     """
     rows: dict[tuple[str, int], dict[str, list[tuple[int, dict]]]] = {}
-    for r in resolve(plan, store).runs:
+    for r in resolve(plan.for_pretrain(pretrain), store).runs:
         if r.arm == "P" or r.parent_checkpoint >= 0:
             continue
         cell = rows.setdefault((r.domain.display, r.block_size), {"P-T": [], "RI-T": []})

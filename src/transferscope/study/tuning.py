@@ -59,13 +59,15 @@ class Choice:
             return ""
         s = self.selection
         beyond = "below" if self.edge == "smallest" else "above"
-        return (f"learning rate of {s.arm} on {s.target} (b{s.block_size}): {self.lr:g} is the {self.edge} of its grid "
+        of_p = f", from P of seed {s.pretrain_seed}" if s.pretrain_seed >= 0 else ""
+        return (f"learning rate of {s.arm} on {s.target} (b{s.block_size}{of_p}): {self.lr:g} is the {self.edge} of its grid "
                 f"[{', '.join(f'{x:g}' for x in self.grid)}]; the best rate may lie {beyond} it: extend "
                 f"{_GRID_KEY.get(s.arm, 'lr_grid')}")
 
     def to_dict(self) -> dict:
         s = self.selection
-        return {"arm": s.arm, "target": s.target, "block_size": s.block_size, "state": self.state,
+        return {"arm": s.arm, "target": s.target, "block_size": s.block_size, "pretrain_seed": s.pretrain_seed,
+                "state": self.state,
                 "lr": self.lr, "val_acc": {f"{k:g}": v for k, v in self.val_acc.items()},
                 "runs": [c.run_id for c in s.candidates], "at_edge": self.at_edge, "edge": self.edge}
 
