@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from transferscope import jsonio
 from transferscope.analyses.distance import parameter_distance
 from transferscope.analyses.mistakes import mistakes
 from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
@@ -48,7 +49,12 @@ def test_analyze_runs_every_registered_spec_and_caches(study):
     assert {k.split("/")[0] for k in first.results} == set(SPECS)
     second = analyze(plan, store, FAST, show_progress=False)
     assert second.computed == [] and len(second.cached) == len(first.computed)
-    assert json.dumps(second.results, sort_keys=True) == json.dumps(first.results, sort_keys=True)
+    assert all(isinstance(r, SPECS[k.split("/")[0]].result) for k in first.results for r in [first.results[k]])
+    assert _json(second.results) == _json(first.results)
+
+
+def _json(results: dict) -> str:
+    return jsonio.dumps({k: v.to_dict() for k, v in results.items()})
 
 
 def test_specs_and_their_jobs_pickle_so_that_another_process_can_run_them(study):
@@ -71,46 +77,47 @@ def test_specs_and_their_jobs_pickle_so_that_another_process_can_run_them(study)
 
 def test_every_pair_of_distinct_seeds_and_every_cross_pair(study):
     plan, store, first = study
-    pairs = first.results["mistakes/tgt"]["pairs"]
+    res = first.results["mistakes/tgt"]
     by_id = plan.by_id()
-    kinds = {k: [p for p in pairs if p["kind"] == k] for k in (PT_PT, RIT_RIT, PT_RIT)}
-    assert [p["seeds"] for p in kinds[PT_PT]] == [[0, 1], [0, 2], [1, 2]] == [p["seeds"] for p in kinds[RIT_RIT]]
+    kinds = {k: res.of_kind(k) for k in (PT_PT, RIT_RIT, PT_RIT)}
+    assert [p.seeds for p in kinds[PT_PT]] == [(0, 1), (0, 2), (1, 2)] == [p.seeds for p in kinds[RIT_RIT]]
     assert len(kinds[PT_RIT]) == 9
     for p in kinds[PT_RIT]:  # a P-T model against an RI-T model, never P-T with itself
-        a, b = by_id[p["runs"][0]], by_id[p["runs"][1]]
-        assert (a.arm, b.arm) == (PT, RIT) and (a.seed, b.seed) == tuple(p["seeds"])
+        a, b = by_id[p.runs[0]], by_id[p.runs[1]]
+        assert (a.arm, b.arm) == (PT, RIT) and (a.seed, b.seed) == p.seeds
         za, zb = store.read_npz(a.run_id), store.read_npz(b.run_id)
         ref = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"])
-        assert (p["result"]["common"], p["result"]["uncommon"]) == (ref.common, ref.uncommon)
+        assert (p.result.common, p.result.uncommon) == (ref.common, ref.uncommon)
+        assert p.result.test_index == za["test_index"].tolist()
     for p in kinds[PT_PT]:
-        a, b = by_id[p["runs"][0]], by_id[p["runs"][1]]
+        a, b = by_id[p.runs[0]], by_id[p.runs[1]]
         assert a.arm == b.arm == PT and a.seed != b.seed
     # CKA of two different P-T models is not 1 (a model compared with itself would be)
-    cka = [p for p in first.results["cka/tgt"]["pairs"] if p["kind"] == PT_PT]
-    assert len(cka) == 3 and any(v < 0.9999 for v in cka[0]["result"]["full"] if v is not None)
+    cka = first.results["cka/tgt"].of_kind(PT_PT)
+    assert len(cka) == 3 and any(v < 0.9999 for v in cka[0].result.full if np.isfinite(v))
 
 
 def test_distance_to_the_start_is_to_p_for_p_t_and_to_ri_for_ri_t(study):
     plan, store, first = study
     by_id = plan.by_id()
     p_weights = load_file(str(store.run_dir(plan.pretrain().run_id) / "weights.safetensors"))
-    rows = first.results["distance/tgt"]["pairs"]
-    starts = [r for r in rows if r["kind"] in (PT_P, RIT_RI)]
+    rows = first.results["distance/tgt"].pairs
+    starts = [r for r in rows if r.kind in (PT_P, RIT_RI)]
     assert len(starts) == 6
     from transferscope.study.runner import load_run_model
 
     for r in starts:
-        spec = by_id[r["runs"][0]]
-        assert spec.arm == (PT if r["kind"] == PT_P else RIT) and r["runs"][1] == spec.run_id
+        spec = by_id[r.runs[0]]
+        assert spec.arm == (PT if r.kind == PT_P else RIT) and r.runs[1] == spec.run_id
         model = load_run_model(store, spec)
         if spec.arm == PT:  # the independent reference: P's own weights, body only (the head is new)
             body = {k: v for k, v in p_weights.items() if not k.startswith("head")}
             ref = parameter_distance(model, body)
-            got = {k: v for k, v in r["result"]["per_module"].items() if k != "head"}
+            got = {k: v for k, v in r.result.per_module.items() if k != "head"}
             assert got == pytest.approx({k: v for k, v in ref.per_module.items() if k != "head"})
         else:  # RI: the run's own random initialisation, which is no other run's
             init = load_file(str(store.run_dir(spec.run_id) / "init.safetensors"))
-            assert r["result"]["total"] == pytest.approx(parameter_distance(model, init).total)
+            assert r.result.total == pytest.approx(parameter_distance(model, init).total)
             assert not torch.equal(init["stem.conv.weight"] if "stem.conv.weight" in init else next(iter(init.values())),
                                    next(v for k, v in p_weights.items() if k in init))
 
@@ -120,9 +127,9 @@ def test_evidence_reads_every_seed_and_pair(study):
     ev = gather_evidence(plan, first.results)
     t = ev.target("tgt")
     assert t.accuracy[(PT, 16)].seeds == [0, 1, 2] and t.accuracy[(RIT, 4)].seeds == [0, 1, 2]
-    ms = {tuple(r["seeds"]): r for r in [p for p in first.results["mistakes/tgt"]["pairs"] if p["kind"] == PT_PT]}
+    ms = {r.seeds: r.result for r in first.results["mistakes/tgt"].of_kind(PT_PT)}
     for k in ((0, 1), (0, 2), (1, 2)):
-        assert t.uncommon[PT_PT].values[k] == pytest.approx(ms[k]["result"]["uncommon"] / ms[k]["result"]["n"])
+        assert t.uncommon[PT_PT].values[k] == pytest.approx(ms[k].uncommon / ms[k].n)
     assert len(t.barrier[PT_RIT].values) == 9 and sorted(t.criticality[PT]) == [0, 1, 2]
     assert "head" not in t.criticality_modules and len(t.criticality_modules) >= 3
     assert np.isfinite(t.distance) and "MMD" in t.distance_source
@@ -166,7 +173,7 @@ def test_an_edited_input_is_computed_again(study, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(store.root, root)
     s2 = Store(root)
-    rid = next(p["runs"][0] for p in first.results["mistakes/tgt"]["pairs"] if p["kind"] == PT_PT)
+    rid = first.results["mistakes/tgt"].of_kind(PT_PT)[0].runs[0]
     # a changed prediction file changes the run's recorded content hash: everything that reads it is recomputed
     info = json.loads((s2.run_dir(rid) / "run.json").read_text())
     info["artefacts"]["predictions.npz"] = "0" * 64

@@ -143,3 +143,26 @@ def test_missing_inputs_are_said_not_fatal(tmp_path, folders, capsys):
     capsys.readouterr()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no study.json" in capsys.readouterr().err
+
+
+def test_an_old_shape_result_file_is_said_not_fatal(finished_study, tmp_path):
+    """A result file of another layout (e.g. written by an older version) is not misread: its section says the
+    file is unreadable, every other section is drawn from the typed records."""
+    from transferscope import jsonio
+    from transferscope.report import _Reader
+
+    root = tmp_path / "copy"
+    shutil.copytree(finished_study, root, ignore=shutil.ignore_patterns("report"))
+    index = jsonio.read(root / "analyses" / "index.json")
+    name = next(n for n in index["results"] if n.startswith("barrier/"))
+    path = root / "analyses" / index["results"][name]
+    d = jsonio.read(path)
+    d["result"] = {"rows": [{"kind": "P-T/P-T", "barrier": 0.1}]}  # not the pairs layout
+    path.write_text(jsonio.dumps(d))
+    r = _Reader(root)
+    assert name not in r.results and name in r.unreadable
+    assert any(k.startswith("mistakes/") for k in r.results)
+    assert main(["report", str(root), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "index.html").read_text()
+    assert "unreadable result files" in text and "6. Performance barrier" in text
+    assert "this section could not be drawn" not in text

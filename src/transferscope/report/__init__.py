@@ -25,6 +25,7 @@ from ..claims.compare import load_across, load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store
 from ..study.plan import make_plan
+from ..study.records import ModelsResult, PairsResult, result_from_dict
 from ..study.summary import checkpoint_gains, flags, results_table
 from ..study.tuning import choices, resolve
 from .template import render_html
@@ -81,15 +82,24 @@ class _Reader:
         adir = root / "analyses"
         idx = adir / "index.json"
         self.index = jsonio.read(idx) if idx.is_file() else None
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, Any] = {}
+        """Result name (``<analysis>/<target>``) -> its record (:mod:`transferscope.study.records`)."""
+        self.unreadable: dict[str, str] = {}
+        """Result name -> why its file could not be read (e.g. written by an older version)."""
         self.analysis_seconds = 0.0
         if self.index:
             for name, file in self.index["results"].items():
                 p = adir / file
-                if p.is_file():
+                if not p.is_file():
+                    continue
+                try:
                     d = jsonio.read(p)
-                    self.results[name] = d["result"]
-                    self.analysis_seconds += d.get("seconds", 0.0)
+                    self.results[name] = result_from_dict(name, d["result"])
+                except (KeyError, TypeError, ValueError, AttributeError) as e:  # the section says what is missing
+                    log.warning("%s: unreadable (%s: %s)", p, type(e).__name__, e)
+                    self.unreadable[name] = f"{file}: {type(e).__name__}: {e}"
+                    continue
+                self.analysis_seconds += d.get("seconds", 0.0)
         self.claims: list[Verdict] | None = None
         self.claims_error = ""
         if (adir / "claims.json").is_file():
@@ -107,21 +117,29 @@ class _Reader:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
-    def why_missing(self, what: str) -> str:
-        """What to say where results are missing: analyze was never run, or ``what``."""
-        return NO_ANALYSES if self.index is None else what
+    def why_missing(self, what: str, analysis: str = "") -> str:
+        """What to say where results are missing: analyze was never run, or ``what`` (and which result files of
+        ``analysis`` could not be read)."""
+        if self.index is None:
+            return NO_ANALYSES
+        bad = [why for name, why in self.unreadable.items() if analysis and name.split("/", 1)[0] == analysis]
+        if bad:
+            what += ("; unreadable result files (written by an older version? run `transferscope analyze` again): "
+                     + "; ".join(bad))
+        return what
 
-    def per_target(self, name: str) -> dict[str, dict]:
+    def per_target(self, name: str) -> dict[str, Any]:
+        """Per target: the record of analysis ``name`` (e.g. a :class:`~transferscope.study.records.PairsResult`)."""
         return {t.display: self.results[f"{name}/{t.display}"] for t in self.cfg.targets
                 if f"{name}/{t.display}" in self.results}
 
-    def first_pairs(self, name: str) -> dict[str, dict[str, dict]]:
+    def first_pairs(self, name: str) -> dict[str, dict[str, Any]]:
         """Per target: pair kind -> the result of its first pair (lowest seeds), for the figures."""
         out = {}
         for t, res in self.per_target(name).items():
-            kinds: dict[str, dict] = {}
-            for p in res.get("pairs", []):
-                kinds.setdefault(p["kind"], p["result"])
+            if not isinstance(res, PairsResult):
+                continue
+            kinds = {k: res.first(k) for k in res.kinds()}
             if kinds:
                 out[t] = kinds
         return out
@@ -130,9 +148,9 @@ class _Reader:
         """Per target: arm -> the result of its first seed's model, for the figures."""
         out = {}
         for t, res in self.per_target(name).items():
-            arms_: dict[str, Any] = {}
-            for m in sorted(res.get("models", []), key=lambda m: m["seed"]):
-                arms_.setdefault(m["arm"], m["result"])
+            if not isinstance(res, ModelsResult):
+                continue
+            arms_ = {a: res.first(a) for a in sorted(res.arms(), key=lambda a: min(m.seed for m in res.of_arm(a)))}
             if arms_:
                 out[t] = arms_
         return out
@@ -269,15 +287,14 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
                   "Every pair of distinct seeds within an arm, and every P-T/RI-T pair, on the unshuffled target.")
     res = r.per_target("mistakes")
     if not res:
-        sec.missing(r.why_missing("no mistakes results (each needs 2 finished P-T and RI-T runs)"))
+        sec.missing(r.why_missing("no mistakes results (each needs 2 finished P-T and RI-T runs)", "mistakes"))
         return sec
     rows = []
     for t, out_ in res.items():
-        for p in out_.get("pairs", []):
-            m = p["result"]
-            rows.append([t, p["kind"], " / ".join(map(str, p["seeds"])), m["n"],
-                         f"{m['common']} ({_f(m['common'] / m['n'] if m['n'] else None)})",
-                         f"{m['uncommon']} ({_f(m['uncommon'] / m['n'] if m['n'] else None)})"])
+        for p in out_.pairs:
+            m = p.result
+            rows.append([t, p.kind, " / ".join(map(str, p.seeds)), m.n, f"{m.common} ({_f(m.common_fraction)})",
+                         f"{m.uncommon} ({_f(m.uncommon_fraction)})"])
     sec.table(["target", "pair", "seeds", "test examples", "common mistakes (fraction)", "uncommon mistakes (fraction)"],
               rows)
     for t in res:
@@ -308,18 +325,18 @@ def _similarity_section(r: _Reader, out: Path) -> Section:
         sec.figure(f.name, "linear CKA per layer and pair (one pair of seeds each; solid: full data, dashed: unbiased "
                    "minibatch estimator)")
     else:
-        sec.missing("CKA: " + r.why_missing("no results (needs 2 finished P-T and RI-T runs)"))
+        sec.missing("CKA: " + r.why_missing("no results (needs 2 finished P-T and RI-T runs)", "cka"))
     dist = r.first_pairs("distance")
     if dist:
         f = distance_bars(out / "distance.png", dist)
         sec.figure(f.name, "l2 distance per module (log scale), first pair of each kind; totals in the legend")
         sec.table(["target", "pair", "seeds", "total l2 distance"],
-                  [[t, p["kind"], " / ".join(map(str, p["seeds"])), _f(p["result"]["total"], ".2f")]
-                   for t, res in r.per_target("distance").items() for p in res.get("pairs", [])],
+                  [[t, p.kind, " / ".join(map(str, p.seeds)), _f(p.result.total, ".2f")]
+                   for t, res in r.per_target("distance").items() for p in res.pairs],
                   caption="total l2 distance in parameter space, every pair (P-T/P: a P-T model and P, its start; "
                           "RI-T/RI: an RI-T model and its random initialisation)")
     else:
-        sec.missing("distance: " + r.why_missing("no results"))
+        sec.missing("distance: " + r.why_missing("no results", "distance"))
     return sec
 
 
@@ -331,14 +348,13 @@ def _barrier_section(r: _Reader, out: Path) -> Section:
                   "largest height of the curve above the chord between its ends.")
     res = r.per_target("barrier")
     if not res:
-        sec.missing(r.why_missing("no barrier results"))
+        sec.missing(r.why_missing("no barrier results", "barrier"))
         return sec
     f = barrier_lines(out / "barrier.png", r.first_pairs("barrier"))
     sec.figure(f.name, "loss and error along the interpolation, first pair of each kind")
     sec.table(["target", "pair", "seeds", "error barrier", "loss barrier", "normalisation"],
-              [[t, p["kind"], " / ".join(map(str, p["seeds"])), _f(p["result"]["barrier_error"]),
-                _f(p["result"]["barrier_loss"]), p["result"].get("bn_policy", "")]
-               for t, out_ in res.items() for p in out_.get("pairs", [])])
+              [[t, p.kind, " / ".join(map(str, p.seeds)), _f(p.result.barrier_error), _f(p.result.barrier_loss),
+                p.result.bn_policy] for t, out_ in res.items() for p in out_.pairs])
     return sec
 
 
@@ -351,17 +367,17 @@ def _criticality_section(r: _Reader, out: Path) -> Section:
                   "within the tolerance. Criticality 0: the module can be fully rewound.")
     res = r.first_models("criticality")
     if not res:
-        sec.missing(r.why_missing("no criticality results"))
+        sec.missing(r.why_missing("no criticality results", "criticality"))
         return sec
     for t, arms in res.items():
-        if not all("boundary_s" in v for v in arms.values()):
+        if not all(v.boundary_s for v in arms.values()):
             sec.missing(f"{t}: criticality results without the (a, s) boundary (computed by an older version)")
             continue
         f = criticality_maps(out / f"criticality-{_safe(t)}.png", t, arms)
         any_arm = next(iter(arms.values()))
         sec.figure(f.name, f"{t}: module x a picture of the largest feasible noise scale, and the criticality per "
                    f"module (first seed of each arm; every seed's P-T criticality enters claim N8; "
-                   f"{any_arm['samples']} noise samples per point, tolerance {any_arm['tolerance']:g})")
+                   f"{any_arm.samples} noise samples per point, tolerance {any_arm.tolerance:g})")
     return sec
 
 
@@ -373,13 +389,13 @@ def _basin_section(r: _Reader, out: Path) -> Section:
                   "and the error barrier to the P-T started from the final checkpoint (same seed).")
     res = r.per_target("basin")
     if not res:
-        sec.missing(r.why_missing("no checkpoint sweep in this study (basin.checkpoint_epochs)"))
+        sec.missing(r.why_missing("no checkpoint sweep in this study (basin.checkpoint_epochs)", "basin"))
         return sec
     f = basin_lines(out / "basin.png", res, r.cfg.finetune.speed_epochs)
     sec.figure(f.name, "mean over seeds (whiskers: std; dots: each seed) against the checkpoint")
     sec.table(["target", "checkpoint (epochs)", "seed", "test acc", "speed (a)", "error barrier"],
-              [[t, _f(x["checkpoint"], "g"), x["seed"], _f(x["test_acc"]), _f(x["speed_mean_acc_k"]),
-                _f(x.get("barrier_error"))] for t, v in res.items() for x in v["rows"]])
+              [[t, _f(x.checkpoint, "g"), x.seed, _f(x.test_acc), _f(x.speed_mean_acc_k), _f(x.barrier_error)]
+               for t, v in res.items() for x in v.rows])
     return sec
 
 
@@ -456,14 +472,14 @@ def _liu_section(r: _Reader, out: Path) -> Section:
     if fl:
         f = flatness_bars(out / "flatness.png", fl)
         any_r = next(iter(fl.values()))["P-T"]
-        sec.figure(f.name, f"top Hessian eigenvalue by power iteration ({any_r['n_examples']} training examples, relative "
-                   f"tolerance {any_r['tolerance']:g}) and the mean loss increase over {any_r['samples']} random "
+        sec.figure(f.name, f"top Hessian eigenvalue by power iteration ({any_r.n_examples} training examples, relative "
+                   f"tolerance {any_r.tolerance:g}) and the mean loss increase over {any_r.samples} random "
                    "perturbations of each weight tensor by r ||W||")
         sec.table(["target", "arm", "top eigenvalue", "iterations", "converged"],
-                  [[t, arm, _f(v["top_eigenvalue"], ".4g"), v["iterations"], "yes" if v["converged"] else "no"]
+                  [[t, arm, _f(v.top_eigenvalue, ".4g"), v.iterations, "yes" if v.converged else "no"]
                    for t, arms in fl.items() for arm, v in arms.items()])
     else:
-        sec.missing("flatness: no results")
+        sec.missing("flatness: " + r.why_missing("no results", "flatness"))
     dv = _deviation_means(r.per_target("deviation"))
     if dv:
         f = deviation_lines(out / "deviation.png", dv)
@@ -471,31 +487,31 @@ def _liu_section(r: _Reader, out: Path) -> Section:
         sec.figure(f.name, f"relative deviation ||W - W0||_F / ||W0||_F per module along training, mean over {n} seeds "
                    "(W0: P for P-T, the random initialisation for RI-T)")
     else:
-        sec.missing("weight deviation: no results")
-    st = {t: {arm: m["points"] for arm, m in arms_.items()} for t, arms_ in r.first_models("stability").items()}
+        sec.missing("weight deviation: " + r.why_missing("no results", "deviation"))
+    st = r.first_models("stability")
     if st:
         f = stability_lines(out / "stability.png", st)
         sec.figure(f.name, "local Lipschitz constants of the gradient and of the loss along the gradient step "
                    "theta - eta k g (eta: the run's learning rate) at the saved points of training")
     else:
-        sec.missing("gradient stability: no results")
+        sec.missing("gradient stability: " + r.why_missing("no results", "stability"))
     pg = r.first_models("principal")
     if pg:
         f = principal_bars(out / "principal.png", pg)
         sec.figure(f.name, "fraction of the gradient's energy on the top singular direction of each weight matrix at "
                    "the start of training on the target: pre-trained (P plus a new head) vs random weights")
     else:
-        sec.missing("principal gradient component: no results")
+        sec.missing("principal gradient component: " + r.why_missing("no results", "principal"))
     rel = r.results.get("relate/all")
-    if rel and rel.get("points"):
+    if rel and rel.points:
         f = score_scatter(out / "scores.png", rel)
         sec.figure(f.name, "scores of P on each target and block size (labels) against the measured gain; Spearman "
                    "rho with a 90% bootstrap interval (MMD enters with its sign flipped)")
         sec.table(["target", "block", "LEEP", "LogME", "H-score", "MMD^2 (rbf)", "gain", "speed gain"],
-                  [[p["target"], p["block_size"], _f(p["leep"]), _f(p["logme"]), _f(p["h_score"]), _f(p["mmd2_rbf"], ".4f"),
-                    _f(p["gain"], "+.3f"), _f(p["speed_gain"], "+.3f")] for p in rel["points"]])
+                  [[p.target, p.block_size, _f(p.leep), _f(p.logme), _f(p.h_score), _f(p.mmd2_rbf, ".4f"),
+                    _f(p.gain, "+.3f"), _f(p.speed_gain, "+.3f")] for p in rel.points])
     else:
-        sec.missing("transferability scores: no results")
+        sec.missing("transferability scores: " + r.why_missing("no results", "relate"))
     rows = checkpoint_gains(r.results)
     if rows:
         f = gain_by_checkpoint(out / "gain-by-checkpoint.png", rows)
@@ -506,18 +522,17 @@ def _liu_section(r: _Reader, out: Path) -> Section:
     return sec
 
 
-def _deviation_means(per_target: dict[str, dict]) -> dict[str, dict[str, dict]]:
+def _deviation_means(per_target: dict[str, ModelsResult]) -> dict[str, dict[str, dict]]:
     """Per target and arm: the relative deviation per module along training, mean and std over seeds."""
     out: dict[str, dict[str, dict]] = {}
     for t, res in per_target.items():
         for arm in ("P-T", "RI-T"):
-            ms = [m["result"] for m in res.get("models", []) if m["arm"] == arm and m["result"]["deviation"]]
+            ms = [m.result for m in res.of_arm(arm) if m.result.deviation]
             if not ms:
                 continue
-            n_ep = min(len(m["deviation"]) for m in ms)
-            per = np.array([[[np.nan if v is None else v for v in row] for row in m["deviation"][:n_ep]] for m in ms],
-                           dtype=float)
-            out.setdefault(t, {})[arm] = {"epochs": ms[0]["epochs"][:n_ep], "modules": ms[0]["modules"],
+            n_ep = min(len(m.deviation) for m in ms)
+            per = np.array([m.deviation[:n_ep] for m in ms], dtype=float)
+            out.setdefault(t, {})[arm] = {"epochs": ms[0].epochs[:n_ep], "modules": ms[0].modules,
                                           "seeds": len(ms), "mean": np.nanmean(per, 0).tolist(),
                                           "std": np.nanstd(per, 0).tolist()}
     return out

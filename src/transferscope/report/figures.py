@@ -14,6 +14,19 @@ logging.getLogger("matplotlib").setLevel(logging.WARNING)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..study.records import (  # noqa: E402
+    SCORE_NAMES,
+    BarrierResult,
+    BasinResult,
+    CKAResult,
+    CriticalityResult,
+    DistanceResult,
+    FlatnessResult,
+    PrincipalGradientResult,
+    RelateResult,
+    StabilityCurve,
+)
+
 ARM_COLOURS = {"P-T": "#1f77b4", "RI-T": "#d62728", "P": "#2ca02c"}
 PAIR_COLOURS = {"P-T/P-T": "#1f77b4", "RI-T/RI-T": "#d62728", "P-T/RI-T": "#9467bd", "P/P-T": "#2ca02c",
                 "P-T/P": "#2ca02c", "RI-T/RI": "#ff7f0e"}
@@ -130,13 +143,13 @@ def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.
     return _save(fig, path)
 
 
-def cka_lines(path: Path, per_target: dict[str, dict]) -> Path:
+def cka_lines(path: Path, per_target: dict[str, dict[str, CKAResult]]) -> Path:
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.2 * len(per_target), 3.2), squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
         for pair, r in res.items():
             c = PAIR_COLOURS.get(pair)
-            ax.plot(r["layers"], [_finite(v) for v in r["full"]], marker="o", color=c, label=f"{pair}")
-            ax.plot(r["layers"], [_finite(v) for v in r["minibatch"]], ls="--", color=c, alpha=0.6)
+            ax.plot(r.layers, [_finite(v) for v in r.full], marker="o", color=c, label=f"{pair}")
+            ax.plot(r.layers, [_finite(v) for v in r.minibatch], ls="--", color=c, alpha=0.6)
         ax.set_title(f"{t}: linear CKA per layer (solid: full data, dashed: minibatch)", fontsize=8)
         ax.set_ylim(0, 1.02)
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
@@ -145,16 +158,16 @@ def cka_lines(path: Path, per_target: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
-def distance_bars(path: Path, per_target: dict[str, dict]) -> Path:
+def distance_bars(path: Path, per_target: dict[str, dict[str, DistanceResult]]) -> Path:
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.2), squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
         pairs = list(res)
-        modules = list(next(iter(res.values()))["per_module"])
+        modules = list(next(iter(res.values())).per_module)
         x = np.arange(len(modules))
         w = 0.8 / max(1, len(pairs))
         for k, pair in enumerate(pairs):
-            ax.bar(x + (k - (len(pairs) - 1) / 2) * w, [res[pair]["per_module"].get(m, math.nan) for m in modules], w,
-                   color=PAIR_COLOURS.get(pair), label=f"{pair} (total {res[pair]['total']:.1f})")
+            ax.bar(x + (k - (len(pairs) - 1) / 2) * w, [res[pair].per_module.get(m, math.nan) for m in modules], w,
+                   color=PAIR_COLOURS.get(pair), label=f"{pair} (total {res[pair].total:.1f})")
         ax.set_xticks(x, modules, rotation=60, fontsize=7)
         ax.set_yscale("log")
         ax.set_title(f"{t}: l2 distance per module", fontsize=8)
@@ -163,14 +176,14 @@ def distance_bars(path: Path, per_target: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
-def barrier_lines(path: Path, per_target: dict[str, dict]) -> Path:
+def barrier_lines(path: Path, per_target: dict[str, dict[str, BarrierResult]]) -> Path:
     fig, axes = plt.subplots(len(per_target), 2, figsize=(9, 2.7 * len(per_target)), squeeze=False)
     for i, (t, res) in enumerate(per_target.items()):
         for j, (key, bkey, label) in enumerate((("loss", "barrier_loss", "test loss"), ("error", "barrier_error", "test error"))):
             ax = axes[i][j]
             for pair, r in res.items():
-                ax.plot(r["lambdas"], [_finite(v) for v in r[key]], marker=".", color=PAIR_COLOURS.get(pair),
-                        label=f"{pair}: barrier {_finite(r[bkey]):.3f}")
+                ax.plot(r.lambdas, [_finite(v) for v in getattr(r, key)], marker=".", color=PAIR_COLOURS.get(pair),
+                        label=f"{pair}: barrier {_finite(getattr(r, bkey)):.3f}")
             ax.set_title(f"{t}: {label} along (1 - l) a + l b", fontsize=8)
             ax.set_xlabel("l", fontsize=7)
             ax.tick_params(labelsize=7)
@@ -179,26 +192,26 @@ def barrier_lines(path: Path, per_target: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
-def criticality_maps(path: Path, t: str, res: dict) -> Path:
+def criticality_maps(path: Path, t: str, res: dict[str, CriticalityResult]) -> Path:
     """Per arm: module x a heatmap of the largest feasible noise scale s (the feasible region of the (a, s)
     plane); beside it the criticality per module, P-T vs RI-T."""
     arms = list(res)
-    fig, axes = plt.subplots(1, len(arms) + 1, figsize=(4.2 * (len(arms) + 1), 0.35 * len(res[arms[0]]["modules"]) + 1.8),
+    fig, axes = plt.subplots(1, len(arms) + 1, figsize=(4.2 * (len(arms) + 1), 0.35 * len(res[arms[0]].modules) + 1.8),
                              squeeze=False)
     for ax, arm in zip(axes[0], arms, strict=False):
         r = res[arm]
-        grid = np.asarray([[_finite(v) for v in row] for row in r["boundary_s"]], dtype=float)
+        grid = np.asarray([[_finite(v) for v in row] for row in r.boundary_s], dtype=float)
         im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(grid) if grid.size else 1))
-        ax.set_yticks(range(len(r["modules"])), r["modules"], fontsize=7)
-        ax.set_xticks(range(len(r["alphas"])), [f"{a:g}" for a in r["alphas"]], fontsize=7)
+        ax.set_yticks(range(len(r.modules)), r.modules, fontsize=7)
+        ax.set_xticks(range(len(r.alphas)), [f"{a:g}" for a in r.alphas], fontsize=7)
         ax.set_xlabel("a (0: module rewound to theta^0, 1: final)", fontsize=7)
         ax.set_title(f"{t}, {arm}: largest feasible s", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.05)
     ax = axes[0][-1]
-    mods = res[arms[0]]["modules"]
+    mods = res[arms[0]].modules
     y = np.arange(len(mods))
     for k, arm in enumerate(arms):
-        vals = [_finite(v) if v is not None else math.inf for v in res[arm]["criticality"]]
+        vals = [float(v) for v in res[arm].criticality]  # inf: infeasible
         shown = [math.log10(1 + v) if math.isfinite(v) else math.nan for v in vals]
         ax.barh(y + (k - 0.5) * 0.4, shown, 0.4, color=ARM_COLOURS.get(arm), label=arm)
         for yy, v in zip(y + (k - 0.5) * 0.4, vals, strict=True):
@@ -213,16 +226,16 @@ def criticality_maps(path: Path, t: str, res: dict) -> Path:
     return _save(fig, path)
 
 
-def basin_lines(path: Path, per_target: dict[str, dict], speed_k: int) -> Path:
+def basin_lines(path: Path, per_target: dict[str, BasinResult], speed_k: int) -> Path:
     metrics = [("test_acc", "final test accuracy"), ("speed_mean_acc_k", f"mean train acc, first {speed_k} epochs"),
                ("barrier_error", "error barrier to P-T from the final checkpoint")]
     fig, axes = plt.subplots(len(per_target), 3, figsize=(11, 2.6 * len(per_target)), squeeze=False)
     for i, (t, res) in enumerate(per_target.items()):
-        rows = res["rows"]
-        ckpts = sorted({r["checkpoint"] for r in rows})
+        rows = res.rows
+        ckpts = res.checkpoints()
         for j, (key, label) in enumerate(metrics):
             ax = axes[i][j]
-            vals = [[_finite(r.get(key)) for r in rows if r["checkpoint"] == e] for e in ckpts]
+            vals = [[_finite(getattr(r, key)) for r in rows if r.checkpoint == e] for e in ckpts]
             ax.errorbar(ckpts, [np.nanmean(v) for v in vals], yerr=[np.nanstd(v) for v in vals], marker="o", capsize=3,
                         color=ARM_COLOURS["P-T"])
             for e, v in zip(ckpts, vals, strict=True):
@@ -234,17 +247,17 @@ def basin_lines(path: Path, per_target: dict[str, dict], speed_k: int) -> Path:
     return _save(fig, path)
 
 
-def flatness_bars(path: Path, per_target: dict[str, dict]) -> Path:
+def flatness_bars(path: Path, per_target: dict[str, dict[str, FlatnessResult]]) -> Path:
     """Top Hessian eigenvalue per target and the loss increase against the perturbation size, P-T vs RI-T."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     targets = list(per_target)
     x = np.arange(len(targets))
     for k, arm in enumerate(("P-T", "RI-T")):
-        axes[0].bar(x + (k - 0.5) * 0.38, [_finite(per_target[t][arm]["top_eigenvalue"]) for t in targets], 0.38,
+        axes[0].bar(x + (k - 0.5) * 0.38, [_finite(per_target[t][arm].top_eigenvalue) for t in targets], 0.38,
                     color=ARM_COLOURS[arm], label=arm)
         for t in targets:
             r = per_target[t][arm]
-            axes[1].errorbar(r["radii"], r["loss_increase"], yerr=r["loss_increase_std"], marker="o", capsize=2,
+            axes[1].errorbar(r.radii, r.loss_increase, yerr=r.loss_increase_std, marker="o", capsize=2,
                              color=ARM_COLOURS[arm], alpha=0.8, ls="-" if t == targets[0] else "--",
                              label=f"{arm}, {t}")
     axes[0].set_xticks(x, targets, fontsize=8)
@@ -278,16 +291,17 @@ def deviation_lines(path: Path, per_target: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
-def stability_lines(path: Path, per_target: dict[str, dict]) -> Path:
+def stability_lines(path: Path, per_target: dict[str, dict[str, StabilityCurve]]) -> Path:
     """Local Lipschitz constant of the gradient (and of the loss) along training, P-T vs RI-T."""
     fig, axes = plt.subplots(len(per_target), 2, figsize=(9, 2.6 * len(per_target)), squeeze=False)
     for i, (t, res) in enumerate(per_target.items()):
         for j, (key, label) in enumerate((("grad_lipschitz", "||dg|| / ||step||"), ("loss_lipschitz", "|dL| / ||step||"))):
             ax = axes[i][j]
-            for arm, rows in res.items():
-                ks = rows[0]["ks"]
+            for arm, curve in res.items():
+                rows = curve.points
+                ks = rows[0].ks
                 for q, k in enumerate(ks):
-                    ax.plot([r["epoch"] for r in rows], [_finite(r[key][q]) for r in rows], marker="o",
+                    ax.plot([r.epoch for r in rows], [_finite(getattr(r, key)[q]) for r in rows], marker="o",
                             color=ARM_COLOURS[arm], alpha=0.35 + 0.65 * (q + 1) / len(ks),
                             label=f"{arm}, k = {k:g}" if i == 0 else None)
             ax.set_yscale("log")
@@ -299,39 +313,39 @@ def stability_lines(path: Path, per_target: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
-def principal_bars(path: Path, per_target: dict[str, dict]) -> Path:
+def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradientResult]]) -> Path:
     """Fraction of the gradient's energy on the top singular direction of each weight, pre-trained vs random."""
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.3), squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
-        names = res["P-T"]["weights"]
+        names = res["P-T"].weights
         x = np.arange(len(names))
         for k, (arm, label) in enumerate((("P-T", "pre-trained (P-T at start)"), ("RI-T", "random (RI-T at start)"))):
-            ax.bar(x + (k - 0.5) * 0.38, [_finite(f[0]) for f in res[arm]["fraction"]], 0.38, color=ARM_COLOURS[arm],
+            ax.bar(x + (k - 0.5) * 0.38, [_finite(f[0]) for f in res[arm].fraction], 0.38, color=ARM_COLOURS[arm],
                    label=label)
-        ax.plot(x, [f[0] for f in res["P-T"]["random_fraction"]], "k_", markersize=10, label="isotropic chance")
+        ax.plot(x, [f[0] for f in res["P-T"].random_fraction], "k_", markersize=10, label="isotropic chance")
         ax.set_xticks(x, [n.replace(".weight", "") for n in names], rotation=70, fontsize=6)
         ax.set_yscale("log")
-        ax.set_title(f"{t}: gradient energy on the top singular direction (k = {res['P-T']['top_k'][0]})", fontsize=8)
+        ax.set_title(f"{t}: gradient energy on the top singular direction (k = {res['P-T'].top_k[0]})", fontsize=8)
         ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def score_scatter(path: Path, rel: dict) -> Path:
+def score_scatter(path: Path, rel: RelateResult) -> Path:
     """Each transferability score of P against the measured gain, one point per (target, block size)."""
-    scores = ("leep", "logme", "h_score", "mmd2_rbf")
-    pts = rel["points"]
+    scores = SCORE_NAMES
+    pts = rel.points
     fig, axes = plt.subplots(1, len(scores), figsize=(3.4 * len(scores), 3.0), squeeze=False)
-    targets = list(dict.fromkeys(p["target"] for p in pts))
+    targets = list(dict.fromkeys(p.target for p in pts))
     for ax, s in zip(axes[0], scores, strict=True):
         for j, t in enumerate(targets):
-            sel = [p for p in pts if p["target"] == t]
-            ax.scatter([_finite(p[s]) for p in sel], [_finite(p["gain"]) for p in sel], s=18,
+            sel = [p for p in pts if p.target == t]
+            ax.scatter([_finite(p.score(s)) for p in sel], [_finite(p.gain) for p in sel], s=18,
                        color=plt.cm.tab10(j), label=t)
             for p in sel:
-                ax.annotate(str(p["block_size"]), (_finite(p[s]), _finite(p["gain"])), fontsize=6)
-        c = rel["correlations"][f"{s}/gain"]
-        ax.set_title(f"{s}: rho {_finite(c['rho']):+.2f} [{_finite(c['low']):+.2f}, {_finite(c['high']):+.2f}]", fontsize=8)
+                ax.annotate(str(p.block_size), (_finite(p.score(s)), _finite(p.gain)), fontsize=6)
+        c = rel.correlations[f"{s}/gain"]
+        ax.set_title(f"{s}: rho {_finite(c.rho):+.2f} [{_finite(c.low):+.2f}, {_finite(c.high):+.2f}]", fontsize=8)
         ax.set_ylabel("gain P-T - RI-T", fontsize=7)
         ax.axhline(0, color="grey", lw=0.5)
         ax.tick_params(labelsize=7)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -125,22 +125,23 @@ def status_counts(plan: Plan, store: Store) -> dict[str, int]:
     return c
 
 
-def checkpoint_gains(results: dict[str, dict]) -> dict[str, list[tuple[float, float]]]:
+def checkpoint_gains(results: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
     """Per target of the checkpoint sweep: (checkpoint, P-T test accuracy from it, mean over seeds, minus RI-T's at
-    the sweep's block size), from the ``transfer/all`` and ``basin/<target>`` analysis results."""
-    table = {(r["target"], r["block_size"]): r for r in results.get("transfer/all", {}).get("rows", [])}
+    the sweep's block size), from the ``transfer/all`` and ``basin/<target>`` analysis records
+    (:class:`~transferscope.study.records.TransferResult`, :class:`~transferscope.study.records.BasinResult`)."""
+    transfer = results.get("transfer/all")
     out = {}
     for key, b in results.items():
         if not key.startswith("basin/"):
             continue
         t = key.split("/", 1)[1]
-        base = table.get((t, b["block_size"]))
-        ri = base.get("RI-T_acc_mean") if base else None
-        if ri is None or not math.isfinite(ri):
+        base = transfer.row(t, b.block_size) if transfer else None
+        ri = base.rit.acc_mean if base else math.nan
+        if not math.isfinite(ri):
             continue
         per: dict[float, list[float]] = {}
-        for r in b["rows"]:
-            per.setdefault(r["checkpoint"], []).append(r["test_acc"])
+        for r in b.rows:
+            per.setdefault(r.checkpoint, []).append(r.test_acc)
         out[t] = [(e, float(np.mean(v)) - ri) for e, v in sorted(per.items())]
     return out
 
