@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{'waits':<8} {t.label}: lr chosen by {sel.key}")
         return 0
     results.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(results / "study.json", dumps(to_dict(cfg)))
+    atomic_write_text(results / "study.json", dumps(to_dict(plan.config)))  # with the pinned weights hash
     jobs = args.jobs or _default_jobs()
     print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
     summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,

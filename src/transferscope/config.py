@@ -86,12 +86,36 @@ class DomainConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "resnet"
+    """The architecture: a built-in model (``resnet``); a factory ``"package.module:function"`` (called with
+    ``kwargs``, returning an ``nn.Module``); the name of a plugin of the entry-point group ``transferscope.models``;
+    or ``"torchvision:NAME"`` / ``"timm:NAME"`` through those libraries (when installed)."""
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
-    """Residual blocks per stage."""
+    """Residual blocks per stage (built-in resnet)."""
     width: int = 16
-    """Channels of the first stage; each later stage doubles it."""
+    """Channels of the first stage; each later stage doubles it (built-in resnet)."""
     norm: Literal["none", "batchnorm", "groupnorm"] = "groupnorm"
-    """``groupnorm`` and ``none`` (Fixup-style) keep no batch statistics, so weight interpolation is exact."""
+    """``groupnorm`` and ``none`` (Fixup-style) keep no batch statistics, so weight interpolation is exact
+    (built-in resnet)."""
+    kwargs: dict = field(default_factory=dict)
+    """Keyword arguments of a factory (a TOML table)."""
+    weights: str = ""
+    """Pre-trained weights of the model (safetensors, or ``.pt``/``.pth`` read with ``weights_only=True``): P is
+    this model and pre-training is skipped. Empty: P is pre-trained on the source."""
+    weights_sha256: str = ""
+    """The sha256 of ``weights``, pinned when the study is planned (a given value must match the file): P's run id
+    hashes the content of its weights, not their path."""
+    head: str = ""
+    """The module (by name, e.g. ``fc`` or ``classifier.2``) that classifies: an ``nn.Linear``, replaced by a fresh
+    one with the target's class count. Empty: ``head`` for the built-in resnet; else the first of ``fc``,
+    ``head``, ``classifier`` that is an ``nn.Linear``."""
+    layers: list[str] = field(default_factory=list)
+    """Modules (by name, as in ``named_modules()``) whose outputs the per-layer analyses read (CKA, ...), input to
+    output. Empty: the built-in resnet's own layers; for other models the top-level children but the head."""
+    mean: list[float] = field(default_factory=list)
+    """Input normalisation: per-channel mean of images scaled to [0, 1] (one value, or one per channel). Empty:
+    0.5, which with ``std`` 0.5 maps images to [-1, 1] (the built-in default)."""
+    std: list[float] = field(default_factory=list)
+    """Input normalisation: per-channel standard deviation (see ``mean``). Empty: 0.5."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +267,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin in (types.UnionType, typing.Union):
         raise TypeError("unions are not used in configs")
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return dict(value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")

@@ -68,6 +68,10 @@ class RunSpec:
         d["domain"].pop("label", None)
         d["domain"].pop("distance", None)  # a declared distance to the source only orders targets for the claims
         d.pop("pretrain_seed", None)  # display: the parent's run id is hashed
+        m = d.get("model", {})
+        m.pop("weights", None)  # given weights count by their content (weights_sha256), not their path
+        if self.arm != "P":
+            m.pop("weights_sha256", None)  # P-T hashes P's run id (parent); RI-T does not use them
         d["data"].pop("cache_dir", None)
         return d
 
@@ -179,7 +183,6 @@ def validate(cfg: StudyConfig) -> None:
     """Refuse, before any training, what would fail later. Messages name the key and what was expected."""
     from ..data import get_domain_info, valid_block_sizes
     from ..data.registry import DomainError
-    from ..models import list_models
 
     s = cfg.data.image_size
     if s < 4:
@@ -217,7 +220,14 @@ def validate(cfg: StudyConfig) -> None:
     if cfg.pretrain_seeds and cfg.pretrain_seed != 0 and cfg.pretrain_seed not in cfg.pretrain_seeds:
         raise ConfigError(f"pretrain_seed = {cfg.pretrain_seed} and pretrain_seeds = {cfg.pretrain_seeds}: give the "
                           "seeds of the pre-trained models in one of them (pretrain_seeds for several)")
-    for key, t in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune), ("scratch", cfg.scratch)):
+    given = bool(cfg.model.weights)  # P is given: the [pretrain] settings are not used
+    if given and cfg.basin.checkpoint_epochs:
+        raise ConfigError("basin.checkpoint_epochs: P is given as model.weights, so there are no pre-training "
+                          "checkpoints to fine-tune from; leave basin.checkpoint_epochs empty")
+    if given and len(cfg.pretrain_seed_list) > 1:
+        raise ConfigError("pretrain_seeds: P is given as model.weights, so there is one P; remove pretrain_seeds")
+    trained = (("finetune", cfg.finetune), ("scratch", cfg.scratch))
+    for key, t in (() if given else (("pretrain", cfg.pretrain),)) + trained:
         if t.epochs < 1:
             raise ConfigError(f"{key}.epochs: expected an integer >= 1, got {t.epochs}")
         if t.batch_size < 1:
@@ -237,7 +247,7 @@ def validate(cfg: StudyConfig) -> None:
                               f"got {t.speed_epochs}")
     if cfg.pretrain.lr_grid:
         raise ConfigError("pretrain.lr_grid: not supported (pre-training is one run); set pretrain.lr")
-    for key, t in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune), ("scratch", cfg.scratch)):
+    for key, t in (() if given else (("pretrain", cfg.pretrain),)) + trained:
         for i, e in enumerate(t.checkpoint_epochs):
             if not 0 <= e <= t.epochs:
                 raise ConfigError(f"{key}.checkpoint_epochs[{i}]: expected a number in [0, {t.epochs}], got {e}")
@@ -250,11 +260,53 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"basin.targets[{i}]: {n!r} is not a target; targets are {', '.join(names)}")
     if cfg.basin.block_size and cfg.basin.block_size not in valid:
         raise ConfigError(f"basin.block_size: {cfg.basin.block_size} does not divide the image size {s}")
-    if cfg.model.name not in list_models():
-        raise ConfigError(f"model.name: {cfg.model.name!r} is unknown; registered models are {', '.join(list_models())}")
     if cfg.model.width < 1 or not cfg.model.blocks or min(cfg.model.blocks) < 1:
         raise ConfigError(f"model: expected width >= 1 and blocks of positive integers, got {cfg.model.width}, "
                           f"{cfg.model.blocks}")
+    check_model(cfg)
+
+
+def check_model(cfg: StudyConfig) -> None:
+    """Build the model once, as the study will (factory, head, layers, normalisation, given weights), and run two
+    images of the study's size through it: any error names the ``[model]`` key, before training."""
+    import torch
+
+    from ..models import create_model, load_weights
+
+    m, d = cfg.model, cfg.data
+    model = create_model(m, d.channels, 3, seed=0)
+    if m.weights:
+        load_weights(m.weights)  # readable as weights; whether they fit is checked when P is stored
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, d.channels, d.image_size, d.image_size))
+    except Exception as e:
+        raise ConfigError(f"model.name {m.name!r}: does not take images of {d.channels} channels and "
+                          f"{d.image_size} x {d.image_size} pixels (data.channels, data.image_size): "
+                          f"{type(e).__name__}: {e}") from None
+    if tuple(out.shape) != (2, 3):
+        raise ConfigError(f"model.name {m.name!r}: outputs of shape {tuple(out.shape)[1:]} for 3 classes, expected "
+                          f"(3,): the head (model.head = {m.head or 'the default'!r}) must be the last module, whose "
+                          "outputs are the class scores")
+
+
+def pin_weights(cfg: StudyConfig) -> StudyConfig:
+    """``cfg`` with ``model.weights_sha256`` set to the content hash of ``model.weights`` (refused when a pinned
+    hash no longer matches the file)."""
+    from pathlib import Path
+
+    from ..store import file_sha256
+
+    m = cfg.model
+    if not m.weights:
+        return cfg
+    if not Path(m.weights).is_file():
+        raise ConfigError(f"model.weights {m.weights!r}: no such file")
+    digest = file_sha256(m.weights)
+    if m.weights_sha256 and m.weights_sha256 != digest:
+        raise ConfigError(f"model.weights {m.weights!r}: its sha256 is {digest}, not the pinned model.weights_sha256 "
+                          f"{m.weights_sha256}: the file changed since the study was planned")
+    return replace(cfg, model=replace(m, weights_sha256=digest))
 
 
 def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
@@ -264,6 +316,7 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
     reading a study that was validated when it ran.
     """
     if check:
+        cfg = pin_weights(cfg)
         validate(cfg)
     s = cfg.data.image_size
     ps = [RunSpec("P", cfg.source, s, k, cfg.pretrain, cfg.model, cfg.data) for k in cfg.pretrain_seed_list]

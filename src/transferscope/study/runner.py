@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import DataConfig, DomainConfig
 from ..data import DomainData, load_domain
-from ..models import create_model
+from ..models import ModelError, create_model
 from ..store import RUN_DONE, RUN_FAILED, Store, hash_artefacts, write_json
 from ..train import TrainingDiverged, train
 from .plan import Plan, RunSpec
@@ -133,6 +133,8 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
     t0 = time.time()
     info = {"run_id": run_id, "arm": spec.arm, "spec": spec.to_dict(), "seed": spec.seed,
             "provenance": prov or provenance(), "threads": torch.get_num_threads(), "started": t0}
+    if spec.arm == "P" and spec.model.weights:
+        return _import_pretrained(spec, store, info, t0)
     try:
         data = _domain(spec.domain, spec.data)
         if spec.arm != "P":
@@ -172,6 +174,55 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
                     artefacts=hash_artefacts(d))  # what was written; Store.verify_run checks it later
         write_json(d, "run.json", info)  # written last: a run folder with run.json is whole
     return run_id, RUN_DONE, ""
+
+
+def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tuple[str, str, str]:
+    """P given as weights (``[model] weights``): stored as a finished run without training. Its head keeps the
+    size of the weights; where it matches the source's classes, P is evaluated on the source's test split."""
+    from ..models import Hooked, load_weights
+    from ..store import file_sha256
+    from ..train import evaluate
+
+    cfg = spec.model
+    try:
+        digest = file_sha256(cfg.weights)
+        if cfg.weights_sha256 and digest != cfg.weights_sha256:
+            raise ModelError(f"model.weights {cfg.weights!r}: its content changed since the study was planned "
+                             f"(sha256 {digest[:12]}..., planned {cfg.weights_sha256[:12]}...)")
+        state = load_weights(cfg.weights)
+        model = create_model(cfg, spec.data.channels, 1, seed=spec.seed)
+        body = model.net if isinstance(model, Hooked) else model
+        head = model.head_name if isinstance(model, Hooked) else "head"
+        if f"{head}.weight" not in state:
+            raise ModelError(f"model.weights {cfg.weights!r}: no {head}.weight (the head, model.head = {head!r}); "
+                             f"the file holds {', '.join(list(state)[:8])}{', ...' if len(state) > 8 else ''}")
+        k = int(state[f"{head}.weight"].shape[0])
+        model.reset_head(k)
+        missing, unexpected = body.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelError(f"model.weights {cfg.weights!r} do not fit model.name {cfg.name!r}: "
+                             + "; ".join(f"{what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}"
+                                         for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
+        metrics = {"imported": True, "num_classes": k, "test_acc": float("nan"), "test_loss": float("nan")}
+        data = _domain(spec.domain, spec.data)
+        if data.num_classes == k:
+            metrics["test_loss"], metrics["test_acc"], _ = evaluate(model, data.test)
+        else:
+            metrics["note"] = (f"not evaluated on the source: the head has {k} outputs, the source "
+                               f"{spec.domain.display} {data.num_classes} classes")
+    except Exception as e:
+        log.debug("importing P failed", exc_info=True)
+        return _store_failure(store, info, f"{type(e).__name__}: {e}")
+    with store.new_run(spec.run_id) as d:
+        _save(model.state_dict(), d / "init.safetensors")
+        _save(model.state_dict(), d / "weights.safetensors")
+        write_json(d, "metrics.json", metrics)
+        write_json(d, "history.json", {"epoch": [], "steps_per_epoch": 0})
+        info.update(status=RUN_DONE, num_classes=k, classes=list(data.classes) if data.num_classes == k else [],
+                    imported_from={"path": str(cfg.weights), "sha256": digest}, finished=time.time(),
+                    seconds=time.time() - t0, artefacts=hash_artefacts(d))
+        write_json(d, "run.json", info)
+    return spec.run_id, RUN_DONE, ""
 
 
 def _store_failure(store: Store, info: dict, reason: str) -> tuple[str, str, str]:
