@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, jsonio
-from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config, to_dict
+from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config
 
 log = logging.getLogger("transferscope")
 
@@ -34,7 +34,7 @@ def _study_of(results: Path) -> StudyConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .store import Store, atomic_write_text, dumps
+    from .store import Store
     from .study import execute, make_plan
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
@@ -51,8 +51,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         for t, sel in resolved.deferred:
             print(f"{'waits':<8} {t.label}: lr chosen by {sel.key}")
         return 0
-    results.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(results / "study.json", dumps(to_dict(plan.config)))  # with the pinned weights hash
     jobs = args.jobs or _default_jobs()
     print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
     summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
@@ -90,7 +88,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     results = Path(args.results)
     cfg = _study_of(results)
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, check=False)  # as it was validated when it ran (its weights may have moved since)
     store = Store(results)
     c = status_counts(plan, store)
     print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['blocked']} blocked, "
@@ -120,19 +118,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .store import Store
-    from .study import make_plan
-    from .study.analyze import analyze, format_verdicts, verdicts_by_pretrain, write_claims
+    from .api import analyze_study
+    from .study.analyze import format_verdicts
 
-    results = Path(args.results)
-    cfg = _study_of(results)
-    plan = make_plan(cfg)
-    store = Store(results)
-    with store.lock():
-        run = analyze(plan, store, show_progress=not args.no_progress)
-    by_p = verdicts_by_pretrain(plan, run)
-    vs = next(iter(by_p.values()))
-    path = write_claims(store, vs, by_p, plan)
+    _study_of(Path(args.results))  # a clear error for a folder that is not a study
+    a = analyze_study(args.results, show_progress=not args.no_progress)
+    run = a.run
     for seed, sub in [(None, run), *run.pretrained.items()]:
         under = "" if seed is None else f" (under P of seed {seed})"
         print(f"analyses{under}: {len(sub.computed)} computed, {len(sub.cached)} cached, {len(sub.missing)} missing")
@@ -141,8 +132,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if sub.seconds:
             print("  computed in " + ", ".join(f"{k} {v:.1f} s" for k, v in sub.seconds.items()))
     print()
-    print(format_verdicts(vs, by_p))
-    print(f"\nanalyses: {path.parent.resolve()}")
+    print(format_verdicts(a.primary, a.verdicts))
+    print(f"\nanalyses: {a.claims.parent.resolve()}")
     return 0
 
 

@@ -30,10 +30,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import DataConfig, DomainConfig
+from ..config import DataConfig, DomainConfig, to_dict
 from ..data import DomainData, load_domain
 from ..models import ModelError, create_model
-from ..store import RUN_DONE, RUN_FAILED, Store, hash_artefacts, write_json
+from ..store import RUN_DONE, RUN_FAILED, Store, atomic_write_text, dumps, hash_artefacts, write_json
 from ..train import TrainingDiverged, train
 from .plan import Plan, RunSpec
 from .tuning import choose, concrete
@@ -304,6 +304,8 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
     with store.lock():
         store.check_format()  # a folder of an older format would be trained again from scratch: refuse it
         store.write_format()
+        # the study the folder holds (what status, analyze and report read), written with the lock held
+        atomic_write_text(store.root / "study.json", dumps(to_dict(plan.config)))
         removed = store.clean_tmp()
         if removed:
             log.info("removed %d unfinished run folders left by an interrupted study", removed)

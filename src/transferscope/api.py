@@ -1,0 +1,83 @@
+"""The Python API of the three steps the command line runs: train a study, analyse it, render its report.
+
+Each takes what the command takes and returns what it computed; the folder it writes works with every command
+(``status``, ``analyze``, ``report``, ``compare``, ``export``) and the other way round. Training runs in worker
+processes started with the spawn method, so a script that calls :func:`run_study` with ``jobs > 1`` must guard
+its top level with ``if __name__ == "__main__":`` (the workers import the script again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import StudyConfig, load_config
+
+__all__ = ["run_study", "analyze_study", "render", "Analysis"]
+
+
+def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None) -> StudyConfig:
+    if isinstance(config, StudyConfig):
+        if overrides:
+            raise ValueError("overrides apply to a config file or a built-in study name, not a StudyConfig")
+        return config
+    return load_config(config, overrides)
+
+
+def run_study(config: str | Path | StudyConfig | None = None, results: str | Path | None = None, *,
+              overrides: list[str] | None = None, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
+              show_progress: bool = True):
+    """Train every unfinished run of a study (a TOML path, a built-in name such as ``"quick"``, or a
+    :class:`StudyConfig`) into ``results`` (default ``results/<name>``). Returns the
+    :class:`~transferscope.study.runner.ExecutionSummary`."""
+    from .store import Store
+    from .study import execute, make_plan
+
+    plan = make_plan(_config(config, overrides))
+    store = Store(results or Path("results") / plan.config.name)
+    store.check_format()
+    return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed, show_progress=show_progress)
+
+
+@dataclass
+class Analysis:
+    """What :func:`analyze_study` computed: the analyses (``run``), the verdicts under each pre-trained model
+    (by pre-training seed, the primary first), and the path of ``claims.json``."""
+
+    run: Any
+    verdicts: dict[int, list]
+    claims: Path
+
+    @property
+    def primary(self) -> list:
+        """The verdicts under the primary P."""
+        return next(iter(self.verdicts.values()))
+
+
+def analyze_study(results: str | Path, *, show_progress: bool = True, device: str = "cpu") -> Analysis:
+    """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``."""
+    from . import jsonio
+    from .config import ConfigError, from_dict
+    from .store import Store
+    from .study import make_plan
+    from .study.analyze import analyze, verdicts_by_pretrain, write_claims
+
+    results = Path(results)
+    path = results / "study.json"
+    if not path.is_file():
+        raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
+    store = Store(results)
+    store.check_format()
+    plan = make_plan(from_dict(StudyConfig, jsonio.read(path)), check=False)
+    with store.lock():
+        run = analyze(plan, store, show_progress=show_progress, device=device)
+    by_p = verdicts_by_pretrain(plan, run)
+    return Analysis(run, by_p, write_claims(store, next(iter(by_p.values())), by_p, plan))
+
+
+def render(results: str | Path, out: str | Path | None = None) -> Path:
+    """Render the HTML report of a study folder; returns the path of ``index.html``."""
+    from .report import render_report
+
+    return render_report(results, out)
