@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         resolved = resolve(plan, store)
         for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
-            print(f"{store.run_status(r.run_id) or 'pending':<8} {r.run_id}")
+            print(f"{store.run_status(r.run_id) or 'pending':<8} {r.run_id}  ({r.label})")
         for t, sel in resolved.deferred:
             print(f"{'waits':<8} {t.label}: lr chosen by {sel.key}")
         return 0
@@ -106,7 +106,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     extra += f"  NEEDS RE-RUN: {', '.join(changed)} changed since it ended"
             elif st == RUN_FAILED:
                 extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
-            print(f"  {st or 'pending':<8} {r.run_id}  {extra}")
+            print(f"  {st or 'pending':<8} {r.run_id}  ({r.label})  {extra}")
     print()
     _print_tables(plan, store)
     if plan.deferred:

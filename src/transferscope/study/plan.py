@@ -206,6 +206,15 @@ def validate(cfg: StudyConfig) -> None:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ConfigError(f"targets: two targets are named {sorted(dup)[0]!r}; give them distinct labels")
+    same = {}
+    for i, t in enumerate(cfg.targets):
+        key = json.dumps(to_dict(replace(t, label="", distance=-1.0)), sort_keys=True)
+        if key in same:
+            j = same[key]
+            raise ConfigError(f"targets[{i}] ({t.display!r}) is the same data as targets[{j}] "
+                              f"({cfg.targets[j].display!r}): only the label differs, so every run would be the same; "
+                              "remove one, or make them differ (e.g. n_per_class, or another path)")
+        same[key] = i
     valid = valid_block_sizes(s, s)
     for i, b in enumerate(cfg.block_sizes):
         if b not in valid:

@@ -339,9 +339,11 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,)) if jobs > 1 else None
         epochs: dict[str, str] = {}
 
+        labels = {r.run_id: r.label for r in plan.tuning + plan.runs}
+
         def show(rid: str, ep: int, total: int, va: float) -> None:
             if rid not in status:  # a late message of a finished run
-                epochs[rid] = f"{rid.rsplit('-', 2)[0]} ep {ep}/{total}"
+                epochs[rid] = f"{labels.get(rid, rid.rsplit('-', 1)[0])} ep {ep}/{total}"
             bar.set_postfix_str(" | ".join(epochs.values()))
 
         def release() -> None:
@@ -383,7 +385,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                         break
                     spec = startable[0]
                     pending.remove(spec)
-                    bar.set_postfix_str(spec.run_id[:40])
+                    bar.set_postfix_str(spec.label[:40])
                     finish(spec, run_one(spec, store.root, threads, prov))
                     release()
                     continue
