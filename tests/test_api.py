@@ -45,7 +45,7 @@ def test_execute_writes_the_study_it_runs(tmp_path, folders):
     from transferscope.study import execute, make_plan
 
     p = tmp_path / "s.toml"
-    p.write_text(tiny_study_toml(*folders).replace("epochs = 2", "epochs = 1").replace("speed_epochs = 1\n", "speed_epochs = 1\neval_every = 1\n"))
+    p.write_text(tiny_study_toml(*folders).replace("epochs = 2", "epochs = 1"))
     cfg = load_config(p, ["seeds=[0]", "block_sizes=[16]", "basin.checkpoint_epochs=[]"])
     plan = make_plan(cfg)
     execute(plan, Store(tmp_path / "r"), jobs=1, show_progress=False)

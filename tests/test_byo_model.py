@@ -137,6 +137,8 @@ def test_given_weights_are_pinned_by_content(tmp_path, folders):
     p = plan.pretrain()
     assert len(p.model.weights_sha256) == 64
     ri = [r for r in plan.runs if r.arm == "RI-T"]
+    # P is not trained: the [pretrain] settings change nothing
+    assert make_plan(load_config(_study(tmp_path, folders, model), ["pretrain.epochs=0"])).pretrain().run_id == p.run_id
     # new weights: a new P (and so new P-T), the same RI-T
     _weights(tmp_path, classes=5)
     plan2 = make_plan(load_config(_study(tmp_path, folders, model)))
@@ -175,5 +177,10 @@ def test_run_analyze_report_with_a_model_of_ones_own(tmp_path, folders, capsys):
     crit = json.loads((res / "analyses" / index["results"]["criticality/tgt"]).read_text())["result"]
     modules = crit["models"][0]["result"]["modules"]
     assert "head" in modules and "features_in" in modules and "body_conv" in modules
+    pg = json.loads((res / "analyses" / index["results"]["principal/tgt"]).read_text())["result"]
+    r = pg["models"][0]["result"]
+    assert dict(zip(r["weights"], r["modules"], strict=True))["net.classifier.weight"] == "head"  # left out of L3
     assert main(["report", str(res)]) == 0
-    assert (res / "report" / "index.html").is_file()
+    html = (res / "report" / "index.html").read_text()
+    assert f"given: {w} (sha256 {info['imported_from']['sha256']})" in html  # where P came from
+    assert info["imported_from"]["sha256"] == plan.pretrain().model.weights_sha256

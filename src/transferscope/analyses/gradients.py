@@ -108,5 +108,7 @@ def principal_gradient(model: nn.Module, data: Split, *, top_k: Sequence[int] = 
         frac.append(row)
         rand.append(rrow)
         norms.append(total**0.5)
+    module_of = getattr(model, "module_of", None)
     return PrincipalGradientResult(names, [int(k) for k in top_k], frac, rand, norms, loss, len(y), seed,
-                                   args={"top_k": [int(k) for k in top_k], "n_examples": n_examples})
+                                   args={"top_k": [int(k) for k in top_k], "n_examples": n_examples},
+                                   modules=[module_of(n) for n in names] if module_of else [])

@@ -173,17 +173,15 @@ def _study_section(r: _Reader, out: Path) -> Section:
     failed = [i for i in infos.values() if i and i.get("status") == RUN_FAILED]
     run_seconds = sum(i.get("seconds", 0.0) for i in done + failed)
     total = r.base_plan.size()
-    m = cfg.model
     sec.table(["", ""], [
         ["study", cfg.name],
         ["source", f"{cfg.source.display} ({cfg.source.name})"],
         ["targets", ", ".join(f"{t.display} ({t.name}, {t.n_per_class or 'all'} training images per class)"
                               for t in cfg.targets)],
-        ["model", f"{m.name}, blocks {m.blocks}, width {m.width}, norm {m.norm}; images {cfg.data.image_size} px, "
-                  f"{cfg.data.channels} channel(s)"],
+        ["model", _model_text(cfg)],
         ["block sizes", ", ".join(map(str, cfg.block_sizes))],
         ["seeds", ", ".join(map(str, cfg.seeds))],
-        ["pre-training", _train_text(cfg.pretrain) + f"; checkpoints at {cfg.pretrain.checkpoint_epochs} epochs"],
+        ["pre-trained model P", _pretrained_text(r)],
         ["fine-tuning (P-T)", _train_text(cfg.finetune)],
         ["from scratch (RI-T)", _train_text(cfg.scratch)],
         ["runs", f"{len(done)} done, {len(failed)} failed, {max(0, total - len(done) - len(failed))} not run, of {total}"],
@@ -397,6 +395,31 @@ def _basin_section(r: _Reader, out: Path) -> Section:
               [[t, _f(x.checkpoint, "g"), x.seed, _f(x.test_acc), _f(x.speed_mean_acc_k), _f(x.barrier_error)]
                for t, v in res.items() for x in v.rows])
     return sec
+
+
+def _model_text(cfg: StudyConfig) -> str:
+    m = cfg.model
+    what = f"{m.name}, blocks {m.blocks}, width {m.width}, norm {m.norm}" if m.name == "resnet" else \
+        f"{m.name}" + (f" ({', '.join(f'{k}={v!r}' for k, v in m.kwargs.items())})" if m.kwargs else "")
+    extra = [f"head {m.head}" if m.head else "", f"layers {', '.join(m.layers)}" if m.layers else "",
+             f"input mean {m.mean} std {m.std}" if m.mean or m.std else "input scaled to [-1, 1]"]
+    return "; ".join([what, *[e for e in extra if e], f"images {cfg.data.image_size} px, {cfg.data.channels} channel(s)"])
+
+
+def _pretrained_text(r: _Reader) -> str:
+    """Where each P came from: trained here (its settings), or given as weights (path and content hash)."""
+    cfg, out = r.cfg, []
+    for p in r.plan.pretrains():
+        info = r.store.run_info(p.run_id) or {}
+        given = info.get("imported_from")
+        if given:
+            out.append(f"given: {given['path']} (sha256 {given['sha256']}), run {p.run_id}")
+        elif cfg.model.weights:
+            out.append(f"to be given: {cfg.model.weights} (sha256 {cfg.model.weights_sha256}), not stored yet")
+        else:
+            out.append(f"pre-trained here on {cfg.source.display}, seed {p.seed} (run {p.run_id}): "
+                       + _train_text(cfg.pretrain) + f"; checkpoints at {cfg.pretrain.checkpoint_epochs} epochs")
+    return "; ".join(out)
 
 
 def _claims_section(r: _Reader, out: Path) -> Section:

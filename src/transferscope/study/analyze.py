@@ -516,7 +516,7 @@ register(AnalysisSpec("deviation", "relative weight deviation per module along t
                       _per_model_jobs("deviation", None), _deviation_run, DeviationModels, group="liu"))
 register(AnalysisSpec("stability", "loss and gradient change along a gradient step along training, every model", 1,
                       _per_model_jobs("stability", "stability"), _stability_run, StabilityModels, group="liu"))
-register(AnalysisSpec("principal", "the initial gradient's energy on the top singular directions, every model", 1,
+register(AnalysisSpec("principal", "the initial gradient's energy on the top singular directions, every model", 2,
                       _per_model_jobs("principal", "principal"), _principal_run, PrincipalModels, group="liu"))
 register(AnalysisSpec("scores", "LEEP, LogME, H-score and source-target MMD from P, per target and block size", 1,
                       _scores_jobs, _scores_run, ScoresResult, group="liu"))
@@ -758,7 +758,8 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
             grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r.points
                                                                          for v in p.grad_lipschitz]))
                             for a in (PT, RIT)},
-            principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r.fraction], r.weights))
+            principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r.fraction],
+                                                                  r.modules or r.weights))
                        for a in (PT, RIT)}))
     cells = []
     for r in rows:

@@ -328,7 +328,9 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
         cfg = pin_weights(cfg)
         validate(cfg)
     s = cfg.data.image_size
-    ps = [RunSpec("P", cfg.source, s, k, cfg.pretrain, cfg.model, cfg.data) for k in cfg.pretrain_seed_list]
+    # a given P (model.weights) is not trained: the [pretrain] settings do not enter its run id
+    ptrain = PretrainConfig() if cfg.model.weights else cfg.pretrain
+    ps = [RunSpec("P", cfg.source, s, k, ptrain, cfg.model, cfg.data) for k in cfg.pretrain_seed_list]
     several = len(ps) > 1
     runs, tuning, deferred = list(ps), [], []
     selections: dict[tuple[str, str, int, str], Selection] = {}

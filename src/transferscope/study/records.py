@@ -354,6 +354,8 @@ class PrincipalGradientResult(Result):
     seed: int = 0
     args: dict = field(default_factory=dict)
     schema_version: int = 2
+    modules: list[str] = field(default_factory=list)
+    """[weight]: the module it belongs to (the model's ``module_of``; ``head`` for the classifier), where known."""
 
 
 @dataclass(frozen=True)
