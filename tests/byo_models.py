@@ -20,3 +20,31 @@ def odd_cnn(width: int = 8, in_channels: int = 1, classes: int = 10) -> nn.Modul
 
 def not_a_module(**kwargs):
     return "a string"
+
+
+def fixed_init_cnn(width: int = 8) -> nn.Module:
+    """A factory that ignores the global seed (its own generator): every call gives the same weights."""
+    import torch
+
+    g = torch.Generator().manual_seed(42)
+    net = odd_cnn(width=width)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return net
+
+
+class _Scale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(nn.init.ones_(__import__("torch").empty(1)))
+
+    def forward(self, x):
+        return x * self.gain
+
+
+def fixed_init_stuck() -> nn.Module:
+    """As :func:`fixed_init_cnn`, with a module that has parameters and no ``reset_parameters``."""
+    net = fixed_init_cnn()
+    net.add_module("scale", _Scale())  # after the classifier: outputs keep their shape
+    return net

@@ -97,7 +97,7 @@ def test_adapters_build_through_the_library(monkeypatch):
     tvm = types.ModuleType("torchvision.models")
 
     def get_model(name, weights=None, **kw):
-        calls.append((name, weights, kw))
+        calls.append((name, weights, tuple(kw.items())))
         return odd_cnn(**kw)
 
     tvm.get_model = get_model
@@ -105,7 +105,7 @@ def test_adapters_build_through_the_library(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", tv)
     monkeypatch.setitem(sys.modules, "torchvision.models", tvm)
     m = create_model(ModelConfig(name="torchvision:tiny", kwargs={"width": 4}, head="classifier"), 1, 5, seed=0)
-    assert calls == [("tiny", None, {"width": 4})] and m.net.classifier.out_features == 5
+    assert set(calls) == {("tiny", None, (("width", 4),))} and m.net.classifier.out_features == 5
 
 
 def test_weights_files_are_read_safely(tmp_path):
@@ -184,3 +184,36 @@ def test_run_analyze_report_with_a_model_of_ones_own(tmp_path, folders, capsys):
     html = (res / "report" / "index.html").read_text()
     assert f"given: {w} (sha256 {info['imported_from']['sha256']})" in html  # where P came from
     assert info["imported_from"]["sha256"] == plan.pretrain().model.weights_sha256
+
+
+def test_a_factory_that_ignores_the_seed_is_reinitialised_with_a_warning(caplog):
+    cfg = ModelConfig(name="tests.byo_models:fixed_init_cnn", head="classifier")
+    with caplog.at_level("WARNING"):
+        a, b = create_model(cfg, 1, 3, seed=0), create_model(cfg, 1, 3, seed=1)
+    assert "do not depend on the seed" in caplog.text
+    assert not torch.equal(a.net.features_in.weight, b.net.features_in.weight)
+    again = create_model(cfg, 1, 3, seed=0)
+    assert torch.equal(a.net.features_in.weight, again.net.features_in.weight)  # still drawn from the seed
+    # the architecture's own initialisation is kept when it does depend on the seed: no warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        create_model(ModelConfig(name=FACTORY, head="classifier"), 1, 3, seed=0)
+    assert "do not depend on the seed" not in caplog.text
+
+
+def test_a_module_that_cannot_be_reinitialised_is_named():
+    with pytest.raises(ModelError, match="cannot be re-initialised.*scale"):
+        create_model(ModelConfig(name="tests.byo_models:fixed_init_stuck", head="classifier"), 1, 3, seed=0)
+
+
+def test_a_plugin_of_the_entry_point_group_is_found(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import transferscope.models.external as ext
+
+    ep = EntryPoint(name="odd", value="tests.byo_models:odd_cnn", group=ext.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(ext, "entry_points", lambda group: [ep] if group == ext.ENTRY_POINT_GROUP else [])
+    m = create_model(ModelConfig(name="odd", head="classifier", kwargs={"width": 4}), 1, 2, seed=0)
+    assert m.net.classifier.out_features == 2 and m.net.features_in.out_channels == 4
+    with pytest.raises(ModelError, match=r"\(odd\)"):  # an unknown name lists the plugins there are
+        create_model(ModelConfig(name="odd2"), 1, 2, seed=0)

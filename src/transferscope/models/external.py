@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import math
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
@@ -31,6 +32,8 @@ from ..config import ConfigError, ModelConfig
 
 __all__ = ["ModelError", "Hooked", "resolve_factory", "build_external", "default_head", "load_weights", "ENTRY_POINT_GROUP",
            "HEAD_CANDIDATES"]
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "transferscope.models"
 HEAD_CANDIDATES = ("fc", "head", "classifier")
@@ -217,10 +220,7 @@ class Hooked(nn.Module):
         setattr(self.net.get_submodule(parent) if parent else self.net, leaf, new)
 
 
-def build_external(cfg: ModelConfig, in_channels: int, num_classes: int, seed: int) -> Hooked:
-    """The model of ``cfg`` (not a built-in) with its own random initialisation drawn from ``seed`` and a fresh head
-    with ``num_classes`` outputs."""
-    factory = resolve_factory(cfg.name)
+def _call(factory: Callable[..., nn.Module], cfg: ModelConfig, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -229,6 +229,46 @@ def build_external(cfg: ModelConfig, in_channels: int, num_classes: int, seed: i
             raise ModelError(f"model.name {cfg.name!r} with model.kwargs {cfg.kwargs}: {e}") from None
     if not isinstance(net, nn.Module):
         raise ModelError(f"model.name {cfg.name!r}: the factory returned a {type(net).__name__}, not an nn.Module")
+    return net
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def reinitialise(net: nn.Module, seed: int, name: str = "") -> None:
+    """The fallback initialisation: ``reset_parameters()`` of every module that owns parameters, under
+    ``torch.manual_seed(seed)``. A module that owns parameters and has no ``reset_parameters`` is an error naming
+    it (its weights would stay as the factory left them, the same for every seed)."""
+    stuck = [n or type(m).__name__ for n, m in net.named_modules()
+             if any(True for _ in m.parameters(recurse=False)) and not hasattr(m, "reset_parameters")]
+    if stuck:
+        raise ModelError(f"model.name {name!r}: its initialisation does not depend on the seed, and these modules "
+                         f"cannot be re-initialised (no reset_parameters): {', '.join(stuck)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in net.modules():
+            if any(True for _ in m.parameters(recurse=False)):
+                m.reset_parameters()
+
+
+def build_external(cfg: ModelConfig, in_channels: int, num_classes: int, seed: int) -> Hooked:
+    """The model of ``cfg`` (not a built-in) with its own random initialisation drawn from ``seed`` and a fresh head
+    with ``num_classes`` outputs.
+
+    The factory is called under ``torch.manual_seed(seed)``, which keeps the architecture's own initialisation
+    (e.g. Fixup's). A factory whose weights do not change with the seed (it draws from a generator of its own, or
+    loads fixed weights) would give every RI the same start: it is detected by a second call with another seed, and
+    then :func:`reinitialise` (``reset_parameters`` of every module) draws the weights from the seed, with a
+    warning."""
+    factory = resolve_factory(cfg.name)
+    net = _call(factory, cfg, seed)
+    if any(True for _ in net.parameters()) and _same_weights(net, _call(factory, cfg, seed + 7919)):
+        log.warning("model.name %r: the factory's weights do not depend on the seed; every module is re-initialised "
+                    "with reset_parameters() from seed %d instead (not the architecture's own initialisation)",
+                    cfg.name, seed)
+        reinitialise(net, seed, cfg.name)
     head = cfg.head or default_head(net)
     model = Hooked(net, head, list(cfg.layers), in_channels, cfg.mean, cfg.std)
     model.reset_head(num_classes, torch.Generator().manual_seed(seed))
