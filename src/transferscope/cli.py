@@ -167,6 +167,15 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    if args.what == "model":
+        weights, config = export_model(args.results, args.run_id, args.out, args.which)
+        print(f"weights: {weights}\nconfig:  {config}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="transferscope", description="What is being transferred in transfer learning.")
     p.add_argument("--version", action="version", version=f"transferscope {__version__}")
@@ -209,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("domains", help="list the registered image domains")
     d.set_defaults(fn=cmd_domains)
+
+    e = sub.add_parser("export", help="write what a study made for use elsewhere (export model: a run's weights)")
+    what = e.add_subparsers(dest="what", required=True)
+    em = what.add_parser("model", help="a run's weights as safetensors, and FILE.json beside them (spec, classes, "
+                                       "input, sha256)")
+    em.add_argument("results", help="results folder")
+    em.add_argument("run_id", help="the run (transferscope status RESULTS --runs lists them)")
+    em.add_argument("--out", required=True, metavar="FILE", help="weights file to write, e.g. model.safetensors")
+    em.add_argument("--which", default="weights", metavar="weights|init|epoch_<e>",
+                    help="final weights (default), the weights at step 0, or a kept pre-training checkpoint")
+    em.set_defaults(fn=cmd_export)
     return p
 
 
