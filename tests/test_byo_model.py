@@ -1,6 +1,7 @@
 """Bring your own pre-trained model: a factory, given weights, layers by name, the head, the input."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -217,3 +218,35 @@ def test_a_plugin_of_the_entry_point_group_is_found(monkeypatch):
     assert m.net.classifier.out_features == 2 and m.net.features_in.out_channels == 4
     with pytest.raises(ModelError, match=r"\(odd\)"):  # an unknown name lists the plugins there are
         create_model(ModelConfig(name="odd2"), 1, 2, seed=0)
+
+
+def test_a_given_p_needs_no_source(tmp_path, folders):
+    """No [source]: P is the given model; what needs source images says 'not measured', the rest is computed.
+    Through the Python API this time."""
+    from transferscope.api import analyze_study, render, run_study
+    from transferscope.claims import NOT_MEASURED
+
+    _, w = _weights(tmp_path)
+    text = tiny_study_toml(*folders).replace("[model]\nblocks = [1, 1]\nwidth = 4\n",
+                                             f'[model]\nname = "{FACTORY}"\nweights = "{w}"\nkwargs = {{width = 6}}\n')
+    text = text.replace("[basin]\ncheckpoint_epochs = [1]\n", "")
+    start, end = text.index("[source]"), text.index("[[targets]]")
+    p = tmp_path / "nosource.toml"
+    p.write_text(text[:start] + text[end:])
+    cfg = load_config(p)
+    assert not cfg.has_source
+    res = tmp_path / "r"
+    summary = run_study(p, res, jobs=1, show_progress=False)
+    assert not summary.failed and not summary.blocked
+    a = analyze_study(res, show_progress=False)
+    assert {k for k in a.run.missing if not k.startswith("basin")} == set()
+    scores = a.run.results["scores/tgt"]
+    block = scores.at(16)
+    assert math.isnan(block.mmd2_rbf) and math.isfinite(block.leep)  # MMD needs source images; LEEP does not
+    l4 = next(v for v in a.primary if v.claim == "L4")
+    assert l4.outcome == NOT_MEASURED or any(math.isnan(e.value) for e in l4.effects)
+    assert "given as" in a.primary[0].conditional_on
+    html = render(res).read_text()
+    assert "none (P is given)" in html
+    with pytest.raises(ConfigError, match=r"source: expected a \[source\] table"):
+        make_plan(load_config(p, ['model.weights=""']))

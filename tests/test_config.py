@@ -62,8 +62,14 @@ def test_unknown_domain_lists_the_registered_ones(tmp_path, folders):
 
 
 def test_missing_required_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"source: missing"):
-        _load(tmp_path, 'name = "x"\n[[targets]]\nname = "clipart"\n')
+    with pytest.raises(ConfigError, match=r"name: missing"):
+        _load(tmp_path, '[[targets]]\nname = "clipart"\n')
+    # a study without [source] is read (a given P needs none) and refused when P would have to be trained
+    from transferscope.study.plan import make_plan
+
+    cfg = _load(tmp_path, 'name = "x"\n[[targets]]\nname = "clipart"\n')
+    with pytest.raises(ConfigError, match=r"source: expected a \[source\] table"):
+        make_plan(cfg)
 
 
 def test_overrides_are_typed():

@@ -206,8 +206,10 @@ class AnalysisConfig:
 @dataclass(frozen=True)
 class StudyConfig:
     name: str
-    source: DomainConfig
-    targets: list[DomainConfig]
+    source: DomainConfig = field(default_factory=lambda: DomainConfig(""))
+    """The source P is pre-trained on. Optional when P is given (``model.weights``): the analyses that need source
+    images (the source-target MMD, L4's input similarity, measured target distances) then say "not measured"."""
+    targets: list[DomainConfig] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     block_sizes: list[int] = field(default_factory=lambda: [32])
@@ -230,6 +232,11 @@ class StudyConfig:
     lr_selection: Literal["per-target", "per-target-and-block"] = "per-target"
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""
+
+    @property
+    def has_source(self) -> bool:
+        """Whether the study names a source domain (``[source]``)."""
+        return bool(self.source.name)
 
     @property
     def pretrain_seed_list(self) -> list[int]:

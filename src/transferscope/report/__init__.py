@@ -175,7 +175,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
     total = r.base_plan.size()
     sec.table(["", ""], [
         ["study", cfg.name],
-        ["source", f"{cfg.source.display} ({cfg.source.name})"],
+        ["source", f"{cfg.source.display} ({cfg.source.name})" if cfg.has_source else "none (P is given)"],
         ["targets", ", ".join(f"{t.display} ({t.name}, {t.n_per_class or 'all'} training images per class)"
                               for t in cfg.targets)],
         ["model", _model_text(cfg)],
@@ -200,7 +200,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
     for why in failed:
         sec.note(f"failed run {why['run_id']}: {str(why.get('reason', '')).splitlines()[0] if why.get('reason') else ''}")
     # sample strips
-    for role, d in [("source", cfg.source)] + [("target", t) for t in cfg.targets]:
+    for role, d in ([("source", cfg.source)] if cfg.has_source else []) + [("target", t) for t in cfg.targets]:
         imgs = r.images(d.display)
         if imgs is None:
             sec.missing(f"sample images of {d.display}: {NO_ANALYSES}")

@@ -445,7 +445,8 @@ def _scores_run(ctx: Context, job: Job, results: dict) -> ScoresResult:
     cfg = ctx.plan.config
     data = _domain(ctx, job.target)
     # source images balanced over the source classes (splits are stored class by class)
-    src = _domain(ctx, cfg.source.display).test.sample(ctx.settings.scores_source_examples, ctx.settings.seed).x
+    src = _domain(ctx, cfg.source.display).test.sample(ctx.settings.scores_source_examples, ctx.settings.seed).x \
+        if cfg.has_source else None  # no source (a given P): the MMD is not measured
     model = _model(ctx, job.runs[0])
     layer = model.layer_names()[-2] if "pool" not in model.layer_names() else "pool"
     res = {}
@@ -615,7 +616,7 @@ def _write_images(plan: Plan, store: Store, results: dict[str, Any], per_row: in
     cfg = plan.config
     full = cfg.data.image_size
     out = {}
-    for role, d in [("source", cfg.source)] + [("target", t) for t in cfg.targets]:
+    for role, d in ([("source", cfg.source)] if cfg.has_source else []) + [("target", t) for t in cfg.targets]:
         name = d.display
         mis: MistakesPairs | None = results.get(f"mistakes/{name}")
         pair: PairMistakes | None = mis.first(PT_RIT) if mis else None
@@ -769,10 +770,12 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
         cells.append(ScoreCell(r.target, r.block_size, r.gain, {INPUT_SCORE: -sc.mmd2_rbf, LABEL_SCORE: sc.leep,
                                                                  "logme": sc.logme, "h_score": sc.h_score}))
     p = plan.pretrain()
+    m = cfg.model
+    which = (f"given as {m.weights}, sha256 {m.weights_sha256[:16]}" if m.weights else
+             f"{cfg.source.display}, pre-training seed {cfg.pretrain_seed}")
     return Evidence(tuple(targets), full, tuple(sorted(cfg.block_sizes, reverse=True)), cfg.finetune.speed_epochs,
-                    tuple(cells), conditional_on=f"one pre-trained model P ({cfg.source.display}, pre-training seed "
-                                                 f"{cfg.pretrain_seed}, run {p.run_id}); P-T and RI-T seeds "
-                                                 f"{', '.join(map(str, cfg.seeds))}")
+                    tuple(cells), conditional_on=f"one pre-trained model P ({which}, run {p.run_id}); P-T and RI-T "
+                                                 f"seeds {', '.join(map(str, cfg.seeds))}")
 
 
 def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:

@@ -80,7 +80,7 @@ class RunSpec:
         digest = hashlib.sha256(json.dumps(self.hashed(), sort_keys=True).encode()).hexdigest()[:10]
         ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
         # the readable prefix uses the domain's name, not its label: relabelling a target must not retrain it
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.name)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.domain.name or "given")
         return f"{self.arm}-{safe}-b{self.block_size}{ckpt}-s{self.seed}-{digest}"
 
     @property
@@ -88,7 +88,7 @@ class RunSpec:
         """A readable name without the hash (a run waiting for its learning rate has no run id yet)."""
         ckpt = "" if self.parent_checkpoint < 0 else f"-from{self.parent_checkpoint:g}"
         of_p = f"-P{self.pretrain_seed}" if self.pretrain_seed >= 0 else ""
-        return f"{self.arm}-{self.domain.display}-b{self.block_size}{ckpt}-s{self.seed}{of_p}"
+        return f"{self.arm}-{self.domain.display or 'given'}-b{self.block_size}{ckpt}-s{self.seed}{of_p}"
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -187,7 +187,11 @@ def validate(cfg: StudyConfig) -> None:
     s = cfg.data.image_size
     if s < 4:
         raise ConfigError(f"data.image_size: expected an integer >= 4, got {s}")
-    domains = [("source", cfg.source)] + [(f"targets[{i}]", t) for i, t in enumerate(cfg.targets)]
+    if not cfg.has_source and not cfg.model.weights:
+        raise ConfigError("source: expected a [source] table with the domain P is pre-trained on (or give P's "
+                          "weights as model.weights)")
+    domains = ([("source", cfg.source)] if cfg.has_source else []) + [(f"targets[{i}]", t)
+                                                                      for i, t in enumerate(cfg.targets)]
     if not cfg.targets:
         raise ConfigError("targets: expected at least one [[targets]] table")
     for key, d in domains:

@@ -204,12 +204,17 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tu
                              + "; ".join(f"{what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}"
                                          for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
         metrics = {"imported": True, "num_classes": k, "test_acc": float("nan"), "test_loss": float("nan")}
-        data = _domain(spec.domain, spec.data)
-        if data.num_classes == k:
-            metrics["test_loss"], metrics["test_acc"], _ = evaluate(model, data.test)
+        classes: list = []
+        if not spec.domain.name:
+            metrics["note"] = "not evaluated: the study names no source domain"
         else:
-            metrics["note"] = (f"not evaluated on the source: the head has {k} outputs, the source "
-                               f"{spec.domain.display} {data.num_classes} classes")
+            data = _domain(spec.domain, spec.data)
+            if data.num_classes == k:
+                metrics["test_loss"], metrics["test_acc"], _ = evaluate(model, data.test)
+                classes = list(data.classes)
+            else:
+                metrics["note"] = (f"not evaluated on the source: the head has {k} outputs, the source "
+                                   f"{spec.domain.display} {data.num_classes} classes")
     except Exception as e:
         log.debug("importing P failed", exc_info=True)
         return _store_failure(store, info, f"{type(e).__name__}: {e}")
@@ -218,7 +223,7 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tu
         _save(model.state_dict(), d / "weights.safetensors")
         write_json(d, "metrics.json", metrics)
         write_json(d, "history.json", {"epoch": [], "steps_per_epoch": 0})
-        info.update(status=RUN_DONE, num_classes=k, classes=list(data.classes) if data.num_classes == k else [],
+        info.update(status=RUN_DONE, num_classes=k, classes=classes,
                     imported_from={"path": str(cfg.weights), "sha256": digest}, finished=time.time(),
                     seconds=time.time() - t0, artefacts=hash_artefacts(d))
         write_json(d, "run.json", info)
@@ -278,7 +283,7 @@ def prepare_domains(plan: Plan, show_progress: bool = True) -> None:
     """Load (and cache) every domain of the plan before any training, so data errors come first."""
     seen = []
     for r in plan.runs + plan.tuning + [t for t, _ in plan.deferred]:
-        if (r.domain, r.data) not in seen:
+        if r.domain.name and (r.domain, r.data) not in seen:  # a given P may have no source
             seen.append((r.domain, r.data))
     for domain, data in tqdm(seen, desc="domains", disable=not show_progress, leave=False):
         _domain(domain, data)
