@@ -26,13 +26,15 @@ BYO = '[model]\nname = "tests.byo_models:odd_cnn"\nhead = "classifier"\nkwargs =
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """Two tiny finished studies (one seed, unshuffled): the built-in ResNet, and a model from a factory."""
+    """Two tiny finished studies (one seed, unshuffled): the built-in ResNet, and a model from a factory (whose
+    target is RGB at 20x20: converted to the study's grey 16x16)."""
     root = tmp_path_factory.mktemp("export")
     src = make_imagefolder(root / "src", n_classes=4, per_class=40, seed=1)
     tgt = make_imagefolder(root / "tgt", n_classes=3, per_class=24, seed=2)
+    rgb = make_imagefolder(root / "tgt-rgb", n_classes=3, per_class=24, seed=2, size=20, mode="RGB")
     out = {}
-    for name, model in (("resnet", ""), ("byo", BYO)):
-        text = tiny_study_toml(src, tgt, name=name).replace("seeds = [0, 1]", "seeds = [0]")
+    for name, model, target in (("resnet", "", tgt), ("byo", BYO, rgb)):
+        text = tiny_study_toml(src, target, name=name).replace("seeds = [0, 1]", "seeds = [0]")
         text = text.replace("block_sizes = [16, 4]", "block_sizes = [16]")
         text = text.replace("[data]\n", f'[data]\ncache_dir = "{root / "cache"}"\n')
         if model:
@@ -105,6 +107,17 @@ def test_a_wrapped_model_loads_into_ones_own_module(studies, tmp_path):
     x = _images(spec)
     with torch.no_grad():
         assert torch.equal(net(x), expected(x))  # no input normalisation configured: the module takes x as is
+
+
+def test_runs_record_their_domain_conversion(studies):
+    plan, res = studies["byo"]
+    info = json.loads((res / "runs" / _finetuned(plan).run_id / "run.json").read_text())
+    n = info["n_train"] + info["n_val"] + info["n_test"]
+    assert info["domain_meta"]["conversion"] == {"colour": {"from": {"RGB": n}, "to": "L"},
+                                                 "size": {"from": {"20x20": n}, "to": "16x16", "padded": 0},
+                                                 "images": n, "converted": n}
+    p_info = json.loads((res / "runs" / plan.pretrain().run_id / "run.json").read_text())
+    assert p_info["domain_meta"]["conversion"] == {}  # the source is grey at the study's size
 
 
 def _copy(res, tmp_path):

@@ -53,8 +53,14 @@ def _stat_fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _array_domain(x, y, classes, size, channels, *, is_test=None, files=(), meta=None) -> RawDomain:
-    arr = resize_array(np.asarray(x, dtype=np.uint8), size, channels)
+def _array_domain(x, y, classes, size, channels, *, is_test=None, files=(), meta=None, modes=None) -> RawDomain:
+    """Images in an array (N, H, W) or (N, C, H, W); ``modes``: their colour modes as stored when ``x`` was already
+    converted (default: grey for one channel, RGB for three)."""
+    x = np.asarray(x, dtype=np.uint8)
+    if modes is None:
+        modes = np.full(len(x), "L" if x.ndim == 3 or x.shape[1] == 1 else "RGB")
+    sizes = np.tile(np.array([[x.shape[-1], x.shape[-2]]], dtype=np.int64), (len(x), 1))
+    arr = resize_array(x, size, channels)
     return RawDomain(
         classes=list(classes),
         labels=np.asarray(y, dtype=np.int64),
@@ -62,19 +68,22 @@ def _array_domain(x, y, classes, size, channels, *, is_test=None, files=(), meta
         is_test=is_test,
         fingerprint=_stat_fingerprint(list(files)),
         meta=dict(meta or {}),
+        modes=np.asarray(modes),
+        sizes=sizes,
     )
 
 
 def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg: DomainConfig, size: int,
                   channels: int, meta: dict) -> RawDomain:
     """Images in files: sizes are read from headers (cheap); decoding waits until a split selects them."""
-    keep_files, keep_labels, skipped = [], [], {"too_large": 0, "unreadable": 0}
+    keep_files, keep_labels, modes, sizes, skipped = [], [], [], [], {"too_large": 0, "unreadable": 0}
     for f, lab in zip(files, labels, strict=True):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(f) as im:
                     w, h = im.size
+                    mode = im.mode
         except Image.DecompressionBombError:
             skipped["too_large"] += 1
             continue
@@ -86,6 +95,8 @@ def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg:
             continue
         keep_files.append(f)
         keep_labels.append(lab)
+        modes.append(mode)
+        sizes.append((w, h))
     if skipped["too_large"] or skipped["unreadable"]:
         log.info("domain %s: skipped %d files over %d pixels and %d unreadable files", cfg.name,
                  skipped["too_large"], cfg.max_pixels, skipped["unreadable"])
@@ -101,7 +112,8 @@ def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg:
 
     return RawDomain(classes, np.asarray(keep_labels, dtype=np.int64), load,
                      fingerprint=_stat_fingerprint(keep_files),
-                     meta={**meta, "files": len(files), "skipped": skipped})
+                     meta={**meta, "files": len(files), "skipped": skipped}, modes=np.array(modes),
+                     sizes=np.array(sizes, dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------------------------- source
@@ -213,11 +225,12 @@ TEXTURE_TILE = 32
                  package="PyPI scikit-image (its data folder)", licence="CC0 / public domain (per image)")
 def textures(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
     root = Path(cfg.path) if cfg.path else _package_dir("skimage", cfg.name, "pip install scikit-image") / "data"
-    tiles, labels, files = [], [], []
+    tiles, labels, files, modes = [], [], [], []
     for k, fname in enumerate(TEXTURE_IMAGES.values()):
         p = _require(root / fname, cfg.name, "pip install scikit-image")
         files.append(p)
         with Image.open(p) as im:
+            mode = im.mode
             a = np.asarray(im.convert("L" if channels == 1 else "RGB"))
         if a.ndim == 2:
             a = a[..., None]
@@ -226,8 +239,9 @@ def textures(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
         a = a[: gh * t, : gw * t].reshape(gh, t, gw, t, -1).transpose(0, 2, 4, 1, 3).reshape(gh * gw, -1, t, t)
         tiles.append(a)
         labels += [k] * len(a)
+        modes += [mode] * len(a)
     return _array_domain(np.concatenate(tiles), labels, list(TEXTURE_IMAGES), size, channels, files=files,
-                         meta={"path": str(root), "tile": TEXTURE_TILE})
+                         meta={"path": str(root), "tile": TEXTURE_TILE}, modes=np.array(modes))
 
 
 # ------------------------------------------------------------------------------------------- user data

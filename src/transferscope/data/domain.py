@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig, DomainConfig, to_dict
+from .images import conversion_record, describe_conversion
 from .registry import DomainError, get_domain_info
 from .shuffle import block_shuffle
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Split", "DomainData", "load_domain", "split_indices", "cache_dir"]
 
-LOADER_VERSION = 1  # bump when decoding or splitting changes, so old caches are not reused
+LOADER_VERSION = 2  # bump when decoding or splitting changes, so old caches are not reused (2: the conversion record)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,10 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
 
     Decoded splits are cached on disk (numpy ``.npz``, no pickle) under a key of the domain config,
     the image format, the split seed and a fingerprint of the underlying files.
+
+    Every image is converted to ``data.channels`` and ``data.image_size``; what that changed (colour modes, original
+    sizes, padding: :func:`~transferscope.data.images.conversion_record`; empty when nothing) is the domain's
+    ``meta["conversion"]``, stored with the cache, and logged (INFO) once per call when not empty.
     """
     info = get_domain_info(cfg.name)
     if info.needs_path and not cfg.path:
@@ -162,6 +167,8 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError) as e:
             log.warning("ignoring unreadable cache %s: %s", path, e)
+        if arrays is not None and "conversion" not in arrays:
+            arrays = None  # written without its conversion record: decode again
     if arrays is None:
         idx = split_indices(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
         arrays = {}
@@ -170,6 +177,11 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
                                                                     data.image_size), np.uint8)
             arrays[f"{s}_y"] = raw.labels[i]
             arrays[f"{s}_index"] = i
+        conversion = None
+        if raw.modes is not None and raw.sizes is not None:
+            loaded = np.concatenate(list(idx.values()))
+            conversion = conversion_record(raw.modes[loaded], raw.sizes[loaded], data.channels, data.image_size)
+        arrays["conversion"] = np.array(json.dumps(conversion))
         if use_cache:
             try:
                 _atomic_savez(path, **arrays)
@@ -179,5 +191,12 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
         s: Split(torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"]).long(), arrays[f"{s}_index"])
         for s in ("train", "val", "test")
     }
+    meta = {**raw.meta, "domain": cfg.name}
+    conversion = json.loads(str(arrays["conversion"]))
+    if conversion is not None:
+        meta["conversion"] = conversion
+        if conversion:
+            log.info("domain %r: %d of %d images converted to the study's format: %s", cfg.display,
+                     conversion["converted"], conversion["images"], describe_conversion(conversion))
     return DomainData(cfg.display, tuple(raw.classes), splits["train"], splits["val"], splits["test"],
-                      block_size=data.image_size, meta={**raw.meta, "domain": cfg.name})
+                      block_size=data.image_size, meta=meta)

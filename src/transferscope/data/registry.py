@@ -35,6 +35,12 @@ class RawDomain:
     """Identifies the underlying files (paths, sizes, mtimes): part of the cache key."""
     meta: dict = field(default_factory=dict)
     """Provenance: package, licence, path, skipped files."""
+    modes: np.ndarray | None = None
+    """(n,) str: the colour mode of every image as stored (Pillow's names: ``L``, ``RGB``, ``RGBA``, ``P``, ...);
+    with ``sizes``, what :func:`~transferscope.data.load_domain` records and logs as the domain's conversion to the
+    study's channels and image size. None: the loader does not say (no conversion is recorded)."""
+    sizes: np.ndarray | None = None
+    """(n, 2) int: the width and height of every image as stored (see ``modes``)."""
 
 
 Loader = Callable[[DomainConfig, int, int], RawDomain]
