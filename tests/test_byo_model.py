@@ -250,3 +250,42 @@ def test_a_given_p_needs_no_source(tmp_path, folders):
     assert "none (P is given)" in html
     with pytest.raises(ConfigError, match=r"source: expected a \[source\] table"):
         make_plan(load_config(p, ['model.weights=""']))
+
+
+def test_basin_sweep_from_given_checkpoints(tmp_path, folders):
+    from safetensors.torch import load_file
+
+    from transferscope.api import analyze_study, run_study
+
+    ckpts = []
+    for i in range(2):
+        torch.manual_seed(10 + i)
+        path = tmp_path / f"ckpt{i}.safetensors"
+        save_file(odd_cnn(width=6, classes=4).state_dict(), str(path))
+        ckpts.append(path)
+    _, w = _weights(tmp_path)
+    model = f'[model]\nname = "{FACTORY}"\nhead = "classifier"\nweights = "{w}"\nkwargs = {{width = 6}}\n'
+    text = open(_study(tmp_path, folders, model)).read() + \
+        "\n[basin]\ncheckpoints = [" + ", ".join(f'"{c}"' for c in ckpts) + "]\n"
+    p = tmp_path / "basin.toml"
+    p.write_text(text)
+    plan = make_plan(load_config(p))
+    assert sorted({r.parent_checkpoint for r in plan.runs if r.arm == "P-T"}) == [-1.0, 1.0, 2.0]
+    res = tmp_path / "r"
+    assert not run_study(p, res, jobs=1, show_progress=False).failed
+    # P-T from position 1 starts from the first given checkpoint's body
+    run = next(r for r in plan.runs if r.arm == "P-T" and r.parent_checkpoint == 1.0 and r.seed == 0)
+    init = load_file(str(res / "runs" / run.run_id / "init.safetensors"))
+    first = load_file(str(ckpts[0]))
+    assert torch.equal(init["net.body_conv.weight"], first["body_conv.weight"])
+    a = analyze_study(res, show_progress=False)
+    basin = a.run.results["basin/tgt"]
+    assert sorted({r.checkpoint for r in basin.rows}) == [1.0, 2.0, 3.0] and basin.final_checkpoint == 3.0
+    n9 = next(v for v in a.primary if v.claim == "N9")
+    assert n9.targets and n9.targets[0].effects  # measured, from the given checkpoints
+    # a changed checkpoint is refused by name
+    save_file(odd_cnn(width=6, classes=4).state_dict(), str(ckpts[1]))
+    with pytest.raises(ConfigError, match=r"basin.checkpoints\[1\].*changed"):
+        make_plan(plan.config)
+    with pytest.raises(ConfigError, match="basin.checkpoints: given checkpoints belong to a given P"):
+        make_plan(load_config(p, ['model.weights=""', 'model.name="resnet"']))

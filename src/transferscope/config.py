@@ -166,6 +166,12 @@ class BasinConfig:
     """Target names (their ``display`` name) to run the sweep on; empty: the first target."""
     block_size: int = 0
     """Block size of the sweep; 0: the image size (no shuffle)."""
+    checkpoints: list[str] = field(default_factory=list)
+    """When P is given (``model.weights``): files of P's earlier weights, in the order they were saved during its
+    pre-training (same formats as ``model.weights``). The sweep fine-tunes from each; they stand at positions 1 to
+    K of the sweep and the given weights at K + 1 (``checkpoint_epochs`` is then left empty)."""
+    checkpoints_sha256: list[str] = field(default_factory=list)
+    """The sha256 of each of ``checkpoints``, pinned when the study is planned (as ``model.weights_sha256``)."""
 
 
 @dataclass(frozen=True)

@@ -343,7 +343,8 @@ def _basin_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
         if not final:
             missing[f"basin-{t}"] = "needs the P-T runs from the final checkpoint"
             continue
-        rows = [{"checkpoint": float(cfg.pretrain.epochs), "seed": r.seed, "run": r.run_id} for r in final]
+        # the final weights' position: P's epochs (for a given P with K given checkpoints, K + 1)
+        rows = [{"checkpoint": float(ctx.plan.pretrain().train.epochs), "seed": r.seed, "run": r.run_id} for r in final]
         rows += [{"checkpoint": e, "seed": r.seed, "run": r.run_id} for e in sweep for r in _arm_runs(ctx, t, bsize, PT, e)]
         out.append(Job("basin", t, tuple(r["run"] for r in rows), {"models": rows, "block_size": bsize,
                                                                     "barrier_points": ctx.settings.barrier_points,

@@ -55,6 +55,10 @@ class RunSpec:
     pretrain_seed: int = -1
     """In a study with several pre-trained models: the seed of the P this P-T run starts from (-1 otherwise). For
     display only: ``parent`` already puts P's identity into the run id."""
+    checkpoint_files: list[str] = field(default_factory=list)
+    """A given P (``model.weights``) with earlier checkpoints (``basin.checkpoints``): their files, in order."""
+    checkpoint_sha256: list[str] = field(default_factory=list)
+    """Their content hashes (what the run id hashes, not the paths)."""
 
     @property
     def kind(self) -> str:
@@ -68,6 +72,7 @@ class RunSpec:
         d["domain"].pop("label", None)
         d["domain"].pop("distance", None)  # a declared distance to the source only orders targets for the claims
         d.pop("pretrain_seed", None)  # display: the parent's run id is hashed
+        d.pop("checkpoint_files", None)  # given checkpoints count by their content (checkpoint_sha256)
         m = d.get("model", {})
         m.pop("weights", None)  # given weights count by their content (weights_sha256), not their path
         if self.arm != "P":
@@ -236,7 +241,7 @@ def validate(cfg: StudyConfig) -> None:
     given = bool(cfg.model.weights)  # P is given: the [pretrain] settings are not used
     if given and cfg.basin.checkpoint_epochs:
         raise ConfigError("basin.checkpoint_epochs: P is given as model.weights, so there are no pre-training "
-                          "checkpoints to fine-tune from; leave basin.checkpoint_epochs empty")
+                          "checkpoints of transferscope's own; give P's as files in basin.checkpoints instead")
     if given and len(cfg.pretrain_seed_list) > 1:
         raise ConfigError("pretrain_seeds: P is given as model.weights, so there is one P; remove pretrain_seeds")
     trained = (("finetune", cfg.finetune), ("scratch", cfg.scratch))
@@ -310,16 +315,28 @@ def pin_weights(cfg: StudyConfig) -> StudyConfig:
 
     from ..store import file_sha256
 
-    m = cfg.model
+    m, b = cfg.model, cfg.basin
+    if b.checkpoints and not m.weights:
+        raise ConfigError("basin.checkpoints: given checkpoints belong to a given P; set model.weights too (or use "
+                          "basin.checkpoint_epochs with P pre-trained here)")
     if not m.weights:
         return cfg
-    if not Path(m.weights).is_file():
-        raise ConfigError(f"model.weights {m.weights!r}: no such file")
-    digest = file_sha256(m.weights)
-    if m.weights_sha256 and m.weights_sha256 != digest:
-        raise ConfigError(f"model.weights {m.weights!r}: its sha256 is {digest}, not the pinned model.weights_sha256 "
-                          f"{m.weights_sha256}: the file changed since the study was planned")
-    return replace(cfg, model=replace(m, weights_sha256=digest))
+
+    def pinned(key: str, path: str, want: str) -> str:
+        if not Path(path).is_file():
+            raise ConfigError(f"{key} {path!r}: no such file")
+        digest = file_sha256(path)
+        if want and want != digest:
+            raise ConfigError(f"{key} {path!r}: its sha256 is {digest}, not the pinned one {want}: the file changed "
+                              "since the study was planned")
+        return digest
+
+    if b.checkpoints_sha256 and len(b.checkpoints_sha256) != len(b.checkpoints):
+        raise ConfigError("basin.checkpoints_sha256: one hash per file of basin.checkpoints, or none")
+    wants = b.checkpoints_sha256 or [""] * len(b.checkpoints)
+    sums = [pinned(f"basin.checkpoints[{i}]", c, h) for i, (c, h) in enumerate(zip(b.checkpoints, wants, strict=True))]
+    return replace(cfg, model=replace(m, weights_sha256=pinned("model.weights", m.weights, m.weights_sha256)),
+                   basin=replace(b, checkpoints_sha256=sums))
 
 
 def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
@@ -332,9 +349,14 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
         cfg = pin_weights(cfg)
         validate(cfg)
     s = cfg.data.image_size
-    # a given P (model.weights) is not trained: the [pretrain] settings do not enter its run id
-    ptrain = PretrainConfig() if cfg.model.weights else cfg.pretrain
-    ps = [RunSpec("P", cfg.source, s, k, ptrain, cfg.model, cfg.data) for k in cfg.pretrain_seed_list]
+    # a given P (model.weights) is not trained: the [pretrain] settings do not enter its run id; its given
+    # checkpoints stand at positions 1..K of the basin sweep and the weights at K + 1
+    ptrain, given = cfg.pretrain, cfg.basin.checkpoints
+    if cfg.model.weights:
+        ptrain = PretrainConfig(epochs=len(given) + 1, checkpoint_epochs=[float(i + 1) for i in range(len(given))]) \
+            if given else PretrainConfig()
+    ps = [RunSpec("P", cfg.source, s, k, ptrain, cfg.model, cfg.data, checkpoint_files=list(given),
+                  checkpoint_sha256=list(cfg.basin.checkpoints_sha256)) for k in cfg.pretrain_seed_list]
     several = len(ps) > 1
     runs, tuning, deferred = list(ps), [], []
     selections: dict[tuple[str, str, int, str], Selection] = {}
@@ -363,13 +385,14 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
                 for p in ps:
                     add("P-T", t, b, seed, cfg.finetune, p=p)
                 add("RI-T", t, b, seed, cfg.scratch)
-    basin_targets = cfg.basin.targets or ([cfg.targets[0].display] if cfg.basin.checkpoint_epochs else [])
+    sweep = cfg.basin.checkpoint_epochs or given
+    basin_targets = cfg.basin.targets or ([cfg.targets[0].display] if sweep else [])
     b = cfg.basin.block_size or s
     for t in cfg.targets:
         if t.display not in basin_targets:
             continue
-        for e in sorted(set(cfg.basin.checkpoint_epochs)):
-            if e == cfg.pretrain.epochs:
+        for e in (list(ptrain.checkpoint_epochs) if given else sorted(set(cfg.basin.checkpoint_epochs))):
+            if e == ptrain.epochs:
                 continue  # the final checkpoint is the main P-T run
             for p in ps:
                 for seed in cfg.seeds:

@@ -198,11 +198,23 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tu
                              f"the file holds {', '.join(list(state)[:8])}{', ...' if len(state) > 8 else ''}")
         k = int(state[f"{head}.weight"].shape[0])
         model.reset_head(k)
-        missing, unexpected = body.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ModelError(f"model.weights {cfg.weights!r} do not fit model.name {cfg.name!r}: "
-                             + "; ".join(f"{what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}"
-                                         for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
+
+        def fit(key: str, path: str, state: dict) -> None:
+            missing, unexpected = body.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise ModelError(f"{key} {path!r} do not fit model.name {cfg.name!r}: "
+                                 + "; ".join(f"{what}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}"
+                                             for what, keys in (("missing", missing), ("unexpected", unexpected))
+                                             if keys))
+
+        # the given checkpoints first (each loaded into the model and kept in its key layout), the final weights last
+        checkpoints = {}
+        for i, (path, want) in enumerate(zip(spec.checkpoint_files, spec.checkpoint_sha256, strict=True)):
+            if file_sha256(path) != want:
+                raise ModelError(f"basin.checkpoints[{i}] {path!r}: its content changed since the study was planned")
+            fit(f"basin.checkpoints[{i}]", path, load_weights(path))
+            checkpoints[float(i + 1)] = {n: v.detach().clone() for n, v in model.state_dict().items()}
+        fit("model.weights", cfg.weights, state)
         metrics = {"imported": True, "num_classes": k, "test_acc": float("nan"), "test_loss": float("nan")}
         classes: list = []
         if not spec.domain.name:
@@ -221,10 +233,18 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tu
     with store.new_run(spec.run_id) as d:
         _save(model.state_dict(), d / "init.safetensors")
         _save(model.state_dict(), d / "weights.safetensors")
+        if checkpoints:
+            (d / "checkpoints").mkdir()
+            for e, ck in checkpoints.items():
+                _save(ck, d / "checkpoints" / _checkpoint_name(e))
         write_json(d, "metrics.json", metrics)
         write_json(d, "history.json", {"epoch": [], "steps_per_epoch": 0})
         info.update(status=RUN_DONE, num_classes=k, classes=classes,
-                    imported_from={"path": str(cfg.weights), "sha256": digest}, finished=time.time(),
+                    imported_from={"path": str(cfg.weights), "sha256": digest,
+                                   "checkpoints": [{"position": i + 1, "path": p, "sha256": h} for i, (p, h) in
+                                                   enumerate(zip(spec.checkpoint_files, spec.checkpoint_sha256,
+                                                                 strict=True))]},
+                    finished=time.time(),
                     seconds=time.time() - t0, artefacts=hash_artefacts(d))
         write_json(d, "run.json", info)
     return spec.run_id, RUN_DONE, ""
