@@ -1,4 +1,4 @@
-"""Command line: ``transferscope run | status | analyze | compare | report | domains``."""
+"""Command line: ``transferscope run | status | analyze | compare | report | export | domains``."""
 
 from __future__ import annotations
 
