@@ -151,3 +151,55 @@ def test_different_heads_are_refused(domain):
     b = create_model(ModelConfig(blocks=[1], width=8), 1, 4, seed=0)
     with pytest.raises(ValueError, match="differ at 'head.weight'"):
         interpolate(a, b, domain.test)
+
+
+def _layouts(x):
+    """The same images in several memory layouts: canonical, channels_last, a size-1 channel dimension of stride 1
+    (what a freshly decoded grey array domain holds), a transposed view and a strided slice."""
+    n, c, h, w = x.shape
+    odd = torch.from_numpy(x.numpy()).as_strided((n, c, h, w), (c * h * w, 1, w * c, c)) if c == 1 else x
+    wide = torch.zeros(n, c, h, 2 * w, dtype=x.dtype)
+    wide[..., ::2] = x
+    return {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last), "stride-1 channel": odd,
+            "transposed view": x.transpose(2, 3).contiguous().transpose(2, 3), "strided slice": wide[..., ::2]}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_batched_interpolation_takes_any_input_layout(channels):
+    """vmap refused images in channels_last (or a stride-1 size-1 channel dimension) with "NYI: querying
+    is_contiguous inside of vmap"; every layout now gives the per-point results, and a channels_last model too."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (24, channels, 16, 16), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 3, (24,), generator=g)
+    a = create_model(ModelConfig(blocks=[1, 1], width=8), channels, 3, seed=0)
+    b = create_model(ModelConfig(blocks=[1, 1], width=8), channels, 3, seed=1)
+    ref = interpolate(a, b, Split(x, y, np.arange(24)), points=4)
+    for name, xx in _layouts(x).items():
+        assert torch.equal(xx, x), name
+        split = Split(xx, y, np.arange(24))
+        r = interpolate(a, b, split, points=4, batched=True, chunk_points=3)
+        assert np.allclose(r.loss, ref.loss, rtol=1e-5), name
+        assert r.error == pytest.approx(ref.error, abs=1e-6), name
+    cl_a, cl_b = (m.to(memory_format=torch.channels_last) for m in (a, b))
+    r = interpolate(cl_a, cl_b, Split(_layouts(x)["channels_last"], y, np.arange(24)), points=4, batched=True)
+    assert np.allclose(r.loss, ref.loss, rtol=1e-5)
+
+
+def test_batched_interpolation_on_a_freshly_decoded_domain(tmp_path):
+    """The failing case as found: Fashion-MNIST decoded just now (not read back from the cache), whose images'
+    strides differ from a cached domain's."""
+    from pathlib import Path
+
+    from transferscope.config import DataConfig, DomainConfig
+    from transferscope.data import load_domain
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("fashion-mnist is not installed")
+    d = load_domain(DomainConfig("fashion-mnist", n_per_class=2, n_val_per_class=1, n_test_per_class=3),
+                    DataConfig(image_size=28, cache_dir=str(tmp_path)), use_cache=False)
+    a = create_model(ModelConfig(blocks=[1], width=4), 1, 10, seed=0)
+    b = create_model(ModelConfig(blocks=[1], width=4), 1, 10, seed=1)
+    ref = interpolate(a, b, d.test, points=3)
+    r = interpolate(a, b, d.test, points=3, batched=True)
+    assert np.allclose(r.loss, ref.loss, rtol=1e-5) and r.error == pytest.approx(ref.error, abs=1e-6)
+    assert np.isfinite(r.barrier_loss)

@@ -52,12 +52,30 @@ def _check_pair(a: nn.Module, b: nn.Module) -> None:
         raise ValueError(f"interpolate: the models differ at {bad!r}; they need one architecture and head size")
 
 
+def _standard(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with the strides of a freshly allocated tensor of its shape (row-major; size-1 dimensions included): a
+    copy when they differ, ``t`` itself otherwise. ``contiguous()`` is not enough: it keeps a tensor that counts as
+    contiguous in both layouts (one channel of stride 1, say), which vmap still refuses."""
+    want, acc = [], 1
+    for size in reversed(t.shape):
+        want.append(acc)
+        acc *= max(size, 1)
+    if tuple(reversed(want)) == t.stride():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 @torch.no_grad()
 def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor, split: Split,
                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     k = len(lambdas)
-    stacked = {n: torch.lerp(pa[n].unsqueeze(0).expand(k, *pa[n].shape), pb[n].unsqueeze(0).expand(k, *pb[n].shape),
-                             lambdas.view(-1, *[1] * pa[n].dim()).to(pa[n].dtype)) for n in pa}
+    # vmap's batching rules only know the standard layout: a channels_last tensor (or one whose size-1 channel
+    # dimension has stride 1, as a freshly decoded grey domain holds) fails with "NYI: querying is_contiguous inside
+    # of vmap", so parameters, buffers and images enter in the standard layout whatever they are stored in
+    stacked = {n: _standard(torch.lerp(pa[n].unsqueeze(0).expand(k, *pa[n].shape),
+                                       pb[n].unsqueeze(0).expand(k, *pb[n].shape),
+                                       lambdas.view(-1, *[1] * pa[n].dim()).to(pa[n].dtype))) for n in pa}
+    buffers = {n: _standard(b) for n, b in buffers.items()}
 
     def f(params, x):
         return functional_call(model, (params, buffers), (x,))
@@ -66,7 +84,7 @@ def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambd
     loss_sum = torch.zeros(k, dtype=torch.float64)
     wrong = torch.zeros(k, dtype=torch.float64)
     for i in range(0, len(split), batch_size):
-        x = to_input(split.x[i : i + batch_size])
+        x = _standard(to_input(split.x[i : i + batch_size]))
         y = split.y[i : i + batch_size]
         logits = batched(stacked, x)  # (k, b, classes)
         loss_sum += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1).double()
