@@ -36,7 +36,7 @@ def test_official_test_split_is_kept():
 
 def test_too_few_images_is_a_clear_error():
     labels = np.repeat(np.arange(2), 10)
-    with pytest.raises(DomainError, match=r"class '0' has 10 usable images, too few"):
+    with pytest.raises(DomainError, match=r"class '0' has 8 images for train \+ val, too few for the 13 asked"):
         split_indices(labels, None, DomainConfig("x", n_per_class=8, n_val_per_class=5), seed=0, classes=["0", "1"])
 
 

@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Split", "DomainData", "load_domain", "split_indices", "cache_dir"]
 
-LOADER_VERSION = 2  # bump when decoding or splitting changes, so old caches are not reused (2: the conversion record)
+LOADER_VERSION = 3
+"""Part of the cache key: bumped when decoding, splitting or the cache's contents change, so old caches are not
+reused (2: the conversion record; 3: the cache holds its key; duplicate CSV rows dropped, empty class folders and
+symlinks out of the data root skipped)."""
+CACHE_ARRAYS = ("key", "conversion") + tuple(f"{s}_{a}" for s in ("train", "val", "test") for a in ("x", "y", "index"))
 
 
 @dataclass(frozen=True)
@@ -93,29 +97,46 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
 
     Per class: the test set is ``n_test_per_class`` images (0: the official test split, or 20% of the pool);
     the validation set is ``n_val_per_class`` images of the rest; the training set is ``n_per_class`` of
-    what remains (0: all of it). The three never overlap.
+    what remains (0: all of it). The three never overlap. With ``classes``, every class named there must have
+    images (a class without any is an error, not an empty class of the model). When a class has too few images,
+    the error says how many it has for train + val (what the test split leaves) and how many were asked.
     """
     out = {"train": [], "val": [], "test": []}
-    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    n_classes = len(classes) if classes else (int(labels.max()) + 1 if len(labels) else 0)
     for k in range(n_classes):
         rng = np.random.default_rng([seed, k])
         idx = np.flatnonzero(labels == k)
         name = classes[k] if classes else str(k)
+        official = 0 if is_test is None else int(is_test[idx].sum())
         if is_test is not None and cfg.n_test_per_class == 0:
             test = idx[is_test[idx]]
             pool = rng.permutation(idx[~is_test[idx]])
+            aside = f"the {len(test)} of the official test split are kept for test"
         else:
             pool = rng.permutation(idx if is_test is None else idx[~is_test[idx]])
             n_test = cfg.n_test_per_class or max(1, round(0.2 * len(pool)))
+            if cfg.n_test_per_class and len(pool) < n_test:
+                outside = f" outside the official test split ({official} there, unused when n_test_per_class " \
+                          "is set)" if is_test is not None else ""
+                raise DomainError(
+                    f"domain {cfg.display!r}: class {name!r} has {len(pool)} images{outside}, too few for the "
+                    f"{n_test} asked for test (n_test_per_class={n_test}) and any for train + val"
+                )
             test, pool = pool[:n_test], pool[n_test:]
-            if cfg.n_test_per_class and len(test) < cfg.n_test_per_class:
-                pool = pool[:0]
+            rule = f"{'20%, ' if not cfg.n_test_per_class else ''}n_test_per_class={cfg.n_test_per_class}"
+            aside = f"{len(test)} are set aside for test ({rule})"
+            if official:
+                aside += f" and the {official} of the official test split are not used"
         need = cfg.n_val_per_class + max(cfg.n_per_class, 1)
-        if len(pool) < need or (cfg.n_test_per_class and len(test) < cfg.n_test_per_class):
+        if len(pool) < need:
+            asked = (f"n_per_class={cfg.n_per_class} + n_val_per_class={cfg.n_val_per_class}" if cfg.n_per_class
+                     else f"n_val_per_class={cfg.n_val_per_class} + at least 1 to train on (n_per_class=0: the rest)")
+            fit = len(pool) - cfg.n_val_per_class
+            hint = (f"; ask for at most n_per_class={fit} with n_val_per_class={cfg.n_val_per_class}" if fit >= 1
+                    else f"; ask for at most n_val_per_class={len(pool) - 1}" if len(pool) >= 2 else "")
             raise DomainError(
-                f"domain {cfg.display!r}: class {name!r} has {len(idx)} usable images, too few for "
-                f"n_test_per_class={cfg.n_test_per_class}, n_val_per_class={cfg.n_val_per_class}, "
-                f"n_per_class={cfg.n_per_class}"
+                f"domain {cfg.display!r}: class {name!r} has {len(pool)} images for train + val, too few for the "
+                f"{need} asked ({asked}); it has {len(idx)} in all, of which {aside}{hint}"
             )
         val, rest = pool[: cfg.n_val_per_class], pool[cfg.n_val_per_class :]
         train = rest[: cfg.n_per_class] if cfg.n_per_class else rest
@@ -141,11 +162,47 @@ def _atomic_savez(path: Path, **arrays) -> None:
         raise
 
 
+def _read_cache(path: Path, key: str, idx: dict[str, np.ndarray], labels: np.ndarray,
+                shape: tuple[int, int, int]) -> tuple[dict | None, str]:
+    """The arrays of a domain cache and ``""``, or None and what is wrong with it: unreadable (a truncated or
+    garbled file, a pickle, an object array), another key, a missing array, images of another shape, or indices
+    and labels that are not those of the split (``idx``) and of the domain (``labels``). Never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in CACHE_ARRAYS if k not in z.files]
+            if missing:
+                return None, f"no {', '.join(missing)}"
+            arrays = {k: z[k] for k in CACHE_ARRAYS}
+        conversion = json.loads(str(arrays["conversion"]))
+    except Exception as e:  # BadZipFile, EOFError, a CRC error, a pickle, an object array, ...: rebuilt
+        return None, f"{type(e).__name__}: {_first_line(e)}"
+    if str(arrays["key"]) != key:
+        return None, f"written for key {str(arrays['key'])[:40]!r}, not {key!r}"
+    if conversion is not None and not isinstance(conversion, dict):
+        return None, "its conversion record is not a mapping"
+    for s, i in idx.items():
+        x, y, index = arrays[f"{s}_x"], arrays[f"{s}_y"], arrays[f"{s}_index"]
+        if x.dtype != np.uint8 or x.shape != (len(i), *shape):
+            return None, f"{s}_x is {x.dtype} {tuple(x.shape)}, expected uint8 {(len(i), *shape)}"
+        if index.shape != i.shape or not np.array_equal(index, i):
+            return None, f"{s}_index is not the {s} split's"
+        if y.shape != i.shape or not np.array_equal(y, labels[i]):
+            return None, f"{s}_y is not the labels of the {s} split"
+    return arrays, ""
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) -> DomainData:
     """Load a domain, split it and hold every image in memory as uint8 (no block shuffle applied).
 
     Decoded splits are cached on disk (numpy ``.npz``, no pickle) under a key of the domain config,
-    the image format, the split seed and a fingerprint of the underlying files.
+    the image format, the split seed and a fingerprint of the underlying files. The cache holds its key; a cache
+    that cannot be read, is of another key, or whose shapes, indices or labels are not those of the split is
+    decoded again and rewritten, with a warning naming the file.
 
     Every image is converted to ``data.channels`` and ``data.image_size``; what that changed (colour modes, original
     sizes, padding: :func:`~transferscope.data.images.conversion_record`; empty when nothing) is the domain's
@@ -160,21 +217,17 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
                          sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir(data) / f"{cfg.name}-{key}.npz"
+    idx = split_indices(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
+    shape = (data.channels, data.image_size, data.image_size)
     arrays = None
     if use_cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            log.warning("ignoring unreadable cache %s: %s", path, e)
-        if arrays is not None and "conversion" not in arrays:
-            arrays = None  # written without its conversion record: decode again
+        arrays, problem = _read_cache(path, key, idx, raw.labels, shape)
+        if problem:
+            log.warning("domain cache %s is unusable (%s); decoding the domain again", path, problem)
     if arrays is None:
-        idx = split_indices(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
-        arrays = {}
+        arrays = {"key": np.array(key)}
         for s, i in idx.items():
-            arrays[f"{s}_x"] = raw.load(i) if len(i) else np.zeros((0, data.channels, data.image_size,
-                                                                    data.image_size), np.uint8)
+            arrays[f"{s}_x"] = raw.load(i) if len(i) else np.zeros((0, *shape), np.uint8)
             arrays[f"{s}_y"] = raw.labels[i]
             arrays[f"{s}_index"] = i
         conversion = None
