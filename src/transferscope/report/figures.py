@@ -1,11 +1,14 @@
-"""The report's figures: matplotlib (Agg) to PNG, from plain numbers and uint8 image arrays (no torch)."""
+"""The report's figures: matplotlib (Agg) to PNG, from plain numbers and uint8 image arrays (no torch). Every text is
+drawn as given (no mathtext: see :data:`PLAIN_TEXT`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import matplotlib
 
@@ -27,9 +30,28 @@ from ..study.records import (  # noqa: E402
     StabilityCurve,
 )
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 ARM_COLOURS = {"P-T": "#1f77b4", "RI-T": "#d62728", "P": "#2ca02c"}
 PAIR_COLOURS = {"P-T/P-T": "#1f77b4", "RI-T/RI-T": "#d62728", "P-T/RI-T": "#9467bd", "P/P-T": "#2ca02c",
                 "P-T/P": "#2ca02c", "RI-T/RI": "#ff7f0e"}
+
+
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+"""Every text of a figure is drawn as given: user strings (labels, target names, run and module names, titles) are
+never parsed as mathtext or LaTeX, so ``$x$`` shows its dollars and ``$a^b^c$`` cannot fail a figure."""
+
+
+def _plain_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a figure function with :data:`PLAIN_TEXT` (its texts are drawn when it saves, inside the call)."""
+
+    @functools.wraps(draw)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with plt.rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapped
 
 
 def _save(fig, path: Path) -> Path:
@@ -47,6 +69,7 @@ def _tile(img: np.ndarray) -> np.ndarray:
     return img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
 
 
+@_plain_text
 def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], title: str) -> Path:
     """One row per (row label, images (N, C, H, W) uint8, caption per image)."""
     ncol = max(1, max((len(x) for _, x, _ in rows), default=1))
@@ -69,6 +92,7 @@ def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]]
     return _save(fig, path)
 
 
+@_plain_text
 def gain_bars(path: Path, rows: list[dict]) -> Path:
     """P-T vs RI-T final test accuracy per target (mean and sample std over seeds)."""
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.2))
@@ -86,6 +110,7 @@ def gain_bars(path: Path, rows: list[dict]) -> Path:
     return _save(fig, path)
 
 
+@_plain_text
 def shuffle_lines(path: Path, rows: list[dict], speed_k: int, speed_fraction: float) -> Path:
     """Per target: accuracy and the two speed figures against block size, P-T vs RI-T."""
     targets = list(dict.fromkeys(r["target"] for r in rows))
@@ -112,6 +137,7 @@ def shuffle_lines(path: Path, rows: list[dict], speed_k: int, speed_fraction: fl
     return _save(fig, path)
 
 
+@_plain_text
 def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.ndarray]]], steps_per_epoch: dict,
                     epochs: int) -> Path:
     """Training accuracy per step over the first ``epochs`` epochs (running mean over a quarter epoch), mean
@@ -143,6 +169,7 @@ def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.
     return _save(fig, path)
 
 
+@_plain_text
 def cka_lines(path: Path, per_target: dict[str, dict[str, CKAResult]]) -> Path:
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.2 * len(per_target), 3.2), squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
@@ -158,6 +185,7 @@ def cka_lines(path: Path, per_target: dict[str, dict[str, CKAResult]]) -> Path:
     return _save(fig, path)
 
 
+@_plain_text
 def distance_bars(path: Path, per_target: dict[str, dict[str, DistanceResult]]) -> Path:
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.2), squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
@@ -176,6 +204,7 @@ def distance_bars(path: Path, per_target: dict[str, dict[str, DistanceResult]]) 
     return _save(fig, path)
 
 
+@_plain_text
 def barrier_lines(path: Path, per_target: dict[str, dict[str, BarrierResult]]) -> Path:
     fig, axes = plt.subplots(len(per_target), 2, figsize=(9, 2.7 * len(per_target)), squeeze=False)
     for i, (t, res) in enumerate(per_target.items()):
@@ -192,6 +221,7 @@ def barrier_lines(path: Path, per_target: dict[str, dict[str, BarrierResult]]) -
     return _save(fig, path)
 
 
+@_plain_text
 def criticality_maps(path: Path, t: str, res: dict[str, CriticalityResult]) -> Path:
     """Per arm: module x a heatmap of the largest feasible noise scale s (the feasible region of the (a, s)
     plane); beside it the criticality per module, P-T vs RI-T."""
@@ -226,6 +256,7 @@ def criticality_maps(path: Path, t: str, res: dict[str, CriticalityResult]) -> P
     return _save(fig, path)
 
 
+@_plain_text
 def basin_lines(path: Path, per_target: dict[str, BasinResult], speed_k: int) -> Path:
     metrics = [("test_acc", "final test accuracy"), ("speed_mean_acc_k", f"mean train acc, first {speed_k} epochs"),
                ("barrier_error", "error barrier to P-T from the final checkpoint")]
@@ -247,6 +278,7 @@ def basin_lines(path: Path, per_target: dict[str, BasinResult], speed_k: int) ->
     return _save(fig, path)
 
 
+@_plain_text
 def flatness_bars(path: Path, per_target: dict[str, dict[str, FlatnessResult]]) -> Path:
     """Top Hessian eigenvalue per target and the loss increase against the perturbation size, P-T vs RI-T."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -271,6 +303,7 @@ def flatness_bars(path: Path, per_target: dict[str, dict[str, FlatnessResult]]) 
     return _save(fig, path)
 
 
+@_plain_text
 def deviation_lines(path: Path, per_target: dict[str, dict]) -> Path:
     """Relative deviation ||W - W0|| / ||W0|| per module along training, P-T (from P) vs RI-T (from RI)."""
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.4 * len(per_target), 3.2), squeeze=False)
@@ -291,6 +324,7 @@ def deviation_lines(path: Path, per_target: dict[str, dict]) -> Path:
     return _save(fig, path)
 
 
+@_plain_text
 def stability_lines(path: Path, per_target: dict[str, dict[str, StabilityCurve]]) -> Path:
     """Local Lipschitz constant of the gradient (and of the loss) along training, P-T vs RI-T."""
     fig, axes = plt.subplots(len(per_target), 2, figsize=(9, 2.6 * len(per_target)), squeeze=False)
@@ -313,6 +347,7 @@ def stability_lines(path: Path, per_target: dict[str, dict[str, StabilityCurve]]
     return _save(fig, path)
 
 
+@_plain_text
 def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradientResult]]) -> Path:
     """Fraction of the gradient's energy on the top singular direction of each weight, pre-trained vs random."""
     fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.3), squeeze=False)
@@ -331,6 +366,7 @@ def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradient
     return _save(fig, path)
 
 
+@_plain_text
 def score_scatter(path: Path, rel: RelateResult) -> Path:
     """Each transferability score of P against the measured gain, one point per (target, block size)."""
     scores = SCORE_NAMES
@@ -354,6 +390,7 @@ def score_scatter(path: Path, rel: RelateResult) -> Path:
     return _save(fig, path)
 
 
+@_plain_text
 def gain_by_checkpoint(path: Path, rows: dict[str, list[tuple[float, float]]]) -> Path:
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
     for t, pts in rows.items():
@@ -370,6 +407,7 @@ def gain_by_checkpoint(path: Path, rows: dict[str, list[tuple[float, float]]]) -
 OUTCOME_COLOURS = {"holds": "#186a1a", "does not hold": "#a51d1d", "inconclusive": "#9a6700", "not measured": "#888888"}
 
 
+@_plain_text
 def forest_plot(path: Path, verdicts: Sequence) -> Path:
     """One panel per claim: each effect (per target) as its estimate and confidence interval, coloured by its
     outcome, with the claim's bound (a vertical line; the margin shaded for claims of sameness)."""
