@@ -70,7 +70,7 @@ def test_large_and_broken_files_are_skipped_and_counted(tmp_path):
     Image.new("L", (200, 200)).save(root / "class1" / "big.png")
     cfg = DomainConfig("imagefolder", path=str(root), n_val_per_class=2, n_test_per_class=3, max_pixels=100 * 100)
     d = load_domain(cfg, DATA)
-    assert d.meta["skipped"] == {"too_large": 1, "unreadable": 1}
+    assert d.meta["skipped"] == {"too_large": 1, "unreadable": 1, "outside_root": 0}
     assert len(d.train) + len(d.val) + len(d.test) == 24
 
 

