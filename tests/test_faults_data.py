@@ -1,5 +1,5 @@
 """Faults and bad input in the data layer: each gets a named error (a DomainError, which the command line prints as
-one line) or a counted, logged skip, as the README's "Your own data" rules say."""
+one line) or a counted, logged skip, as the README's "What is checked when a domain is read" says."""
 
 import ast
 import gzip
