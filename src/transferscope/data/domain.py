@@ -119,7 +119,7 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
                 outside = f" outside the official test split ({official} there, unused when n_test_per_class " \
                           "is set)" if is_test is not None else ""
                 raise DomainError(
-                    f"domain {cfg.display!r}: class {name!r} has {len(pool)} images{outside}, too few for the "
+                    f"domain {cfg.display!r}: class {name!r} has {_n(len(pool), 'image')}{outside}, too few for the "
                     f"{n_test} asked for test (n_test_per_class={n_test}) and any for train + val"
                 )
             test, pool = pool[:n_test], pool[n_test:]
@@ -130,12 +130,12 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
         need = cfg.n_val_per_class + max(cfg.n_per_class, 1)
         if len(pool) < need:
             asked = (f"n_per_class={cfg.n_per_class} + n_val_per_class={cfg.n_val_per_class}" if cfg.n_per_class
-                     else f"n_val_per_class={cfg.n_val_per_class} + at least 1 to train on (n_per_class=0: the rest)")
+                     else f"n_val_per_class={cfg.n_val_per_class} + 1 to train on, n_per_class=0 taking the rest")
             fit = len(pool) - cfg.n_val_per_class
             hint = (f"; ask for at most n_per_class={fit} with n_val_per_class={cfg.n_val_per_class}" if fit >= 1
                     else f"; ask for at most n_val_per_class={len(pool) - 1}" if len(pool) >= 2 else "")
             raise DomainError(
-                f"domain {cfg.display!r}: class {name!r} has {len(pool)} images for train + val, too few for the "
+                f"domain {cfg.display!r}: class {name!r} has {_n(len(pool), 'image')} for train + val, too few for the "
                 f"{need} asked ({asked}); it has {len(idx)} in all, of which {aside}{hint}"
             )
         val, rest = pool[: cfg.n_val_per_class], pool[cfg.n_val_per_class :]
@@ -144,6 +144,10 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
         out["val"].append(val)
         out["test"].append(np.sort(test))
     return {s: np.concatenate(v) if v else np.zeros(0, np.int64) for s, v in out.items()}
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def cache_dir(data: DataConfig) -> Path:
