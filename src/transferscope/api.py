@@ -57,7 +57,6 @@ class Analysis:
 
 def analyze_study(results: str | Path, *, show_progress: bool = True, device: str = "cpu") -> Analysis:
     """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``."""
-    from . import jsonio
     from .config import ConfigError, from_dict
     from .store import Store
     from .study import make_plan
@@ -69,7 +68,7 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
         raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
     store = Store(results)
     store.check_format()
-    plan = make_plan(from_dict(StudyConfig, jsonio.read(path)), check=False)
+    plan = make_plan(from_dict(StudyConfig, store.read_study()), check=False)
     with store.lock():
         run = analyze(plan, store, show_progress=show_progress, device=device)
     by_p = verdicts_by_pretrain(plan, run)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__, jsonio
 from .config import ConfigError
-from .store import RUN_DONE, RUN_FAILED, Store, atomic_write_bytes, atomic_write_text, file_sha256
+from .store import RUN_DONE, RUN_FAILED, Store, atomic_write_bytes, atomic_write_text, file_sha256, rerun_hint
 
 __all__ = ["ExportError", "export_model", "WRAPPED_PREFIX"]
 
@@ -53,8 +53,7 @@ def _checked_run(store: Store, run_id: str) -> dict:
     changed = store.verify_run(run_id)
     if changed:
         raise ExportError(f"run {run_id!r} in {store.root}: {', '.join(changed)} changed since the run ended (its "
-                          "recorded sha256 no longer matches); the run needs to be trained again (remove its folder, "
-                          "then 'transferscope run')")
+                          f"recorded sha256 no longer matches); {rerun_hint(store.root, run_id)}")
     return info
 
 

@@ -6,6 +6,7 @@ Layout::
       .lock                     held (flock) by the one process that writes this folder
       FORMAT                    the results-folder format (:data:`RESULTS_FORMAT`), written by ``run``
       study.json                the resolved study config of the last ``run``
+      threads.json              the torch threads every run of the study is trained with (fixed by its first ``run``)
       runs/<run_id>/            written whole into runs/.tmp-* and renamed into place when the run ends
         run.json                spec, seed, status (done / failed + reason), versions, git commit, timing, and
                                 ``artefacts``: the sha256 of every other file of the folder (path -> hex digest)
@@ -20,6 +21,13 @@ Weights are safetensors; arrays are ``.npz`` read with ``allow_pickle=False``: n
 A study killed at any point (even SIGKILL) leaves either a whole run folder or none, plus ``.tmp-*``
 leftovers that the next ``run`` removes.
 
+Every read of a finished run's file checks it against the sha256 its ``run.json`` recorded (:meth:`Store.artefact`);
+a file changed, truncated, missing or not parsable raises :class:`RunDamaged`, which names the run, the file and
+the recovery (``transferscope run --results RESULTS --rerun RUN_ID``). Files are written through one path
+(:func:`write_new`, :func:`atomic_write_bytes`) with the modes of the user's umask; a disk that is full or
+read-only raises :class:`StoreWriteError` (one line: what could not be written, and why) and loses nothing that
+was written before.
+
 Format versions: 1 (no ``FORMAT`` file) hashed every config field into run ids, defaults included; 2 hashes only
 the fields off their default (:meth:`transferscope.study.plan.RunSpec.hashed`) and records artefact hashes. A
 folder of another format is refused (:class:`StoreFormatError`), never silently retrained.
@@ -28,11 +36,14 @@ folder of another format is refused (:class:`StoreFormatError`), never silently 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
+import io
+import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +53,9 @@ import numpy as np
 from . import jsonio
 from .config import ConfigError
 
-__all__ = ["Store", "StoreError", "StoreLocked", "StoreFormatError", "atomic_write_text", "atomic_write_bytes",
-           "file_sha256", "hash_artefacts", "RUN_DONE", "RUN_FAILED", "RESULTS_FORMAT"]
+__all__ = ["Store", "StoreError", "StoreLocked", "StoreFormatError", "RunDamaged", "StoredFileError",
+           "StoreWriteError", "atomic_write_text", "atomic_write_bytes", "write_new", "write_json", "read_stored_json",
+           "rerun_hint", "file_sha256", "hash_artefacts", "RUN_DONE", "RUN_FAILED", "RESULTS_FORMAT"]
 
 RUN_DONE = "done"
 RUN_FAILED = "failed"
@@ -62,6 +74,90 @@ class StoreLocked(StoreError):
 class StoreFormatError(StoreError, ConfigError):
     """The results folder was written by another version of transferscope, in another format. (Also a
     ConfigError, so that the command line reports it as a user error: a results folder that does not fit.)"""
+
+
+class StoredFileError(StoreError):
+    """A stored file (``study.json``, an analysis result, ...) cannot be read: the message names it, says what is
+    wrong and how to recover."""
+
+
+class RunDamaged(StoredFileError):
+    """A file of a finished run is missing, changed since the run ended (its sha256 differs from the one recorded),
+    or cannot be parsed. The run needs to be trained again (``--rerun RUN_ID``); nothing is read from it."""
+
+    def __init__(self, message: str, run_id: str = "", file: str = "") -> None:
+        super().__init__(message)
+        self.run_id, self.file = run_id, file
+
+    def __reduce__(self):  # crosses from a worker process to the parent
+        return type(self), (str(self), self.run_id, self.file)
+
+
+class StoreWriteError(StoreError):
+    """A file of the results folder cannot be written (disk full, read-only, no permission). What was written
+    before is kept (writes are atomic)."""
+
+
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on device (ENOSPC)", errno.EDQUOT: "disk quota exceeded (EDQUOT)",
+                 errno.EROFS: "read-only file system (EROFS)", errno.EACCES: "permission denied (EACCES)",
+                 errno.EPERM: "operation not permitted (EPERM)"}
+
+
+def write_error(e: OSError, path: str | Path) -> StoreWriteError | OSError:
+    """``e`` as the one-line :class:`StoreWriteError` when it is a disk that cannot take the write (full, read-only,
+    no permission); else ``e`` itself."""
+    why = _WRITE_ERRNOS.get(e.errno)
+    if why is None:
+        return e
+    advice = ("free some space (or use another --results folder)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+              "make the folder writable (or use another --results folder)")
+    return StoreWriteError(f"cannot write {path}: {why}; {advice} and run the same command again; what was written "
+                           "before is kept")
+
+
+@contextlib.contextmanager
+def _writing(path: str | Path) -> Iterator[None]:
+    """Turn a full or read-only disk under this block into a :class:`StoreWriteError` naming ``path``."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except OSError as e:
+        err = write_error(e, e.filename or path)
+        if err is e:
+            raise
+        raise err from None
+
+
+def rerun_hint(root: str | Path, run_id: str) -> str:
+    """The command that trains a damaged run again."""
+    return f"it needs to be trained again: transferscope run --results {root} --rerun {run_id}"
+
+
+def _json_problem(e: Exception) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg} at line {e.lineno} column {e.colno}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8: byte {e.object[e.start:e.start + 1]!r} at position {e.start}"
+    return f"{type(e).__name__}: {e}"
+
+
+def read_stored_json(path: str | Path, recovery: str) -> Any:
+    """A stored JSON file, or :class:`StoredFileError` naming it, what is wrong and ``recovery`` (what to do)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StoredFileError(f"{path} is missing; {recovery}") from None
+    try:
+        return jsonio.loads(data)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise StoredFileError(f"{path} is not valid JSON ({_json_problem(e)}); {recovery}") from None
+
+
+def study_recovery(root: str | Path) -> str:
+    return (f"it is rewritten by running the study again: transferscope run STUDY.toml --results {root} "
+            "(finished runs are kept)")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -85,24 +181,88 @@ def dumps(obj: Any) -> str:
     return jsonio.dumps(obj)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_new(path: str | Path, data: bytes, *, fsync: bool = False, exclusive: bool = False) -> None:
+    """Write ``path`` (``exclusive``: it must not exist) holding ``data``; a new file gets mode 0666 less the umask,
+    like any file the user makes. The one way files are written here (so that every write reports a full or
+    read-only disk the same way). Not atomic: for a file of a run being written (:meth:`Store.new_run`) or a
+    temporary file; :func:`atomic_write_bytes` replaces a file in place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
+    with _writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o666)
+        try:
+            _write_fd(fd, data)
+            if fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+
+def make_dirs(path: str | Path) -> None:
+    """``mkdir -p`` (mode 0777 less the umask), reporting a full or read-only disk as :class:`StoreWriteError`."""
+    with _writing(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: ``path`` holds either
+    its old content or the new one, even when the disk fills up or the process dies."""
+    path = Path(path)
+    make_dirs(path.parent)
+    tmp = path.parent / f".tmp-{secrets.token_hex(4)}-{path.name}"
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_new(tmp, data, fsync=True, exclusive=True)
+        with _writing(path):
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+_VERIFIED: dict[tuple, str] = {}
+"""(path, inode, size, mtime) -> sha256 of files already hashed by this process (analyses load the same weights
+many times)."""
+
+
+def _digest(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = file_sha256(path)
+    return _VERIFIED[key]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path, busy: str) -> Iterator[None]:
+    """Hold an flock on ``path`` (created when missing; it holds the holder's pid) for the block; raise StoreLocked
+    with ``busy`` (``{pid}`` filled in) at once if another process holds it. The kernel releases it when the
+    process dies, so a killed holder never leaves it stale."""
+    with _writing(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise StoreLocked(busy.format(pid=holder or "?")) from None
+        with _writing(path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock; the kernel does the same if the process dies
 
 
 class Store:
@@ -115,23 +275,16 @@ class Store:
     # ------------------------------------------------------------ locking
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder's lock for the duration; raise StoreLocked at once if another process has it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                raise StoreLocked(
-                    f"results folder {self.root} is being written by another process (pid {holder or '?'}); "
-                    "wait for it to finish or stop it"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        """Hold the folder's lock for the duration; raise StoreLocked at once if another process has it.
+
+        Take it before writing anything: a refused writer writes nothing. One lock covers the whole folder (the
+        study's files and every run). To spread one study's runs over several processes or machines, this is where
+        per-run claims go: hold this lock only while planning and writing the study's files, and have each run
+        take its own :func:`_exclusive` claim (``runs/.claims/<run_id>``) for as long as it trains."""
+        make_dirs(self.root)
+        with _exclusive(self.root / ".lock", f"results folder {self.root} is being written by another process "
+                                             "(pid {pid}); wait for it to finish or stop it"):
             yield
-        finally:
-            os.close(fd)  # closing releases the flock; the kernel does the same if the process dies
 
     # ------------------------------------------------------------ format
     def format_version(self) -> int | None:
@@ -141,9 +294,9 @@ class Store:
             return None
         try:
             return int(p.read_text().strip())
-        except ValueError:
-            raise StoreFormatError(f"results folder {self.root}: FORMAT holds {p.read_text()[:20]!r}, not a "
-                                   "format number") from None
+        except (ValueError, UnicodeDecodeError):
+            raise StoreFormatError(f"results folder {self.root}: FORMAT holds {p.read_bytes()[:20]!r}, not a "
+                                   f"format number (this version writes {RESULTS_FORMAT})") from None
 
     def check_format(self) -> None:
         """Refuse a folder this version cannot read: runs stored without a ``FORMAT`` file (format 1, whose run
@@ -179,6 +332,26 @@ class Store:
                 n += 1
         return n
 
+    # ------------------------------------------------------------ the study
+    def read_study(self) -> dict:
+        """``study.json``, as a dict; :class:`StoredFileError` naming it when it is unreadable."""
+        return read_stored_json(self.root / "study.json", study_recovery(self.root))
+
+    def recorded_threads(self) -> int | None:
+        """The torch threads per run this study's first ``run`` fixed (``threads.json``); None when not recorded."""
+        p = self.root / "threads.json"
+        if not p.is_file():
+            return None
+        d = read_stored_json(p, f"remove it: the next transferscope run --results {self.root} writes it again")
+        t = d.get("threads") if isinstance(d, dict) else None
+        if not isinstance(t, int) or t < 1:
+            raise StoredFileError(f"{p}: 'threads' is {t!r}, not a positive whole number; remove it: the next "
+                                  f"transferscope run --results {self.root} writes it again")
+        return t
+
+    def record_threads(self, threads: int) -> None:
+        atomic_write_text(self.root / "threads.json", dumps({"threads": int(threads)}))
+
     # ------------------------------------------------------------ runs
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
@@ -189,10 +362,18 @@ class Store:
         return None if info is None else info.get("status")
 
     def run_info(self, run_id: str) -> dict | None:
+        """The run's ``run.json``; None when the run is not stored. :class:`RunDamaged` when it cannot be read."""
         p = self.run_dir(run_id) / "run.json"
         if not p.is_file():
             return None
-        return jsonio.read(p)
+        try:
+            info = read_stored_json(p, rerun_hint(self.root, run_id))
+        except StoredFileError as e:
+            raise RunDamaged(f"run {run_id}: {e}", run_id, "run.json") from None
+        if not isinstance(info, dict):
+            raise RunDamaged(f"run {run_id}: {p} holds no run record; {rerun_hint(self.root, run_id)}", run_id,
+                             "run.json")
+        return info
 
     def list_runs(self) -> list[str]:
         if not self.runs.is_dir():
@@ -209,7 +390,7 @@ class Store:
     def verify_run(self, run_id: str) -> list[str]:
         """The files of a finished run that no longer match the hashes recorded when it ended (changed or
         missing), sorted; empty when all match. A finished run that recorded no hashes reports ``run.json``.
-        A run with a mismatch needs to be trained again (remove its folder, then ``run``)."""
+        A run with a mismatch needs to be trained again (``transferscope run --results RESULTS --rerun RUN_ID``)."""
         info = self.run_info(run_id)
         if info is None or info.get("status") != RUN_DONE:
             return []
@@ -218,14 +399,52 @@ class Store:
             return ["run.json"]
         d = self.run_dir(run_id)
         return sorted(name for name, digest in recorded.items()
-                      if not (d / name).is_file() or file_sha256(d / name) != digest)
+                      if not (d / name).is_file() or _digest(d / name) != digest)
+
+    def artefact(self, run_id: str, name: str) -> Path:
+        """The path of file ``name`` of a stored run, checked against the sha256 its run.json recorded when it
+        ended: :class:`RunDamaged` (naming the run, the file and the recovery) when it is missing or differs. A file
+        the run recorded no hash for is only checked to exist."""
+        p = self.run_dir(run_id) / name
+        recorded = self.artefact_hashes(run_id).get(name)
+        if not p.is_file():
+            raise RunDamaged(f"run {run_id}: {name} is missing; {rerun_hint(self.root, run_id)}", run_id, name)
+        if recorded is not None and _digest(p) != recorded:
+            raise RunDamaged(f"run {run_id}: {name} does not match the sha256 recorded when the run ended (truncated, "
+                             f"changed or corrupted); {rerun_hint(self.root, run_id)}", run_id, name)
+        return p
+
+    def damaged(self, run_id: str, name: str, e: Exception) -> RunDamaged:
+        """:class:`RunDamaged` for a file of a run that was found but could not be parsed (``e``)."""
+        return RunDamaged(f"run {run_id}: {self.run_dir(run_id) / name} cannot be read ({type(e).__name__}: {e}); "
+                          f"{rerun_hint(self.root, run_id)}", run_id, name)
 
     def read_json(self, run_id: str, name: str) -> Any:
-        return jsonio.read(self.run_dir(run_id) / name)
+        """A JSON file of a stored run (checked, :meth:`artefact`)."""
+        p = self.artefact(run_id, name)
+        try:
+            return read_stored_json(p, rerun_hint(self.root, run_id))
+        except StoredFileError as e:
+            raise RunDamaged(f"run {run_id}: {e}", run_id, name) from None
 
     def read_npz(self, run_id: str, name: str = "predictions.npz") -> dict[str, np.ndarray]:
-        with np.load(self.run_dir(run_id) / name, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        """The arrays of an ``.npz`` file of a stored run (checked, :meth:`artefact`; never unpickled)."""
+        p = self.artefact(run_id, name)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as e:  # BadZipFile, EOFError, ValueError, KeyError, zlib.error ...
+            raise self.damaged(run_id, name, e) from None
+
+    def remove_run(self, run_id: str) -> None:
+        """Remove a stored run (to train it again). Call with the lock held. Renamed away first, so that a process
+        killed meanwhile leaves a leftover that :meth:`clean_tmp` removes, not half a run."""
+        d = self.run_dir(run_id)
+        if d.exists():
+            tmp = self.runs / f".tmp-removed-{run_id}-{secrets.token_hex(4)}"
+            with _writing(d):
+                os.replace(d, tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @contextlib.contextmanager
     def new_run(self, run_id: str) -> Iterator[Path]:
@@ -233,22 +452,27 @@ class Store:
 
         A failed run folder of the same id is replaced (a retry); a finished one is never overwritten. The first
         run written into a folder records its format (``FORMAT``), so that a folder with runs always says it.
+        Folders are made 0777 and files (:func:`write_new`) 0666, less the umask. A disk that is full or read-only
+        raises :class:`StoreWriteError` and leaves no part of the run.
         """
         if not self.list_runs() and self.format_version() is None:
             self.write_format()
-        self.runs.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.runs, prefix=f".tmp-{run_id}-"))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a results folder is meant to be shared
+        make_dirs(self.runs)
+        tmp = self.runs / f".tmp-{run_id}-{secrets.token_hex(4)}"
+        with _writing(tmp):
+            tmp.mkdir()
         try:
-            yield tmp
+            with _writing(tmp):
+                yield tmp
             final = self.run_dir(run_id)
             if final.exists():
                 if self.run_status(run_id) == RUN_DONE:
                     shutil.rmtree(tmp)
                     return
                 shutil.rmtree(final)
-            os.replace(tmp, final)
-            _fsync_dir(self.runs)
+            with _writing(final):
+                os.replace(tmp, final)
+                _fsync_dir(self.runs)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -263,4 +487,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_json(folder: Path, name: str, obj: Any) -> None:
-    (folder / name).write_text(dumps(obj))
+    """A new JSON file in a run folder being written (:meth:`Store.new_run`)."""
+    write_new(Path(folder) / name, dumps(obj).encode())
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """A new ``.npz`` file (:func:`write_new`)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_new(path, buf.getvalue())

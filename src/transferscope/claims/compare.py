@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import jsonio
+from ..store import StoredFileError, read_stored_json
 from .across import Across
 from .base import Verdict
 from .stats import FAILS, HOLDS, NOT_MEASURED
@@ -33,9 +32,11 @@ def load_verdicts(results: str | Path) -> list[Verdict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
     try:
-        d = jsonio.read(path)
+        d = read_stored_json(path, f"remove it: transferscope analyze {results} writes it again")
         return [Verdict.from_dict(v) for v in d["verdicts"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except StoredFileError as e:  # names the file and the recovery
+        raise ValueError(str(e)) from None
+    except (KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
                          f"'transferscope analyze {results}' again") from None
 
@@ -47,8 +48,11 @@ def load_across(results: str | Path) -> list[Across]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
     try:
-        return [Across.from_dict(a) for a in jsonio.read(path).get("across_pretrained", [])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        d = read_stored_json(path, f"remove it: transferscope analyze {results} writes it again")
+        return [Across.from_dict(a) for a in d.get("across_pretrained", [])]
+    except StoredFileError as e:
+        raise ValueError(str(e)) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
                          f"'transferscope analyze {results}' again") from None
 

@@ -23,7 +23,7 @@ from ..claims import OUTCOMES, Verdict
 from ..claims import stats as claim_stats
 from ..claims.compare import load_across, load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
-from ..store import RUN_DONE, RUN_FAILED, Store
+from ..store import RUN_DONE, RUN_FAILED, Store, read_stored_json
 from ..study.plan import make_plan
 from ..study.records import ModelsResult, PairsResult, result_from_dict
 from ..study.summary import checkpoint_gains, flags, results_table
@@ -75,13 +75,14 @@ class _Reader:
         study = root / "study.json"
         if not study.is_file():
             raise ReportError(f"{root}: no study.json; is this a results folder written by 'transferscope run'?")
-        self.cfg: StudyConfig = from_dict(StudyConfig, jsonio.read(study))
         self.store = Store(root)
+        self.cfg: StudyConfig = from_dict(StudyConfig, self.store.read_study())
         self.base_plan = make_plan(self.cfg, check=False)  # learning-rate choices still open
         self.plan = resolve(self.base_plan, self.store)
         adir = root / "analyses"
         idx = adir / "index.json"
-        self.index = jsonio.read(idx) if idx.is_file() else None
+        self.index = read_stored_json(idx, f"remove it: transferscope analyze {root} writes it again") \
+            if idx.is_file() else None
         self.results: dict[str, Any] = {}
         """Result name (``<analysis>/<target>``) -> its record (:mod:`transferscope.study.records`)."""
         self.unreadable: dict[str, str] = {}

@@ -31,7 +31,7 @@ from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verd
 from ..claims.across import across_pretrained
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, to_dict
-from ..store import RUN_DONE, Store, atomic_write_text, dumps
+from ..store import RUN_DONE, Store, StoreError, StoreWriteError, atomic_write_text, dumps
 from . import arms
 from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 from .plan import Plan, RunSpec
@@ -314,15 +314,14 @@ def _per_model_jobs(name: str, prefix: str | None):
 
 
 def _criticality_run(ctx: Context, job: Job, results: dict) -> CriticalityModels:
-    from safetensors.torch import load_file
-
     from ..analyses.criticality import module_criticality
+    from .runner import _load
 
     s = ctx.settings
     data = _domain(ctx, job.target)
     rows = []
     for m in job.params["models"]:
-        init = load_file(str(ctx.store.run_dir(m["run"]) / "init.safetensors"))
+        init = _load(ctx.store, m["run"], "init.safetensors")  # checked against its recorded sha256
         res = module_criticality(_model(ctx, m["run"]), init, data.train, alphas=s.criticality_alphas,
                                  samples=s.criticality_samples, n_examples=s.criticality_examples,
                                  tolerance=s.criticality_tolerance, s_tol=s.criticality_s_tol, seed=s.seed)
@@ -585,6 +584,12 @@ def _analyze_one(plan: Plan, store: Store, settings: AnalysisConfig | None, show
         t0 = time.perf_counter()
         try:
             result = spec.run(ctx, job, out.results)
+        except StoreWriteError:
+            raise
+        except StoreError as e:  # a run's file is damaged: the message names it and the --rerun that repairs it
+            log.warning("analysis %s on %s not computed: %s", spec.name, job.target, e)
+            out.missing[f"{spec.name}-{job.target}"] = f"not computed: {e}"
+            continue
         except Exception as e:  # one analysis failing must not lose the others
             log.warning("analysis %s on %s failed: %s", spec.name, job.target, e, exc_info=True)
             out.missing[f"{spec.name}-{job.target}"] = f"failed: {type(e).__name__}: {e}"

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..store import RUN_DONE, RUN_FAILED, Store
+from ..store import RUN_DONE, RUN_FAILED, Store, rerun_hint
 from .plan import Plan
 from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the one-SE rule reads it
 
@@ -229,8 +229,8 @@ def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC
     for rid, r in {x.run_id: x for x in resolved.tuning + resolved.runs}.items():
         bad = store.verify_run(rid)
         if bad:
-            out.append(Flag("changed-artefacts", f"{rid}: {', '.join(bad)} changed since the run ended; it needs to be "
-                                                 f"trained again (remove {store.run_dir(rid)} and run the study)",
+            out.append(Flag("changed-artefacts", f"{rid}: {', '.join(bad)} changed since the run ended; "
+                                                 f"{rerun_hint(store.root, rid)}",
                             r.arm, r.domain.display, r.block_size, rid, files=tuple(bad)))
     return out
 
