@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, jsonio
+from . import __version__
 from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config
 
 log = logging.getLogger("transferscope")
@@ -29,8 +29,9 @@ def _study_of(results: Path) -> StudyConfig:
     path = results / "study.json"
     if not path.is_file():
         raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
-    Store(results).check_format()  # an older format's run ids differ: its runs would look missing
-    return from_dict(StudyConfig, jsonio.read(path))
+    store = Store(results)
+    store.check_format()  # an older format's run ids differ: its runs would look missing
+    return from_dict(StudyConfig, store.read_study())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,7 +40,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
-    cfg = load_config(args.config or args.profile, args.set)
+    if args.rerun and not args.config and args.results:
+        # repairing runs of a folder: its own study (what the --rerun hint of a damaged run prints)
+        if args.set:
+            raise ConfigError("--set with --rerun and no CONFIG: the study is the folder's own (study.json); give "
+                              "the study's CONFIG to change it")
+        cfg = _study_of(Path(args.results))
+    else:
+        cfg = load_config(args.config or args.profile, args.set)
     plan = make_plan(cfg)  # validates everything before any training
     results = Path(args.results or Path("results") / cfg.name)
     store = Store(results)
@@ -54,9 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = args.jobs or _default_jobs()
     print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
     summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
-                      show_progress=not args.no_progress)
+                      show_progress=not args.no_progress, rerun=args.rerun)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
+    for rid, why in summary.retried.items():
+        print(f"run {rid}: its worker process died ({'; '.join(why)}); it was trained again")
     _print_tables(plan, store)
     if plan.deferred:
         print("\n" + format_choices(choices(plan, store)))
@@ -81,7 +91,7 @@ def _print_tables(plan, store) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .store import RUN_DONE, RUN_FAILED, Store
+    from .store import RUN_DONE, RUN_FAILED, RunDamaged, Store, StoreError
     from .study import make_plan, status_counts
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
@@ -94,26 +104,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['blocked']} blocked, "
           f"{c['pending']} pending "
           f"of {plan.size()} runs")
-    if args.runs:
-        resolved = resolve(plan, store)
-        for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
-            st = store.run_status(r.run_id)
-            extra = ""
-            if st == RUN_DONE:
+    damaged: dict[str, str] = {}  # run id -> why it needs to be trained again
+    resolved = resolve(plan, store)
+    for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
+        st = store.run_status(r.run_id)
+        extra = ""
+        if st == RUN_DONE:
+            changed = [f for f in store.verify_run(r.run_id) if f != "run.json"]  # run.json: recorded no hashes
+            if changed:
+                damaged[r.run_id] = f"{', '.join(changed)} changed since it ended"
+            try:
                 extra = f"test_acc={store.read_json(r.run_id, 'metrics.json')['test_acc']:.3f}"
-                changed = store.verify_run(r.run_id)
-                if changed:
-                    extra += f"  NEEDS RE-RUN: {', '.join(changed)} changed since it ended"
-            elif st == RUN_FAILED:
-                extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
+            except RunDamaged as e:
+                damaged.setdefault(r.run_id, str(e).split("; it needs")[0].removeprefix(f"run {r.run_id}: "))
+            if r.run_id in damaged:
+                extra += f"  NEEDS RE-RUN: {damaged[r.run_id]}"
+            deaths = store.run_info(r.run_id).get("worker_deaths")
+            if deaths:
+                extra += f"  (its worker process died before ({'; '.join(deaths)}); ran again)"
+        elif st == RUN_FAILED:
+            extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
+        if args.runs:
             print(f"  {st or 'pending':<8} {r.run_id}  ({r.label})  {extra}")
+    if damaged:
+        print(f"\n{len(damaged)} runs need to be trained again (their files are damaged):")
+        for rid, why in damaged.items():
+            print(f"  {rid}: {why}")
+        print(f"  train them again: transferscope run --results {results} "
+              + " ".join(f"--rerun {rid}" for rid in damaged))
     print()
-    _print_tables(plan, store)
-    if plan.deferred:
-        print("\n" + format_choices(choices(plan, store)))
-    warnings = format_flags(flags(plan, store))
-    if warnings:
-        print("\n" + warnings)
+    for what, show in (("results table", lambda: _print_tables(plan, store)),
+                       ("learning-rate choices",
+                        lambda: plan.deferred and print("\n" + format_choices(choices(plan, store)))),
+                       ("warnings", lambda: (w := format_flags(flags(plan, store))) and print("\n" + w))):
+        try:
+            show()
+        except StoreError as e:  # named above, with its recovery
+            print(f"({what} not shown: {e})")
     return 0
 
 
@@ -190,8 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set finetune.lr=0.01 (repeatable)")
     r.add_argument("--jobs", type=int, default=0, help="runs side by side (default: cores, at most 4; 1 on GPU)")
     r.add_argument("--threads", type=int, default=0,
-                   help="torch threads per run (default: the cores shared out among the runs in flight)")
+                   help="torch threads per run (default: the count the study's first run fixed, so that results "
+                        "are bitwise identical; for a first run, the cores shared out among --jobs)")
     r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    r.add_argument("--rerun", action="append", default=[], metavar="RUN_ID",
+                   help="train this run again (e.g. one whose files are damaged; repeatable); without CONFIG, the "
+                        "study is the one the --results folder holds")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)
@@ -235,14 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .store import StoreLocked
+    from .store import StoreError, write_error
 
     try:
         return args.fn(args)
     except Exception as e:
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            e = write_error(e, e.filename or "a file")  # a full or read-only disk: one line, not a traceback
         # the domain registry imports torch: only a command that loaded it can raise its errors
         registry = sys.modules.get("transferscope.data.registry")
-        user_errors = (ConfigError, StoreLocked) + ((registry.DomainError,) if registry else ())
+        user_errors = (ConfigError, StoreError) + ((registry.DomainError,) if registry else ())
         if not isinstance(e, user_errors):
             raise
         print(f"error: {e}", file=sys.stderr)

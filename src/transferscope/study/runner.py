@@ -1,8 +1,17 @@
 """Run a plan on this machine: skip finished runs, run the rest parents-first, in parallel worker processes.
 
 On a CPU, several small runs side by side, each on fewer threads, use the cores better than one run on all of
-them (see ``benchmarks/train_throughput.py``); a run alone gets every thread. A run whose loss diverges, or
-that raises, is stored as failed with its reason and the study goes on; runs that need it are skipped.
+them (see ``benchmarks/train_throughput.py``). A run whose loss diverges, or that raises, is stored as failed with
+its reason and the study goes on; runs that need it are skipped.
+
+Determinism: a run's result depends on its spec and on the number of torch threads it trains with (the order of
+floating-point sums). The first ``run`` of a study fixes that number for every run (``threads.json``: ``--threads``,
+or the cores shared out among ``--jobs``), whatever runs beside it; every later call, and a run trained again
+(``--rerun``, a retry), reuses it, so a resumed or repaired study is bitwise identical to one run at once.
+
+A worker process that dies (killed by the kernel when memory runs out, or by ``kill -9``) costs only the runs it
+held: the pool is started afresh, the dead worker's run is tried again up to :data:`WORKER_RETRIES` times (the
+runs that were in flight beside it again at no cost), then stored as failed with what killed it.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import ctypes
+import difflib
 import functools
 import logging
 import multiprocessing as mp
@@ -21,26 +31,46 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import DataConfig, DomainConfig, to_dict
+from ..config import ConfigError, DataConfig, DomainConfig, to_dict
 from ..data import DomainData, load_domain
 from ..models import ModelError, create_model
-from ..store import RUN_DONE, RUN_FAILED, Store, atomic_write_text, dumps, hash_artefacts, write_json
+from ..store import (
+    RUN_DONE,
+    RUN_FAILED,
+    RunDamaged,
+    Store,
+    atomic_write_text,
+    dumps,
+    hash_artefacts,
+    write_json,
+    write_new,
+    write_npz,
+)
 from ..train import TrainingDiverged, train
 from .plan import Plan, RunSpec
 from .tuning import choose, concrete
 
 log = logging.getLogger(__name__)
 
-__all__ = ["execute", "run_one", "ExecutionSummary", "provenance", "load_run_model"]
+__all__ = ["execute", "run_one", "ExecutionSummary", "provenance", "load_run_model", "WORKER_RETRIES"]
+
+WORKER_RETRIES = 2
+"""How many times a run whose worker process died is tried again before it is stored as failed."""
+
+_KILL_ENV = "TRANSFERSCOPE_TEST_KILL_WORKER"
+"""Tests only: ``RUN_ID:TIMES:FOLDER`` makes the worker process of that run kill itself with SIGKILL after its first
+epoch, the first TIMES times (counted by files in FOLDER), as the kernel does when memory runs out."""
 
 
 @dataclass
@@ -52,7 +82,11 @@ class ExecutionSummary:
     failed: dict[str, str] = field(default_factory=dict)
     """Runs that failed in this call, with the reason."""
     blocked: dict[str, str] = field(default_factory=dict)
-    """Runs not started because a run they need failed."""
+    """Runs not started because a run they need failed (or needs to be trained again)."""
+    retried: dict[str, list[str]] = field(default_factory=dict)
+    """Runs whose worker process died under them, with what killed it each time (they were tried again)."""
+    threads: int = 0
+    """The torch threads per run of this study (recorded in ``threads.json``)."""
     seconds: float = 0.0
 
 
@@ -80,7 +114,16 @@ def _domain(domain: DomainConfig, data: DataConfig) -> DomainData:
 
 
 def _save(state: dict[str, torch.Tensor], path: Path) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+    write_new(path, save({k: v.detach().contiguous().cpu() for k, v in state.items()}))
+
+
+def _load(store: Store, run_id: str, name: str) -> dict[str, torch.Tensor]:
+    """A weights file of a stored run, checked against its recorded sha256 (never garbled weights)."""
+    p = store.artefact(run_id, name)
+    try:
+        return load(p.read_bytes())
+    except Exception as e:  # a file with no recorded hash that is not safetensors
+        raise store.damaged(run_id, name, e) from None
 
 
 def _checkpoint_name(epoch: float) -> str:
@@ -94,7 +137,7 @@ def load_run_model(store: Store, spec: RunSpec, which: str = "weights") -> torch
         raise FileNotFoundError(f"run {spec.run_id} is not finished in {store.root}")
     model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
     name = f"checkpoints/{which}.safetensors" if which.startswith("epoch_") else f"{which}.safetensors"
-    model.load_state_dict(load_file(str(store.run_dir(spec.run_id) / name)))
+    model.load_state_dict(_load(store, spec.run_id, name))
     return model
 
 
@@ -103,11 +146,10 @@ def _initial_model(spec: RunSpec, store: Store, num_classes: int) -> torch.nn.Mo
         return create_model(spec.model, spec.data.channels, num_classes, seed=spec.seed)
     pinfo = store.run_info(spec.parent)
     model = create_model(spec.model, spec.data.channels, pinfo["num_classes"], seed=spec.seed)
-    pdir = store.run_dir(spec.parent)
-    path = pdir / "weights.safetensors"
+    name = "weights.safetensors"
     if spec.parent_checkpoint >= 0:
-        path = pdir / "checkpoints" / _checkpoint_name(spec.parent_checkpoint)
-    model.load_state_dict(load_file(str(path)))
+        name = "checkpoints/" + _checkpoint_name(spec.parent_checkpoint)
+    model.load_state_dict(_load(store, spec.parent, name))
     model.reset_head(num_classes, generator=torch.Generator().manual_seed(spec.seed))
     return model
 
@@ -124,15 +166,41 @@ def _worker_init(q) -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None = None) -> tuple[str, str, str]:
-    """Train one run and store it. Returns (run_id, status, reason). Never raises for a failed run."""
+def _test_kill(run_id: str) -> None:
+    """The test hook of :data:`_KILL_ENV`."""
+    rid, _, rest = os.environ.get(_KILL_ENV, "").partition(":")
+    if rid != run_id or _QUEUE is None:
+        return
+    times, _, folder = rest.partition(":")
+    for k in range(int(times)):
+        try:
+            os.close(os.open(Path(folder) / f"kill-{k}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _base_info(spec: RunSpec, prov: dict | None, worker_deaths: list[str] | None = None) -> dict:
+    info = {"run_id": spec.run_id, "arm": spec.arm, "spec": spec.to_dict(), "seed": spec.seed,
+            "provenance": prov or provenance(), "threads": torch.get_num_threads(), "started": time.time()}
+    if worker_deaths:
+        info["worker_deaths"] = list(worker_deaths)
+    return info
+
+
+def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None = None,
+            worker_deaths: list[str] | None = None) -> tuple[str, str | None, str]:
+    """Train one run and store it. Returns (run_id, status, reason). Never raises for a failed run. The status is
+    None when the run was not started because a run it starts from needs to be trained again (nothing stored).
+    ``worker_deaths``: what killed the worker processes of its earlier tries (recorded in run.json)."""
     if threads:
         torch.set_num_threads(threads)
+    if _QUEUE is not None:
+        _QUEUE.put(("start", spec.run_id, os.getpid()))
     store = Store(root)
     run_id = spec.run_id
-    t0 = time.time()
-    info = {"run_id": run_id, "arm": spec.arm, "spec": spec.to_dict(), "seed": spec.seed,
-            "provenance": prov or provenance(), "threads": torch.get_num_threads(), "started": t0}
+    info = _base_info(spec, prov, worker_deaths)
+    t0 = info["started"]
     if spec.arm == "P" and spec.model.weights:
         return _import_pretrained(spec, store, info, t0)
     try:
@@ -147,13 +215,16 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         def progress(epoch: int, figs: dict) -> None:
             msg = (run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan")))
             if _QUEUE is not None:
-                _QUEUE.put(msg)
+                _QUEUE.put(("epoch", *msg))
+                _test_kill(run_id)
             elif _PROGRESS is not None:
                 _PROGRESS(*msg)
 
         result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress)
     except TrainingDiverged as e:
         return _store_failure(store, info, f"diverged: {e}")
+    except RunDamaged as e:  # the run it starts from is damaged: store nothing, it trains once that one is repaired
+        return run_id, None, str(e)
     except Exception as e:  # a run's failure must not stop the study; the reason is kept
         log.debug("run %s failed", run_id, exc_info=True)
         return _store_failure(store, info, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
@@ -161,11 +232,11 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         _save(init, d / "init.safetensors")
         _save(model.state_dict(), d / "weights.safetensors")
         if result.checkpoints:
-            (d / "checkpoints").mkdir()
+            (d / "checkpoints").mkdir()  # 0777 less the umask
             for step, state in result.checkpoints.items():
                 _save(state, d / "checkpoints" / _checkpoint_name(ckpt_steps[step]))
-        np.savez(d / "predictions.npz", test_logits=result.test_logits, test_labels=result.test_labels,
-                 test_index=data.test.index)
+        write_npz(d / "predictions.npz", test_logits=result.test_logits, test_labels=result.test_labels,
+                  test_index=data.test.index)
         write_json(d, "metrics.json", result.metrics)
         write_json(d, "history.json", {**result.history, "steps_per_epoch": result.steps_per_epoch})
         info.update(status=RUN_DONE, num_classes=data.num_classes, classes=list(data.classes),
@@ -309,31 +380,95 @@ def prepare_domains(plan: Plan, show_progress: bool = True) -> None:
         _domain(domain, data)
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _death(exitcode: int | None) -> str:
+    """What ended a worker process, from its exit code."""
+    if exitcode is None:
+        return "cause unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}" + (", as the kernel does when memory runs out" if -exitcode == signal.SIGKILL else "")
+    return f"exited with code {exitcode}"
+
+
+def _study_threads(plan: Plan, store: Store, threads: int, jobs: int) -> int:
+    """The torch threads of every run of the study: those its first call recorded (``threads.json``); for a first
+    call, ``threads`` or the cores shared out among the runs trained side by side (all of torch's threads for one
+    run at a time), never how many runs happen to be in flight. Call with the lock held."""
+    recorded = store.recorded_threads()
+    if recorded is None:  # a folder written before the count was recorded: the count most of its runs used
+        counts = Counter()
+        for rid in store.list_runs():
+            with contextlib.suppress(RunDamaged):
+                info = store.run_info(rid) or {}
+                if info.get("status") == RUN_DONE and isinstance(info.get("threads"), int):
+                    counts[info["threads"]] += 1
+        recorded = counts.most_common(1)[0][0] if counts else None
+        base = _cores() if jobs > 1 else torch.get_num_threads()
+        store.record_threads(recorded or threads or max(1, base // max(1, min(jobs, plan.size()))))
+        recorded = store.recorded_threads()
+    if threads and threads != recorded:
+        log.warning("--threads %d: this study's runs are trained with %d threads (%s); runs trained now may differ in "
+                    "their last bits from those of a study run at once", threads, recorded, store.root / "threads.json")
+        return threads
+    return recorded
+
+
+def _check_rerun(plan: Plan, store: Store, rerun: list[str]) -> None:
+    known = {r.run_id for r in plan.runs + plan.tuning} | set(store.list_runs())
+    for rid in rerun:
+        if rid not in known:
+            close = difflib.get_close_matches(rid, sorted(known), n=3, cutoff=0.6)
+            raise ConfigError(f"--rerun {rid}: no such run in this study or in {store.root}"
+                              + (f"; close matches: {', '.join(close)}" if close else
+                                 f" (transferscope status {store.root} --runs lists them)"))
+
+
 def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
-            show_progress: bool = True) -> ExecutionSummary:
+            show_progress: bool = True, rerun: Iterable[str] = ()) -> ExecutionSummary:
     """Run every unfinished run of ``plan`` into ``store`` (which this call locks).
 
     Args:
         jobs: runs trained side by side in worker processes (1: in this process).
-        threads: torch threads per run; 0 shares the cores out: each of k concurrent runs gets
-            ``cores // k``. Results are bitwise reproducible for a fixed thread count.
+        threads: torch threads per run; 0: those the study's first call fixed (``threads.json``), where a first
+            call shares the cores out among ``jobs``. Results are bitwise reproducible for a fixed thread count,
+            so a resumed study equals one run at once.
         retry_failed: run again the runs stored as failed.
+        rerun: run ids to train again (removed first): runs whose files are damaged (:class:`RunDamaged`).
 
     Raises:
         StoreFormatError: ``store`` was written by another version of transferscope, in another format.
-        StoreLocked: another process is writing ``store``.
+        StoreLocked: another process is writing ``store`` (then nothing is written).
+        StoreWriteError: the folder cannot be written (disk full, read-only); finished runs are kept.
+        RunDamaged: a stored run.json cannot be read (the message names it and the ``--rerun`` that repairs it).
     """
     t0 = time.time()
     summary = ExecutionSummary()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    with store.lock():
+    rerun = list(dict.fromkeys(rerun))
+    with store.lock():  # first: a call refused here writes nothing
         store.check_format()  # a folder of an older format would be trained again from scratch: refuse it
+        _check_rerun(plan, store, rerun)
         store.write_format()
         # the study the folder holds (what status, analyze and report read), written with the lock held
         atomic_write_text(store.root / "study.json", dumps(to_dict(plan.config)))
         removed = store.clean_tmp()
         if removed:
             log.info("removed %d unfinished run folders left by an interrupted study", removed)
+        study_threads = summary.threads = _study_threads(plan, store, threads, jobs)
+        per_run: dict[str, int] = {}  # a run trained again keeps the count it was trained with
+        for rid in rerun:
+            with contextlib.suppress(RunDamaged):
+                t = (store.run_info(rid) or {}).get("threads")
+                if isinstance(t, int) and t > 0 and not threads:
+                    per_run[rid] = t
+            store.remove_run(rid)
+            log.info("run %s removed: it is trained again", rid)
         total = plan.size()
         todo: list[RunSpec] = []
         seen: set[str] = set()
@@ -361,8 +496,22 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         running: dict[cf.Future, RunSpec] = {}
         ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
         q = ctx.Queue() if jobs > 1 else None
-        pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,)) if jobs > 1 else None
+        pool: cf.ProcessPoolExecutor | None = None
+        procs: dict = {}  # the pool's worker processes by pid (their exit codes say which one died, and how)
+        worker_of: dict[str, int] = {}  # run id -> pid of the worker that took it
+        deaths: dict[str, list[str]] = {}  # run id -> what killed its worker, each time
         epochs: dict[str, str] = {}
+        threads_before = torch.get_num_threads()
+
+        def start_pool() -> None:
+            nonlocal pool, procs
+            pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,))
+            procs = getattr(pool, "_processes", None)
+            if procs is None:
+                procs = {}
+
+        if jobs > 1:
+            start_pool()
 
         labels = {r.run_id: r.label for r in plan.tuning + plan.runs}
 
@@ -370,6 +519,17 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             if rid not in status:  # a late message of a finished run
                 epochs[rid] = f"{labels.get(rid, rid.rsplit('-', 1)[0])} ep {ep}/{total}"
             bar.set_postfix_str(" | ".join(epochs.values()))
+
+        def drain() -> None:
+            while q is not None:
+                try:
+                    msg = q.get_nowait()
+                except queue_mod.Empty:
+                    break
+                if msg[0] == "start":
+                    worker_of[msg[1]] = msg[2]
+                else:
+                    show(*msg[1:])
 
         def release() -> None:
             fresh, accounted = _release(deferred, status, seen, store, retry_failed, summary)
@@ -379,14 +539,18 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         global _PROGRESS
         _PROGRESS = show if show_progress else None
 
-        def finish(spec: RunSpec, result: tuple[str, str, str]) -> None:
+        def finish(spec: RunSpec, result: tuple[str, str | None, str]) -> None:
             rid, st, reason = result
-            status[rid] = st
             if st == RUN_DONE:
                 summary.done.append(rid)
+            elif st is None:  # a run it starts from needs to be trained again: nothing stored
+                st = "blocked"
+                summary.blocked[rid] = reason
+                tqdm.write(f"run {rid} not started: {reason}")
             else:
                 summary.failed[rid] = reason
                 tqdm.write(f"run {rid} failed: {reason}")
+            status[rid] = st
             epochs.pop(rid, None)
             bar.update(1)
 
@@ -395,14 +559,55 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             if not spec.parent:
                 return True
             st = status.get(spec.parent)
-            return True if st == RUN_DONE else None if st == RUN_FAILED else False
+            return True if st == RUN_DONE else None if st in (RUN_FAILED, "blocked") else False
+
+        def worker_died(lost: list[RunSpec]) -> None:
+            """The pool broke: a worker process died. Charge its run (all the runs in flight when the dead one is
+            not known), store it as failed after :data:`WORKER_RETRIES` tries, queue the others again, start a
+            fresh pool."""
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut, spec in list(running.items()):  # every future of a broken pool ends; some may have finished
+                running.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    finish(spec, fut.result())
+                elif isinstance(exc, BrokenProcessPool):
+                    lost.append(spec)
+                else:
+                    raise exc
+            drain()
+            dead = {pid: p.exitcode for pid, p in list(procs.items()) if p.exitcode != -signal.SIGTERM}
+            culprits = {s.run_id for s in lost if worker_of.get(s.run_id) in dead} or {s.run_id for s in lost}
+            for spec in reversed(lost):
+                rid = spec.run_id
+                if rid in culprits:
+                    pid = worker_of.get(rid)
+                    why = _death(dead[pid] if pid in dead else
+                                 next(iter(dead.values())) if len(dead) == 1 else None)
+                    deaths.setdefault(rid, []).append(why)
+                    n = len(deaths[rid])
+                    if n > WORKER_RETRIES:
+                        info = {**_base_info(spec, prov, deaths[rid]), "threads": per_run.get(rid, study_threads)}
+                        whys = "; ".join(dict.fromkeys(deaths[rid]))
+                        finish(spec, _store_failure(store, info, (
+                            f"its worker process died {n} times ({whys}); out of memory? train fewer runs at a time "
+                            "(--jobs) or give it more memory, then transferscope run --retry-failed")))
+                        continue
+                    tqdm.write(f"run {rid}: its worker process died ({why}); trying it again ({n} of "
+                               f"{WORKER_RETRIES})")
+                pending.insert(0, spec)
+            worker_of.clear()
+            start_pool()
 
         try:
             while pending or running:
                 for spec in list(pending):
                     if ready(spec) is None:
                         pending.remove(spec)
-                        summary.blocked[spec.run_id] = f"needs {spec.parent}, which failed"
+                        why = f"needs {spec.parent}, which failed"
+                        if status.get(spec.parent) == "blocked":
+                            why = f"needs {spec.parent}, which was not trained: {summary.blocked[spec.parent]}"
+                        summary.blocked[spec.run_id] = why
                         bar.update(1)
                 startable = [s for s in pending if ready(s)]
                 if pool is None:
@@ -411,28 +616,40 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     spec = startable[0]
                     pending.remove(spec)
                     bar.set_postfix_str(spec.label[:40])
-                    finish(spec, run_one(spec, store.root, threads, prov))
+                    try:
+                        finish(spec, run_one(spec, store.root, per_run.get(spec.run_id, study_threads), prov))
+                    finally:
+                        torch.set_num_threads(threads_before)
                     release()
                     continue
+                broken: list[RunSpec] = []
                 while startable and len(running) < jobs:
                     spec = startable.pop(0)
                     pending.remove(spec)
-                    active = len(running) + 1 + min(len(startable), jobs - len(running) - 1)
-                    n = threads or max(1, cores // max(1, active))
-                    running[pool.submit(run_one, spec, str(store.root), n, prov)] = spec
+                    try:
+                        fut = pool.submit(run_one, spec, str(store.root), per_run.get(spec.run_id, study_threads),
+                                          prov, deaths.get(spec.run_id))
+                    except BrokenProcessPool:  # a worker died while idle
+                        pending.insert(0, spec)
+                        worker_died([])
+                        break
+                    running[fut] = spec
                 if not running:
                     break
                 done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     spec = running.pop(fut)
-                    finish(spec, fut.result())
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        broken.append(spec)
+                        continue
+                    finish(spec, result)
+                if broken:
+                    worker_died(broken)
                 if done:
                     release()
-                while True:
-                    try:
-                        show(*q.get_nowait())
-                    except queue_mod.Empty:
-                        break
+                drain()
             for template, sel in deferred:  # their candidates were blocked
                 if not sel.is_winner(template):
                     summary.blocked[_label(template)] = f"the learning-rate candidates of {sel.key} did not run"
@@ -442,5 +659,6 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             bar.close()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        summary.retried = {rid: d for rid, d in deaths.items() if rid not in summary.failed}
     summary.seconds = time.time() - t0
     return summary
