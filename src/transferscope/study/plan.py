@@ -26,6 +26,7 @@ from ..config import (
     PretrainConfig,
     StudyConfig,
     TrainConfig,
+    check_config,
     from_dict,
     to_dict,
 )
@@ -184,14 +185,19 @@ class Plan:
         return len(ids) + len(self.deferred) - winners
 
 
+def file_safe(name: str) -> str:
+    """``name`` as a file name: every character but letters, digits, ``-`` and ``_`` replaced by ``_`` (as the
+    report's figures and the analyses' files name a target)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
 def validate(cfg: StudyConfig) -> None:
     """Refuse, before any training, what would fail later. Messages name the key and what was expected."""
     from ..data import get_domain_info, valid_block_sizes
     from ..data.registry import DomainError
 
+    check_config(cfg)  # every field against its declared range (a config built in Python skipped load_config)
     s = cfg.data.image_size
-    if s < 4:
-        raise ConfigError(f"data.image_size: expected an integer >= 4, got {s}")
     if not cfg.has_source and not cfg.model.weights:
         raise ConfigError("source: expected a [source] table with the domain P is pre-trained on (or give P's "
                           "weights as model.weights)")
@@ -215,6 +221,14 @@ def validate(cfg: StudyConfig) -> None:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ConfigError(f"targets: two targets are named {sorted(dup)[0]!r}; give them distinct labels")
+    files: dict[str, int] = {}
+    for i, t in enumerate(cfg.targets):  # a label names the report's figures of its target (file_safe)
+        j = files.setdefault(file_safe(t.display), i)
+        if j != i:
+            raise ConfigError(f"targets[{i}].label: {t.display!r} and targets[{j}].label {cfg.targets[j].display!r} give "
+                              f"the same file name {file_safe(t.display)!r} (labels name the report's figures, every "
+                              "character but letters, digits, '-' and '_' replaced by '_'); give labels that differ "
+                              "in those")
     same = {}
     for i, t in enumerate(cfg.targets):
         key = json.dumps(to_dict(replace(t, label="", distance=-1.0)), sort_keys=True)
@@ -346,6 +360,7 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
     reading a study that was validated when it ran.
     """
     if check:
+        check_config(cfg)  # before anything reads a path of the config
         cfg = pin_weights(cfg)
         validate(cfg)
     s = cfg.data.image_size
