@@ -124,16 +124,19 @@ def test_a_study_named_outside_the_results_root_writes_nothing(tmp_path, folders
     assert not any(work.iterdir())
 
 
-def test_the_python_api_refuses_the_same_names(tmp_path, folders):
+def test_the_python_api_refuses_the_same_names(tmp_path, folders, monkeypatch):
     from dataclasses import replace
 
     from transferscope.api import run_study
     from transferscope.config import ConfigError, load_config
 
     cfg = load_config(_write(tmp_path, tiny_study_toml(*folders)))
-    with pytest.raises(ConfigError, match=r"name: expected a study name .*got '\.\./x'"):
-        run_study(replace(cfg, name="../x"), show_progress=False)
-    assert not (tmp_path.parent / "x").exists()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # results/../x would be work/x; ../../x, beside it
+    for name in ("../x", "../../x"):
+        with pytest.raises(ConfigError, match=r"name: expected a study name .*got '[./]+x'"):
+            run_study(replace(cfg, name=name), show_progress=False)
+    assert not (tmp_path / "work" / "x").exists() and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("label, message", [
@@ -169,8 +172,8 @@ def test_two_labels_sharing_a_file_name_are_refused(tmp_path, folders):
 
 @pytest.mark.parametrize("override, message", [
     ("pretrain.epochs=1000000000", r"pretrain\.epochs: expected an integer in \[1, 10000\], got 1000000000"),
-    ("finetune.lr=inf", r"finetune\.lr: expected a number in \(0, 100\], got inf"),
-    ("scratch.lr=nan", r"scratch\.lr: expected a number in \(0, 100\], got nan"),
+    ("finetune.lr=inf", r"finetune\.lr: expected a finite number > 0, got inf"),
+    ("scratch.lr=nan", r"scratch\.lr: expected a finite number > 0, got nan"),
     ("finetune.momentum=-5", r"finetune\.momentum: expected a number in \[0, 1\), got -5\.0"),
     ("data.image_size=5000", r"data\.image_size: expected an integer in \[4, 4096\], got 5000"),
     ("analysis.cka_batch_size=0", r"analysis\.cka_batch_size: expected an integer in \[4, 100000\], got 0"),
@@ -180,7 +183,7 @@ def test_two_labels_sharing_a_file_name_are_refused(tmp_path, folders):
     ("block_sizes=[16, 16]", r"block_sizes: expected a non-empty list of distinct integers in \[1, 4096\], got \[16, 16\] "
                              r"\(16 twice\)"),
     ("seeds=[-1, 0]", r"seeds\[0\]: expected an integer in \[0, 4294967295\], got -1"),
-    ("finetune.lr_grid=[0.01, -0.1]", r"finetune\.lr_grid\[1\]: expected a number in \(0, 100\], got -0\.1"),
+    ("finetune.lr_grid=[0.01, -0.1]", r"finetune\.lr_grid\[1\]: expected a finite number > 0, got -0\.1"),
     ("model.weights_sha256='abc'", r"model\.weights_sha256: expected 64 lower-case hexadecimal digits \(or empty\), "
                                    r"got 'abc'"),
     ("model.width=0", r"model\.width: expected an integer in \[1, 1024\], got 0"),
@@ -318,3 +321,90 @@ def test_existing_studies_keep_their_run_ids_and_pass(tmp_path, folders):
         from transferscope.config import check_config
 
         check_config(load_config(profile))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 13. the memory a study needs, before it allocates
+
+
+def test_the_estimate_counts_decoded_images_and_a_batch(tmp_path, folders):
+    """n x C x H x W bytes (uint8, as domains are held) per domain, and the batch activations of the model."""
+    from transferscope.config import load_config
+    from transferscope.study.plan import estimate_memory
+
+    cfg = load_config(_write(tmp_path, tiny_study_toml(*folders)))
+    est = estimate_memory(cfg)
+    parts = {p.what: p for p in est.parts}
+    src = parts["the decoded images of 'imagefolder' (source)"]
+    assert src.bytes == 4 * 40 * 16 * 16 and src.detail == "160 images x 1 x 16 x 16 bytes"
+    tgt = parts["the decoded images of 'tgt' (targets[0])"]
+    assert tgt.bytes == 3 * (8 + 4 + 8) * 16 * 16  # n_per_class + n_val_per_class + n_test_per_class per class
+    batch = next(p for p in est.parts if p.what.startswith("the activations of a training batch"))
+    assert "pretrain.batch_size = 16" in batch.what and batch.bytes > 16 * 16 * 16 * 4
+    wider = estimate_memory(load_config(_write(tmp_path, tiny_study_toml(*folders)), ["pretrain.batch_size=32"]))
+    assert next(p for p in wider.parts if p.what.startswith("the activations")).bytes == pytest.approx(2 * batch.bytes,
+                                                                                                        rel=0.01)
+    assert est.total == sum(p.bytes for p in est.parts)
+
+
+def test_available_memory_is_read_from_the_machine():
+    import os
+
+    from transferscope.study.plan import available_memory
+
+    avail = available_memory()
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert avail is not None and 0 < avail <= total
+
+
+def test_a_study_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, folders, monkeypatch):
+    """image_size = 4032 with Fashion-MNIST (70,000 images of 16 MB each decoded): refused with the figures, before
+    the model sees an image of that size."""
+    from pathlib import Path
+
+    from transferscope.config import ConfigError, load_config
+    from transferscope.study import make_plan, plan
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("fashion-mnist is not installed")
+    text = tiny_study_toml(*folders).replace('name = "imagefolder"\npath = "' + str(folders[0]) + '"',
+                                             'name = "fashion-mnist"', 1)
+    text = text.replace("image_size = 16", "image_size = 4032").replace("block_sizes = [16, 4]", "block_sizes = [4032]")
+    cfg = load_config(_write(tmp_path, text), ["basin.checkpoint_epochs=[]"])
+
+    def too_late(*a, **k):
+        raise AssertionError("the model ran on full-size images before the memory check")
+
+    monkeypatch.setattr(plan, "check_model", too_late)
+    with pytest.raises(ConfigError) as e:
+        make_plan(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("memory: the study needs about ") and " TiB " in msg and "is available" in msg
+    assert "the decoded images of 'fashion-mnist' (source)" in msg and "70000 images x 1 x 4032 x 4032 bytes" in msg
+    assert msg.endswith("; lower data.image_size (4032)")
+
+
+def test_a_batch_too_large_for_memory_names_the_batch_size(tmp_path, folders, monkeypatch, capsys):
+    from transferscope.cli import main
+    from transferscope.config import ConfigError, load_config
+    from transferscope.study import make_plan, plan
+
+    path = _write(tmp_path, tiny_study_toml(*folders))
+    cfg = load_config(path, ["finetune.batch_size=65536"])
+    make_plan(cfg)  # fits this machine
+    monkeypatch.setattr(plan, "available_memory", lambda: 200 * 2**20)
+    with pytest.raises(ConfigError, match=r"^memory: the study needs about [\d.]+ GiB but 200 MiB is available: the "
+                                          r"activations of a training batch \(finetune\.batch_size = 65536\): [\d.]+ GiB "
+                                          r"\(65536 x .* per image\); .*"
+                                          r"lower finetune\.batch_size \(65536\)"):
+        make_plan(cfg)
+    # `run --dry-run` says the same in one line, and writes nothing
+    assert main(["run", str(path), "--set", "finetune.batch_size=65536", "--dry-run", "--results",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: memory: the study needs about") and "\n" not in err
+    assert not (tmp_path / "r").exists()
+    # an unknown amount of memory (no way to read it) checks nothing
+    monkeypatch.setattr(plan, "available_memory", lambda: None)
+    assert make_plan(cfg).runs

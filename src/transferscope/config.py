@@ -196,7 +196,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = field(default=10, metadata=_int(1, EPOCHS_MAX))
     batch_size: int = field(default=64, metadata=_int(1, 65536))
-    lr: float = field(default=0.1, metadata=_num(0, 100, lo_open=True))
+    lr: float = field(default=0.1, metadata=_num(0, None, lo_open=True))
     momentum: float = field(default=0.9, metadata=_num(0, 1, hi_open=True))
     weight_decay: float = field(default=5e-4, metadata=_num(0, 1))
     schedule: Literal["cosine", "constant"] = field(default="cosine", metadata=TYPED)
@@ -214,7 +214,7 @@ class TrainConfig:
     test_every_epoch: bool = field(default=False, metadata=TYPED)
     """Evaluate the test split after every epoch too (a test curve in the history). Off: the validation split
     after every epoch, the test split once at the end (it is never used to choose anything)."""
-    lr_grid: list[float] = field(default_factory=list, metadata=_list(Check(0, 100, lo_open=True), distinct=True,
+    lr_grid: list[float] = field(default_factory=list, metadata=_list(Check(0, None, lo_open=True), distinct=True,
                                                                       max_items=100))
     """Candidate learning rates. Non-empty: ``lr`` is chosen per target on validation accuracy (see
     ``StudyConfig.lr_selection``); one run per candidate with the first seed, and the winner's run is kept as

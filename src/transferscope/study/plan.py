@@ -31,7 +31,8 @@ from ..config import (
     to_dict,
 )
 
-__all__ = ["RunSpec", "Plan", "Selection", "make_plan", "validate", "ARMS"]
+__all__ = ["RunSpec", "Plan", "Selection", "make_plan", "validate", "ARMS", "MemoryEstimate", "estimate_memory",
+           "check_memory", "available_memory"]
 
 ARMS = ("P", "P-T", "RI-T")
 _KIND = {"P": "pretrain", "P-T": "finetune", "RI-T": "scratch"}
@@ -292,13 +293,16 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"basin.targets[{i}]: {n!r} is not a target; targets are {', '.join(names)}")
     if cfg.basin.block_size and cfg.basin.block_size not in valid:
         raise ConfigError(f"basin.block_size: {cfg.basin.block_size} does not divide the image size {s}")
-    if cfg.model.width < 1 or not cfg.model.blocks or min(cfg.model.blocks) < 1:
-        raise ConfigError(f"model: expected width >= 1 and blocks of positive integers, got {cfg.model.width}, "
-                          f"{cfg.model.blocks}")
-    check_model(cfg)
+    from ..models import create_model
+
+    # the model as the study will build it (factory, head, layers, normalisation): the memory check measures its
+    # activations on a small image before check_model runs two of the study's size through it
+    model = create_model(cfg.model, cfg.data.channels, 3, seed=0)
+    check_memory(cfg, model)
+    check_model(cfg, model)
 
 
-def check_model(cfg: StudyConfig) -> None:
+def check_model(cfg: StudyConfig, model: Any = None) -> None:
     """Build the model once, as the study will (factory, head, layers, normalisation, given weights), and run two
     images of the study's size through it: any error names the ``[model]`` key, before training."""
     import torch
@@ -306,7 +310,8 @@ def check_model(cfg: StudyConfig) -> None:
     from ..models import create_model, load_weights
 
     m, d = cfg.model, cfg.data
-    model = create_model(m, d.channels, 3, seed=0)
+    if model is None:
+        model = create_model(m, d.channels, 3, seed=0)
     if m.weights:
         load_weights(m.weights)  # readable as weights; whether they fit is checked when P is stored
     try:
@@ -320,6 +325,246 @@ def check_model(cfg: StudyConfig) -> None:
         raise ConfigError(f"model.name {m.name!r}: outputs of shape {tuple(out.shape)[1:]} for 3 classes, expected "
                           f"(3,): the head (model.head = {m.head or 'the default'!r}) must be the last module, whose "
                           "outputs are the class scores")
+
+
+# --------------------------------------------------------------------------------------------------
+# The memory a study needs, estimated before anything is decoded or trained.
+
+BUILTIN_POOLS = {"fashion-mnist": (70_000, 10, 28, True), "animal-silhouettes": (10_000, 10, 28, True),
+                 "mnist-digits": (5_000, 10, 28, True), "textures": (1_620, 6, 32, True), "clipart": (6_962, 8, 0, False)}
+"""Built-in domains: (images in the pool, classes, native size (0: files of many sizes), whether the loader converts
+every image of the pool to the study's format at once, before the split selects; the others decode what it selects).
+Counts of the packages' current versions: an estimate."""
+EVAL_BATCH = 512
+"""Images per evaluation pass (``train.evaluate``)."""
+ACTIVATION_FACTOR = 1.5
+"""Training memory per image / the sum of every module's output for it (forward outputs kept for the backward pass,
+and the gradients of the largest ones): 1.0 to 1.5 measured for the built-in ResNets (CPU, 32 to 128 pixels)."""
+PARAMETER_COPIES = 4
+"""The weights, their gradients, the momentum buffer and the initial weights kept for the analyses."""
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    what: str
+    bytes: int
+    detail: str
+    lower: str
+    """The setting(s) that make this part smaller, as the user writes them."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a study holds in memory at its peak, part by part (one worker), and the memory available."""
+
+    parts: list[MemoryPart]
+    available: int | None
+    """Bytes available now (None: not readable on this machine; nothing is refused)."""
+
+    @property
+    def total(self) -> int:
+        return sum(p.bytes for p in self.parts)
+
+    @property
+    def fits(self) -> bool:
+        return self.available is None or self.total <= self.available
+
+    def explain(self) -> str:
+        """One line: the total against the available memory, the largest parts and what to lower."""
+        top = sorted(self.parts, key=lambda p: -p.bytes)
+        parts = [f"{p.what}: {format_bytes(p.bytes)} ({p.detail})" for p in top[:3] if p.bytes]
+        avail = "an unknown amount" if self.available is None else format_bytes(self.available)
+        return (f"memory: the study needs about {format_bytes(self.total)} but {avail} is available: "
+                + "; ".join(parts) + f"; lower {top[0].lower}")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now: psutil when installed, else ``MemAvailable`` of
+    ``/proc/meminfo`` (or ``os.sysconf``), bounded by a cgroup's limit (a container) where one is set. None when
+    none of these can be read."""
+    import os
+
+    avail: int | None = None
+    try:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    except Exception:  # not installed, or it cannot read this system
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        avail = int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+        if avail is None:
+            try:
+                avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                avail = None
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:  # a huge number: no limit
+            left = max(0, limit - usage)
+            avail = left if avail is None else min(avail, left)
+    return avail
+
+
+def _pool(d: DomainConfig) -> tuple[int, int, int, bool] | None:
+    """(images in the pool, classes, native size or 0, converted all at once) of a domain, from the file system
+    alone (nothing decoded); None when it cannot be told (a plugin's domain, a path that is not there)."""
+    import csv
+    import os
+    from pathlib import Path
+
+    if d.name in BUILTIN_POOLS:
+        return BUILTIN_POOLS[d.name]
+    if d.name == "imagefolder":
+        from ..data.builtin import IMAGE_SUFFIXES
+
+        root = Path(d.path)
+        if not root.is_dir():
+            return None
+        classes = [c for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")]
+        n = sum(1 for c in classes for _, _, files in os.walk(c) for f in files
+                if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+        return n, len(classes), 0, False
+    if d.name == "csv":
+        try:
+            with open(d.path, newline="", encoding="utf-8", errors="replace") as f:
+                rows = [r for r in csv.reader(f) if len(r) >= 2]
+        except OSError:
+            return None
+        return len(rows), len({r[1] for r in rows}), 0, False
+    return None
+
+
+def estimate_memory(cfg: StudyConfig, model: Any = None) -> MemoryEstimate:
+    """The memory a study needs at its peak in one worker, part by part, and the memory available.
+
+    * every domain's decoded images, held as uint8: n x C x H x W bytes, where n is the pool, or classes x
+      (n_per_class + n_val_per_class + n_test_per_class) when both n_per_class and n_test_per_class bound it;
+    * while one built-in array domain loads, its whole pool at the study's size (and a float32 chunk of the resize);
+    * a block-shuffled copy of the largest target (when a block size is below the image size);
+    * the activations of the largest training batch and of an evaluation batch, measured on ``model`` (built from
+      ``cfg`` when None) with one image at up to 32 x 32 pixels and scaled to the image size;
+    * the parameters, a few copies of them.
+    """
+    from ..models import create_model
+
+    c, s = cfg.data.channels, cfg.data.image_size
+    per_image = c * s * s
+    parts: list[MemoryPart] = []
+    domains = ([("source", cfg.source)] if cfg.has_source else []) + [(f"targets[{i}]", t)
+                                                                      for i, t in enumerate(cfg.targets)]
+    loading: MemoryPart | None = None
+    held: dict[str, int] = {}
+    for key, d in domains:
+        pool = _pool(d)
+        if pool is None:
+            continue
+        n, classes, native, whole = pool
+        per_class = d.n_per_class + d.n_val_per_class + d.n_test_per_class
+        bounded = d.n_per_class > 0 and d.n_test_per_class > 0
+        n_sel = min(n, classes * per_class) if bounded and classes else n
+        held[key] = n_sel * per_image
+        lower = f"data.image_size ({s})" + ("" if bounded else f", or {key}.n_per_class with {key}.n_test_per_class")
+        parts.append(MemoryPart(f"the decoded images of {d.display!r} ({key})", n_sel * per_image,
+                                f"{n_sel} images x {c} x {s} x {s} bytes", lower))
+        if whole:
+            chunk = min(4096, n) * per_image * 4 if native != s else 0
+            part = MemoryPart(f"all {n} images of {d.display!r} converted at once while it loads", n * per_image + chunk,
+                              f"{n} images x {c} x {s} x {s} bytes" + (", and a float32 chunk of the resize" if chunk
+                                                                        else ""), f"data.image_size ({s})")
+            if loading is None or part.bytes > loading.bytes:
+                loading = part
+    if loading is not None:
+        parts.append(loading)
+    if any(b < s for b in cfg.block_sizes) and any(k.startswith("targets") for k in held):
+        key = max((k for k in held if k.startswith("targets")), key=lambda k: held[k])
+        parts.append(MemoryPart(f"a block-shuffled copy of {key}", 2 * held[key],
+                                "the shuffled images and the shuffle's working copy", f"data.image_size ({s})"))
+    if model is None:
+        model = create_model(cfg.model, c, 3, seed=0)
+    outputs = _activations(model, c, s)
+    arms = ([] if cfg.model.weights else [("pretrain", cfg.pretrain)]) + [("finetune", cfg.finetune),
+                                                                         ("scratch", cfg.scratch)]
+    arm, t = max(arms, key=lambda a: a[1].batch_size)
+    if outputs is not None:
+        total_out, largest_out = outputs
+        train_image = int(ACTIVATION_FACTOR * total_out * 4) + per_image * 4
+        parts.append(MemoryPart(f"the activations of a training batch ({arm}.batch_size = {t.batch_size})",
+                                t.batch_size * train_image, f"{t.batch_size} x {format_bytes(train_image)} per image",
+                                f"{arm}.batch_size ({t.batch_size}), or data.image_size ({s})"))
+        parts.append(MemoryPart(f"the activations of an evaluation batch ({EVAL_BATCH} images)",
+                                EVAL_BATCH * (2 * largest_out * 4 + per_image * 4),
+                                f"{EVAL_BATCH} x the two largest outputs per image", f"data.image_size ({s})"))
+    n_params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    parts.append(MemoryPart("the model's parameters", PARAMETER_COPIES * 4 * n_params,
+                            f"{n_params} numbers x {PARAMETER_COPIES} copies x 4 bytes", "model.width"))
+    return MemoryEstimate(parts, available_memory())
+
+
+def _activations(model: Any, channels: int, size: int) -> tuple[int, int] | None:
+    """(sum, largest) of the numbers every leaf module outputs for one image of ``size`` pixels: measured at up to
+    32 pixels and scaled by the area (at ``size`` itself for a model that takes no other size); None when the model
+    takes neither."""
+    import torch
+
+    outs: list[int] = []
+
+    def hook(_module, _inputs, out) -> None:
+        for o in (out if isinstance(out, tuple | list) else (out,)):
+            if isinstance(o, torch.Tensor):
+                outs.append(o.numel())
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    try:
+        for probe in dict.fromkeys((min(size, 32), size)):
+            outs.clear()
+            try:
+                with torch.no_grad():
+                    model.eval()(torch.zeros(1, channels, probe, probe))
+            except Exception:  # a model of a fixed input size: measured at the study's size
+                continue
+            scale = (size / probe) ** 2
+            return int(sum(outs) * scale), int(max(outs, default=0) * scale)
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+
+def check_memory(cfg: StudyConfig, model: Any = None) -> MemoryEstimate:
+    """Refuse a study whose estimated peak (:func:`estimate_memory`) exceeds the memory available, naming the
+    figures and the setting to lower. Returns the estimate."""
+    est = estimate_memory(cfg, model)
+    if not est.fits:
+        raise ConfigError(est.explain())
+    return est
 
 
 def pin_weights(cfg: StudyConfig) -> StudyConfig:
