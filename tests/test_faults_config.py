@@ -345,6 +345,9 @@ def test_the_estimate_counts_decoded_images_and_a_batch(tmp_path, folders):
     assert next(p for p in wider.parts if p.what.startswith("the activations")).bytes == pytest.approx(2 * batch.bytes,
                                                                                                         rel=0.01)
     assert est.total == sum(p.bytes for p in est.parts)
+    from transferscope.study.plan import format_bytes
+
+    assert [format_bytes(n) for n in (5, 1536, 1023.4 * 2**30, 2.5 * 2**40)] == ["5 B", "1.5 KiB", "1023 GiB", "2.5 TiB"]
 
 
 def test_available_memory_is_read_from_the_machine():
