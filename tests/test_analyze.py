@@ -174,9 +174,16 @@ def test_an_edited_input_is_computed_again(study, tmp_path):
     shutil.copytree(store.root, root)
     s2 = Store(root)
     rid = first.results["mistakes/tgt"].of_kind(PT_PT)[0].runs[0]
-    # a changed prediction file changes the run's recorded content hash: everything that reads it is recomputed
+    # a changed prediction file (recorded as the run's: else reading it is refused) changes the run's recorded
+    # content hash: everything that reads it is recomputed
+    import hashlib
+
+    pred = s2.run_dir(rid) / "predictions.npz"
+    with np.load(pred) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(pred, **arrays, edited=np.zeros(1))
     info = json.loads((s2.run_dir(rid) / "run.json").read_text())
-    info["artefacts"]["predictions.npz"] = "0" * 64
+    info["artefacts"]["predictions.npz"] = hashlib.sha256(pred.read_bytes()).hexdigest()
     (s2.run_dir(rid) / "run.json").write_text(json.dumps(info))
     again = analyze(plan, s2, FAST, show_progress=False)
     recomputed = {k.split("-")[0] for k in again.computed}

@@ -599,6 +599,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             worker_of.clear()
             start_pool()
 
+        idle_deaths = 0
         try:
             while pending or running:
                 for spec in list(pending):
@@ -623,18 +624,26 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     release()
                     continue
                 broken: list[RunSpec] = []
+                restarted = False
                 while startable and len(running) < jobs:
                     spec = startable.pop(0)
                     pending.remove(spec)
                     try:
                         fut = pool.submit(run_one, spec, str(store.root), per_run.get(spec.run_id, study_threads),
                                           prov, deaths.get(spec.run_id))
-                    except BrokenProcessPool:  # a worker died while idle
+                    except BrokenProcessPool:  # a worker died while idle: a fresh pool, and submit again
                         pending.insert(0, spec)
+                        idle_deaths += 1
+                        if idle_deaths > 3:
+                            raise RuntimeError("the worker processes keep dying before they take a run; try "
+                                               "--jobs 1") from None
                         worker_died([])
+                        restarted = True
                         break
                     running[fut] = spec
                 if not running:
+                    if restarted:
+                        continue
                     break
                 done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
