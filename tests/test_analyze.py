@@ -166,6 +166,21 @@ def test_analyze_with_missing_runs_says_what_is_missing(tmp_path, folders):
     assert {v.outcome for v in verdicts(plan, run.results)} == {NOT_MEASURED}
 
 
+def test_analysis_settings_out_of_range_are_refused_before_anything_is_computed(tmp_path, folders):
+    """Settings read back from a hand-edited study.json skip load_config's checks: analyze() checks them itself."""
+    from dataclasses import replace
+
+    from transferscope.config import ConfigError
+
+    p = tmp_path / "study.toml"
+    p.write_text(tiny_study_toml(*folders))
+    plan = make_plan(load_config(p))
+    store = Store(tmp_path / "res")
+    with pytest.raises(ConfigError, match=r"analysis\.cka_batch_size: .*got 0"):
+        analyze(plan, store, replace(FAST, cka_batch_size=0), show_progress=False)
+    assert not (tmp_path / "res" / "analyses").exists()
+
+
 def test_an_edited_input_is_computed_again(study, tmp_path):
     import shutil
 

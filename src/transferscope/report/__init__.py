@@ -24,7 +24,7 @@ from ..claims import stats as claim_stats
 from ..claims.compare import load_across, load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store, read_stored_json
-from ..study.plan import make_plan
+from ..study.plan import file_safe, make_plan
 from ..study.records import ModelsResult, PairsResult, result_from_dict
 from ..study.summary import checkpoint_gains, flags, results_table
 from ..study.tuning import choices, resolve
@@ -160,10 +160,6 @@ class _Reader:
 NO_ANALYSES = "no analyses found: run `transferscope analyze` on this folder first"
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
 def _study_section(r: _Reader, out: Path) -> Section:
     cfg = r.cfg
     sec = Section("study", "1. The study",
@@ -213,7 +209,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
         blocks = sorted((int(k[len("sample_b"):]) for k in imgs if k.startswith("sample_b")), reverse=True)
         rows = [(f"block {b}" + (" (none)" if b == cfg.data.image_size else ""), imgs[f"sample_b{b}"], caps) for b in blocks]
         title = f"{role} {d.display}: one training image per class"
-        f = image_grid(out / f"samples-{role}-{_safe(d.display)}.png", rows,
+        f = image_grid(out / f"samples-{role}-{file_safe(d.display)}.png", rows,
                        title + (", shuffled at each block size" if role == "target" else ""))
         sec.figure(f.name, f"{role} domain {d.display}: one training image of each of the first classes"
                    + ("; each row is the same images block-shuffled at that block size (one permutation per domain)"
@@ -306,7 +302,7 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
         for key, label in (("pt_right_ri_wrong", "P-T right,\nRI-T wrong"), ("ri_right_pt_wrong", "RI-T right,\nP-T wrong")):
             caps = [f"#{int(i)} {classes[int(y)]}" for i, y in zip(imgs[f"{key}_index"], imgs[f"{key}_y"], strict=True)]
             rows_img.append((label, imgs[f"{key}_x"], caps))
-        f = image_grid(out / f"mistakes-{_safe(t)}.png", rows_img, f"{t}: test images one arm gets right and the other wrong")
+        f = image_grid(out / f"mistakes-{file_safe(t)}.png", rows_img, f"{t}: test images one arm gets right and the other wrong")
         sec.figure(f.name, f"{t}: up to 16 test images per row (first P-T against first RI-T seed), captioned with the test "
                    "index and the true class")
     return sec
@@ -372,7 +368,7 @@ def _criticality_section(r: _Reader, out: Path) -> Section:
         if not all(v.boundary_s for v in arms.values()):
             sec.missing(f"{t}: criticality results without the (a, s) boundary (computed by an older version)")
             continue
-        f = criticality_maps(out / f"criticality-{_safe(t)}.png", t, arms)
+        f = criticality_maps(out / f"criticality-{file_safe(t)}.png", t, arms)
         any_arm = next(iter(arms.values()))
         sec.figure(f.name, f"{t}: module x a picture of the largest feasible noise scale, and the criticality per "
                    f"module (first seed of each arm; every seed's P-T criticality enters claim N8; "
@@ -579,7 +575,7 @@ def render_report(results: str | Path, out: str | Path | None = None) -> Path:
             got = build()
         except Exception as e:  # one broken section must not lose the report
             log.warning("report section %s failed", title, exc_info=True)
-            got = Section(_safe(title), title)
+            got = Section(file_safe(title), title)
             got.missing(f"this section could not be drawn: {type(e).__name__}: {e}")
         sections.extend(got if isinstance(got, list) else [got])
     html = render_html(title=f"transferscope report: {r.cfg.name}", sections=sections, study=to_dict(r.cfg),

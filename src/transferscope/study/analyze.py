@@ -30,11 +30,11 @@ from .. import jsonio
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
-from ..config import AnalysisConfig, to_dict
+from ..config import AnalysisConfig, check_config, to_dict
 from ..store import RUN_DONE, Store, StoreError, StoreWriteError, atomic_write_text, dumps
 from . import arms
 from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
-from .plan import Plan, RunSpec
+from .plan import Plan, RunSpec, file_safe
 from .records import (
     SCORE_NAMES,
     BarrierPairs,
@@ -534,8 +534,7 @@ def job_key(ctx: Context, spec: AnalysisSpec, job: Job) -> str:
     h = hashlib.sha256(json.dumps({"cache": CACHE_VERSION, "name": spec.name, "version": spec.version,
                                    "target": job.target, "params": job.params, "inputs": contents},
                                   sort_keys=True, default=str).encode())
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in job.target)
-    return f"{spec.name}-{safe}-{h.hexdigest()[:12]}"
+    return f"{spec.name}-{file_safe(job.target)}-{h.hexdigest()[:12]}"
 
 
 def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, show_progress: bool = True,
@@ -548,6 +547,7 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
     on P (e.g. RI-T/RI-T pairs) has the same cache key under every P and is computed once.
 
     ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``)."""
+    check_config(settings or plan.config.analysis, "analysis.")  # a hand-edited study.json was planned unchecked
     ps = plan.pretrains()
     out = _analyze_one(plan.for_pretrain(ps[0].seed), store, settings, show_progress, device)
     for p in ps[1:]:
@@ -659,8 +659,7 @@ def _write_images(plan: Plan, store: Store, results: dict[str, Any], per_row: in
 
 def _key(name: str, target: str, args: dict) -> str:
     h = hashlib.sha256(json.dumps({"name": name, "args": args}, sort_keys=True, default=str).encode())
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in target)
-    return f"{name}-{safe}-{h.hexdigest()[:10]}"
+    return f"{name}-{file_safe(target)}-{h.hexdigest()[:10]}"
 
 # ------------------------------------------------------------------------------------------------ evidence and claims
 

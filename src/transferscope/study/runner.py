@@ -58,7 +58,7 @@ from ..store import (
     write_npz,
 )
 from ..train import TrainingDiverged, train
-from .plan import Plan, RunSpec
+from .plan import Plan, RunSpec, estimate_memory, format_bytes
 from .tuning import choose, concrete
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,8 @@ class ExecutionSummary:
     """Runs whose worker process died under them, with what killed it each time (they were tried again)."""
     threads: int = 0
     """The torch threads per run of this study (recorded in ``threads.json``)."""
+    jobs: int = 1
+    """Runs trained side by side: ``jobs``, or fewer when that many workers would not fit in memory."""
     seconds: float = 0.0
 
 
@@ -420,6 +422,22 @@ def _study_threads(plan: Plan, store: Store, threads: int, jobs: int) -> int:
     return recorded
 
 
+def _jobs_that_fit(plan: Plan, jobs: int) -> int:
+    """``jobs``, or as many worker processes as the available memory holds, with a warning: every worker holds the
+    study's domains and its own batches, one worker's peak being :func:`~.plan.estimate_memory` (which
+    ``make_plan`` has already checked for one)."""
+    if jobs <= 1:
+        return jobs
+    est = estimate_memory(plan.config)
+    if est.available is None or jobs * est.total <= est.available:
+        return jobs
+    fit = int(max(1, est.available // max(1, est.total)))
+    log.warning("--jobs %d: each worker needs about %s and %s of memory is available; training %d run%s at a time "
+                "(lower data.image_size or the number of images per class to train more)", jobs,
+                format_bytes(est.total), format_bytes(est.available), fit, "" if fit == 1 else "s")
+    return fit
+
+
 def _check_rerun(plan: Plan, store: Store, rerun: list[str]) -> None:
     known = {r.run_id for r in plan.runs + plan.tuning} | set(store.list_runs())
     for rid in rerun:
@@ -435,7 +453,8 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
     """Run every unfinished run of ``plan`` into ``store`` (which this call locks).
 
     Args:
-        jobs: runs trained side by side in worker processes (1: in this process).
+        jobs: runs trained side by side in worker processes (1: in this process); fewer, with a warning, when
+            that many workers would not fit in the available memory.
         threads: torch threads per run; 0: those the study's first call fixed (``threads.json``), where a first
             call shares the cores out among ``jobs``. Results are bitwise reproducible for a fixed thread count,
             so a resumed study equals one run at once.
@@ -451,6 +470,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
     t0 = time.time()
     summary = ExecutionSummary()
     rerun = list(dict.fromkeys(rerun))
+    jobs = summary.jobs = _jobs_that_fit(plan, jobs)
     with store.lock():  # first: a call refused here writes nothing
         store.check_format()  # a folder of an older format would be trained again from scratch: refuse it
         _check_rerun(plan, store, rerun)
