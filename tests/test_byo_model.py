@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -265,7 +266,7 @@ def test_basin_sweep_from_given_checkpoints(tmp_path, folders):
         ckpts.append(path)
     _, w = _weights(tmp_path)
     model = f'[model]\nname = "{FACTORY}"\nhead = "classifier"\nweights = "{w}"\nkwargs = {{width = 6}}\n'
-    text = open(_study(tmp_path, folders, model)).read() + \
+    text = Path(_study(tmp_path, folders, model)).read_text() + \
         "\n[basin]\ncheckpoints = [" + ", ".join(f'"{c}"' for c in ckpts) + "]\n"
     p = tmp_path / "basin.toml"
     p.write_text(text)
