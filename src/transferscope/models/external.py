@@ -187,13 +187,9 @@ class Hooked(nn.Module):
         return name.split(".")[0]
 
     def features(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        from .resnet import LayerError
+        from .resnet import check_layers
 
-        wanted = list(layers)
-        valid = self.layer_names()
-        unknown = [n for n in wanted if n not in valid]
-        if unknown:
-            raise LayerError(f"unknown layer {unknown[0]!r}; valid layers are {', '.join(valid)}")
+        wanted = check_layers(layers, self.layer_names())
         out: dict[str, torch.Tensor] = {}
         handles = []
 

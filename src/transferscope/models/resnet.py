@@ -24,6 +24,15 @@ class LayerError(KeyError):
         return str(self.args[0])
 
 
+def check_layers(layers: Iterable[str], valid: list[str]) -> list[str]:
+    """``layers`` as a list, or a :class:`LayerError` naming the first unknown one and every valid one."""
+    wanted = list(layers)
+    unknown = [n for n in wanted if n not in valid]
+    if unknown:
+        raise LayerError(f"unknown layer {unknown[0]!r}; valid layers are {', '.join(valid)}")
+    return wanted
+
+
 class _Bias(nn.Module):
     """A scalar bias (Fixup)."""
 
@@ -169,11 +178,7 @@ class ResNet(nn.Module):
         Raises:
             LayerError: a name is not a layer; the message lists the valid names.
         """
-        wanted = list(layers)
-        valid = self.layer_names()
-        unknown = [n for n in wanted if n not in valid]
-        if unknown:
-            raise LayerError(f"unknown layer {unknown[0]!r}; valid layers are {', '.join(valid)}")
+        wanted = check_layers(layers, self.layer_names())
         out: dict[str, torch.Tensor] = {}
         remaining = set(wanted)
         for name, h in self._walk(x):
