@@ -8,6 +8,7 @@ Layout::
       study.json                the resolved study config of the last ``run``
       threads.json              the torch threads every run of the study is trained with (fixed by its first ``run``)
       runs/<run_id>/            written whole into runs/.tmp-* and renamed into place when the run ends
+      runs/.claims/<run_id>     a run claimed by one process (the Ray executor): O_EXCL-created, mtime = heartbeat
         run.json                spec, seed, status (done / failed + reason), versions, git commit, timing, and
                                 ``artefacts``: the sha256 of every other file of the folder (path -> hex digest)
         metrics.json            final figures
@@ -44,7 +45,9 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,8 @@ from .config import ConfigError
 
 __all__ = ["Store", "StoreError", "StoreLocked", "StoreFormatError", "RunDamaged", "StoredFileError",
            "StoreWriteError", "atomic_write_text", "atomic_write_bytes", "write_new", "write_json", "read_stored_json",
-           "rerun_hint", "file_sha256", "hash_artefacts", "RUN_DONE", "RUN_FAILED", "RESULTS_FORMAT"]
+           "rerun_hint", "file_sha256", "hash_artefacts", "RUN_DONE", "RUN_FAILED", "RESULTS_FORMAT", "RunClaim",
+           "CLAIM_HEARTBEAT_S", "CLAIM_STALE_S"]
 
 RUN_DONE = "done"
 RUN_FAILED = "failed"
@@ -265,6 +269,108 @@ def _exclusive(path: Path, busy: str) -> Iterator[None]:
         os.close(fd)  # closing releases the flock; the kernel does the same if the process dies
 
 
+CLAIM_HEARTBEAT_S = 10.0
+"""How often the holder of a run's claim touches it (its mtime) while the run trains."""
+CLAIM_STALE_S = 120.0
+"""A claim untouched for this long is stale: its holder is taken for dead and another process may take it over.
+Far above :data:`CLAIM_HEARTBEAT_S`, and above the clock difference between the nodes that share a results folder."""
+
+
+class RunClaim:
+    """A run claimed by one process: the file ``runs/.claims/<run_id>``, made by an atomic exclusive create
+    (``O_EXCL``: of several processes, on any node, one makes it), holding its owner's token, host and pid. Its
+    mtime is the heartbeat (:meth:`touch`); one untouched for longer than the stale timeout may be taken over
+    (:meth:`Store.claim`). Picklable: a claim taken by one process can be kept alive by another (the one that
+    trains)."""
+
+    def __init__(self, path: str | Path, token: str) -> None:
+        self.path, self.token = Path(path), token
+
+    def __repr__(self) -> str:
+        return f"RunClaim({str(self.path)!r})"
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def owned(self) -> bool:
+        """Whether the claim file is still this claim (not released, not taken over)."""
+        return (_read_claim(self.path) or {}).get("token") == self.token
+
+    def touch(self) -> bool:
+        """The heartbeat: set the claim's mtime to now. False when the claim is no longer this one's."""
+        if not self.owned():
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path)
+            return True
+        return False
+
+    def release(self) -> None:
+        """Remove the claim, if it is still this one's."""
+        if self.owned():
+            self.path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def heartbeat(self, every: float = CLAIM_HEARTBEAT_S) -> Iterator[None]:
+        """Touch the claim every ``every`` seconds from a background thread for the duration of the block (the
+        thread dies with the process: a killed holder's claim goes stale)."""
+        import threading
+
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                with contextlib.suppress(OSError):
+                    self.touch()
+
+        t = threading.Thread(target=beat, name=f"claim-{self.run_id}", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(timeout=every + 1)
+
+
+def _read_claim(path: Path) -> dict | None:
+    """The content of a claim file; None when there is none; ``{}`` while its maker is still writing it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        d = json.loads(data)
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _take_over(path: Path, stale_after: float) -> bool:
+    """Remove the claim at ``path`` if it is stale (untouched for ``stale_after`` s). True when there is no claim
+    any more (removed here, or gone meanwhile): try the exclusive create again; False when it is live."""
+    try:
+        if time.time() - path.stat().st_mtime < stale_after:
+            return False
+    except FileNotFoundError:
+        return True
+    aside = path.with_name(f".stale-{path.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, aside)  # atomic: of two processes taking it over, one moves it
+    except FileNotFoundError:
+        return True
+    try:
+        if time.time() - aside.stat().st_mtime < stale_after:
+            # it was replaced by a fresh claim between the check and the rename: put that one back, unless yet
+            # another claim was made meanwhile (link, like O_EXCL, never replaces a file)
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+            return False
+        return True
+    finally:
+        aside.unlink(missing_ok=True)
+
+
 class Store:
     """A results folder. Reading needs no lock; writing runs needs :meth:`lock`."""
 
@@ -278,13 +384,57 @@ class Store:
         """Hold the folder's lock for the duration; raise StoreLocked at once if another process has it.
 
         Take it before writing anything: a refused writer writes nothing. One lock covers the whole folder (the
-        study's files and every run). To spread one study's runs over several processes or machines, this is where
-        per-run claims go: hold this lock only while planning and writing the study's files, and have each run
-        take its own :func:`_exclusive` claim (``runs/.claims/<run_id>``) for as long as it trains."""
+        study's files and every run): the local executor's. The Ray executor, whose runs train on several machines
+        over a shared (possibly network) file system where ``flock`` is unreliable, takes a per-run claim
+        (:meth:`claim`: ``runs/.claims/<run_id>``, an exclusive create with a heartbeat) for each run instead."""
         make_dirs(self.root)
         with _exclusive(self.root / ".lock", f"results folder {self.root} is being written by another process "
                                              "(pid {pid}); wait for it to finish or stop it"):
             yield
+
+    # ------------------------------------------------------------ per-run claims
+    @property
+    def claims(self) -> Path:
+        return self.runs / ".claims"
+
+    def claim(self, run_id: str, stale_after: float = CLAIM_STALE_S, owner: str = "") -> RunClaim | None:
+        """Claim a run for this process (:class:`RunClaim`): an atomic exclusive create of
+        ``runs/.claims/<run_id>``, which needs no lock and works on a network file system (``flock`` may not).
+        None when another process holds a live claim on it; a claim untouched for ``stale_after`` seconds (its
+        holder died) is taken over. The holder touches it (:meth:`RunClaim.heartbeat`) while the run trains and
+        releases it when the run is stored."""
+        make_dirs(self.claims)
+        path = self.claims / run_id
+        token = secrets.token_hex(8)
+        body = dumps({"token": token, "owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+                      "claimed": time.time()}).encode()
+        for _ in range(5):
+            try:
+                write_new(path, body, exclusive=True)
+            except FileExistsError:
+                if not _take_over(path, stale_after):
+                    return None
+                continue
+            return RunClaim(path, token)
+        return None
+
+    def claim_holder(self, run_id: str, stale_after: float = CLAIM_STALE_S) -> dict | None:
+        """Who holds the claim on a run (owner, host, pid, ``age``: seconds since its last heartbeat, ``stale``);
+        None when it is not claimed."""
+        path = self.claims / run_id
+        d = _read_claim(path)
+        if d is None:
+            return None
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return {**d, "age": age, "stale": age >= stale_after}
+
+    def claimed_live(self, run_id: str, stale_after: float = CLAIM_STALE_S) -> bool:
+        """Whether a run is claimed by a process whose heartbeat is fresh."""
+        h = self.claim_holder(run_id, stale_after)
+        return h is not None and not h["stale"]
 
     # ------------------------------------------------------------ format
     def format_version(self) -> int | None:
@@ -323,11 +473,16 @@ class Store:
         if self.format_version() != RESULTS_FORMAT:
             atomic_write_text(self.root / "FORMAT", f"{RESULTS_FORMAT}\n")
 
-    def clean_tmp(self) -> int:
-        """Remove the leftovers of runs that were in flight when a process died. Call with the lock held."""
+    def clean_tmp(self, live: Callable[[str], bool] | None = None) -> int:
+        """Remove the leftovers of runs that were in flight when a process died. Call with the lock held, or (with
+        per-run claims, :meth:`claim`) with ``live``: the runs claimed by a live process, whose folders being
+        written are kept."""
         n = 0
         if self.runs.is_dir():
             for p in self.runs.glob(".tmp-*"):
+                rid = p.name[len(".tmp-"):].removeprefix("removed-").rsplit("-", 1)[0]
+                if live is not None and live(rid):
+                    continue
                 shutil.rmtree(p, ignore_errors=True)
                 n += 1
         return n
