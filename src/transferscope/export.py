@@ -16,7 +16,7 @@ from . import __version__, jsonio
 from .config import ConfigError
 from .store import RUN_DONE, RUN_FAILED, Store, atomic_write_bytes, atomic_write_text, file_sha256, rerun_hint
 
-__all__ = ["ExportError", "export_model", "WRAPPED_PREFIX"]
+__all__ = ["ExportError", "export_model", "export_tables", "WRAPPED_PREFIX", "RUN_COLUMNS", "ANALYSIS_COLUMNS"]
 
 WRAPPED_PREFIX = "net."
 """Where :class:`~transferscope.models.Hooked` keeps the wrapped module's parameters."""
@@ -143,3 +143,270 @@ def export_model(results: str | Path, run_id: str, out: str | Path, which: str =
     except OSError as e:
         raise ExportError(f"--out {out}: cannot be written ({e.strerror or e})") from None
     return out, config_path
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+TABLE_FORMATS = ("csv", "parquet")
+
+RUN_COLUMNS = ("run_id", "status", "arm", "domain", "target", "block_size", "seed", "pretrain_seed", "parent",
+               "parent_checkpoint", "model", "lr", "epochs", "batch_size", "momentum", "weight_decay", "schedule",
+               "warmup_epochs", "grad_clip", "eval_every", "speed_epochs", "speed_fraction")
+"""The leading columns of the runs table (from each run's spec); the metrics of ``metrics.json`` follow under their
+own names, then ``run_seconds`` (the run's wall time, run.json ``seconds``) and the other scalars of run.json."""
+
+ANALYSIS_COLUMNS = ("analysis", "target", "pretrain_seed", "block_size", "checkpoint", "group", "seed_a", "run_a",
+                    "seed_b", "run_b", "which_b", "field", "i", "at_i", "j", "at_j", "value")
+"""The columns of every analysis table (long format: one number per row). ``group``: the pair's kind (``P-T/RI-T``),
+the model's arm, or a correlation's ``<score>/<gain>``; ``seed_a``/``run_a`` (and ``seed_b``/``run_b``/``which_b``
+for a pair): the runs; ``field``: the record's field; ``i``/``j``: positions along the field's axes, ``at_i``/
+``at_j`` what is there (a layer or module name, a lambda, a radius, an epoch ...); ``value``: the number."""
+
+_AXES: dict[str, dict[str, tuple[str, ...]]] = {
+    "cka": dict.fromkeys(("full", "minibatch"), ("layers",)),
+    "barrier": dict.fromkeys(("loss", "error"), ("lambdas",)),
+    "criticality": dict.fromkeys(("criticality", "best_a", "best_s", "distance", "best_s_low", "best_s_high",
+                                  "criticality_low", "criticality_high", "degenerate"), ("modules",))
+    | dict.fromkeys(("rewind_loss", "rewind_acc", "boundary_s", "boundary_width"), ("modules", "alphas")),
+    "flatness": dict.fromkeys(("loss_increase", "loss_increase_std"), ("radii",)),
+    "stability": dict.fromkeys(("loss_change", "grad_change", "loss_lipschitz", "grad_lipschitz"), ("ks",)),
+    "principal": dict.fromkeys(("fraction", "random_fraction"), ("weights", "top_k")) | {"grad_norm": ("weights",)},
+    "deviation": {"deviation": ("epochs", "modules")},
+}
+"""Per analysis, the record fields whose positions are named by another field of the record (e.g. CKA's ``full``
+per ``layers``)."""
+
+_SKIP = frozenset({"args", "schema_version", "seed"})  # the settings, not results (the job's params say them)
+
+
+def _scalar(v) -> bool:
+    return v is None or isinstance(v, bool | int | float | str)
+
+
+def _flatten(analysis: str, d: dict, base: dict) -> list[dict]:
+    """Rows of the numbers of one record dict (a result of one model or pair, a point of a curve ...)."""
+    axes = _AXES.get(analysis, {})
+    rows: list[dict] = []
+
+    def at(names: tuple[str, ...], k: int, pos: int):
+        if k < len(names):
+            lab = d.get(names[k])
+            if isinstance(lab, list) and pos < len(lab):
+                return str(lab[pos])
+        return None
+
+    for name, v in d.items():
+        if name in _SKIP or isinstance(v, str):
+            continue
+        names = axes.get(name, ())
+        if isinstance(v, bool | int | float) or v is None:
+            rows.append({**base, "field": name, "value": v})
+        elif isinstance(v, dict):
+            for pos, (key, x) in enumerate(v.items()):
+                if isinstance(x, bool | int | float) or x is None:
+                    rows.append({**base, "field": name, "i": pos, "at_i": str(key), "value": x})
+        elif isinstance(v, list):
+            for pos, x in enumerate(v):
+                if isinstance(x, dict):  # a point of a curve (stability): its numbers, at this position
+                    point = {**base, "i": pos, "at_i": None if x.get("epoch") is None else str(x["epoch"])}
+                    for r in _flatten(analysis, x, {}):
+                        if "i" in r:
+                            r["j"], r["at_j"] = r.pop("i"), r.pop("at_i", None)
+                        rows.append({**point, **r})
+                elif isinstance(x, list):
+                    for q, y in enumerate(x):
+                        if isinstance(y, bool | int | float) or y is None:
+                            rows.append({**base, "field": name, "i": pos, "at_i": at(names, 0, pos), "j": q,
+                                         "at_j": at(names, 1, q), "value": y})
+                elif isinstance(x, bool | int | float) or x is None:
+                    rows.append({**base, "field": name, "i": pos, "at_i": at(names, 0, pos), "value": x})
+    return rows
+
+
+def analysis_rows(name: str, result: dict, pretrain_seed: int | None) -> list[dict]:
+    """The long rows of one stored analysis result (``name``: ``<analysis>/<target>``; ``result``: the record's
+    dict, what ``analyses/<file>.json`` holds under ``result``, as its record type reads it)."""
+    analysis, _, target = name.partition("/")
+    base = {"analysis": analysis, "target": None if target == "all" else target, "pretrain_seed": pretrain_seed}
+    rows: list[dict] = []
+    if "pairs" in result:
+        for p in result["pairs"]:
+            seeds, runs = p.get("seeds") or [None, None], p.get("runs") or [None, None]
+            rows += _flatten(analysis, p["result"], {**base, "group": p["kind"], "seed_a": seeds[0], "seed_b": seeds[1],
+                                                     "run_a": runs[0], "run_b": runs[1], "which_b": p.get("which_b")})
+    elif "models" in result:
+        for m in result["models"]:
+            rows += _flatten(analysis, m["result"], {**base, "group": m["arm"], "seed_a": m["seed"], "run_a": m["run"]})
+    elif analysis == "transfer":
+        for r in result["rows"]:
+            at = {**base, "target": r["target"], "block_size": r["block_size"]}
+            rows.append({**at, "field": "gain", "value": r["gain"]})
+            for arm in ("P-T", "RI-T"):
+                for k, v in r.items():
+                    if k.startswith(f"{arm}_") and _scalar(v) and not isinstance(v, str):
+                        rows.append({**at, "group": arm, "field": k.removeprefix(f"{arm}_"), "value": v})
+                for s in r.get(f"{arm}_per_seed", []):
+                    rows += [{**at, "group": arm, "seed_a": s["seed"], "field": k, "value": v}
+                             for k, v in s.items() if k != "seed"]
+        rows += _flatten(analysis, {k: v for k, v in result.items() if k != "rows"}, base)
+    elif analysis == "basin":
+        for r in result["rows"]:
+            at = {**base, "block_size": result.get("block_size"), "checkpoint": r["checkpoint"], "group": "P-T",
+                  "seed_a": r["seed"], "run_a": r["run"]}
+            rows += [{**at, "field": k, "value": v} for k, v in r.items() if k not in ("checkpoint", "seed", "run")]
+        rows.append({**base, "block_size": result.get("block_size"), "field": "final_checkpoint",
+                     "value": result.get("final_checkpoint")})
+    elif analysis == "scores":
+        for b, r in result["blocks"].items():
+            rows += _flatten(analysis, r, {**base, "block_size": int(b)})
+    elif analysis == "relate":
+        for p in result["points"]:
+            at = {**base, "target": p["target"], "block_size": p["block_size"]}
+            rows += [{**at, "field": k, "value": v} for k, v in p.items() if k not in ("target", "block_size")]
+        for key, c in result["correlations"].items():
+            rows += [{**base, "group": key, "field": k, "value": v} for k, v in c.items()]
+    else:  # an analysis this version does not know the shape of: its numbers, generically
+        rows += _flatten(analysis, result, base)
+    return [{c: r.get(c) for c in ANALYSIS_COLUMNS} for r in rows]
+
+
+def run_rows(store: Store, plan) -> list[dict]:
+    """One row per run of the study (planned or stored): its spec's settings, the metrics of a finished run, its
+    status (``done``, ``failed``, ``pending``; ``damaged`` where a file no longer reads) and its times."""
+    from .store import StoreError
+    from .study.tuning import resolve
+
+    try:
+        resolved = resolve(plan, store)
+        ids = list(dict.fromkeys(r.run_id for r in resolved.tuning + resolved.runs))
+    except StoreError:
+        ids = []
+    ids += [r for r in store.list_runs() if r not in ids]
+    specs = {r.run_id: r.to_dict() for r in plan.tuning + plan.runs}
+    rows = []
+    for rid in ids:
+        row: dict = {"run_id": rid}
+        try:
+            info = store.run_info(rid) or {}
+        except StoreError as e:
+            info, row["status"], row["note"] = {}, "damaged", str(e)
+        spec = info.get("spec") or specs.get(rid) or {}
+        row.setdefault("status", info.get("status") or "pending")
+        dom, train = spec.get("domain") or {}, spec.get("train") or {}
+        row.update(arm=spec.get("arm"), domain=dom.get("label") or dom.get("name"),
+                   target=(dom.get("label") or dom.get("name")) if spec.get("arm") not in (None, "P") else None,
+                   block_size=spec.get("block_size"), seed=spec.get("seed"), pretrain_seed=spec.get("pretrain_seed"),
+                   parent=spec.get("parent") or None, parent_checkpoint=spec.get("parent_checkpoint"),
+                   model=(spec.get("model") or {}).get("name"))
+        for k in RUN_COLUMNS[11:]:
+            row[k] = train.get(k)
+        if row["status"] == RUN_DONE:
+            try:
+                metrics = store.read_json(rid, "metrics.json")
+            except StoreError as e:
+                metrics, row["status"], row["note"] = {}, "damaged", str(e)
+            row.update({k: v for k, v in metrics.items() if _scalar(v)})
+        row["run_seconds"] = info.get("seconds")
+        for k, v in info.items():
+            if k not in row and k not in ("seconds", "run_id", "spec") and _scalar(v):
+                row[k] = v
+        rows.append(row)
+    return rows
+
+
+def _write_table(rows: list[dict], columns: list[str], path: Path, fmt: str) -> Path:
+    path = path.with_suffix(f".{fmt}")
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if r.get(k) is None else repr(r[k]) if isinstance(r[k], float) else r[k] for k in columns})
+        atomic_write_text(path, buf.getvalue())
+        return path
+    pa, pq = _pyarrow()
+    arrays = {}
+    for c in columns:
+        vals = [r.get(c) for r in rows]
+        present = [v for v in vals if v is not None]
+        if present and all(isinstance(v, bool) for v in present):
+            typ = pa.bool_()
+        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            typ = pa.int64()
+        elif present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+            typ, vals = pa.float64(), [None if v is None else float(v) for v in vals]
+        else:
+            typ, vals = pa.string(), [None if v is None else str(v) for v in vals]
+        arrays[c] = pa.array(vals, type=typ)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(arrays), tmp)
+    tmp.replace(path)
+    return path
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ExportError("--format parquet needs pyarrow: pip install 'transferscope[tables]' (or --format csv, "
+                          "which needs nothing)") from None
+    return pa, pq
+
+
+def export_tables(results: str | Path, out: str | Path | None = None, fmt: str = "csv") -> tuple[list[Path], str]:
+    """Write the runs table (``runs.<fmt>``) and one long table per analysis (``<analysis>.<fmt>``, columns
+    :data:`ANALYSIS_COLUMNS`) of the results folder ``results`` into ``out`` (default ``RESULTS/tables``).
+    Returns (the paths written, a note on what is missing: empty when every analysis was exported).
+
+    Raises:
+        ExportError: ``results`` is not a results folder, ``fmt`` is unknown, pyarrow is missing for parquet, or
+            ``out`` cannot be written.
+    """
+    from .config import StudyConfig, from_dict
+    from .study.plan import make_plan
+    from .study.records import result_from_dict
+
+    if fmt not in TABLE_FORMATS:
+        raise ExportError(f"--format {fmt!r}: one of {', '.join(TABLE_FORMATS)}")
+    if fmt == "parquet":
+        _pyarrow()  # before anything is read
+    results = Path(results)
+    store = _store_of(results)
+    plan = make_plan(from_dict(StudyConfig, store.read_study()), check=False)
+    out = Path(out) if out else results / "tables"
+    runs = run_rows(store, plan)
+    columns = list(RUN_COLUMNS)
+    for r in runs:
+        columns += [k for k in r if k not in columns]
+    tables: dict[str, list[dict]] = {}
+    adir = results / "analyses"
+    indexes = sorted(adir.glob("index*.json")) if adir.is_dir() else []
+    primary = plan.pretrains()[0].seed if plan.pretrains() else None
+    unreadable = []
+    for idx in indexes:
+        seed = int(idx.stem.removeprefix("index-P")) if idx.stem.startswith("index-P") else primary
+        for name, file in jsonio.read(idx).get("results", {}).items():
+            try:
+                stored = jsonio.read(adir / file)["result"]
+                record = result_from_dict(name, stored)  # the typed record: a file of another shape is refused
+            except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
+                unreadable.append(f"{name} ({file}: {type(e).__name__}: {e})")
+                continue
+            tables.setdefault(name.split("/", 1)[0], []).extend(
+                analysis_rows(name, jsonio.loads(jsonio.dumps(record.to_dict())), seed))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [_write_table(runs, columns, out / "runs", fmt)]
+        paths += [_write_table(rows, list(ANALYSIS_COLUMNS), out / name, fmt) for name, rows in sorted(tables.items())]
+    except OSError as e:
+        raise ExportError(f"--out {out}: cannot be written ({e.strerror or e})") from None
+    note = ""
+    if not indexes:
+        note = f"no analyses in {results} (transferscope analyze {results} computes them): only the runs table written"
+    elif unreadable:
+        note = "not exported, unreadable (run transferscope analyze again): " + "; ".join(unreadable)
+    return paths, note

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ..study.plan import file_safe, make_plan
 from ..study.records import ModelsResult, PairsResult, result_from_dict
 from ..study.summary import checkpoint_gains, flags, results_table
 from ..study.tuning import choices, resolve
+from .figures import FIGURE_FORMATS, figure_formats
 from .template import render_html
 
 log = logging.getLogger(__name__)
@@ -558,12 +560,47 @@ def _deviation_means(per_target: dict[str, ModelsResult]) -> dict[str, dict[str,
     return out
 
 
-def render_report(results: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``<out>/index.html`` (default ``<results>/report``) and its PNG figures. Returns the HTML path."""
+def _figure_formats(figures: str | Sequence[str]) -> tuple[str, ...]:
+    """The formats to save each figure in, the one the HTML shows first: the PNG, else the SVG (a PNG is added
+    where only PDF is asked: a browser shows no PDF in a page)."""
+    asked = [f.strip().lower() for f in (figures.split(",") if isinstance(figures, str) else figures) if f.strip()]
+    bad = [f for f in asked if f not in FIGURE_FORMATS]
+    if bad or not asked:
+        raise ReportError(f"--figures {','.join(asked)!r}: a comma-separated list of {', '.join(FIGURE_FORMATS)}"
+                          + (f" ({', '.join(bad)} is not one)" if bad else ""))
+    shown = "png" if "png" in asked or "svg" not in asked else "svg"
+    return (shown, *dict.fromkeys(f for f in asked if f != shown))
+
+
+def render_report(results: str | Path, out: str | Path | None = None,
+                  figures: str | Sequence[str] = ("png",)) -> Path:
+    """Write ``<out>/index.html`` (default ``<results>/report``) and its figures, each in every format of
+    ``figures`` (``png``, ``svg``, ``pdf``; the page shows the PNG, else the SVG, and links the others). Returns
+    the HTML path."""
+    formats = _figure_formats(figures)
     root = Path(results)
     r = _Reader(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    with figure_formats(formats):
+        sections = _sections(r, out)
+    for s in sections:
+        for it in s.items:
+            if it["kind"] == "figure":
+                stem = Path(it["file"])
+                it["links"] = [(f.upper(), stem.with_suffix(f".{f}").name) for f in formats[1:]
+                               if (out / stem.with_suffix(f".{f}").name).is_file()]
+    html = render_html(title=f"transferscope report: {r.cfg.name}", sections=sections, study=to_dict(r.cfg),
+                       outcomes=list(OUTCOMES),
+                       generated=time.strftime("%Y-%m-%d %H:%M:%S"), root=str(root.resolve().name))
+    path = out / "index.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _sections(r: _Reader, out: Path) -> list[Section]:
     builders = [lambda: _claims_section(r, out), lambda: _study_section(r, out), lambda: _transfer_sections(r, out),
                 lambda: _mistakes_section(r, out), lambda: _similarity_section(r, out), lambda: _barrier_section(r, out),
                 lambda: _criticality_section(r, out), lambda: _basin_section(r, out), lambda: _liu_section(r, out)]
@@ -578,11 +615,4 @@ def render_report(results: str | Path, out: str | Path | None = None) -> Path:
             got = Section(file_safe(title), title)
             got.missing(f"this section could not be drawn: {type(e).__name__}: {e}")
         sections.extend(got if isinstance(got, list) else [got])
-    html = render_html(title=f"transferscope report: {r.cfg.name}", sections=sections, study=to_dict(r.cfg),
-                       outcomes=list(OUTCOMES),
-                       generated=time.strftime("%Y-%m-%d %H:%M:%S"), root=str(root.resolve().name))
-    path = out / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return sections

@@ -3,6 +3,8 @@ drawn as given (no mathtext: see :data:`PLAIN_TEXT`)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
 import math
@@ -54,10 +56,34 @@ def _plain_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapped
 
 
+FIGURE_FORMATS = ("png", "svg", "pdf")
+"""The formats a figure can be saved in; the HTML report shows the PNG (or the SVG) and links the others."""
+
+_FORMATS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("figure_formats", default=("png",))
+
+
+@contextlib.contextmanager
+def figure_formats(formats: Sequence[str]):
+    """Save every figure drawn inside in each of ``formats`` (a subset of :data:`FIGURE_FORMATS`; the first is
+    the one a figure function returns)."""
+    token = _FORMATS.set(tuple(formats))
+    try:
+        yield
+    finally:
+        _FORMATS.reset(token)
+
+
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    """Save ``fig`` as ``path`` with the suffix of each asked format; returns the first."""
+    try:
+        paths = [path.with_suffix(f".{fmt}") for fmt in _FORMATS.get()]
+        for p in paths:
+            # no creation date in the SVG and PDF metadata: the same results give the same files
+            meta = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}.get(p.suffix)
+            fig.savefig(p, dpi=90, bbox_inches="tight", metadata=meta)
+    finally:
+        plt.close(fig)
+    return paths[0]
 
 
 def _finite(v) -> float:

@@ -38,7 +38,9 @@ Every figure says what was measured and over how many seeds.</p>
 {% if s.intro %}<p>{{ s.intro }}</p>{% endif %}
 {% for it in s.items %}
 {% if it.kind == "figure" %}
-<figure><img src="{{ it.file }}" alt="{{ it.caption }}"><figcaption>{{ it.caption }}</figcaption></figure>
+<figure><img src="{{ it.file }}" alt="{{ it.caption }}"><figcaption>{{ it.caption }}
+{%- if it.links %} (also as {% for fmt, f in it.links %}<a href="{{ f }}">{{ fmt }}</a>
+{{- ", " if not loop.last }}{% endfor %}){% endif %}</figcaption></figure>
 {% elif it.kind == "table" %}
 <table>
 {% if it.caption %}<caption>{{ it.caption }}</caption>{% endif %}
