@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -21,6 +22,29 @@ def _default_jobs() -> int:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, 4))
+
+
+@contextlib.contextmanager
+def _tensorboard(on: bool):
+    """--tensorboard: the runs trained inside (in this process and its workers) write TensorBoard logs."""
+    from . import tblog
+
+    if not on:
+        yield
+        return
+    try:
+        tblog.check_available()
+    except ImportError as e:
+        raise ConfigError(str(e)) from None
+    before = os.environ.get(tblog.ENV)
+    os.environ[tblog.ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(tblog.ENV, None)
+        else:
+            os.environ[tblog.ENV] = before
 
 
 def _study_of(results: Path) -> StudyConfig:
@@ -61,8 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     jobs = args.jobs or _default_jobs()
     print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
-    summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
-                      show_progress=not args.no_progress, rerun=args.rerun)
+    with _tensorboard(args.tensorboard):  # the runs' TensorBoard logs, where asked
+        summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
+                          show_progress=not args.no_progress, rerun=args.rerun)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
     for rid, why in summary.retried.items():
@@ -179,7 +204,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import render_report
 
-    path = render_report(args.results, args.out)
+    path = render_report(args.results, args.out, figures=args.figures)
     print(f"report: {path.resolve()}")
     return 0
 
@@ -200,6 +225,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.what == "model":
         weights, config = export_model(args.results, args.run_id, args.out, args.which)
         print(f"weights: {weights}\nconfig:  {config}")
+    elif args.what == "table":
+        from .export import export_tables
+
+        paths, note = export_tables(args.results, args.out, args.format)
+        for path in paths:
+            print(path)
+        if note:
+            print(note, file=sys.stderr)
     return 0
 
 
@@ -225,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "study is the one the --results folder holds")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="TensorBoard logs of each run's curves in RESULTS/tensorboard/<run_id> (watch live: "
+                        "tensorboard --logdir RESULTS/tensorboard; needs pip install 'transferscope[tensorboard]')")
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("status", help="what is done, failed and pending in a results folder")
@@ -245,12 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="render the HTML report (and PNG figures) of a study's stored results")
     rp.add_argument("results", nargs="?", default="results/quick")
     rp.add_argument("--out", help="folder for index.html and the figures (default: RESULTS/report)")
+    rp.add_argument("--figures", default="png", metavar="png,svg,pdf",
+                    help="formats to save each figure in (default png); the page shows the PNG (else the SVG) and "
+                         "links the others")
     rp.set_defaults(fn=cmd_report)
 
     d = sub.add_parser("domains", help="list the registered image domains")
     d.set_defaults(fn=cmd_domains)
 
-    e = sub.add_parser("export", help="write what a study made for use elsewhere (export model: a run's weights)")
+    e = sub.add_parser("export", help="write what a study made for use elsewhere (export model: a run's weights; "
+                                          "export table: CSV/Parquet tables)")
     what = e.add_subparsers(dest="what", required=True)
     em = what.add_parser("model", help="a run's weights as safetensors, and FILE.json beside them (spec, classes, "
                                        "input, sha256)")
@@ -260,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--which", default="weights", metavar="weights|init|epoch_<e>",
                     help="final weights (default), the weights at step 0, or a kept pre-training checkpoint")
     em.set_defaults(fn=cmd_export)
+    et = what.add_parser("table", help="the runs (one row each) and each analysis (long format) as CSV or Parquet "
+                                       "tables")
+    et.add_argument("results", help="results folder")
+    et.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                    help="csv (needs nothing) or parquet (needs pyarrow: pip install 'transferscope[tables]')")
+    et.add_argument("--out", metavar="DIR", help="folder for runs.<format> and <analysis>.<format> "
+                                                 "(default: RESULTS/tables)")
+    et.set_defaults(fn=cmd_export)
     return p
 
 

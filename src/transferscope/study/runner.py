@@ -41,7 +41,7 @@ import torch
 from safetensors.torch import load, save
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, tblog
 from ..config import ConfigError, DataConfig, DomainConfig, to_dict
 from ..data import DomainData, load_domain
 from ..models import ModelError, create_model
@@ -214,7 +214,11 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         spe = -(-len(data.train) // spec.train.batch_size)
         ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
 
+        tb = tblog.run_log(root, run_id, spe)  # None unless --tensorboard
+
         def progress(epoch: int, figs: dict) -> None:
+            if tb is not None:
+                tb.epoch(epoch, figs)
             msg = (run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan")))
             if _QUEUE is not None:
                 _QUEUE.put(("epoch", *msg))
@@ -223,6 +227,8 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
                 _PROGRESS(*msg)
 
         result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress)
+        if tb is not None:
+            tb.finish(result.history)
     except TrainingDiverged as e:
         return _store_failure(store, info, f"diverged: {e}")
     except RunDamaged as e:  # the run it starts from is damaged: store nothing, it trains once that one is repaired
