@@ -27,17 +27,21 @@ def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None
 
 def run_study(config: str | Path | StudyConfig | None = None, results: str | Path | None = None, *,
               overrides: list[str] | None = None, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
-              show_progress: bool = True):
+              show_progress: bool = True, device: str | None = None, runs_per_device: int = 1,
+              deterministic: bool = False):
     """Train every unfinished run of a study (a TOML path, a built-in name such as ``"quick"``, or a
     :class:`StudyConfig`) into ``results`` (default ``results/<name>``). Returns the
-    :class:`~transferscope.study.runner.ExecutionSummary`."""
+    :class:`~transferscope.study.runner.ExecutionSummary`. ``device`` (default: the study's ``device``),
+    ``runs_per_device`` and ``deterministic``: as ``transferscope run --device/--runs-per-device/--deterministic``.
+    The precision is the study's (``pretrain.precision`` etc.; ``overrides`` can set it)."""
     from .store import Store
     from .study import execute, make_plan
 
     plan = make_plan(_config(config, overrides))
     store = Store(results or Path("results") / plan.config.name)
     store.check_format()
-    return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed, show_progress=show_progress)
+    return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed, show_progress=show_progress,
+                   device=device, runs_per_device=runs_per_device, deterministic=deterministic)
 
 
 @dataclass
@@ -55,8 +59,10 @@ class Analysis:
         return next(iter(self.verdicts.values()))
 
 
-def analyze_study(results: str | Path, *, show_progress: bool = True, device: str = "cpu") -> Analysis:
-    """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``."""
+def analyze_study(results: str | Path, *, show_progress: bool = True, device: str | None = None) -> Analysis:
+    """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``. ``device``:
+    where the analyses compute (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default: the study's
+    ``device``, ``auto`` unless set)."""
     from .config import ConfigError, from_dict
     from .store import Store
     from .study import make_plan

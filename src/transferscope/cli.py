@@ -71,7 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "the study's CONFIG to change it")
         cfg = _study_of(Path(args.results))
     else:
-        cfg = load_config(args.config or args.profile, args.set)
+        prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
+        cfg = load_config(args.config or args.profile, prec + args.set)
     plan = make_plan(cfg)  # validates everything before any training
     results = Path(args.results or Path("results") / cfg.name)
     store = Store(results)
@@ -87,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
     with _tensorboard(args.tensorboard):  # the runs' TensorBoard logs, where asked
         summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
-                          show_progress=not args.no_progress, rerun=args.rerun)
+                          show_progress=not args.no_progress, rerun=args.rerun, device=args.device,
+                          runs_per_device=args.runs_per_device, deterministic=args.deterministic)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
     for rid, why in summary.retried.items():
@@ -174,7 +176,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .study.analyze import format_verdicts
 
     _study_of(Path(args.results))  # a clear error for a folder that is not a study
-    a = analyze_study(args.results, show_progress=not args.no_progress)
+    a = analyze_study(args.results, show_progress=not args.no_progress, device=args.device)
     run = a.run
     for seed, sub in [(None, run), *run.pretrained.items()]:
         under = "" if seed is None else f" (under P of seed {seed})"
@@ -258,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "study is the one the --results folder holds")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
+                   help="where the runs train (default: the study's device, auto: CUDA, else MPS, else the CPU); "
+                        "one that is not there is an error. Not part of the run ids")
+    r.add_argument("--runs-per-device", type=int, default=1, metavar="N",
+                   help="on CUDA: runs trained side by side on each GPU (small runs share one); cuda or auto spread "
+                        "the runs over every GPU of the machine (default 1)")
+    r.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="training arithmetic for every table (default: the study's, fp32); off fp32 it is part of "
+                        "the run ids. Overrides the config; --set pretrain.precision=... sets one table")
+    r.add_argument("--deterministic", action="store_true",
+                   help="on a GPU: PyTorch's deterministic algorithms (slower); the CPU is bitwise reproducible "
+                        "as it is")
     r.add_argument("--tensorboard", action="store_true",
                    help="TensorBoard logs of each run's curves in RESULTS/tensorboard/<run_id> (watch live: "
                         "tensorboard --logdir RESULTS/tensorboard; needs pip install 'transferscope[tensorboard]')")
@@ -271,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="compute the missing analyses of a study and judge the paper's claims")
     a.add_argument("results", nargs="?", default="results/quick")
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
+                   help="where every analysis computes (default: the study's device, auto: CUDA, else MPS, else "
+                        "the CPU); one that is not there is an error")
     a.set_defaults(fn=cmd_analyze)
 
     c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other")

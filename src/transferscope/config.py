@@ -222,6 +222,10 @@ class TrainConfig:
     checkpoint_epochs: list[float] = field(default_factory=list, metadata=_list(Check(0, EPOCHS_MAX), distinct=True))
     """Points of the trajectory (in epochs; fractions allowed) whose weights are kept (``checkpoints/``), e.g. for
     the gradient-stability analysis along training. The initial and final weights are always kept."""
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata=TYPED)
+    """The arithmetic of training: ``fp32``, or autocast to ``bf16`` / ``fp16`` (fp16 with a gradient scaler).
+    It changes what a run computes, so a run off ``fp32`` has its own run id (``--precision`` sets it for every
+    table)."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,10 @@ class StudyConfig:
     lr_selection: Literal["per-target", "per-target-and-block"] = field(default="per-target", metadata=TYPED)
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""
+    device: str = field(default="auto", metadata=_text("device"))
+    """Where runs train and analyses compute (``--device`` overrides it): ``auto`` (CUDA if there is a GPU, else
+    MPS, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Not part of any run id: the same run on another
+    device is the same run (its ``run.json`` records where it ran)."""
 
     def unused_tables(self) -> tuple[str, ...]:
         """Tables whose settings the study does not use, and so does not check: ``pretrain`` when P is given."""
@@ -443,6 +451,7 @@ _TEXTS = {
               f"labels (at most {NAME_MAX} characters, no control character, not blank)"),
     "path": ("a path without control characters", "paths without control characters"),
     "sha256": ("64 lower-case hexadecimal digits (or empty)", "sha256 digests (64 lower-case hexadecimal digits)"),
+    "device": ("one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'", "devices ('auto', 'cpu', 'cuda', 'cuda:N', 'mps')"),
     "text": (f"text of at most {TEXT_MAX} characters without control characters",
              f"texts of at most {TEXT_MAX} characters without control characters"),
 }
@@ -474,6 +483,8 @@ def _text_ok(v: str, c: Check) -> bool:
         return len(v) <= NAME_MAX and bool(_FOLDER_NAME.fullmatch(v))
     if c.text == "sha256":
         return not v or bool(_SHA256.fullmatch(v))
+    if c.text == "device":
+        return bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
     if _CONTROL.search(v):
         return False
     if c.text == "label":

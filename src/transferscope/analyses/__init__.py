@@ -15,13 +15,17 @@ required: ``lr`` of ``stability`` (eta, the run's learning rate), and ``source_x
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from ..data import DomainData
+from ..devices import model_device, resolve_device
 from .barrier import BarrierResult, interpolate
 from .cka import CKAResult, feature_similarity
 from .criticality import CriticalityResult, module_criticality
@@ -46,9 +50,24 @@ class AnalysisInfo:
 _REGISTRY: dict[str, AnalysisInfo] = {}
 
 
+def _on(model: nn.Module, device: str | torch.device | None) -> nn.Module:
+    """``model`` on ``device``: itself when it is there already (or no device is given), else a copy moved there
+    (the model given is not changed)."""
+    if device is None:
+        return model
+    dev = resolve_device(device)
+    return model if model_device(model) == dev else copy.deepcopy(model).to(dev)
+
+
 def register_analysis(name: str, result_type: type, summary: str):
+    """Register ``fn(model_a, model_b, domain, *, seed, **options)``; the registered call also takes ``device``
+    (``cpu``, ``cuda``, ...; default: where the models are), on which both models and every input go."""
     def wrap(fn):
-        _REGISTRY[name] = AnalysisInfo(name, fn, result_type, summary)
+        @functools.wraps(fn)
+        def run(a: nn.Module, b: nn.Module, domain: DomainData, *, device: str | torch.device | None = None, **kw):
+            return fn(_on(a, device), _on(b, device), domain, **kw)
+
+        _REGISTRY[name] = AnalysisInfo(name, run, result_type, summary)
         return fn
 
     return wrap

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from ..data import Split
+from ..devices import cpu_sample, model_device
 from ..models import to_input
 from ..study.records import BarrierResult
 
@@ -81,16 +82,17 @@ def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambd
         return functional_call(model, (params, buffers), (x,))
 
     batched = vmap(f, in_dims=(0, None))
-    loss_sum = torch.zeros(k, dtype=torch.float64)
-    wrong = torch.zeros(k, dtype=torch.float64)
+    dev = lambdas.device
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
+    wrong = torch.zeros(k, dtype=torch.float64, device=dev)
     for i in range(0, len(split), batch_size):
-        x = _standard(to_input(split.x[i : i + batch_size]))
-        y = split.y[i : i + batch_size]
+        x = _standard(to_input(split.x[i : i + batch_size].to(dev)))
+        y = split.y[i : i + batch_size].to(dev)
         logits = batched(stacked, x)  # (k, b, classes)
         loss_sum += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1).double()
         wrong += (logits.argmax(2) != y).sum(1).double()
     n = len(split)
-    return (loss_sum / n).numpy(), (wrong / n).numpy()
+    return (loss_sum / n).cpu().numpy(), (wrong / n).cpu().numpy()
 
 
 def _bn_sample(train: Split, n: int, seed: int) -> Split:
@@ -98,8 +100,8 @@ def _bn_sample(train: Split, n: int, seed: int) -> Split:
     are stored class by class, so a prefix (or batches in stored order) would see one class at a time.
     ``Split.sample`` is balanced over the classes and interleaves them; all of a smaller split is permuted."""
     if 0 < n < len(train):
-        return train.sample(n, seed)
-    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        return cpu_sample(train, n, seed)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed), device="cpu")
     return Split(train.x[perm], train.y[perm], train.index[perm.numpy()])
 
 
@@ -112,10 +114,11 @@ def _recompute_bn(model: nn.Module, train: Split, batch_size: int, batches: int,
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the batches below
     sub = _bn_sample(train, batch_size * batches, seed)
+    dev = model_device(model)
     model.train()
     # batches of (nearly) equal size: the cumulative average weighs every batch alike
-    for idx in torch.arange(len(sub)).tensor_split(max(1, -(-len(sub) // batch_size))):
-        model(to_input(sub.x[idx]))
+    for idx in torch.arange(len(sub), device="cpu").tensor_split(max(1, -(-len(sub) // batch_size))):
+        model(to_input(sub.x[idx].to(dev)))
     model.eval()
 
 
@@ -137,7 +140,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     if points < 2:
         raise ValueError(f"interpolate: points must be >= 2, got {points}")
     _check_pair(model_a, model_b)
-    lambdas = torch.linspace(0, 1, points, dtype=torch.float64)
+    lambdas = torch.linspace(0, 1, points, dtype=torch.float64, device="cpu")
     model = copy.deepcopy(model_a).eval()
     pa = {n: p.detach() for n, p in model_a.named_parameters()}
     pb = {n: p.detach() for n, p in model_b.named_parameters()}
@@ -158,7 +161,8 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
         losses, errors = [], []
         step = chunk_points or points
         for lo in range(0, points, step):
-            lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step], split, batch_size)
+            lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step].to(model_device(model)),
+                                           split, batch_size)
             losses.append(lo_l)
             errors.append(lo_e)
         loss, err = np.concatenate(losses), np.concatenate(errors)

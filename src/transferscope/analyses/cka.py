@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..devices import model_device
 from ..models import to_input
 from ..study.records import CKAResult
 
@@ -53,7 +54,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         kx, ky = x @ x.T, y @ y.T
         num = (kx * ky).sum()
         den = kx.norm() * ky.norm()
-    return num / den if den > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+    return num / den if den > 0 else x.new_tensor(float("nan"))
 
 
 def _held_cka(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -71,11 +72,12 @@ def _held_cka(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tens
     def cy(i: int) -> torch.Tensor:
         return y[i : i + chunk].double() - my
 
-    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    f64 = {"dtype": torch.float64, "device": x.device}
+    nan = torch.tensor(float("nan"), **f64)
     if p * q + p * p + q * q <= n * (p + q):
-        sxy = torch.zeros(p, q, dtype=torch.float64)
-        sxx = torch.zeros(p, p, dtype=torch.float64)
-        syy = torch.zeros(q, q, dtype=torch.float64)
+        sxy = torch.zeros(p, q, **f64)
+        sxx = torch.zeros(p, p, **f64)
+        syy = torch.zeros(q, q, **f64)
         for i in range(0, n, chunk):
             xc, yc = cx(i), cy(i)
             sxy += xc.T @ yc
@@ -83,7 +85,7 @@ def _held_cka(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tens
             syy += yc.T @ yc
         den = sxx.norm() * syy.norm()
         return sxy.pow(2).sum() / den if den > 0 else nan
-    num = kk = ll = torch.zeros((), dtype=torch.float64)
+    num = kk = ll = torch.zeros((), **f64)
     for i in range(0, n, chunk):
         xi, yi = cx(i), cy(i)
         kx = torch.cat([xi @ cx(j).T for j in range(0, n, chunk)], 1)
@@ -152,7 +154,7 @@ class LinearCKAAccumulator:
     _syy: torch.Tensor | None = None
     _hx: list = field(default_factory=list)
     _hy: list = field(default_factory=list)
-    _hsic: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
+    _hsic: torch.Tensor | None = None  # on the features' device, from the first minibatch
     _batches: int = 0
     _px: list = field(default_factory=list)
     _py: list = field(default_factory=list)
@@ -214,7 +216,8 @@ class LinearCKAAccumulator:
 
     def _add_minibatch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         k, l = x @ x.T, y @ y.T
-        self._hsic += torch.stack([hsic1(k, l), hsic1(k, k), hsic1(l, l)])
+        h = torch.stack([hsic1(k, l), hsic1(k, k), hsic1(l, l)]).double()
+        self._hsic = h if self._hsic is None else self._hsic + h
         self._batches += 1
 
     def compute(self) -> dict[str, torch.Tensor]:
@@ -223,7 +226,7 @@ class LinearCKAAccumulator:
         A value is NaN when it cannot be estimated (no variance; no complete minibatch; a negative HSIC_1(K,K)
         estimate, which small minibatches can give).
         """
-        nan = torch.tensor(float("nan"), dtype=torch.float64)
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device="cpu")
         out = {"full": nan, "minibatch": nan}
         if self.full and self.n > 1 and not self.streaming:
             self._hx, self._hy = [torch.cat(self._hx)], [torch.cat(self._hy)]  # one copy of the rows, not two
@@ -258,13 +261,14 @@ def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Ten
     The models are put in eval mode for the pass and given back in the mode they were in.
     """
     layers = list(layers)
+    dev = model_device(model_a)
     modes = (model_a.training, model_b.training)
     model_a.eval()
     model_b.eval()
     try:
         accs = [LinearCKAAccumulator(batch_size, full=full) for _ in layers]
         for i in range(0, len(images), chunk):
-            xb = images[i : i + chunk]
+            xb = images[i : i + chunk].to(dev)
             xb = to_input(xb) if xb.dtype == torch.uint8 else xb
             fa = model_a.features(xb, layers)
             fb = model_b.features(xb, layers)

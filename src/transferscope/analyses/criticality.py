@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import Split
+from ..devices import cpu_sample, model_device
 from ..models import to_input
 from ..study.records import CriticalityResult
 
@@ -53,10 +54,11 @@ class _Evaluator:
                  samples: int, seed: int, batch_size: int = 500) -> None:
         self.model = copy.deepcopy(model).eval()
         self.final = {n: p.detach().clone() for n, p in self.model.named_parameters()}
-        self.initial = initial
-        sub = data.sample(n_examples, seed)  # balanced over classes (splits are stored class by class)
-        self.x = to_input(sub.x)
-        self.y = sub.y
+        dev = model_device(self.model)
+        self.initial = {n: v.to(dev) for n, v in initial.items()}
+        sub = cpu_sample(data, n_examples, seed)  # balanced over classes (splits are stored class by class)
+        self.x = to_input(sub.x.to(dev))
+        self.y = sub.y.to(dev)
         self.batch_size = batch_size
         module_of = getattr(model, "module_of", lambda n: n.rsplit(".", 1)[0])
         self.groups: dict[str, list[str]] = {}
@@ -65,7 +67,9 @@ class _Evaluator:
                 self.groups.setdefault(module_of(n), []).append(n)
         g = torch.Generator().manual_seed(seed)
         # unit-variance draws, scaled by s at each point: the same noise everywhere (common random numbers)
-        self.noise = {n: [torch.randn(self.final[n].shape, generator=g) for _ in range(samples)] for n in self.final}
+        # drawn on the CPU (the same numbers on every device), then moved
+        self.noise = {n: [torch.randn(self.final[n].shape, generator=g, device="cpu").to(dev) for _ in range(samples)]
+                      for n in self.final}
         self.samples = samples
 
     @torch.no_grad()

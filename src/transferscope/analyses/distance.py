@@ -31,7 +31,8 @@ def parameter_distance(model_a: nn.Module, model_b: nn.Module | dict[str, torch.
             if b[name].shape != p.shape:
                 excluded[name] = f"shape {tuple(p.shape)} vs {tuple(b[name].shape)}"
                 continue
-            d = (p.detach().double().cpu() - b[name].detach().double().cpu()).pow(2).sum().item()
+            # on a's device (b's tensors moved there), in float64
+            d = (p.detach().double() - b[name].detach().to(p.device).double()).pow(2).sum().item()
             key = module_of(name)
             sq[key] = sq.get(key, 0.0) + d
             counted.append(name)

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import Split
+from ..devices import cpu_sample, model_device
 from ..models import to_input
 from ..study.records import FlatnessResult
 
@@ -46,7 +47,8 @@ def _power(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, iter
 
 
 def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, iters: int = 100, tol: float = 1e-3,
-                    seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[float, int, bool]:
+                    seed: int = 0, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+                    ) -> tuple[float, int, bool]:
     """Largest (algebraic) eigenvalue of a symmetric operator A given as matrix-vector products: the top of the
     spectrum, not the eigenvalue of largest magnitude (for diag(1, -2) it is 1, not -2).
 
@@ -58,16 +60,17 @@ def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *,
 
     Each phase stops when its Rayleigh quotient changes by at most ``tol`` relative to its value between two
     iterations, within ``iters`` iterations; in phase 3 that value is top + rho, so the top eigenvalue is then
-    found to about tol (top + rho). Returns (eigenvalue, iterations used in all, converged).
+    found to about tol (top + rho). Returns (eigenvalue, iterations used in all, converged). The vectors live on
+    ``device`` (drawn on the CPU with ``seed``, the same start on every device).
     """
     g = torch.Generator().manual_seed(seed)
-    v = torch.randn(dim, generator=g, dtype=dtype)
+    v = torch.randn(dim, generator=g, dtype=dtype, device="cpu").to(device)
     v /= v.norm()
     r, rho, v1, it1, ok1 = _power(matvec, v, iters, tol, dtype)
     if rho == 0 or (r > 0 and r >= (1 - 10 * tol) * rho):
         return r, it1, ok1
     if r <= 0:  # v1 lies near the bottom of the spectrum, which the shift sends to ~0: start afresh
-        v1 = torch.randn(dim, generator=g, dtype=dtype)
+        v1 = torch.randn(dim, generator=g, dtype=dtype, device="cpu").to(device)
         v1 /= v1.norm()
     mu, _, _, it2, ok2 = _power(lambda x: matvec(x).to(dtype) + rho * x, v1, iters, tol, dtype)
     return mu - rho, it1 + it2, ok2
@@ -114,11 +117,11 @@ def _perturbed_losses(model: nn.Module, x, y, radii: Sequence[float], samples: i
         vals = []
         for _ in range(samples):
             for p, b in zip(params, base, strict=True):
-                u = torch.randn(b.shape, generator=g, dtype=b.dtype)
+                u = torch.randn(b.shape, generator=g, dtype=b.dtype, device="cpu").to(b.device)
                 un = u.norm()
                 p.copy_(b + (r * b.norm() / un) * u if un > 0 else b)
             vals.append(loss_on(model, x, y).item() - l0)
-        t = torch.tensor(vals, dtype=torch.float64)
+        t = torch.tensor(vals, dtype=torch.float64, device="cpu")
         means.append(float(t.mean()))
         stds.append(float(t.std()) if samples > 1 else 0.0)
     for p, b in zip(params, base, strict=True):
@@ -138,15 +141,16 @@ def flatness(model: nn.Module, data: Split, *, n_examples: int = 500, iters: int
     """
     m = copy.deepcopy(model).eval()
     params = [p for p in m.parameters() if p.requires_grad]
-    sub = data.sample(n_examples, seed)  # balanced over classes (splits are stored class by class)
-    x = to_input(sub.x) if sub.x.dtype == torch.uint8 else sub.x
-    y = sub.y
+    sub = cpu_sample(data, n_examples, seed)  # balanced over classes (splits are stored class by class)
+    dev = model_device(m)
+    x = to_input(sub.x.to(dev)) if sub.x.dtype == torch.uint8 else sub.x.to(dev)
+    y = sub.y.to(dev)
     dim = sum(p.numel() for p in params)
     with torch.no_grad():
         loss = loss_on(m, x, y, batch_size).item()
     batches = _ce_batches(m, x, y, batch_size)
     lam, it, ok = power_iteration(lambda v: hessian_vector_product(batches, params, v), dim, iters=iters, tol=tol,
-                                  seed=seed)
+                                  seed=seed, device=dev)
     inc, inc_std = _perturbed_losses(m, x, y, radii, samples, seed)
     return FlatnessResult(loss, lam, it, ok, tol, [float(r) for r in radii], inc, inc_std, samples, len(y), seed,
                           {"n_examples": n_examples, "iters": iters, "batch_size": batch_size})

@@ -20,16 +20,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import Split
+from ..devices import cpu_sample, model_device
 from ..models import to_input
 from ..study.records import PrincipalGradientResult, StabilityResult
 
 __all__ = ["StabilityResult", "gradient_stability", "PrincipalGradientResult", "principal_gradient", "loss_and_grad"]
 
 
-def _xy(data: Split, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` examples balanced over the classes (splits are stored class by class: ``x[:n]`` would not be)."""
-    sub = data.sample(n, seed)
-    return (to_input(sub.x) if sub.x.dtype == torch.uint8 else sub.x), sub.y
+def _xy(data: Split, n: int, seed: int = 0, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` examples balanced over the classes (splits are stored class by class: ``x[:n]`` would not be), on
+    ``device``."""
+    sub = cpu_sample(data, n, seed)
+    x = sub.x.to(device)
+    return (to_input(x) if x.dtype == torch.uint8 else x), sub.y.to(device)
 
 
 def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500
@@ -59,7 +62,7 @@ def gradient_stability(model: nn.Module, data: Split, *, lr: float, ks: Sequence
     inputs: the changes along small steps are differences of nearly equal numbers, which float32 forward passes
     lose (a loss change of 0, a Lipschitz estimate 16 % off). The model given is not changed."""
     m = copy.deepcopy(model).eval().double()
-    x, y = _xy(data, n_examples, seed)
+    x, y = _xy(data, n_examples, seed, model_device(m))
     x = x.double()
     params = [p for p in m.parameters() if p.requires_grad]
     base = [p.detach().clone() for p in params]
@@ -87,7 +90,7 @@ def principal_gradient(model: nn.Module, data: Split, *, top_k: Sequence[int] = 
     Liu et al.: at the start of training on the target, pre-trained vs random weights), on ``n_examples`` of
     ``data`` balanced over its classes (``data.sample(n_examples, seed)``). Eval mode on a copy."""
     m = copy.deepcopy(model).eval()
-    x, y = _xy(data, n_examples, seed)
+    x, y = _xy(data, n_examples, seed, model_device(m))
     loss, grads = loss_and_grad(m, x, y, batch_size)
     named = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
     names, frac, rand, norms = [], [], [], []

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..devices import model_device
 from ..models import to_input
 from ..study.records import TransferabilityResult
 
@@ -175,14 +176,15 @@ def rank_correlation(a: np.ndarray, b: np.ndarray, *, n_resamples: int = 2000, c
 def _features_and_probs(model: nn.Module, x: torch.Tensor, layer: str, batch_size: int = 500):
     was = model.training
     model.eval()
+    dev = model_device(model)
     feats, probs = [], []
     try:
         for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size]
+            xb = x[i : i + batch_size].to(dev)
             xb = to_input(xb) if xb.dtype == torch.uint8 else xb
             out = model.features(xb, [layer, "head"])
-            feats.append(out[layer].reshape(len(xb), -1).double())
-            probs.append(torch.softmax(out["head"].double(), 1))
+            feats.append(out[layer].reshape(len(xb), -1).double().cpu())
+            probs.append(torch.softmax(out["head"].double(), 1).cpu())
     finally:
         model.train(was)
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()

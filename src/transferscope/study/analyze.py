@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .. import jsonio
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, check_config, to_dict
+from ..devices import cpu_sample, resolve_device
 from ..store import RUN_DONE, Store, StoreError, StoreWriteError, atomic_write_text, dumps
 from . import arms
 from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
@@ -160,7 +162,7 @@ def _by_id(ctx: Context) -> dict[str, RunSpec]:
 def _model(ctx: Context, run_id: str, which: str = "weights"):
     from .runner import load_run_model
 
-    return load_run_model(ctx.store, _by_id(ctx)[run_id], which).to(ctx.device)
+    return load_run_model(ctx.store, _by_id(ctx)[run_id], which, ctx.device)
 
 
 def _domain(ctx: Context, target: str, block: int | None = None):
@@ -168,9 +170,10 @@ def _domain(ctx: Context, target: str, block: int | None = None):
 
     cfg = ctx.plan.config
     d = next(t for t in cfg.targets if t.display == target) if target != cfg.source.display else cfg.source
-    data = load(d, cfg.data)
-    full = cfg.data.image_size
-    return data if block in (None, full) else data.shuffled(block, cfg.data.shuffle_seed)
+    with torch.device("cpu"):  # the images are kept (and shuffled) on the CPU; each analysis moves what it takes
+        data = load(d, cfg.data)
+        full = cfg.data.image_size
+        return data if block in (None, full) else data.shuffled(block, cfg.data.shuffle_seed)
 
 
 def _settings(ctx: Context, prefix: str | None) -> dict[str, Any]:
@@ -445,7 +448,8 @@ def _scores_run(ctx: Context, job: Job, results: dict) -> ScoresResult:
     cfg = ctx.plan.config
     data = _domain(ctx, job.target)
     # source images balanced over the source classes (splits are stored class by class)
-    src = _domain(ctx, cfg.source.display).test.sample(ctx.settings.scores_source_examples, ctx.settings.seed).x \
+    src = cpu_sample(_domain(ctx, cfg.source.display).test, ctx.settings.scores_source_examples,
+                     ctx.settings.seed).x \
         if cfg.has_source else None  # no source (a given P): the MMD is not measured
     model = _model(ctx, job.runs[0])
     layer = model.layer_names()[-2] if "pool" not in model.layer_names() else "pool"
@@ -538,7 +542,7 @@ def job_key(ctx: Context, spec: AnalysisSpec, job: Job) -> str:
 
 
 def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, show_progress: bool = True,
-            device: str = "cpu") -> AnalysisRun:
+            device: str | None = None) -> AnalysisRun:
     """Compute every missing analysis of the study in ``store``; return all results (cached or new).
 
     A study with several pre-trained models is analysed once per P (:meth:`Plan.for_pretrain`: that P, its P-T
@@ -546,8 +550,12 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
     are in its ``pretrained`` by pre-training seed (``analyses/index-P<seed>.json``). A job that does not depend
     on P (e.g. RI-T/RI-T pairs) has the same cache key under every P and is computed once.
 
-    ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``)."""
+    ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``). ``device``: where every
+    analysis computes (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default: the study's ``device``); one that
+    is not there is an error before anything is computed. The results do not depend on it beyond the last bits
+    of floating-point sums, so the cache keys do not name it."""
     check_config(settings or plan.config.analysis, "analysis.")  # a hand-edited study.json was planned unchecked
+    device = str(resolve_device(device or plan.config.device))
     ps = plan.pretrains()
     out = _analyze_one(plan.for_pretrain(ps[0].seed), store, settings, show_progress, device)
     for p in ps[1:]:

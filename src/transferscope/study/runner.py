@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from .. import __version__, tblog
 from ..config import ConfigError, DataConfig, DomainConfig, to_dict
 from ..data import DomainData, load_domain
+from ..devices import describe, device_slots, library_versions, resolve_device, set_deterministic
 from ..models import ModelError, create_model
 from ..store import (
     RUN_DONE,
@@ -132,28 +133,35 @@ def _checkpoint_name(epoch: float) -> str:
     return f"epoch_{epoch:g}.safetensors"
 
 
-def load_run_model(store: Store, spec: RunSpec, which: str = "weights") -> torch.nn.Module:
-    """The model of a finished run: ``which`` is ``weights`` (final), ``init`` (step 0) or ``epoch_<e>``."""
+def load_run_model(store: Store, spec: RunSpec, which: str = "weights", device: str | torch.device = "cpu"
+                   ) -> torch.nn.Module:
+    """The model of a finished run on ``device``: ``which`` is ``weights`` (final), ``init`` (step 0) or
+    ``epoch_<e>``."""
     info = store.run_info(spec.run_id)
     if info is None or info.get("status") != RUN_DONE:
         raise FileNotFoundError(f"run {spec.run_id} is not finished in {store.root}")
-    model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
+    with torch.device("cpu"):  # built and loaded on the CPU (the stored weights are), whatever the default device
+        model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
     name = f"checkpoints/{which}.safetensors" if which.startswith("epoch_") else f"{which}.safetensors"
     model.load_state_dict(_load(store, spec.run_id, name))
-    return model
+    return model.to(device)
 
 
-def _initial_model(spec: RunSpec, store: Store, num_classes: int) -> torch.nn.Module:
-    if spec.arm != "P-T":
-        return create_model(spec.model, spec.data.channels, num_classes, seed=spec.seed)
-    pinfo = store.run_info(spec.parent)
-    model = create_model(spec.model, spec.data.channels, pinfo["num_classes"], seed=spec.seed)
-    name = "weights.safetensors"
-    if spec.parent_checkpoint >= 0:
-        name = "checkpoints/" + _checkpoint_name(spec.parent_checkpoint)
-    model.load_state_dict(_load(store, spec.parent, name))
-    model.reset_head(num_classes, generator=torch.Generator().manual_seed(spec.seed))
-    return model
+def _initial_model(spec: RunSpec, store: Store, num_classes: int, device: str | torch.device = "cpu"
+                   ) -> torch.nn.Module:
+    """The model a run starts from, on ``device``. Initialised on the CPU with the run's seed, then moved: a run
+    starts from the same weights on every device."""
+    with torch.device("cpu"):
+        if spec.arm != "P-T":
+            return create_model(spec.model, spec.data.channels, num_classes, seed=spec.seed).to(device)
+        pinfo = store.run_info(spec.parent)
+        model = create_model(spec.model, spec.data.channels, pinfo["num_classes"], seed=spec.seed)
+        name = "weights.safetensors"
+        if spec.parent_checkpoint >= 0:
+            name = "checkpoints/" + _checkpoint_name(spec.parent_checkpoint)
+        model.load_state_dict(_load(store, spec.parent, name))
+        model.reset_head(num_classes, generator=torch.Generator().manual_seed(spec.seed))
+    return model.to(device)
 
 
 _QUEUE = None  # worker processes: where epoch progress goes (to the parent's progress bar)
@@ -182,26 +190,38 @@ def _test_kill(run_id: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _base_info(spec: RunSpec, prov: dict | None, worker_deaths: list[str] | None = None) -> dict:
+def _base_info(spec: RunSpec, prov: dict | None, worker_deaths: list[str] | None = None, device: str = "cpu",
+               deterministic: bool = False) -> dict:
     info = {"run_id": spec.run_id, "arm": spec.arm, "spec": spec.to_dict(), "seed": spec.seed,
-            "provenance": prov or provenance(), "threads": torch.get_num_threads(), "started": time.time()}
+            "provenance": prov or provenance(), "threads": torch.get_num_threads(), "started": time.time(),
+            "device": device, "precision": spec.train.precision, "deterministic": deterministic,
+            "versions": library_versions()}
     if worker_deaths:
         info["worker_deaths"] = list(worker_deaths)
     return info
 
 
 def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None = None,
-            worker_deaths: list[str] | None = None) -> tuple[str, str | None, str]:
-    """Train one run and store it. Returns (run_id, status, reason). Never raises for a failed run. The status is
-    None when the run was not started because a run it starts from needs to be trained again (nothing stored).
-    ``worker_deaths``: what killed the worker processes of its earlier tries (recorded in run.json)."""
+            worker_deaths: list[str] | None = None, device: str = "cpu",
+            deterministic: bool = False) -> tuple[str, str | None, str]:
+    """Train one run on ``device`` and store it. Returns (run_id, status, reason). Never raises for a failed run.
+    The status is None when the run was not started because a run it starts from needs to be trained again
+    (nothing stored). ``worker_deaths``: what killed the worker processes of its earlier tries (recorded in
+    run.json). ``deterministic``: PyTorch's deterministic algorithms on a GPU (the CPU is deterministic as it
+    is)."""
     if threads:
         torch.set_num_threads(threads)
     if _QUEUE is not None:
         _QUEUE.put(("start", spec.run_id, os.getpid()))
     store = Store(root)
     run_id = spec.run_id
-    info = _base_info(spec, prov, worker_deaths)
+    try:
+        dev = resolve_device(device)
+        set_deterministic(dev, deterministic)
+    except Exception as e:
+        return _store_failure(store, _base_info(spec, prov, worker_deaths, str(device), deterministic),
+                              f"{type(e).__name__}: {e}")
+    info = _base_info(spec, prov, worker_deaths, describe(dev), deterministic)
     t0 = info["started"]
     if spec.arm == "P" and spec.model.weights:
         return _import_pretrained(spec, store, info, t0)
@@ -209,7 +229,7 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         data = _domain(spec.domain, spec.data)
         if spec.arm != "P":
             data = data.shuffled(spec.block_size, spec.data.shuffle_seed)
-        model = _initial_model(spec, store, data.num_classes)
+        model = _initial_model(spec, store, data.num_classes, dev)
         init = {k: v.detach().clone() for k, v in model.state_dict().items()}
         spe = -(-len(data.train) // spec.train.batch_size)
         ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
@@ -226,7 +246,10 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
             elif _PROGRESS is not None:
                 _PROGRESS(*msg)
 
-        result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress)
+        # fp32, the default, is train's own default: passed only when off it
+        prec = {"precision": spec.train.precision} if spec.train.precision != "fp32" else {}
+        result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress,
+                       **prec)
         if tb is not None:
             tb.finish(result.history)
     except TrainingDiverged as e:
@@ -455,7 +478,8 @@ def _check_rerun(plan: Plan, store: Store, rerun: list[str]) -> None:
 
 
 def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
-            show_progress: bool = True, rerun: Iterable[str] = ()) -> ExecutionSummary:
+            show_progress: bool = True, rerun: Iterable[str] = (), device: str | None = None,
+            runs_per_device: int = 1, deterministic: bool = False) -> ExecutionSummary:
     """Run every unfinished run of ``plan`` into ``store`` (which this call locks).
 
     Args:
@@ -466,6 +490,10 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             so a resumed study equals one run at once.
         retry_failed: run again the runs stored as failed.
         rerun: run ids to train again (removed first): runs whose files are damaged (:class:`RunDamaged`).
+        device: where the runs train (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; None: the study's
+            ``device``). A device that is not there is an error before anything is written. On CUDA, ``jobs`` is
+            the GPUs times ``runs_per_device`` (``cuda``/``auto`` spread the runs over every GPU of the machine).
+        deterministic: PyTorch's deterministic algorithms on a GPU (the CPU is bitwise reproducible as it is).
 
     Raises:
         StoreFormatError: ``store`` was written by another version of transferscope, in another format.
@@ -476,6 +504,9 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
     t0 = time.time()
     summary = ExecutionSummary()
     rerun = list(dict.fromkeys(rerun))
+    slots = device_slots(device or plan.config.device, runs_per_device)  # refused here: nothing written yet
+    if slots[0].startswith("cuda"):
+        jobs = len(slots)
     jobs = summary.jobs = _jobs_that_fit(plan, jobs)
     with store.lock():  # first: a call refused here writes nothing
         store.check_format()  # a folder of an older format would be trained again from scratch: refuse it
@@ -525,6 +556,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         pool: cf.ProcessPoolExecutor | None = None
         procs: dict = {}  # the pool's worker processes by pid (their exit codes say which one died, and how)
         worker_of: dict[str, int] = {}  # run id -> pid of the worker that took it
+        device_of: dict[cf.Future, str] = {}  # the device each run in flight was given
         deaths: dict[str, list[str]] = {}  # run id -> what killed its worker, each time
         epochs: dict[str, str] = {}
         threads_before = torch.get_num_threads()
@@ -644,7 +676,8 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                     pending.remove(spec)
                     bar.set_postfix_str(spec.label[:40])
                     try:
-                        finish(spec, run_one(spec, store.root, per_run.get(spec.run_id, study_threads), prov))
+                        finish(spec, run_one(spec, store.root, per_run.get(spec.run_id, study_threads), prov,
+                                             device=slots[0], deterministic=deterministic))
                     finally:
                         torch.set_num_threads(threads_before)
                     release()
@@ -654,9 +687,11 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                 while startable and len(running) < jobs:
                     spec = startable.pop(0)
                     pending.remove(spec)
+                    busy = Counter(device_of.get(f) for f in running)
+                    dev = min(dict.fromkeys(slots), key=lambda d: busy[d])  # the least busy device
                     try:
                         fut = pool.submit(run_one, spec, str(store.root), per_run.get(spec.run_id, study_threads),
-                                          prov, deaths.get(spec.run_id))
+                                          prov, deaths.get(spec.run_id), dev, deterministic)
                     except BrokenProcessPool:  # a worker died while idle: a fresh pool, and submit again
                         pending.insert(0, spec)
                         idle_deaths += 1
@@ -667,6 +702,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
                         restarted = True
                         break
                     running[fut] = spec
+                    device_of[fut] = dev
                 if not running:
                     if restarted:
                         continue
