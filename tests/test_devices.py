@@ -255,3 +255,25 @@ def test_precision_flag_sets_every_table(finished, monkeypatch):
     assert (cfg.pretrain.precision, cfg.finetune.precision, cfg.scratch.precision) == ("bf16",) * 3
     assert {r.run_id for r in seen["plan"].runs}.isdisjoint(r.run_id for r in plan.runs)  # its own run ids
     assert seen["kw"]["deterministic"] is True and seen["kw"]["runs_per_device"] == 2
+
+
+def test_deterministic_turns_on_deterministic_algorithms_on_a_gpu_only(monkeypatch):
+    from transferscope.devices import set_deterministic
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic)
+    try:
+        set_deterministic("cpu", True)  # the CPU is deterministic as it is: nothing changes
+        assert not torch.are_deterministic_algorithms_enabled()
+        set_deterministic(torch.device("cuda", 0), False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        set_deterministic(torch.device("cuda", 0), True)  # sets flags only: no GPU needed to check them
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        assert torch.backends.cudnn.deterministic
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1], before[2]

@@ -224,7 +224,7 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
     info = _base_info(spec, prov, worker_deaths, describe(dev), deterministic)
     t0 = info["started"]
     if spec.arm == "P" and spec.model.weights:
-        return _import_pretrained(spec, store, info, t0)
+        return _import_pretrained(spec, store, info, t0, dev)
     try:
         data = _domain(spec.domain, spec.data)
         if spec.arm != "P":
@@ -278,7 +278,8 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
     return run_id, RUN_DONE, ""
 
 
-def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tuple[str, str, str]:
+def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float, dev: torch.device | str = "cpu"
+                       ) -> tuple[str, str, str]:
     """P given as weights (``[model] weights``): stored as a finished run without training. Its head keeps the
     size of the weights; where it matches the source's classes, P is evaluated on the source's test split."""
     from ..models import Hooked, load_weights
@@ -324,7 +325,7 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float) -> tu
         else:
             data = _domain(spec.domain, spec.data)
             if data.num_classes == k:
-                metrics["test_loss"], metrics["test_acc"], _ = evaluate(model, data.test)
+                metrics["test_loss"], metrics["test_acc"], _ = evaluate(model.to(dev), data.test)
                 classes = list(data.classes)
             else:
                 metrics["note"] = (f"not evaluated on the source: the head has {k} outputs, the source "
