@@ -89,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _tensorboard(args.tensorboard):  # the runs' TensorBoard logs, where asked
         summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
                           show_progress=not args.no_progress, rerun=args.rerun, device=args.device,
-                          runs_per_device=args.runs_per_device, deterministic=args.deterministic)
+                          runs_per_device=args.runs_per_device, deterministic=args.deterministic,
+                          executor=args.executor, address=args.address)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
     for rid, why in summary.retried.items():
@@ -260,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "study is the one the --results folder holds")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: each run a Ray task on a cluster "
+                        "(pip install 'transferscope[ray]'; the results folder must be on a path every node shares)")
+    r.add_argument("--address", metavar="HOST:PORT|auto",
+                   help="with --executor ray: the Ray cluster to join (default: RAY_ADDRESS, else a Ray started here)")
     r.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
                    help="where the runs train (default: the study's device, auto: CUDA, else MPS, else the CPU); "
                         "one that is not there is an error. Not part of the run ids")

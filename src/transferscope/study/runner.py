@@ -480,7 +480,8 @@ def _check_rerun(plan: Plan, store: Store, rerun: list[str]) -> None:
 
 def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
             show_progress: bool = True, rerun: Iterable[str] = (), device: str | None = None,
-            runs_per_device: int = 1, deterministic: bool = False) -> ExecutionSummary:
+            runs_per_device: int = 1, deterministic: bool = False, executor: str = "local",
+            address: str | None = None) -> ExecutionSummary:
     """Run every unfinished run of ``plan`` into ``store`` (which this call locks).
 
     Args:
@@ -495,6 +496,9 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             ``device``). A device that is not there is an error before anything is written. On CUDA, ``jobs`` is
             the GPUs times ``runs_per_device`` (``cuda``/``auto`` spread the runs over every GPU of the machine).
         deterministic: PyTorch's deterministic algorithms on a GPU (the CPU is bitwise reproducible as it is).
+        executor: ``local`` (worker processes of this machine, under the folder's lock) or ``ray`` (a Ray task per
+            run on the cluster at ``address``, under per-run claims: :mod:`.ray_executor`; ``jobs`` is then the
+            cluster's CPUs).
 
     Raises:
         StoreFormatError: ``store`` was written by another version of transferscope, in another format.
@@ -502,6 +506,14 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         StoreWriteError: the folder cannot be written (disk full, read-only); finished runs are kept.
         RunDamaged: a stored run.json cannot be read (the message names it and the ``--rerun`` that repairs it).
     """
+    if executor == "ray":
+        from .ray_executor import execute_ray
+
+        return execute_ray(plan, store, address=address, threads=threads, retry_failed=retry_failed,
+                           show_progress=show_progress, rerun=rerun, device=device, runs_per_device=runs_per_device,
+                           deterministic=deterministic)
+    if executor != "local":
+        raise ConfigError(f"--executor {executor!r}: one of 'local', 'ray'")
     t0 = time.time()
     summary = ExecutionSummary()
     rerun = list(dict.fromkeys(rerun))
