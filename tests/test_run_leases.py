@@ -77,3 +77,48 @@ def test_clean_tmp_keeps_folders_of_live_claims(tmp_path):
     store.claim("abc-def")
     assert store.clean_tmp(live=store.claimed_live) == 2
     assert [p.name for p in store.runs.glob(".tmp-*")] == [".tmp-abc-def-0123abcd"]
+
+
+def _plan(tmp_path, folders):
+    from transferscope.config import load_config
+    from transferscope.study import make_plan
+
+    from .conftest import tiny_study_toml
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(tiny_study_toml(*folders))
+    return make_plan(load_config(cfg, ["seeds=[0]", "block_sizes=[16]"]))
+
+
+def test_local_study_refused_while_a_ray_study_claims_runs(tmp_path, folders):
+    """The local executor (and analyze: both hold the folder's lock) refuses a folder whose runs are claimed by a
+    live process; a stale claim (its holder died) does not stop it."""
+    import pytest
+
+    from transferscope.store import StoreLocked
+    from transferscope.study import execute
+
+    plan = _plan(tmp_path, folders)
+    store = Store(tmp_path / "res")
+    c = store.claim("some-run", owner="ray driver on node7 (pid 12)")
+    with pytest.raises(StoreLocked, match="node7"):
+        execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert not store.list_runs()
+    past = time.time() - 1000
+    os.utime(c.path, (past, past))
+    s = execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert s.done and not s.failed
+
+
+def test_ray_study_refused_while_a_local_study_holds_the_folder(tmp_path, folders):
+    import pytest
+
+    # the check comes before Ray joins a cluster (there is none at this address)
+    from transferscope.store import StoreLocked
+    from transferscope.study import execute
+
+    plan = _plan(tmp_path, folders)
+    store = Store(tmp_path / "res")
+    with store.lock(), pytest.raises(StoreLocked, match="another process"):
+        execute(plan, store, threads=1, show_progress=False, executor="ray", address="127.0.0.1:1")
+    assert not store.list_runs() and not store.claims.exists()

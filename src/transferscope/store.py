@@ -380,8 +380,9 @@ class Store:
 
     # ------------------------------------------------------------ locking
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the folder's lock for the duration; raise StoreLocked at once if another process has it.
+    def lock(self, claims: bool = True) -> Iterator[None]:
+        """Hold the folder's lock for the duration; raise StoreLocked at once if another process has it, or (with
+        ``claims``) if a run of the folder is claimed by a live process (a study on Ray is training it).
 
         Take it before writing anything: a refused writer writes nothing. One lock covers the whole folder (the
         study's files and every run): the local executor's. The Ray executor, whose runs train on several machines
@@ -390,6 +391,14 @@ class Store:
         make_dirs(self.root)
         with _exclusive(self.root / ".lock", f"results folder {self.root} is being written by another process "
                                              "(pid {pid}); wait for it to finish or stop it"):
+            if claims:
+                for rid in self.claimed_runs():
+                    h = self.claim_holder(rid)
+                    if h is not None and not h["stale"]:
+                        raise StoreLocked(
+                            f"results folder {self.root} is being written by a study on Ray: run {rid} is claimed by "
+                            f"{h.get('owner') or 'another process'} on {h.get('host')} (pid {h.get('pid')}); wait for "
+                            f"it to finish (a claim untouched for {CLAIM_STALE_S:g} s is stale and ignored)")
             yield
 
     # ------------------------------------------------------------ per-run claims
@@ -430,6 +439,12 @@ class Store:
         except FileNotFoundError:
             return None
         return {**d, "age": age, "stale": age >= stale_after}
+
+    def claimed_runs(self) -> list[str]:
+        """The runs with a claim file (live or stale)."""
+        if not self.claims.is_dir():
+            return []
+        return sorted(p.name for p in self.claims.iterdir() if not p.name.startswith("."))
 
     def claimed_live(self, run_id: str, stale_after: float = CLAIM_STALE_S) -> bool:
         """Whether a run is claimed by a process whose heartbeat is fresh."""

@@ -29,7 +29,18 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, to_dict
-from ..store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S, RUN_DONE, RUN_FAILED, RunClaim, RunDamaged, Store, atomic_write_text, dumps
+from ..store import (
+    CLAIM_HEARTBEAT_S,
+    CLAIM_STALE_S,
+    RUN_DONE,
+    RUN_FAILED,
+    RunClaim,
+    RunDamaged,
+    Store,
+    StoreError,
+    atomic_write_text,
+    dumps,
+)
 from .plan import Plan, RunSpec
 from .runner import (
     WORKER_RETRIES,
@@ -100,6 +111,13 @@ def execute_ray(plan: Plan, store: Store, *, address: str | None = None, threads
         raise ConfigError(f"--runs-per-device {runs_per_device}: must be at least 1")
     gpus = 1.0 / runs_per_device if dev.startswith("cuda") else 0.0
     task_device = "cuda" if dev.startswith("cuda") else dev  # a task sees its own GPU only, as cuda:0
+    try:  # a study trained by the local executor holds the folder's flock: refuse, as it would refuse this one
+        with store.lock(claims=False):
+            pass
+    except StoreError:
+        raise
+    except OSError:  # no flock on this file system: per-run claims are all there is
+        pass
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
