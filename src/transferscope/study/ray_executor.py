@@ -45,10 +45,14 @@ from .plan import Plan, RunSpec
 from .runner import (
     WORKER_RETRIES,
     ExecutionSummary,
+    _block_orphans,
     _check_rerun,
     _label,
+    _ready,
+    _record,
     _release,
     _study_threads,
+    _todo,
     prepare_domains,
     provenance,
     run_one,
@@ -156,20 +160,7 @@ def execute_ray(plan: Plan, store: Store, *, address: str | None = None, threads
             log.info("run %s removed: it is trained again", rid)
 
         total = plan.size()
-        todo: list[RunSpec] = []
-        seen: set[str] = set()
-        for r in plan.runs[:1] + plan.tuning + plan.runs[1:]:  # P first, then the learning-rate candidates
-            if r.run_id in seen:
-                continue
-            seen.add(r.run_id)
-            st = store.run_status(r.run_id)
-            if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
-                summary.skipped.append(r.run_id)
-            else:
-                todo.append(r)
-        status: dict[str, str | None] = {r: store.run_status(r) for r in summary.skipped}
-        deferred = list(plan.deferred)
-        todo += _release(deferred, status, seen, store, retry_failed, summary)[0]
+        todo, seen, status, deferred = _todo(plan, store, retry_failed, summary)
         if not todo:
             summary.seconds = time.time() - t0
             return summary
@@ -184,35 +175,15 @@ def execute_ray(plan: Plan, store: Store, *, address: str | None = None, threads
         elsewhere: dict[str, RunSpec] = {}  # claimed by another live process: waited for
 
         def finish(rid: str, st: str | None, reason: str) -> None:
-            if st == RUN_DONE:
-                summary.done.append(rid)
-            elif st is None:
-                st = "blocked"
-                summary.blocked[rid] = reason
-                tqdm.write(f"run {rid} not done: {reason}")
-            else:
-                summary.failed[rid] = reason
-                tqdm.write(f"run {rid} failed: {reason}")
-            status[rid] = st
+            _record(summary, status, rid, st, reason)
             bar.update(1)
 
         def ready(spec: RunSpec) -> bool | None:
-            if not spec.parent:
-                return True
-            st = status.get(spec.parent)
-            return True if st == RUN_DONE else None if st in (RUN_FAILED, "blocked") else False
+            return _ready(spec, status)
 
         last_beat = time.time()
         while pending or running or elsewhere:
-            for spec in list(pending):
-                if ready(spec) is None:
-                    pending.remove(spec)
-                    why = f"needs {spec.parent}, which failed"
-                    if status.get(spec.parent) == "blocked":
-                        why = f"needs {spec.parent}, which was not trained: {summary.blocked[spec.parent]}"
-                    summary.blocked[spec.run_id] = why
-                    status[spec.run_id] = "blocked"
-                    bar.update(1)
+            bar.update(_block_orphans(pending, status, summary))
             for spec in [s for s in pending if ready(s)]:
                 pending.remove(spec)
                 rid = spec.run_id

@@ -452,6 +452,68 @@ def _study_threads(plan: Plan, store: Store, threads: int, jobs: int) -> int:
     return recorded
 
 
+def _todo(plan: Plan, store: Store, retry_failed: bool, summary: ExecutionSummary
+          ) -> tuple[list[RunSpec], set[str], dict[str, str | None], list]:
+    """What a call of either executor trains, in order: P first (everything on P-T waits for it), then the
+    learning-rate candidates, then the rest, and the deferred runs whose choice an earlier call made. Returns
+    (runs to train, run ids seen, status of the runs already stored, deferred runs still waiting); runs already
+    finished (or failed, without ``retry_failed``) go to ``summary.skipped``."""
+    todo: list[RunSpec] = []
+    seen: set[str] = set()
+    for r in plan.runs[:1] + plan.tuning + plan.runs[1:]:
+        if r.run_id in seen:
+            continue
+        seen.add(r.run_id)
+        st = store.run_status(r.run_id)
+        if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
+            summary.skipped.append(r.run_id)
+        else:
+            todo.append(r)
+    status: dict[str, str | None] = {r: store.run_status(r) for r in summary.skipped}
+    deferred = list(plan.deferred)
+    todo += _release(deferred, status, seen, store, retry_failed, summary)[0]  # choices an earlier call made
+    return todo, seen, status, deferred
+
+
+def _record(summary: ExecutionSummary, status: dict[str, str | None], rid: str, st: str | None, reason: str) -> None:
+    """A run that ended in this call, in the summary and in ``status``: done, failed, or (``st`` None) blocked,
+    because a run it starts from needs to be trained again and nothing was stored."""
+    if st == RUN_DONE:
+        summary.done.append(rid)
+    elif st is None:
+        st = "blocked"
+        summary.blocked[rid] = reason
+        tqdm.write(f"run {rid} not done: {reason}")
+    else:
+        summary.failed[rid] = reason
+        tqdm.write(f"run {rid} failed: {reason}")
+    status[rid] = st
+
+
+def _ready(spec: RunSpec, status: dict[str, str | None]) -> bool | None:
+    """True: ``spec`` can start; False: it waits for its parent; None: its parent failed or was blocked."""
+    if not spec.parent:
+        return True
+    st = status.get(spec.parent)
+    return True if st == RUN_DONE else None if st in (RUN_FAILED, "blocked") else False
+
+
+def _block_orphans(pending: list[RunSpec], status: dict[str, str | None], summary: ExecutionSummary) -> int:
+    """Take out of ``pending`` the runs whose parent failed or was blocked, recording them as blocked (so that
+    their own children are blocked in turn); returns how many."""
+    n = 0
+    for spec in list(pending):
+        if _ready(spec, status) is None:
+            pending.remove(spec)
+            why = f"needs {spec.parent}, which failed"
+            if status.get(spec.parent) == "blocked":
+                why = f"needs {spec.parent}, which was not trained: {summary.blocked[spec.parent]}"
+            summary.blocked[spec.run_id] = why
+            status[spec.run_id] = "blocked"
+            n += 1
+    return n
+
+
 def _jobs_that_fit(plan: Plan, jobs: int) -> int:
     """``jobs``, or as many worker processes as the available memory holds, with a warning: every worker holds the
     study's domains and its own batches, one worker's peak being :func:`~.plan.estimate_memory` (which
@@ -540,21 +602,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
             store.remove_run(rid)
             log.info("run %s removed: it is trained again", rid)
         total = plan.size()
-        todo: list[RunSpec] = []
-        seen: set[str] = set()
-        # P first (everything on P-T waits for it), then the learning-rate candidates, then the rest
-        for r in plan.runs[:1] + plan.tuning + plan.runs[1:]:
-            if r.run_id in seen:
-                continue
-            seen.add(r.run_id)
-            st = store.run_status(r.run_id)
-            if st == RUN_DONE or (st == RUN_FAILED and not retry_failed):
-                summary.skipped.append(r.run_id)
-            else:
-                todo.append(r)
-        status = {r: store.run_status(r) for r in summary.skipped}
-        deferred = list(plan.deferred)
-        todo += _release(deferred, status, seen, store, retry_failed, summary)[0]  # choices an earlier call made
+        todo, seen, status, deferred = _todo(plan, store, retry_failed, summary)
         if not todo:  # nothing to train (every deferred run is decided too): not even the data is loaded
             summary.seconds = time.time() - t0
             return summary
@@ -611,26 +659,12 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         _PROGRESS = show if show_progress else None
 
         def finish(spec: RunSpec, result: tuple[str, str | None, str]) -> None:
-            rid, st, reason = result
-            if st == RUN_DONE:
-                summary.done.append(rid)
-            elif st is None:  # a run it starts from needs to be trained again: nothing stored
-                st = "blocked"
-                summary.blocked[rid] = reason
-                tqdm.write(f"run {rid} not started: {reason}")
-            else:
-                summary.failed[rid] = reason
-                tqdm.write(f"run {rid} failed: {reason}")
-            status[rid] = st
-            epochs.pop(rid, None)
+            _record(summary, status, *result)
+            epochs.pop(result[0], None)
             bar.update(1)
 
         def ready(spec: RunSpec) -> bool | None:
-            """True: can start; False: wait for its parent; None: its parent failed."""
-            if not spec.parent:
-                return True
-            st = status.get(spec.parent)
-            return True if st == RUN_DONE else None if st in (RUN_FAILED, "blocked") else False
+            return _ready(spec, status)
 
         def worker_died(lost: list[RunSpec]) -> None:
             """The pool broke: a worker process died. Charge its run (all the runs in flight when the dead one is
@@ -673,14 +707,7 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         idle_deaths = 0
         try:
             while pending or running:
-                for spec in list(pending):
-                    if ready(spec) is None:
-                        pending.remove(spec)
-                        why = f"needs {spec.parent}, which failed"
-                        if status.get(spec.parent) == "blocked":
-                            why = f"needs {spec.parent}, which was not trained: {summary.blocked[spec.parent]}"
-                        summary.blocked[spec.run_id] = why
-                        bar.update(1)
+                bar.update(_block_orphans(pending, status, summary))
                 startable = [s for s in pending if ready(s)]
                 if pool is None:
                     if not startable:
