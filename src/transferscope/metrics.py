@@ -1,0 +1,100 @@
+"""What a run is judged by, without torch: top-1 accuracy for single-label targets, the mean AUC over labels for
+multi-label ones (a sigmoid per label, as chest X-ray targets are judged).
+
+Labels come in two shapes. Single-label: int64 ``(N,)`` class indices. Multi-label: float32 ``(N, L)`` with 1.0
+(present), 0.0 (absent) and NaN (not known: a decision that is ignored by the loss, the AUC and the mistakes).
+
+A label's AUC is undefined on a set without a positive or without a negative (known) example: such labels are
+excluded from the mean, counted and named (:func:`auc_detail`). The AUC itself is scikit-learn's
+``roc_auc_score``, computed per label on that label's known examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["ACC", "AUC", "metric_of", "metric_label", "key", "value", "is_multilabel", "auc_detail", "mean_auc",
+           "score", "THRESHOLD"]
+
+ACC = "acc"
+AUC = "auc"
+THRESHOLD = 0.5
+"""The probability at or above which a multi-label model says a label is present (logit >= 0)."""
+
+_LABELS = {ACC: "accuracy", AUC: "mean AUC"}
+
+
+def is_multilabel(y) -> bool:
+    """Whether labels ``y`` (numpy or torch) are multi-label: two dimensions, one column per label."""
+    return getattr(y, "ndim", 1) == 2
+
+
+def metric_of(metrics_or_y) -> str:
+    """``"auc"`` or ``"acc"``: from a run's metrics (its ``metric`` entry; runs without one are single-label) or
+    from labels."""
+    if isinstance(metrics_or_y, Mapping):
+        return str(metrics_or_y.get("metric", ACC))
+    return AUC if is_multilabel(metrics_or_y) else ACC
+
+
+def metric_label(metric: str) -> str:
+    """How a metric is named in tables and figures: "accuracy" or "mean AUC"."""
+    return _LABELS.get(metric, metric)
+
+
+def key(split: str, metric: str) -> str:
+    """The metrics/history key of a split's figure: ``key("test", "auc") == "test_auc"``."""
+    return f"{split}_{metric}"
+
+
+def value(metrics: Mapping, split: str) -> float:
+    """A run's figure on ``split`` ("test", "val", "train_final") in its own metric; NaN when absent."""
+    v = metrics.get(key(split, metric_of(metrics)))
+    return float("nan") if v is None else float(v)
+
+
+def auc_detail(scores: np.ndarray, y: np.ndarray, names: Sequence[str] | None = None) -> dict:
+    """Per-label and mean ROC AUC of ``scores`` (N, L) (logits or probabilities: the AUC depends only on the order)
+    against multi-label ``y`` (N, L) with NaN for unknown.
+
+    Returns ``{"per_label": [L floats, NaN where undefined], "mean": float, "labels_used": int,
+    "excluded": [names of labels without a known positive or negative example]}``; ``mean`` is NaN when every
+    label is excluded.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if scores.shape != y.shape or y.ndim != 2:
+        raise ValueError(f"auc_detail: scores {scores.shape} and labels {y.shape} must both be (N, L)")
+    names = list(names) if names is not None else [str(j) for j in range(y.shape[1])]
+    per, excluded = [], []
+    for j in range(y.shape[1]):
+        known = ~np.isnan(y[:, j])
+        t = y[known, j]
+        if not (t == 1).any() or not (t == 0).any():
+            per.append(float("nan"))
+            excluded.append(names[j])
+            continue
+        per.append(float(roc_auc_score(t, scores[known, j])))
+    used = [a for a in per if not np.isnan(a)]
+    return {"per_label": per, "mean": float(np.mean(used)) if used else float("nan"), "labels_used": len(used),
+            "excluded": excluded}
+
+
+def mean_auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """The mean over labels of the ROC AUC (labels without both classes excluded); NaN when none is left."""
+    return auc_detail(scores, y)["mean"]
+
+
+def score(logits: np.ndarray, y: np.ndarray) -> float:
+    """The figure a model is judged by on (logits, labels): top-1 accuracy, or the mean AUC for multi-label."""
+    logits = np.asarray(logits)
+    y = np.asarray(y)
+    if is_multilabel(y):
+        return mean_auc(logits, y)
+    if len(y) == 0:
+        return float("nan")
+    return float((logits.argmax(1) == y).mean())
