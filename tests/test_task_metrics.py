@@ -73,8 +73,9 @@ def test_auc_matches_the_rank_sum_form_and_excludes_undefined_labels():
 def test_score_and_keys_follow_the_metric():
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
     assert metrics.score(logits, np.array([0, 1, 1])) == pytest.approx(2 / 3)
-    assert metrics.score(logits, np.array([[1, 0], [0, 1], [0, 1]], np.float32)) == pytest.approx(
-        np.mean([1.0, 1.0]))
+    # label 0: the positive (2) beats one negative (0) of two (3): 0.5; label 1: positives 1 and 0 against the
+    # negative 0: (1 + 0.5) / 2 = 0.75
+    assert metrics.score(logits, np.array([[1, 0], [0, 1], [0, 1]], np.float32)) == pytest.approx(0.625)
     assert metrics.value({"test_acc": 0.7}, "test") == 0.7
     assert metrics.value({"metric": "auc", "test_acc": 0.1, "test_auc": 0.8}, "test") == 0.8
     assert np.isnan(metrics.value({"metric": "auc"}, "val"))
