@@ -146,6 +146,13 @@ class DomainConfig:
     """Test images per class; 0 means the domain's official test split, or 20% of its pool."""
     max_pixels: int = field(default=4_000_000, metadata=_int(1, 1_000_000_000))
     """Image files larger than this are skipped (and counted), never decoded."""
+    uncertain: Literal["ignore", "zero", "one"] = field(default="ignore", metadata=TYPED)
+    """Multi-label ``csv`` domains: how an uncertain label (``-1``) is read: ``ignore`` (unknown: left out of the
+    loss, the AUC and the mistakes), ``zero`` (absent) or ``one`` (present): U-Ignore, U-Zeros and U-Ones of the
+    CheXpert papers."""
+    blank: Literal["zero", "ignore"] = field(default="zero", metadata=TYPED)
+    """Multi-label ``csv`` domains: how an empty cell is read: ``zero`` (not mentioned: absent, as CheXpert's
+    labeller means it) or ``ignore`` (unknown)."""
     distance: float = field(default=-1.0, metadata=_num(None, None))
     """How far this target is from the source, for the claims about ordering (N1, N2): any non-negative scale,
     larger is farther. Declared on every target, it is used as given; otherwise (negative: not declared) the
@@ -208,6 +215,10 @@ class TrainConfig:
     """k of the optimisation-speed figure (a): mean training accuracy over the first k epochs."""
     speed_fraction: float = field(default=0.9, metadata=_num(0, 1, lo_open=True))
     """The fraction of the optimisation-speed figure (b): steps to reach it of the final accuracy."""
+    speed_examples: int = field(default=1000, metadata=_int(1, COUNT_MAX))
+    """Multi-label targets: training examples (a fixed, seeded subset) on which the mean AUC is measured after every
+    epoch for the optimisation-speed figures (an AUC over one batch is too noisy). Single-label targets use the
+    per-step accuracy and ignore it."""
     eval_every: int = field(default=1, metadata=_int(1, EPOCHS_MAX))
     """Evaluate the validation split (and the test split, with ``test_every_epoch``) and record the weight deviation
     every this many epochs, and always at the start and the end. The learning-rate choice reads the final figures."""
@@ -286,6 +297,9 @@ class AnalysisConfig:
     principal_top_k: list[int] = field(default_factory=lambda: [1, 3],
                                        metadata=_list(Check(1, 10_000), nonempty=True, distinct=True))
     principal_examples: int = field(default=200, metadata=_int(1, COUNT_MAX))
+    multilabel_threshold: float = field(default=0.5, metadata=_num(0, 1, lo_open=True, hi_open=True))
+    """Multi-label targets: the probability at or above which a model says a label is present; the mistakes
+    (common/uncommon) are counted per (example, label) decision at this threshold."""
     scores_source_examples: int = field(default=300, metadata=_int(2, COUNT_MAX))
     """Source test images whose features are compared with the target's (MMD)."""
     groups: list[str] = field(default_factory=lambda: ["neyshabur", "liu"],
