@@ -59,10 +59,14 @@ class Analysis:
         return next(iter(self.verdicts.values()))
 
 
-def analyze_study(results: str | Path, *, show_progress: bool = True, device: str | None = None) -> Analysis:
+def analyze_study(results: str | Path, *, show_progress: bool = True, device: str | None = None,
+                  executor: str = "local", address: str | None = None, threads: int = 0) -> Analysis:
     """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``. ``device``:
     where the analyses compute (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default: the study's
-    ``device``, ``auto`` unless set)."""
+    ``device``, ``auto`` unless set). ``executor``, ``address``, ``threads``: as ``transferscope analyze
+    --executor local|ray --address --threads`` (``ray``: each analysis job a Ray task on the cluster at
+    ``address``; the results folder must be on a path every node shares); the files and verdicts are the same
+    either way."""
     from .config import ConfigError, from_dict
     from .store import Store
     from .study import make_plan
@@ -76,7 +80,8 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     store.check_format()
     plan = make_plan(from_dict(StudyConfig, store.read_study()), check=False)
     with store.lock():
-        run = analyze(plan, store, show_progress=show_progress, device=device)
+        run = analyze(plan, store, show_progress=show_progress, device=device, executor=executor, address=address,
+                      threads=threads)
     by_p = verdicts_by_pretrain(plan, run)
     return Analysis(run, by_p, write_claims(store, next(iter(by_p.values())), by_p, plan))
 

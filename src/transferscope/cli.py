@@ -11,14 +11,19 @@ from pathlib import Path
 
 from . import __version__
 from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config
+from .store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S
 
 log = logging.getLogger("transferscope")
 
 
-def _default_jobs() -> int:
+def _default_jobs(device: str | None = None) -> int:
+    """Runs side by side when --jobs is not given: 1 on CUDA (the runner spreads them over the GPUs with
+    --runs-per-device), else the cores, at most 4. Follows the device the runs train on (``device``: --device or
+    the study's), not whether the machine has a GPU."""
     import torch
 
-    if torch.cuda.is_available():
+    dev = (device or "auto").strip().lower()
+    if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, 4))
@@ -84,13 +89,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         for t, sel in resolved.deferred:
             print(f"{'waits':<8} {t.label}: lr chosen by {sel.key}")
         return 0
-    jobs = args.jobs or _default_jobs()
-    print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
-    with _tensorboard(args.tensorboard):  # the runs' TensorBoard logs, where asked
-        summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
-                          show_progress=not args.no_progress, rerun=args.rerun, device=args.device,
-                          runs_per_device=args.runs_per_device, deterministic=args.deterministic,
-                          executor=args.executor, address=args.address)
+    if args.executor == "ray":
+        from .study.ray_executor import check_claim_timing, execute_ray
+
+        check_claim_timing(args.claim_heartbeat, args.claim_stale)  # before anything is written
+        if args.jobs:
+            log.warning("--jobs %d is ignored with --executor ray: the cluster's free CPUs (and GPUs) set how many "
+                        "runs train at once", args.jobs)
+        where = args.address or os.environ.get("RAY_ADDRESS") or "a Ray instance started here"
+        print(f"study {cfg.name!r}: {plan.size()} runs into {results} (each a Ray task on {where}; as many at a time "
+              f"as the cluster's free CPUs{' and GPUs' if str(args.device or cfg.device).startswith('cuda') else ''} "
+              "allow)", file=sys.stderr)
+        with _tensorboard(args.tensorboard):
+            summary = execute_ray(plan, store, address=args.address, threads=args.threads,
+                                  retry_failed=args.retry_failed, show_progress=not args.no_progress,
+                                  rerun=args.rerun, device=args.device, runs_per_device=args.runs_per_device,
+                                  deterministic=args.deterministic, heartbeat=args.claim_heartbeat,
+                                  stale_after=args.claim_stale)
+        print(f"\nRay: {summary.jobs} CPUs in the cluster, {summary.threads} per run, on "
+              f"{len(set(summary.nodes.values()))} nodes", file=sys.stderr)
+    else:
+        jobs = args.jobs or _default_jobs(args.device or cfg.device)
+        print(f"study {cfg.name!r}: {plan.size()} runs into {results} ({jobs} at a time)", file=sys.stderr)
+        with _tensorboard(args.tensorboard):  # the runs' TensorBoard logs, where asked
+            summary = execute(plan, store, jobs=jobs, threads=args.threads, retry_failed=args.retry_failed,
+                              show_progress=not args.no_progress, rerun=args.rerun, device=args.device,
+                              runs_per_device=args.runs_per_device, deterministic=args.deterministic)
     print(f"\n{len(summary.done)} runs trained, {len(summary.skipped)} already there, "
           f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, in {summary.seconds:.0f} s\n")
     for rid, why in summary.retried.items():
@@ -177,7 +201,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .study.analyze import format_verdicts
 
     _study_of(Path(args.results))  # a clear error for a folder that is not a study
-    a = analyze_study(args.results, show_progress=not args.no_progress, device=args.device)
+    a = analyze_study(args.results, show_progress=not args.no_progress, device=args.device,
+                      executor=args.executor, address=args.address, threads=args.threads)
     run = a.run
     for seed, sub in [(None, run), *run.pretrained.items()]:
         under = "" if seed is None else f" (under P of seed {seed})"
@@ -251,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", help="results folder (default: results/<study name>)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set finetune.lr=0.01 (repeatable)")
-    r.add_argument("--jobs", type=int, default=0, help="runs side by side (default: cores, at most 4; 1 on GPU)")
+    r.add_argument("--jobs", type=int, default=0,
+                   help="runs side by side (default: cores, at most 4; 1 when the runs train on CUDA); ignored "
+                        "with --executor ray")
     r.add_argument("--threads", type=int, default=0,
                    help="torch threads per run (default: the count the study's first run fixed, so that results "
                         "are bitwise identical; for a first run, the cores shared out among --jobs)")
@@ -266,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(pip install 'transferscope[ray]'; the results folder must be on a path every node shares)")
     r.add_argument("--address", metavar="HOST:PORT|auto",
                    help="with --executor ray: the Ray cluster to join (default: RAY_ADDRESS, else a Ray started here)")
+    r.add_argument("--claim-heartbeat", type=float, default=CLAIM_HEARTBEAT_S, metavar="SECONDS",
+                   help="with --executor ray: how often a run's claim (runs/.claims/<run_id>) is touched while it "
+                        f"trains (default {CLAIM_HEARTBEAT_S:g})")
+    r.add_argument("--claim-stale", type=float, default=CLAIM_STALE_S, metavar="SECONDS",
+                   help="with --executor ray: a claim untouched this long is taken for dead and its run trained "
+                        f"elsewhere (default {CLAIM_STALE_S:g}); more than twice --claim-heartbeat, and more than "
+                        "the clock difference between the nodes")
     r.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
                    help="where the runs train (default: the study's device, auto: CUDA, else MPS, else the CPU); "
                         "one that is not there is an error. Not part of the run ids")
@@ -294,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
                    help="where every analysis computes (default: the study's device, auto: CUDA, else MPS, else "
                         "the CPU); one that is not there is an error")
+    a.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: every analysis in this process (default); ray: each analysis job a Ray task on a "
+                        "cluster, after the analyses it reads (the results folder must be on a path every node "
+                        "shares). The files and verdicts are the same")
+    a.add_argument("--address", metavar="HOST:PORT|auto",
+                   help="with --executor ray: the Ray cluster to join (default: RAY_ADDRESS, else a Ray started here)")
+    a.add_argument("--threads", type=int, default=0,
+                   help="torch threads per analysis job (default: local, torch's own count; ray, the count the "
+                        "study's runs were trained with, else 1); on the CPU, results are bitwise the same for the "
+                        "same count on either executor")
     a.set_defaults(fn=cmd_analyze)
 
     c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other")

@@ -31,7 +31,7 @@ from .. import jsonio
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
-from ..config import AnalysisConfig, check_config, to_dict
+from ..config import AnalysisConfig, ConfigError, check_config, to_dict
 from ..devices import cpu_sample, resolve_device
 from ..store import RUN_DONE, Store, StoreError, StoreWriteError, atomic_write_text, dumps
 from . import arms
@@ -71,7 +71,8 @@ from .tuning import resolve
 log = logging.getLogger(__name__)
 
 __all__ = ["analyze", "AnalysisRun", "AnalysisSpec", "Job", "SPECS", "register", "gather_evidence", "verdicts",
-           "format_verdicts", "write_claims", "CACHE_VERSION", "verdicts_by_pretrain"]
+           "format_verdicts", "write_claims", "CACHE_VERSION", "verdicts_by_pretrain", "compute_job", "compute_local",
+           "inputs_of", "record_of", "Pending", "Outcome", "Compute"]
 
 CACHE_VERSION = 4
 """Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
@@ -130,6 +131,9 @@ class AnalysisSpec:
     result: type
     """The record type ``run`` returns; its ``to_dict`` is what the result file holds, ``from_dict`` reads it."""
     group: str = "neyshabur"
+    needs: tuple[str, ...] = ()
+    """The analyses whose records ``run`` reads from ``results``: every job of theirs ends before a job of this
+    one starts (on any executor), and ``results`` holds theirs only. Each must be registered before this one."""
 
 
 SPECS: dict[str, AnalysisSpec] = {}
@@ -139,6 +143,10 @@ SPECS: dict[str, AnalysisSpec] = {}
 def register(spec: AnalysisSpec) -> AnalysisSpec:
     if spec.name in SPECS:
         raise ValueError(f"analysis {spec.name!r} is registered twice")
+    unknown = [n for n in spec.needs if n not in SPECS]
+    if unknown:
+        raise ValueError(f"analysis {spec.name!r} needs {', '.join(map(repr, unknown))}, which is not registered "
+                         "before it")
     SPECS[spec.name] = spec
     return spec
 
@@ -526,7 +534,7 @@ register(AnalysisSpec("principal", "the initial gradient's energy on the top sin
 register(AnalysisSpec("scores", "LEEP, LogME, H-score and source-target MMD from P, per target and block size", 1,
                       _scores_jobs, _scores_run, ScoresResult, group="liu"))
 register(AnalysisSpec("relate", "rank correlations of the scores with the measured gains", 1, _relate_jobs,
-                      _relate_run, RelateResult, group="liu"))
+                      _relate_run, RelateResult, group="liu", needs=("transfer", "scores")))
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -542,7 +550,8 @@ def job_key(ctx: Context, spec: AnalysisSpec, job: Job) -> str:
 
 
 def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, show_progress: bool = True,
-            device: str | None = None) -> AnalysisRun:
+            device: str | None = None, *, executor: str = "local", address: str | None = None,
+            threads: int = 0) -> AnalysisRun:
     """Compute every missing analysis of the study in ``store``; return all results (cached or new).
 
     A study with several pre-trained models is analysed once per P (:meth:`Plan.for_pretrain`: that P, its P-T
@@ -553,19 +562,121 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
     ``settings``: default, the study's own ``[analysis]`` table (``plan.config.analysis``). ``device``: where every
     analysis computes (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default: the study's ``device``); one that
     is not there is an error before anything is computed. The results do not depend on it beyond the last bits
-    of floating-point sums, so the cache keys do not name it."""
+    of floating-point sums, so the cache keys do not name it.
+
+    ``executor``: ``local`` (every job in this process, in the registry's order) or ``ray`` (each job a Ray task
+    on the cluster at ``address``, a job waiting for the analyses it ``needs``:
+    :func:`~transferscope.study.ray_executor.ray_analysis`). Either writes the same files. ``threads``: torch
+    threads per job (0: locally, torch's current count; on Ray, the count the study's runs were trained with,
+    ``threads.json``, else 1); on the CPU, a result is bitwise the same for the same count, whichever executor
+    computed it."""
     check_config(settings or plan.config.analysis, "analysis.")  # a hand-edited study.json was planned unchecked
+    if threads < 0:
+        raise ConfigError(f"--threads {threads}: must be at least 1 (or 0: the default)")
+    if executor == "ray":
+        from .ray_executor import ray_analysis
+
+        with ray_analysis(plan, store, device=device, address=address, threads=threads) as (compute, device):
+            return _analyze_all(plan, store, settings, show_progress, device, compute)
+    if executor != "local":
+        raise ConfigError(f"--executor {executor!r}: one of 'local', 'ray'")
     device = str(resolve_device(device or plan.config.device))
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _analyze_all(plan, store, settings, show_progress, device, compute_local)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _analyze_all(plan: Plan, store: Store, settings: AnalysisConfig | None, show_progress: bool, device: str,
+                 compute: Compute) -> AnalysisRun:
     ps = plan.pretrains()
-    out = _analyze_one(plan.for_pretrain(ps[0].seed), store, settings, show_progress, device)
+    out = _analyze_one(plan.for_pretrain(ps[0].seed), store, settings, show_progress, device, compute)
     for p in ps[1:]:
         out.pretrained[p.seed] = _analyze_one(plan.for_pretrain(p.seed), store, settings, show_progress, device,
-                                              index=f"index-P{p.seed}.json")
+                                              compute, index=f"index-P{p.seed}.json")
+    return out
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A job whose result is not cached: computed into ``path`` (by :func:`compute_job`)."""
+
+    spec: AnalysisSpec
+    job: Job
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}/{self.job.target}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A computed job: its result as JSON text (what its file's ``result`` holds) and seconds, or why there is
+    none (``missing``)."""
+
+    text: str | None = None
+    seconds: float = 0.0
+    missing: str = ""
+
+
+Compute = Callable[[Context, list[Pending], dict[str, Any], Callable[[], None]], dict[int, Outcome]]
+"""How the jobs that are not cached are computed: ``(ctx, jobs, results, tick)`` -> outcome by index in ``jobs``.
+``results`` holds the cached records; ``tick`` is called once per finished job. A job starts once every job of
+the analyses it ``needs`` has ended, and gets their records only (:func:`inputs_of`)."""
+
+
+def inputs_of(spec: AnalysisSpec, results: dict[str, Any]) -> dict[str, Any]:
+    """The records ``spec.run`` reads: those of the analyses it needs."""
+    return {k: v for k, v in results.items() if k.split("/", 1)[0] in spec.needs}
+
+
+def record_of(spec: AnalysisSpec, text: str) -> Any:
+    """A result's record from its JSON text, as a cached one reads."""
+    return spec.result.from_dict(jsonio.loads(text))
+
+
+def compute_job(ctx: Context, spec: AnalysisSpec, job: Job, results: dict[str, Any], path: str | Path) -> Outcome:
+    """Compute one job and write its result file (atomically: a temporary file renamed into place, so that a job
+    computed twice, or on two nodes at once, leaves one whole file). A damaged run or a failing analysis is
+    returned as ``missing`` (one analysis failing must not lose the others); a folder that cannot be written
+    raises :class:`StoreWriteError`."""
+    t0 = time.perf_counter()
+    try:
+        result = spec.run(ctx, job, results)
+    except StoreWriteError:
+        raise
+    except StoreError as e:  # a run's file is damaged: the message names it and the --rerun that repairs it
+        log.warning("analysis %s on %s not computed: %s", spec.name, job.target, e)
+        return Outcome(missing=f"not computed: {e}")
+    except Exception as e:
+        log.warning("analysis %s on %s failed: %s", spec.name, job.target, e, exc_info=True)
+        return Outcome(missing=f"failed: {type(e).__name__}: {e}")
+    seconds = time.perf_counter() - t0
+    d = result.to_dict()
+    atomic_write_text(Path(path), dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
+                                         "runs": list(job.runs), "params": job.params, "seconds": seconds,
+                                         "result": d}))
+    return Outcome(dumps(d), seconds)
+
+
+def compute_local(ctx: Context, jobs: list[Pending], results: dict[str, Any], tick: Callable[[], None]
+                  ) -> dict[int, Outcome]:
+    """Every job in this process, in order (the registry's order puts an analysis after those it needs)."""
+    results, out = dict(results), {}
+    for i, p in enumerate(jobs):
+        o = out[i] = compute_job(ctx, p.spec, p.job, inputs_of(p.spec, results), p.path)
+        if o.text is not None:
+            results[p.name] = record_of(p.spec, o.text)
+        tick()
     return out
 
 
 def _analyze_one(plan: Plan, store: Store, settings: AnalysisConfig | None, show_progress: bool, device: str,
-                 index: str = "index.json") -> AnalysisRun:
+                 compute: Compute, index: str = "index.json") -> AnalysisRun:
     """:func:`analyze` for a plan of one P; writes ``analyses/<index>``."""
     from tqdm.auto import tqdm
 
@@ -576,40 +687,47 @@ def _analyze_one(plan: Plan, store: Store, settings: AnalysisConfig | None, show
     specs = [s for s in SPECS.values() if s.group == "neyshabur" or s.group in settings.groups]
     todo = [(s, j) for s in specs for j in s.jobs(ctx, out.missing)]
     bar = tqdm(total=len(todo), desc="analyses", disable=not show_progress, leave=False)
-    for spec, job in todo:
-        bar.update(1)
-        name = f"{spec.name}/{job.target}"
+    cached: dict[int, tuple[str, Any]] = {}  # index in todo -> (key, record)
+    pending: list[Pending] = []
+    slot: dict[int, tuple[str, int]] = {}  # index in todo -> (key, index in pending)
+    for i, (spec, job) in enumerate(todo):
         key = job_key(ctx, spec, job)
         path = adir / f"{key}.json"
+        same = next((k for k, (key2, _) in slot.items() if key2 == key), None)
+        if same is not None:  # the same job twice: computed once, then read as cached
+            slot[i] = slot[same]
+            continue
         if path.is_file():
             try:
-                out.results[name] = spec.result.from_dict(jsonio.read(path)["result"])
-                out.cached.append(key)
-                out.files[name] = path.name
+                cached[i] = (key, spec.result.from_dict(jsonio.read(path)["result"]))
+                bar.update(1)
                 continue
             except (KeyError, TypeError, ValueError) as e:  # not JSON, or not of the record's shape
                 log.warning("%s: unreadable (%s); computing it again", path, e)
-        t0 = time.perf_counter()
-        try:
-            result = spec.run(ctx, job, out.results)
-        except StoreWriteError:
-            raise
-        except StoreError as e:  # a run's file is damaged: the message names it and the --rerun that repairs it
-            log.warning("analysis %s on %s not computed: %s", spec.name, job.target, e)
-            out.missing[f"{spec.name}-{job.target}"] = f"not computed: {e}"
-            continue
-        except Exception as e:  # one analysis failing must not lose the others
-            log.warning("analysis %s on %s failed: %s", spec.name, job.target, e, exc_info=True)
-            out.missing[f"{spec.name}-{job.target}"] = f"failed: {type(e).__name__}: {e}"
-            continue
-        seconds = time.perf_counter() - t0
-        out.seconds[name] = seconds
-        atomic_write_text(path, dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
-                                       "runs": list(job.runs), "params": job.params, "seconds": seconds,
-                                       "result": result.to_dict()}))
-        out.computed.append(key)
-        out.results[name] = spec.result.from_dict(jsonio.loads(dumps(result.to_dict())))  # as a cached one reads
-        out.files[name] = path.name
+        slot[i] = (key, len(pending))
+        pending.append(Pending(spec, job, path))
+    known = {f"{todo[i][0].name}/{todo[i][1].target}": r for i, (_, r) in cached.items()}
+    done = compute(ctx, pending, known, lambda: bar.update(1)) if pending else {}
+    first: set[int] = set()
+    for i, (spec, job) in enumerate(todo):
+        name = f"{spec.name}/{job.target}"
+        if i in cached:
+            key, out.results[name] = cached[i]
+            out.cached.append(key)
+        else:
+            key, at = slot[i]
+            o = done[at]
+            if o.text is None:
+                out.missing[f"{spec.name}-{job.target}"] = o.missing
+                continue
+            out.results[name] = record_of(spec, o.text)
+            if at in first:
+                out.cached.append(key)
+            else:
+                first.add(at)
+                out.seconds[name] = o.seconds
+                out.computed.append(key)
+        out.files[name] = f"{key}.json"
     bar.close()
     try:
         images = _write_images(ctx.plan, store, out.results)

@@ -19,12 +19,16 @@ a run whose tries are spent is left unstored, and the next ``run`` (a resume) tr
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 from tqdm.auto import tqdm
 
@@ -60,7 +64,7 @@ from .runner import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["execute_ray", "RayExecutionSummary", "import_ray"]
+__all__ = ["execute_ray", "RayExecutionSummary", "import_ray", "ray_analysis", "check_claim_timing"]
 
 INSTALL_HINT = "pip install 'transferscope[ray]' (or pip install ray)"
 
@@ -72,6 +76,19 @@ def import_ray():
     except ImportError:
         raise ConfigError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
+
+
+def check_claim_timing(heartbeat: float, stale_after: float) -> None:
+    """Refuse claim timings that would let a live run's claim be taken over: both positive, and the stale timeout
+    more than twice the heartbeat period (a beat may come late by up to one period, and the driver touches the
+    claims too). Raises :class:`ConfigError` naming the flag (``--claim-heartbeat``, ``--claim-stale``)."""
+    for flag, v in (("--claim-heartbeat", heartbeat), ("--claim-stale", stale_after)):
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"{flag} {v!r}: must be a positive number of seconds")
+    if stale_after <= 2 * heartbeat:
+        raise ConfigError(f"--claim-stale {stale_after:g}: must be more than twice --claim-heartbeat "
+                          f"({heartbeat:g} s), else a run still training could be taken for dead and trained twice; "
+                          f"e.g. --claim-stale {max(CLAIM_STALE_S, 12 * heartbeat):g}")
 
 
 @dataclass
@@ -105,7 +122,14 @@ def execute_ray(plan: Plan, store: Store, *, address: str | None = None, threads
     or a Ray instance started on this machine for the call). The other arguments are those of
     :func:`~transferscope.study.runner.execute`; ``threads`` 0 with no count recorded yet: the driver's cores
     shared out among the cluster's CPUs (at least 1).
+
+    ``heartbeat`` (``--claim-heartbeat``, default :data:`~transferscope.store.CLAIM_HEARTBEAT_S`): how often the
+    task training a run (and the driver) touches the run's claim; ``stale_after`` (``--claim-stale``, default
+    :data:`~transferscope.store.CLAIM_STALE_S`): how long a claim may go untouched before its holder is taken for
+    dead and the run for free. It must exceed twice ``heartbeat`` (:func:`check_claim_timing`) and the clock
+    difference between the nodes; every driver on one folder should use the same values.
     """
+    check_claim_timing(heartbeat, stale_after)
     ray = import_ray()
     t0 = time.time()
     summary = RayExecutionSummary()
@@ -262,3 +286,104 @@ def execute_ray(plan: Plan, store: Store, *, address: str | None = None, threads
             ray.shutdown()
     summary.seconds = time.time() - t0
     return summary
+
+
+# ------------------------------------------------------------------------------------------------ analyses
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+
+def _analysis_task(ctx, spec, job, inputs: dict, path: str, threads: int, device: str):
+    """A Ray task: compute one analysis job and write its result file (:func:`~.analyze.compute_job`), with the
+    job's torch threads, on the task's device (its GPU is ``cuda:0`` under Ray)."""
+    import ray
+    import torch
+
+    from ..devices import resolve_device
+    from .analyze import compute_job
+
+    torch.set_num_threads(threads)
+    ctx = replace(ctx, device=str(resolve_device(device)))
+    return compute_job(ctx, spec, job, inputs, path), ray.get_runtime_context().get_node_id()
+
+
+@contextlib.contextmanager
+def ray_analysis(plan: Plan, store: Store, *, device: str | None = None, address: str | None = None,
+                 threads: int = 0, max_retries: int = WORKER_RETRIES):
+    """The Ray executor of :func:`~.analyze.analyze` (``transferscope analyze --executor ray``): yields
+    ``(compute, device)``, the :data:`~.analyze.Compute` that runs each job not cached as a Ray task, and the
+    device the jobs compute on; joins (or starts) the cluster for the block.
+
+    Each job declares ``num_cpus`` = its torch threads (``threads``; 0: the study's, ``threads.json``, else 1; at
+    most the largest node's CPUs) and, on CUDA, ``num_gpus`` = 1 (``auto``: CUDA when the cluster has GPUs, else
+    the CPU: the driver needs none). A job is submitted once every job of the analyses it ``needs`` has ended,
+    with their records; it writes its result file on the shared results folder itself (atomically), and the driver
+    gathers the results as the local executor does. A job whose node dies is tried again elsewhere
+    (``max_retries``), then reported missing (``analyze`` again computes it); a folder that cannot be written stops
+    the analysis, as locally."""
+    dev = (device or plan.config.device or "auto").strip().lower()
+    if not _DEVICE.fullmatch(dev):
+        raise ConfigError(f"device {device!r}: unknown; one of auto, cpu, cuda, cuda:N, mps")
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    try:
+        gpus_there = ray.cluster_resources().get("GPU", 0) > 0
+        if dev == "auto":
+            dev = "cuda" if gpus_there else "cpu"
+        if dev.startswith("cuda") and not gpus_there:
+            raise ConfigError(f"device {dev!r}: the Ray cluster has no GPU; use --device cpu (or auto)")
+        task_device = "cuda" if dev.startswith("cuda") else dev  # a task sees its own GPU only, as cuda:0
+        most = max([int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1])
+        n = min(max(1, threads or store.recorded_threads() or 1), max(1, most))
+        task = ray.remote(_analysis_task).options(num_cpus=n, num_gpus=1 if task_device == "cuda" else 0,
+                                                  max_retries=max_retries, retry_exceptions=False)
+        yield partial(_compute_ray, ray, task, n, task_device), task_device
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results: dict, tick) -> dict:
+    """The jobs as Ray tasks, each once the analyses it needs have ended (see :func:`ray_analysis`)."""
+    from .analyze import Outcome, inputs_of, record_of
+
+    results, out = dict(results), {}
+    ctx_ref = ray.put(ctx)
+    waiting = dict(enumerate(jobs))
+    running: dict = {}  # ObjectRef -> index in jobs
+    try:
+        while waiting or running:
+            open_ = {j.spec.name for j in waiting.values()} | {jobs[i].spec.name for i in running.values()}
+            for i, p in list(waiting.items()):
+                if open_.isdisjoint(p.spec.needs):
+                    del waiting[i]
+                    ref = task.remote(ctx_ref, p.spec, p.job, inputs_of(p.spec, results), str(p.path), threads,
+                                      device)
+                    running[ref] = i
+            if not running:  # a cycle of needs cannot be registered; left for safety
+                raise RuntimeError(f"analyses {sorted(open_)} wait for each other")
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                i = running.pop(ref)
+                p = jobs[i]
+                try:
+                    o, _node = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:  # the folder cannot be written: stop, as locally
+                    cause = getattr(e, "cause", None)
+                    raise (cause if isinstance(cause, BaseException) else e) from None
+                except ray.exceptions.RayError as e:  # its node or worker died, and its tries are spent
+                    why = f"its Ray task was lost ({type(e).__name__}: {str(e).splitlines()[0]}); run analyze again"
+                    log.warning("analysis %s not computed: %s", p.name, why)
+                    o = Outcome(missing=f"not computed: {why}")
+                if o.missing and not o.text:
+                    log.warning("analysis %s: %s", p.name, o.missing)
+                if o.text is not None:
+                    results[p.name] = record_of(p.spec, o.text)
+                out[i] = o
+                tick()
+    finally:
+        for ref in running:  # interrupted: stop what is in flight (a job writes its file whole or not at all)
+            ray.cancel(ref, force=True)
+    return out
