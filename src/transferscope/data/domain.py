@@ -20,7 +20,7 @@ from .shuffle import block_shuffle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Split", "DomainData", "load_domain", "split_indices", "cache_dir"]
+__all__ = ["Split", "DomainData", "load_domain", "split_indices", "split_multilabel", "cache_dir"]
 
 LOADER_VERSION = 3
 """Part of the cache key: bumped when decoding, splitting or the cache's contents change, so old caches are not
@@ -34,7 +34,7 @@ class Split:
     x: torch.Tensor
     """uint8 images (N, C, S, S)."""
     y: torch.Tensor
-    """int64 labels (N,)."""
+    """int64 labels (N,); multi-label: float32 (N, L), 1.0 present, 0.0 absent, NaN unknown."""
     index: np.ndarray
     """(N,) index of each image in the domain's pool, for tracing an example back to its file."""
 
@@ -43,11 +43,19 @@ class Split:
 
     def sample(self, n: int, seed: int = 0) -> Split:
         """``n`` examples balanced over the classes (seeded): a class-stratified round robin over a seeded shuffle
-        of each class. Splits are stored class by class, so ``x[:n]`` would see only the first classes."""
+        of each class. Splits are stored class by class, so ``x[:n]`` would see only the first classes.
+
+        Multi-label (``y`` of shape (N, L)): a round robin over the labels' positives in a seeded shuffle (each
+        round takes, label by label, the next positive of that label not taken yet), so that every label with a
+        positive in the split has one in the sample once ``n`` >= the number of labels; then the rest of the
+        shuffle. The index tensors are made on the split's device."""
         if n <= 0 or n >= len(self):
             return self
+        device = self.y.device
         g = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(len(self), generator=g)
+        perm = torch.randperm(len(self), generator=g).to(device)
+        if self.y.ndim == 2:
+            return self._take(_round_robin_multilabel(perm, self.y, n), device)
         labels = self.y[perm]
         per_class = [perm[labels == c] for c in torch.unique(self.y)]
         rounds = []
@@ -55,8 +63,34 @@ class Split:
             rounds.extend(int(p[r]) for p in per_class if len(p) > r)
             if len(rounds) >= n:
                 break
-        idx = torch.tensor(rounds[:n])
-        return Split(self.x[idx], self.y[idx], self.index[idx.numpy()])
+        return self._take(rounds[:n], device)
+
+    def _take(self, rows: list[int], device: torch.device) -> Split:
+        idx = torch.tensor(rows, dtype=torch.int64, device=device)
+        return Split(self.x[idx.to(self.x.device)], self.y[idx], self.index[idx.cpu().numpy()])
+
+
+def _round_robin_multilabel(perm: torch.Tensor, y: torch.Tensor, n: int) -> list[int]:
+    """``n`` rows of a multi-label ``y``: label by label, round by round, the next positive (in the order of
+    ``perm``) not taken yet; then the rest of ``perm`` in its order."""
+    order = perm.cpu().tolist()
+    positive = (y == 1).cpu().numpy()
+    per_label = [[i for i in order if positive[i, k]] for k in range(positive.shape[1])]
+    taken: list[int] = []
+    seen: set[int] = set()
+    for r in range(max((len(p) for p in per_label), default=0)):
+        for p in per_label:
+            if r < len(p) and p[r] not in seen:
+                seen.add(p[r])
+                taken.append(p[r])
+                if len(taken) == n:
+                    return taken
+    for i in order:
+        if i not in seen:
+            taken.append(i)
+            if len(taken) == n:
+                break
+    return taken
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,11 @@ class DomainData:
     test: Split
     block_size: int
     meta: dict = field(default_factory=dict)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the labels are multi-label: ``train.y`` of shape (N, L), one column per entry of ``classes``."""
+        return self.train.y.ndim == 2
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +185,82 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
     return {s: np.concatenate(v) if v else np.zeros(0, np.int64) for s, v in out.items()}
 
 
+MULTILABEL_SALT = 0x6D6C
+"""Mixed into the split seed of multi-label splits (so they draw other numbers than the per-class ones)."""
+
+
+def split_multilabel(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainConfig, seed: int,
+                     classes: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Train / val / test indices of a multi-label pool (``labels`` (N, L) float: 1 present, 0 absent, NaN
+    unknown), fixed by ``seed``.
+
+    The per-class counts are read per label, times the number of labels L: the test set is
+    ``n_test_per_class * L`` images (0: the official test split, or 20% of the pool), the validation set
+    ``n_val_per_class * L`` and the training set ``n_per_class * L`` (0: all that remains). They are drawn from one
+    seeded shuffle of the pool (the official test split left out), after a reservation: the training set, then
+    the test set, then the validation set each first take, label by label (the rarest first), the first image of
+    the shuffle positive for that label when none of its images so far is; each then fills up in the shuffle's
+    order. So a label with at least one known positive outside the official test split has one in the training set,
+    and one in test and in val when it has three. The three never overlap; each is sorted. A split left without a
+    known positive or negative for a label is named in a warning (its AUC is undefined there and excluded); a
+    pool too small for the counts asked is an error.
+    """
+    labels = np.asarray(labels)
+    n_labels = labels.shape[1]
+    names = list(classes) if classes else [str(k) for k in range(n_labels)]
+    rng = np.random.default_rng([seed, MULTILABEL_SALT])
+    every = np.arange(len(labels))
+    official = is_test is not None and cfg.n_test_per_class == 0
+    pool = rng.permutation(every if is_test is None else every[~is_test])
+    positive = labels == 1
+    sizes = {"test": len(np.flatnonzero(is_test)) if official else
+             (cfg.n_test_per_class * n_labels or max(1, round(0.2 * len(pool)))),
+             "val": cfg.n_val_per_class * n_labels, "train": cfg.n_per_class * n_labels}
+    need = (0 if official else sizes["test"]) + sizes["val"] + max(sizes["train"], 1)
+    if len(pool) < need:
+        rules = ([] if official else [f"n_test_per_class={cfg.n_test_per_class} (test: "
+                                      f"{_n(sizes['test'], 'image')})"])
+        rules += [f"n_val_per_class={cfg.n_val_per_class} (val: {_n(sizes['val'], 'image')})",
+                  f"n_per_class={cfg.n_per_class} (train: " + (f"{_n(sizes['train'], 'image')})" if sizes["train"]
+                                                             else "the rest, at least 1)")]
+        outside = " outside the official test split" if is_test is not None else ""
+        raise DomainError(
+            f"domain {cfg.display!r}: multi-label pool of {_n(len(pool), 'image')}{outside}, too few for the {need} "
+            f"asked: {', '.join(rules)}; multi-label counts are per label, times the {n_labels} labels")
+    rarest = np.argsort(positive[pool].sum(0), kind="stable")
+    taken = np.zeros(len(labels), bool)
+    chosen: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    if official:
+        chosen["test"] = list(np.flatnonzero(is_test))
+    for s in ("train", "test", "val"):
+        if s == "test" and official:
+            continue
+        quota = sizes[s] or len(pool)
+        for k in rarest:
+            if len(chosen[s]) >= quota or positive[chosen[s], k].any():
+                continue
+            free = pool[positive[pool, k] & ~taken[pool]]
+            if len(free):
+                chosen[s].append(int(free[0]))
+                taken[free[0]] = True
+    for s in ("test", "val", "train"):
+        if s == "test" and official:
+            continue
+        free = pool[~taken[pool]]
+        more = free[: max(sizes[s] - len(chosen[s]), 0)] if sizes[s] else free
+        taken[more] = True
+        chosen[s] += [int(i) for i in more]
+    out = {s: np.sort(np.asarray(v, dtype=np.int64)) for s, v in chosen.items()}
+    for s, i in out.items():
+        for what, value in (("positive", 1), ("negative", 0)):
+            lacking = [names[k] for k in range(n_labels) if not (labels[i, k] == value).any()]
+            if lacking:
+                log.warning("domain %r: the %s split (%s) has no known %s for %s: %s; its AUC there is undefined "
+                            "(excluded)", cfg.display, s, _n(len(i), "image"), what,
+                            _n(len(lacking), "label"), ", ".join(lacking))
+    return out
+
+
 def _n(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -190,7 +305,11 @@ def _read_cache(path: Path, key: str, idx: dict[str, np.ndarray], labels: np.nda
             return None, f"{s}_x is {x.dtype} {tuple(x.shape)}, expected uint8 {(len(i), *shape)}"
         if index.shape != i.shape or not np.array_equal(index, i):
             return None, f"{s}_index is not the {s} split's"
-        if y.shape != i.shape or not np.array_equal(y, labels[i]):
+        if labels.ndim == 2:  # multi-label: float32 (n, L), NaN (unknown) compared equal to NaN
+            if y.dtype != np.float32 or y.shape != (len(i), labels.shape[1]) or not np.array_equal(
+                    y, labels[i], equal_nan=True):
+                return None, f"{s}_y is not the multi-label labels of the {s} split"
+        elif y.shape != i.shape or not np.array_equal(y, labels[i]):
             return None, f"{s}_y is not the labels of the {s} split"
     return arrays, ""
 
@@ -198,6 +317,19 @@ def _read_cache(path: Path, key: str, idx: dict[str, np.ndarray], labels: np.nda
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
+
+
+def _multilabel_labels(labels: np.ndarray, classes: list[str], cfg: DomainConfig) -> np.ndarray:
+    """A loader's multi-label labels as float32 (N, L), checked: one column per class, values 1, 0 or NaN."""
+    y = np.asarray(labels, dtype=np.float32)
+    if y.shape[1] != len(classes):
+        raise DomainError(f"domain {cfg.display!r}: {y.shape[1]} label columns but {len(classes)} labels named")
+    bad = ~(np.isnan(y) | (y == 0) | (y == 1))
+    if bad.any():
+        r, k = np.argwhere(bad)[0]
+        raise DomainError(f"domain {cfg.display!r}: multi-label value {y[r, k]} for label {classes[k]!r} of image "
+                          f"{r}; expected 1, 0 or NaN (unknown)")
+    return y
 
 
 def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) -> DomainData:
@@ -211,17 +343,28 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
     Every image is converted to ``data.channels`` and ``data.image_size``; what that changed (colour modes, original
     sizes, padding: :func:`~transferscope.data.images.conversion_record`; empty when nothing) is the domain's
     ``meta["conversion"]``, stored with the cache, and logged (INFO) once per call when not empty.
+
+    A loader whose labels are (N, L) makes a multi-label domain (``DomainData.multilabel``): split by
+    :func:`split_multilabel`, labels float32 with NaN for unknown, compared NaN-aware when the cache is read.
     """
     info = get_domain_info(cfg.name)
     if info.needs_path and not cfg.path:
         raise DomainError(f"domain {cfg.display!r}: the {cfg.name} domain needs a path")
     raw = info.loader(cfg, data.image_size, data.channels)
-    key_src = json.dumps({"domain": to_dict(cfg), "size": data.image_size, "channels": data.channels,
+    multilabel = raw.labels.ndim == 2
+    if multilabel:
+        raw.labels = _multilabel_labels(raw.labels, raw.classes, cfg)
+    domain = to_dict(cfg)
+    if not multilabel:  # the multi-label label policy changes nothing here: single-label cache keys stay as they were
+        for k in ("uncertain", "blank"):
+            domain.pop(k, None)
+    key_src = json.dumps({"domain": domain, "size": data.image_size, "channels": data.channels,
                           "split_seed": data.split_seed, "files": raw.fingerprint, "v": LOADER_VERSION},
                          sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir(data) / f"{cfg.name}-{key}.npz"
-    idx = split_indices(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
+    splitter = split_multilabel if multilabel else split_indices
+    idx = splitter(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
     shape = (data.channels, data.image_size, data.image_size)
     arrays = None
     if use_cache and path.is_file():
@@ -244,10 +387,12 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
                 _atomic_savez(path, **arrays)
             except OSError as e:  # a read-only home must not stop a study
                 log.warning("could not write domain cache %s: %s", path, e)
-    splits = {
-        s: Split(torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"]).long(), arrays[f"{s}_index"])
-        for s in ("train", "val", "test")
-    }
+    def labels_of(s: str) -> torch.Tensor:
+        y = torch.from_numpy(arrays[f"{s}_y"])
+        return y.float() if multilabel else y.long()
+
+    splits = {s: Split(torch.from_numpy(arrays[f"{s}_x"]), labels_of(s), arrays[f"{s}_index"])
+              for s in ("train", "val", "test")}
     meta = {**raw.meta, "domain": cfg.name}
     conversion = json.loads(str(arrays["conversion"]))
     if conversion is not None:

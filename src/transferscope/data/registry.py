@@ -26,7 +26,8 @@ class RawDomain:
 
     classes: list[str]
     labels: np.ndarray
-    """(n,) int64 class index of every image of the pool."""
+    """(n,) int64 class index of every image of the pool; a multi-label domain: (n, L) float32, one column per
+    entry of ``classes``, 1.0 present, 0.0 absent, NaN unknown."""
     load: Callable[[np.ndarray], np.ndarray]
     """indices (k,) -> uint8 images (k, C, S, S) at the requested size and channels."""
     is_test: np.ndarray | None = None
