@@ -8,7 +8,10 @@ criticality, ``model_b`` is theta^0 (P for a P-T model, RI for an RI-T model).
 What each reads of ``domain`` (SCIENCE.md): mistakes, CKA and the barrier the test split (the barrier's
 BatchNorm statistics, if any, the training split); criticality, flatness, gradient stability and the principal
 gradient component the training split (the training loss); the transferability scores the target's training
-images and labels. ``seed`` draws every sample an analysis takes. Options without a defensible default are
+images and labels. Multi-label targets (labels (N, L)) are handled by each analysis: the loss is the per-label
+BCE, the error 1 - mean AUC, mistakes are per (example, label) decision at ``threshold`` (option of
+``mistakes``), LEEP and H-score are not applicable and LogME is taken per label. ``seed`` draws every sample an
+analysis takes. Options without a defensible default are
 required: ``lr`` of ``stability`` (eta, the run's learning rate), and ``source_x`` of ``scores`` for its MMD
 (the images of the SOURCE domain; without them the MMD is NaN with a note, as ``domain`` is the target).
 """
@@ -26,6 +29,7 @@ import torch.nn as nn
 
 from ..data import DomainData
 from ..devices import model_device, resolve_device
+from ..metrics import THRESHOLD
 from .barrier import BarrierResult, interpolate
 from .cka import CKAResult, feature_similarity
 from .criticality import CriticalityResult, module_criticality
@@ -83,9 +87,11 @@ def get_analysis(name: str) -> AnalysisInfo:
     return _REGISTRY[name]
 
 
-@register_analysis("mistakes", MistakesResult, "common and uncommon mistakes on the test split")
-def _mistakes(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0) -> MistakesResult:
-    return replace(model_mistakes(a, b, domain.test), seed=seed)
+@register_analysis("mistakes", MistakesResult, "common and uncommon mistakes on the test split (multi-label: per "
+                   "(example, label) decision at the threshold)")
+def _mistakes(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0,
+              threshold: float = THRESHOLD) -> MistakesResult:
+    return replace(model_mistakes(a, b, domain.test, threshold=threshold), seed=seed)
 
 
 @register_analysis("cka", CKAResult, "linear CKA per layer, full-data and minibatch, on the test images")

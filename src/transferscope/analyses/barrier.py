@@ -11,6 +11,11 @@ copy (the default), or, with ``batched=True``, several interpolation points in o
 weights becomes a grouped convolution); see ``benchmarks/barrier_points.py``. With BatchNorm the running statistics do not
 match interpolated weights; ``bn_policy`` chooses: ``recompute`` (reset and re-estimate them on training data;
 the default for such nets), ``interpolate`` (interpolate them too) or ``keep`` (keep model 1's).
+
+Multi-label targets (labels (N, L), see :mod:`transferscope.metrics`): the loss is the binary cross-entropy per
+label averaged over an example's known labels (:func:`transferscope.task.per_example_loss`), and the error is
+1 - the mean AUC over labels. The AUC is not a sum over batches: the logits of every point are kept and the
+AUC computed on all of them (``BarrierResult.error_metric`` says which error a result holds).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
+from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
+from ..metrics import ACC, AUC, auc_detail, is_multilabel
 from ..models import to_input
 from ..study.records import BarrierResult
 
@@ -95,6 +102,42 @@ def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambd
     return (loss_sum / n).cpu().numpy(), (wrong / n).cpu().numpy()
 
 
+@torch.no_grad()
+def _eval_points_vmap_multilabel(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor,
+                                 split: Split, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_eval_points_vmap` for multi-label labels: the mean per-example BCE at each point, and the logits
+    (k, N, L) of every point (the AUC needs them all)."""
+    k = len(lambdas)
+    stacked = {n: _standard(torch.lerp(pa[n].unsqueeze(0).expand(k, *pa[n].shape),
+                                       pb[n].unsqueeze(0).expand(k, *pb[n].shape),
+                                       lambdas.view(-1, *[1] * pa[n].dim()).to(pa[n].dtype))) for n in pa}
+    buffers = {n: _standard(b) for n, b in buffers.items()}
+
+    def f(params, x):
+        return functional_call(model, (params, buffers), (x,))
+
+    batched = vmap(f, in_dims=(0, None))
+    dev = lambdas.device
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
+    logits = []
+    for i in range(0, len(split), batch_size):
+        x = _standard(to_input(split.x[i : i + batch_size].to(dev)))
+        y = split.y[i : i + batch_size].to(dev)
+        out = batched(stacked, x)  # (k, b, labels)
+        loss_sum += task.per_example_loss(out, y).sum(1).double()
+        logits.append(out.float().cpu())
+    return (loss_sum / len(split)).cpu().numpy(), torch.cat(logits, 1).numpy()
+
+
+def _loss_logits(model: nn.Module, split: Split, batch_size: int) -> tuple[float, np.ndarray]:
+    """Multi-label: the mean per-example BCE of ``model`` on ``split`` (float64 sum over batches) and its logits."""
+    from .mistakes import model_logits
+
+    z = model_logits(model, split, batch_size)
+    loss = task.loss(torch.from_numpy(z).double(), split.y.double().cpu(), reduction="sum").item() / len(split)
+    return loss, z
+
+
 def _bn_sample(train: Split, n: int, seed: int) -> Split:
     """``n`` training examples for re-estimating BatchNorm statistics, in an order mixed over the classes: splits
     are stored class by class, so a prefix (or batches in stored order) would see one class at a time.
@@ -146,6 +189,17 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     pb = {n: p.detach() for n, p in model_b.named_parameters()}
     from ..train import evaluate
 
+    multilabel = is_multilabel(split.y)
+    point_logits: list[np.ndarray] = []  # multi-label: the logits at every point, for the AUC
+
+    def at_point(j: int) -> None:  # the loss and error of ``model`` as it stands, at point j
+        if multilabel:
+            loss[j], z = _loss_logits(model, split, batch_size)
+            point_logits.append(z)
+        else:
+            loss[j], acc, _ = evaluate(model, split, batch_size)
+            err[j] = 1 - acc
+
     if not has_batch_statistics(model) and not batched:
         loss, err = np.zeros(points), np.zeros(points)
         params = dict(model.named_parameters())
@@ -153,19 +207,26 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
             for j, lam in enumerate(lambdas.tolist()):
                 for n, p in params.items():
                     p.copy_(torch.lerp(pa[n], pb[n], lam))
-                loss[j], acc, _ = evaluate(model, split, batch_size)
-                err[j] = 1 - acc
+                at_point(j)
         policy = "exact"
     elif not has_batch_statistics(model):
         buffers = {n: b for n, b in model.named_buffers()}
         losses, errors = [], []
         step = chunk_points or points
         for lo in range(0, points, step):
+            if multilabel:
+                lo_l, lo_z = _eval_points_vmap_multilabel(model, pa, pb, buffers,
+                                                          lambdas[lo : lo + step].to(model_device(model)), split,
+                                                          batch_size)
+                losses.append(lo_l)
+                point_logits.extend(lo_z)
+                continue
             lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step].to(model_device(model)),
                                            split, batch_size)
             losses.append(lo_l)
             errors.append(lo_e)
-        loss, err = np.concatenate(losses), np.concatenate(errors)
+        loss = np.concatenate(losses)
+        err = np.concatenate(errors) if not multilabel else np.zeros(points)
         policy = "exact"
     else:
         if bn_policy == "recompute" and train_split is None:
@@ -182,13 +243,19 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
             model.load_state_dict(state)
             if bn_policy == "recompute":
                 _recompute_bn(model, train_split, batch_size, bn_batches, seed)
-            loss[j], acc, _ = evaluate(model, split, batch_size)
-            err[j] = 1 - acc
+            at_point(j)
         policy = bn_policy
+    excluded: list[str] = []
+    if multilabel:
+        y = split.y.cpu().numpy()
+        details = [auc_detail(z, y) for z in point_logits]
+        err = np.array([1 - d["mean"] for d in details])
+        excluded = details[0]["excluded"] if details else []
     if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(err))):
         barrier_l = barrier_e = math.nan
     else:
         barrier_l, barrier_e = barrier_of_curve(lambdas.numpy(), loss), barrier_of_curve(lambdas.numpy(), err)
     return BarrierResult(lambdas.tolist(), loss.tolist(), err.tolist(), barrier_e, barrier_l, policy, len(split), seed,
                          args={"seed": seed, "points": points, "bn_policy": bn_policy, "batch_size": batch_size,
-                               "bn_batches": bn_batches, "batched": batched, "chunk_points": chunk_points})
+                               "bn_batches": bn_batches, "batched": batched, "chunk_points": chunk_points},
+                         error_metric=AUC if multilabel else ACC, auc_excluded=excluded)

@@ -25,6 +25,10 @@ a^2 d^2 / s^2 at it; ``criticality_low`` / ``criticality_high`` are its values a
 as the noisy loss grows with s. A module whose parameters did not move (d = 0) has criticality 0 and is flagged
 ``degenerate``: its 0 says nothing about the module.
 
+Multi-label targets (labels (N, L), see :mod:`transferscope.metrics`): L is the binary cross-entropy per label
+averaged over an example's known labels (:func:`transferscope.task.loss`), and the rewinding curve's accuracy
+is the mean AUC over labels (``CriticalityResult.metric``).
+
 Neither function changes the model it is given.
 """
 
@@ -39,8 +43,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
+from ..metrics import ACC, AUC, is_multilabel, mean_auc
 from ..models import to_input
 from ..study.records import CriticalityResult
 
@@ -59,6 +65,7 @@ class _Evaluator:
         sub = cpu_sample(data, n_examples, seed)  # balanced over classes (splits are stored class by class)
         self.x = to_input(sub.x.to(dev))
         self.y = sub.y.to(dev)
+        self.multilabel = is_multilabel(self.y)
         self.batch_size = batch_size
         module_of = getattr(model, "module_of", lambda n: n.rsplit(".", 1)[0])
         self.groups: dict[str, list[str]] = {}
@@ -74,6 +81,14 @@ class _Evaluator:
 
     @torch.no_grad()
     def loss_acc(self) -> tuple[float, float]:
+        """The mean training loss and the accuracy (multi-label: the mean AUC) of the model as it stands."""
+        if self.multilabel:
+            total, logits = 0.0, []
+            for i in range(0, len(self.y), self.batch_size):
+                out = self.model(self.x[i : i + self.batch_size])
+                total += task.loss(out, self.y[i : i + self.batch_size], reduction="sum").item()
+                logits.append(out.float().cpu())
+            return total / len(self.y), mean_auc(torch.cat(logits).numpy(), self.y.cpu().numpy())
         total, correct = 0.0, 0
         for i in range(0, len(self.y), self.batch_size):
             out = self.model(self.x[i : i + self.batch_size])
@@ -167,11 +182,13 @@ def _per_module(ev: _Evaluator, names: list[str], alphas: Sequence[float], searc
                      ("degenerate", d == 0)):
             out[k].append(v)
     eps, final_loss, tolerance, samples, seed, method, args = meta
+    if ev.multilabel:
+        args = {**args, "loss": "bce"}
     return CriticalityResult(
         names, out["crit"], out["a"], out["s"], out["dist"], list(map(float, alphas)), out["rew_l"], out["rew_a"],
         out["bound"], eps, final_loss, tolerance, samples, seed, method, boundary_width=out["width"],
         best_s_low=out["lo"], best_s_high=out["hi"], criticality_low=out["clo"], criticality_high=out["chi"],
-        degenerate=out["degenerate"], args=args)
+        degenerate=out["degenerate"], args=args, metric=AUC if ev.multilabel else ACC)
 
 
 def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
 from ..models import to_input
@@ -77,11 +77,12 @@ def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *,
 
 
 def loss_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Mean cross-entropy of ``model`` over (x, y) as a differentiable scalar (summed batch by batch)."""
+    """Mean loss of ``model`` over (x, y) as a differentiable scalar (summed batch by batch): the cross-entropy,
+    or for multi-label ``y`` (N, L) the per-label BCE averaged over known labels (:func:`transferscope.task.loss`)."""
     total = 0.0
     for i in range(0, len(y), batch_size):
         out = model(x[i : i + batch_size])
-        total = total + F.cross_entropy(out, y[i : i + batch_size], reduction="sum")
+        total = total + task.loss(out, y[i : i + batch_size], reduction="sum")
     return total / len(y)
 
 
@@ -99,10 +100,10 @@ def hessian_vector_product(batch_losses: Callable[[], Iterable[torch.Tensor]], p
 
 
 def _ce_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int):
-    """The mean cross-entropy over (x, y), as per-batch terms that sum to it."""
+    """The mean loss (:func:`transferscope.task.loss`) over (x, y), as per-batch terms that sum to it."""
     def gen():
         for i in range(0, len(y), batch_size):
-            yield F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum") / len(y)
+            yield task.loss(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum") / len(y)
     return gen
 
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
 from ..models import to_input
@@ -37,12 +37,13 @@ def _xy(data: Split, n: int, seed: int = 0, device: torch.device | str = "cpu") 
 
 def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500
                   ) -> tuple[float, list[torch.Tensor]]:
-    """Mean cross-entropy over (x, y) and its gradient with respect to the trainable parameters."""
+    """Mean loss over (x, y) (the cross-entropy, or for multi-label ``y`` the per-label BCE averaged over known
+    labels: :func:`transferscope.task.loss`) and its gradient with respect to the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     grads = [torch.zeros_like(p) for p in params]
     total = 0.0
     for i in range(0, len(y), batch_size):
-        loss = F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum") / len(y)
+        loss = task.loss(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum") / len(y)
         for acc, g in zip(grads, torch.autograd.grad(loss, params), strict=True):
             acc += g
         total += loss.item()

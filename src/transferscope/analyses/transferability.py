@@ -12,6 +12,16 @@ Maths kernels on numpy arrays (each tested against a case whose answer is known 
 * :func:`rank_correlation`: Spearman's rho with a bootstrap confidence interval (scipy).
 
 :func:`transferability_scores` computes all of them for a model and two domains (pure: the model is not changed).
+
+Multi-label targets (labels (N, L) with 1.0, 0.0 and NaN for unknown, see :mod:`transferscope.metrics`): LEEP
+and H-score are defined for one label per example (LEEP's joint P(y, z) and H-score's E[f | y] condition on the
+example's single class) and have no multi-label form: they are NaN, with the reason recorded
+(``TransferabilityResult.not_applicable``), never a number computed on a wrong reading of the labels. LogME has
+one (:func:`logme_multilabel`): each label is a binary classification target, scored as LogME scores any
+classification target (You et al. 2021, "LogME: Practical Assessment of Pre-trained Models for Transfer
+Learning": a C-class label is taken as its one-hot encoding, one Bayesian linear regression per column, the
+evidences averaged; a binary label is C = 2, not one 0/1 regression target), on the label's known examples;
+the per-label values are averaged over the labels that have both a known positive and a known negative example, and recorded.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ from ..devices import model_device
 from ..models import to_input
 from ..study.records import TransferabilityResult
 
-__all__ = ["leep", "logme", "h_score", "mmd2", "rank_correlation", "TransferabilityResult", "transferability_scores"]
+__all__ = ["leep", "logme", "logme_multilabel", "h_score", "mmd2", "rank_correlation", "TransferabilityResult",
+           "transferability_scores", "NOT_MULTILABEL"]
 
 
 def leep(source_probs: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> float:
@@ -100,6 +111,35 @@ def logme(features: np.ndarray, labels: np.ndarray, n_classes: int | None = None
         col = (y == k).astype(np.float64)
         out.append(_logme_column(s2, u.T @ col, float(col @ col), n, d))
     return float(np.mean(out))
+
+
+def logme_multilabel(features: np.ndarray, labels: np.ndarray) -> tuple[float, list[float], list[int]]:
+    """LogME of multi-label ``labels`` (n, L) (1.0, 0.0, NaN: unknown) on ``features`` (n, d): for each label, the
+    single-label :func:`logme` of its known examples as a two-class problem (absent = class 0, present = class 1:
+    two one-hot columns, as LogME treats any C-class target); the mean over labels.
+
+    A label without a known positive or a known negative example has no classification target: its value is NaN
+    and it is left out of the mean (and listed). Returns (mean, per-label values, excluded labels); the mean is
+    NaN when every label is excluded."""
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if y.ndim != 2 or len(y) != len(f):
+        raise ValueError(f"logme_multilabel: expected (n, L) labels for {len(f)} feature rows, got {y.shape}")
+    per, excluded = [], []
+    for j in range(y.shape[1]):
+        known = ~np.isnan(y[:, j])
+        t = y[known, j]
+        if not (t == 1).any() or not (t == 0).any():
+            per.append(math.nan)
+            excluded.append(j)
+            continue
+        per.append(logme(f[known], (t == 1).astype(np.int64), 2))
+    used = [v for v in per if not math.isnan(v)]
+    return (float(np.mean(used)) if used else math.nan), per, excluded
+
+
+NOT_MULTILABEL = "not applicable to multi-label targets"
+"""The reason recorded for LEEP and H-score on a multi-label target."""
 
 
 def h_score(features: np.ndarray, labels: np.ndarray) -> float:
@@ -199,6 +239,7 @@ def transferability_scores(model: nn.Module, target_x: torch.Tensor, target_y: t
     the kernel matrices are (m + n)^2). With ``source_x=None`` the MMD is not computed: NaN, with a ``note``."""
     ft, pt = _features_and_probs(model, target_x, layer)
     y = target_y.numpy() if isinstance(target_y, torch.Tensor) else np.asarray(target_y)
+    multilabel = y.ndim == 2
     nan, note, n_source = math.nan, "", 0
     rbf = lin = h = nan
     if source_x is None:
@@ -211,5 +252,12 @@ def transferability_scores(model: nn.Module, target_x: torch.Tensor, target_y: t
         mt = ft[rng.permutation(len(ft))[:mmd_examples]]
         rbf, h = mmd2(ms, mt, "rbf")
         lin, _ = mmd2(ms, mt, "linear")
+    args = {"layer": layer, "mmd_examples": mmd_examples}
+    if multilabel:
+        lm, per, excluded = logme_multilabel(ft, y)
+        return TransferabilityResult(nan, lm, nan, rbf, lin, h, len(y), n_source, layer, seed,
+                                     args | {"logme_form": "per label, two classes, mean over labels"}, note,
+                                     not_applicable={"leep": NOT_MULTILABEL, "h_score": NOT_MULTILABEL},
+                                     logme_per_label=per, logme_excluded=excluded)
     return TransferabilityResult(leep(pt, y, n_classes), logme(ft, y, n_classes), h_score(ft, y), rbf, lin, h, len(y),
-                                 n_source, layer, seed, {"layer": layer, "mmd_examples": mmd_examples}, note)
+                                 n_source, layer, seed, args, note)

@@ -134,8 +134,32 @@ class MistakesResult(Result):
     """No randomness: recorded for the common result contract."""
     args: dict = field(default_factory=dict)
     schema_version: int = 1
+    unit: str = "example"
+    """What a mistake is counted on: ``example`` (single-label: the arg-max class against the label) or
+    ``example-label`` (multi-label: one decision per known (example, label), present where sigmoid(logit) >=
+    ``threshold``). ``n``, ``common`` and ``uncommon`` count units; ``only_a_wrong`` / ``only_b_wrong`` are always
+    positions of EXAMPLES (for ``example-label``: the examples with at least one such decision)."""
+    threshold: float = 0.0
+    """The probability at or above which a multi-label model says a label is present; 0 (none) for ``example``."""
+    n_examples: int = -1
+    """Examples compared (-1 in files written before multi-label targets: then ``n``)."""
+    n_labels: int = 0
+    """Labels per example for ``example-label`` (0 for ``example``)."""
+    only_a_wrong_decisions: list[int] = field(default_factory=list)
+    """``example-label`` only: row-major positions ``example * n_labels + label`` of the decisions model a gets
+    wrong and model b right (empty for ``example``)."""
+    only_b_wrong_decisions: list[int] = field(default_factory=list)
 
-    array_fields = ("only_a_wrong", "only_b_wrong")
+    array_fields = ("only_a_wrong", "only_b_wrong", "only_a_wrong_decisions", "only_b_wrong_decisions")
+
+    @property
+    def decisions(self) -> int:
+        """The decisions compared: one per example, or one per known (example, label)."""
+        return self.n
+
+    @property
+    def examples(self) -> int:
+        return self.n if self.n_examples < 0 else self.n_examples
 
     @property
     def common_fraction(self) -> float:
@@ -146,7 +170,8 @@ class MistakesResult(Result):
         return self.uncommon / self.n if self.n else float("nan")
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction}
+        return {**super().to_dict(), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction,
+                "decisions": self.decisions}
 
 
 @dataclass(frozen=True)
@@ -225,6 +250,12 @@ class BarrierResult(Result):
     classes); no effect for the other policies and for nets without batch statistics."""
     args: dict = field(default_factory=dict)
     schema_version: int = 2
+    error_metric: str = "acc"
+    """What ``error`` and ``barrier_error`` are one minus: ``acc`` (top-1 accuracy: the test error) or ``auc``
+    (multi-label: 1 - the mean AUC over labels, computed on all of the split's logits at each point)."""
+    auc_excluded: list[str] = field(default_factory=list)
+    """``auc`` only: the labels left out of the mean AUC (no known positive or no known negative example in the
+    split; the same at every point)."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +274,7 @@ class CriticalityResult(Result):
     rewind_loss: list[list[float]]
     """[module][a]: training loss with the module at theta_i^a and no noise (the rewinding curve)."""
     rewind_acc: list[list[float]]
+    """[module][a]: the training accuracy on the rewinding curve; the mean AUC for multi-label (``metric``)."""
     boundary_s: list[list[float]]
     """[module][a]: the largest feasible noise scale s at that a, as the midpoint of its bracket (0: infeasible
     even without noise). The feasible region of the (a, s) plane per module: the picture behind the criticality."""
@@ -268,6 +300,10 @@ class CriticalityResult(Result):
     """True where d = 0: the module did not move between theta^0 and theta^F, so its criticality 0 is trivial."""
     args: dict = field(default_factory=dict)
     schema_version: int = 2
+    metric: str = "acc"
+    """What ``rewind_acc`` holds: ``acc`` (accuracy) or ``auc`` (multi-label: the mean AUC). The loss (``eps``,
+    ``final_loss``, ``rewind_loss``) is the cross-entropy, or for multi-label the binary cross-entropy per label
+    averaged over an example's known labels."""
 
     array_fields = ("rewind_loss", "rewind_acc", "boundary_s", "boundary_width")
 
@@ -376,6 +412,15 @@ class TransferabilityResult(Result):
     note: str = ""
     """Why a score is missing (e.g. no source images: no MMD), else empty."""
     schema_version: int = 2
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    """Score name -> why it is NaN by definition for this target (e.g. LEEP and H-score of a multi-label target:
+    ``not applicable to multi-label targets``); empty for single-label targets."""
+    logme_per_label: list[float] = field(default_factory=list)
+    """Multi-label only: LogME of each label as a two-class problem on its known examples (NaN for a label
+    without a known positive or negative example); ``logme`` is their mean over the defined ones. Empty for
+    single-label targets."""
+    logme_excluded: list[int] = field(default_factory=list)
+    """Multi-label only: the labels left out of ``logme`` (no known positive or no known negative example)."""
 
 
 @dataclass(frozen=True)
