@@ -266,3 +266,26 @@ def test_fp16_survives_skipped_steps_on_cuda(domain):
     m = _Loud(16 * 16, domain.num_classes).to("cuda")
     r = train(m, domain, TrainConfig(epochs=3, batch_size=8, lr=0.05, speed_epochs=1), seed=0, precision="fp16")
     assert np.isfinite(r.history["step_loss"]).all() and r.metrics["test_acc"] > 0.5
+
+
+def test_listening_to_progress_changes_nothing_and_hears_the_epochs_figures(domain):
+    """The per-epoch figures handed to ``progress`` (live logs) are read off the run: the same weights and history
+    with and without a listener, and each figure equals its history counterpart."""
+    seen = []
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=0.05, speed_epochs=1, test_every_epoch=True)
+    m1 = create_model(MODEL, 1, domain.num_classes, seed=0)
+    r1 = train(m1, domain, cfg, seed=0, progress=lambda e, f: seen.append((e, f)))
+    m2 = create_model(MODEL, 1, domain.num_classes, seed=0)
+    r2 = train(m2, domain, cfg, seed=0)
+    assert all(torch.equal(v, m2.state_dict()[k]) for k, v in m1.state_dict().items())
+    assert r1.history == r2.history and r1.metrics["metric"] == "acc"
+    assert {k for k in r1.metrics if k not in ("seconds", "train_seconds", "images_per_s")} == {
+        "test_acc", "test_loss", "val_acc", "val_loss", "train_acc_final", "train_loss_final", "train_acc_last_epoch",
+        "num_classes", "speed_mean_acc_k", "speed_steps_to_frac", "speed_k", "speed_fraction", "steps", "metric"}
+    h, spe = r1.history, r1.steps_per_epoch
+    assert [e for e, _ in seen] == [0, 1, 2, 3] and "train_loss" not in seen[0][1]
+    for e, f in seen[1:]:
+        assert f["train_loss"] == float(np.mean(h["step_loss"][(e - 1) * spe:e * spe]))
+        assert f["train_acc"] == float(np.mean(h["step_acc"][(e - 1) * spe:e * spe]))
+        assert (f["val_acc"], f["val_loss"], f["test_acc"], f["test_loss"], f["lr"]) == (
+            h["val_acc"][e], h["val_loss"][e], h["test_acc"][e], h["test_loss"][e], h["lr"][e])

@@ -3,6 +3,12 @@
 Straight-line code in the manner of nanoGPT's ``train.py``: SGD with momentum on in-memory uint8 images,
 a per-step record of the training loss and accuracy, a per-epoch evaluation on validation and test data,
 the optimisation-speed figures of Neyshabur et al., and the per-example test predictions of the final model.
+
+Single-label targets (int64 labels (N,)) are trained with cross-entropy and judged by top-1 accuracy; multi-label
+targets (float32 labels (N, L), NaN = unknown; see :mod:`transferscope.metrics`) with a sigmoid and binary
+cross-entropy per label (:func:`transferscope.task.loss`) and judged by the mean AUC over labels. A batch's AUC
+means little, so a multi-label run records no per-step figure but the loss; its training curve is the mean AUC of
+the model after every epoch on a fixed seeded subset of the training split (``TrainConfig.speed_examples``).
 Every step runs on the model's device, in float32 or under autocast (``precision``); the host waits for the device
 only every few dozen steps and at the end of each epoch.
 Randomness comes only from ``seed``: same seed, same machine, same thread count, same precision: bitwise-identical
@@ -28,12 +34,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import metrics as M
+from . import task
 from .config import TrainConfig
 from .data import DomainData, Split
 from .models import to_input
 
 __all__ = ["TrainResult", "TrainingDiverged", "train", "evaluate", "optimisation_speed", "relative_deviation",
-           "choose_memory_format", "model_device", "keep_freed_memory", "PRECISIONS"]
+           "choose_memory_format", "model_device", "keep_freed_memory", "PRECISIONS", "auc_speed", "speed_subset"]
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +54,37 @@ class TrainingDiverged(RuntimeError):
 class TrainResult:
     history: dict[str, list]
     """step_loss, step_acc (per step; the accuracy as the exact fraction of the batch); epoch, val_loss, val_acc,
-    test_loss, test_acc, lr (per epoch, epoch 0 = before training); deviation (per epoch: {module: ||W - W0||_F / ||W0||_F})."""
-    metrics: dict[str, float]
-    """Final figures: test_acc, test_loss, val_acc, val_loss; train_acc_final, train_loss_final (the final model on
-    the whole training split, in eval mode); train_acc_last_epoch (running mean over the last epoch's batches);
-    num_classes; the two speed figures; time."""
+    test_loss, test_acc, lr (per epoch, epoch 0 = before training); deviation (per epoch: {module: ||W - W0||_F / ||W0||_F}).
+
+    Multi-label: no step_acc; val_auc, test_auc in place of val_acc, test_acc; train_auc (one per epoch, 0 to
+    ``epochs`` whatever ``eval_every``: the mean AUC of the model, in eval mode, on the fixed training subset)."""
+    metrics: dict
+    """Final figures: metric ("acc" or "auc"); test_acc, test_loss, val_acc, val_loss; train_acc_final,
+    train_loss_final (the final model on the whole training split, in eval mode); train_acc_last_epoch (running mean
+    over the last epoch's batches); num_classes; the two speed figures (``speed_mean_acc_k``,
+    ``speed_steps_to_frac``, see :func:`optimisation_speed`); time.
+
+    Multi-label: test_auc, val_auc, train_auc_final in place of the *_acc figures; train_auc_subset_final (the last
+    point of the history's train_auc); test_auc_per_label (NaN where undefined), test_auc_labels_used,
+    test_auc_excluded (the names of the labels without a positive or a negative known test example, left out of
+    the mean); num_labels; the speed figures, under the same keys, are those of :func:`auc_speed` (in mean AUC)."""
     test_logits: np.ndarray
-    """(n_test, num_classes) float32 logits of the final model."""
+    """(n_test, num_classes) float32 logits of the final model (multi-label: (n_test, num_labels))."""
     test_labels: np.ndarray
     steps_per_epoch: int
     checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     """Weights kept at the requested steps (step -> state dict), on the model's device."""
 
     @property
+    def multilabel(self) -> bool:
+        return M.is_multilabel(self.test_labels)
+
+    @property
     def test_pred(self) -> np.ndarray:
+        """The final model's test decisions: the arg-max class (N,), or multi-label a bool (N, L) per label, present
+        where the logit is >= 0 (sigmoid >= :data:`transferscope.metrics.THRESHOLD`)."""
+        if self.multilabel:
+            return self.test_logits >= 0
         return self.test_logits.argmax(1)
 
 
@@ -185,9 +210,14 @@ def _to_device(x: torch.Tensor, dev: torch.device, idx: torch.Tensor | None = No
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 512, *, precision: str = "fp32",
              memory_format: torch.memory_format | None = None) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and logits (N, K) of ``model`` on a split, on the model's device, under the
+    """Mean loss, score and logits (N, K) of ``model`` on a split, on the model's device, under the
     autocast of ``precision`` (logits returned as float32), inputs in ``memory_format`` (None: the trainer's choice,
-    :func:`choose_memory_format`). Restores the model's train/eval mode."""
+    :func:`choose_memory_format`). Restores the model's train/eval mode.
+
+    Single-label: the mean cross-entropy and the top-1 accuracy. Multi-label (labels (N, L)): the mean over examples
+    of the binary cross-entropy averaged over each example's known labels (:func:`transferscope.task.loss`) and the
+    mean AUC over the labels that have a positive and a negative known example (:func:`transferscope.metrics.score`;
+    NaN when none has)."""
     dev = model_device(model)
     autocast = _autocast(dev, precision)
     fmt = memory_format if memory_format is not None else choose_memory_format(model)
@@ -204,6 +234,10 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, *, precision
     if not logits:
         return float("nan"), float("nan"), np.zeros((0, 0), np.float32)
     out = torch.cat(logits)
+    if M.is_multilabel(split.y):
+        loss = task.loss(out, _to_device(split.y, dev)).item()
+        scores = out.cpu().numpy()
+        return loss, M.score(scores, split.y.numpy()), scores
     y = _to_device(split.y, dev)
     loss = F.cross_entropy(out, y).item()
     acc = (out.argmax(1) == y).float().mean().item()
@@ -211,7 +245,8 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, *, precision
 
 
 def optimisation_speed(step_acc: Sequence[float], steps_per_epoch: int, k: int, fraction: float) -> dict[str, float]:
-    """The two optimisation-speed figures of Neyshabur et al. from the per-step training accuracy.
+    """The two optimisation-speed figures of Neyshabur et al. from the per-step training accuracy (single-label
+    targets; a multi-label target's, in mean AUC per epoch, are :func:`auc_speed`'s).
 
     (a) ``speed_mean_acc_k``: the mean training accuracy over the first ``k`` epochs.
     (b) ``speed_steps_to_frac``: the first step at which the running mean of the training accuracy over one
@@ -227,6 +262,40 @@ def optimisation_speed(step_acc: Sequence[float], steps_per_epoch: int, k: int, 
     hit = np.flatnonzero(running >= fraction * final)
     steps = float(hit[0] + w) if len(hit) else float("nan")
     return {"speed_mean_acc_k": mean_k, "speed_steps_to_frac": steps}
+
+
+def auc_speed(epoch_auc: Sequence[float], steps_per_epoch: int, k: int, fraction: float) -> dict[str, float]:
+    """The two optimisation-speed figures for a multi-label target, from its per-epoch training curve:
+    ``epoch_auc[e - 1]`` is the mean AUC of the model after epoch ``e`` (1, 2, ...) on the fixed seeded subset of
+    the training split (``TrainConfig.speed_examples``). Kept under the keys of :func:`optimisation_speed`.
+
+    (a) ``speed_mean_acc_k``: the mean of ``epoch_auc`` over the first ``k`` epochs (epochs 1 to ``k``; fewer when
+        the run is shorter), in mean AUC.
+    (b) ``speed_steps_to_frac``: ``e x steps_per_epoch`` for the first epoch ``e`` whose AUC reaches ``fraction``
+        times the final one (``epoch_auc[-1]``), so counted in optimiser steps, with the resolution of an epoch;
+        NaN if never reached, or when the curve holds NaN where it is read (every label excluded from the subset).
+
+    The fraction applies to the AUC itself, as to the accuracy: with chance at 0.5, a final AUC of 0.9 and the
+    default fraction 0.9 ask for 0.81.
+    """
+    auc = np.asarray(epoch_auc, dtype=np.float64)
+    if len(auc) == 0:
+        return {"speed_mean_acc_k": float("nan"), "speed_steps_to_frac": float("nan")}
+    mean_k = float(auc[: max(1, k)].mean())
+    final = auc[-1]
+    hit = np.flatnonzero(auc >= fraction * final)  # NaN compares False
+    steps = float((hit[0] + 1) * steps_per_epoch) if len(hit) and np.isfinite(final) else float("nan")
+    return {"speed_mean_acc_k": mean_k, "speed_steps_to_frac": steps}
+
+
+def speed_subset(n: int, size: int, seed: int) -> torch.Tensor:
+    """The indices (sorted) of the fixed training subset of a multi-label run: ``size`` of ``n`` examples drawn by
+    a generator of its own seeded with the run's seed (all of them when ``size >= n``); the data order's
+    generator is not touched."""
+    if size >= n or size <= 0:
+        return torch.arange(n)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randperm(n, generator=g, device="cpu")[:size].sort().values
 
 
 def _module_groups(model: nn.Module) -> dict[str, list[str]]:
@@ -302,7 +371,11 @@ def train(
         cfg: optimiser, schedule and the parameters of the optimisation-speed figures.
         seed: the data order. (The initialisation is the caller's: it builds or loads the model.)
         checkpoint_steps: steps after which to keep a copy of the weights (0 = before the first step).
-        progress: called after every epoch with (epoch, figures) — for progress bars.
+        progress: called after every evaluated epoch (and epoch 0, before training) with (epoch, figures): a dict
+            of floats ``train_loss`` (the mean of the epoch's step losses) and ``train_acc`` (the mean of its
+            ``step_acc``; none at epoch 0), ``val_loss``, ``val_acc``, ``test_loss`` and ``test_acc`` (when the test
+            split is evaluated), ``lr``; for a multi-label target ``train_auc`` (on the fixed training subset),
+            ``val_auc`` and ``test_auc`` in place of the accuracies. For progress bars and live logs.
         precision: ``fp32``; ``bf16`` (autocast to bfloat16); or ``fp16`` (autocast to float16, with a gradient
             scaler). Evaluation runs under the same autocast. Weights and optimiser state stay float32.
         memory_format: of the model and its inputs while training; None: the trainer's choice
@@ -310,6 +383,12 @@ def train(
 
     On the CPU it first sets the process's allocator to keep freed memory (:func:`keep_freed_memory`, once per
     process). The checkpoints are kept on the model's device.
+
+    Multi-label targets (``data.train.y`` (N, L)) are trained on :func:`transferscope.task.loss` (BCE per known
+    label, computed in float32 under any precision) and, after every epoch, the model's mean AUC is measured on a
+    fixed subset of ``cfg.speed_examples`` training examples (:func:`speed_subset`, drawn from ``seed`` by a
+    generator of its own: the data order is the same as it would be single-label); the speed figures come from that
+    curve (:func:`auc_speed`).
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (the message says at which step; it is looked for every
@@ -319,6 +398,9 @@ def train(
     n = len(data.train)
     if n == 0:
         raise ValueError(f"domain {data.name!r}: the training split is empty")
+    multilabel = M.is_multilabel(data.train.y)
+    metric = M.AUC if multilabel else M.ACC
+    val_key, test_key = M.key("val", metric), M.key("test", metric)
     dev = model_device(model)
     autocast, scaler = _autocast(dev, precision), _grad_scaler(dev, precision)
     if dev.type == "cpu":
@@ -354,28 +436,50 @@ def train(
     batch = torch.tensor([min(cfg.batch_size, n - i) for i in range(0, n, cfg.batch_size)] * cfg.epochs,
                          dtype=torch.float64, device="cpu")
 
-    hist: dict[str, list] = {k: [] for k in ("step_loss", "step_acc", "epoch", "val_loss", "val_acc", "test_epoch",
-                                             "test_loss", "test_acc", "lr", "deviation")}
+    if multilabel:
+        hist: dict[str, list] = {k: [] for k in ("step_loss", "epoch", "val_loss", "val_auc", "test_epoch",
+                                                 "test_loss", "test_auc", "lr", "deviation", "train_auc")}
+        sub = speed_subset(n, cfg.speed_examples, seed)
+        train_subset = Split(data.train.x[sub], data.train.y[sub], np.asarray(data.train.index)[sub.numpy()])
+    else:
+        hist = {k: [] for k in ("step_loss", "step_acc", "epoch", "val_loss", "val_acc", "test_epoch",
+                                "test_loss", "test_acc", "lr", "deviation")}
 
     last_logits: list[np.ndarray] = []
 
+    def epoch_train_figures(epoch: int) -> dict[str, float]:
+        """The training figures of an epoch for ``progress`` (read only when someone listens)."""
+        figs: dict[str, float] = {}
+        if epoch > 0:
+            a, b = (epoch - 1) * steps_per_epoch, epoch * steps_per_epoch
+            figs["train_loss"] = float(np.mean(step_loss[a:b].tolist()))
+            if not multilabel:  # as history's step_acc: the exact fraction of each batch
+                figs["train_acc"] = float(np.mean((step_correct[a:b].cpu().double() / batch[a:b]).tolist()))
+        if multilabel:
+            figs["train_auc"] = hist["train_auc"][epoch]
+        return figs
+
     def record_epoch(epoch: int) -> None:
+        if multilabel:  # every epoch: the training curve of the speed figures
+            hist["train_auc"].append(evaluate(model, train_subset, precision=precision, memory_format=fmt)[1])
         if epoch % cfg.eval_every and epoch != cfg.epochs:
             return  # evaluated every eval_every epochs, and always at the start and the end
         vl, va, _ = evaluate(model, data.val, precision=precision, memory_format=fmt)
         hist["epoch"].append(epoch)
         hist["val_loss"].append(vl)
-        hist["val_acc"].append(va)
+        hist[val_key].append(va)
+        figs = {"val_loss": vl, val_key: va}
         if cfg.test_every_epoch or epoch == cfg.epochs:
             tl, ta, logits = evaluate(model, data.test, precision=precision, memory_format=fmt)
             last_logits[:] = [logits]
             hist["test_epoch"].append(epoch)
             hist["test_loss"].append(tl)
-            hist["test_acc"].append(ta)
+            hist[test_key].append(ta)
+            figs.update({"test_loss": tl, test_key: ta})
         hist["lr"].append(opt.param_groups[0]["lr"])
         hist["deviation"].append(relative_deviation(model, initial))
         if progress:
-            progress(epoch, {"val_acc": va})
+            progress(epoch, {**epoch_train_figures(epoch), **figs, "lr": hist["lr"][-1]})
 
     def maybe_keep(step: int) -> None:
         if step in keep:
@@ -403,7 +507,7 @@ def train(
             yb = _to_device(y_train, dev, idx)
             with autocast():
                 logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                loss = task.loss(logits.float(), yb) if multilabel else F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -423,7 +527,8 @@ def train(
                     warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before")
                     sched.step()
             step_loss[step] = loss.detach()
-            step_correct[step] = (logits.argmax(1) == yb).sum()
+            if not multilabel:
+                step_correct[step] = (logits.argmax(1) == yb).sum()
             step += 1
             if step - checked >= _CHECK_EVERY:
                 check_finite(checked, step)
@@ -435,23 +540,46 @@ def train(
         record_epoch(epoch)
     seconds = time.perf_counter() - t0
     hist["step_loss"] = step_loss.tolist()
-    hist["step_acc"] = (step_correct.cpu().double() / batch).tolist()
+    if not multilabel:
+        hist["step_acc"] = (step_correct.cpu().double() / batch).tolist()
     # did the run fit its training data? the final model on the whole training split, in eval mode (the running
     # mean over the last epoch's batches mixes the weights of a whole epoch and train-mode normalisation)
-    train_loss, train_acc, _ = evaluate(model, data.train, precision=precision, memory_format=fmt)
+    train_loss, train_score, _ = evaluate(model, data.train, precision=precision, memory_format=fmt)
     model.to(memory_format=torch.contiguous_format)
 
     logits = last_logits[0]
-    speed = optimisation_speed(hist["step_acc"], steps_per_epoch, cfg.speed_epochs, cfg.speed_fraction)
+    if multilabel:
+        speed = auc_speed(hist["train_auc"][1:], steps_per_epoch, cfg.speed_epochs, cfg.speed_fraction)
+        detail = M.auc_detail(logits, data.test.y.numpy(), data.classes)
+        figures = {
+            "test_auc": hist["test_auc"][-1],
+            "test_loss": hist["test_loss"][-1],
+            "val_auc": hist["val_auc"][-1],
+            "val_loss": hist["val_loss"][-1],
+            "train_auc_final": train_score,
+            "train_loss_final": train_loss,
+            "train_auc_subset_final": hist["train_auc"][-1],
+            "test_auc_per_label": detail["per_label"],
+            "test_auc_labels_used": detail["labels_used"],
+            "test_auc_excluded": detail["excluded"],
+            "num_classes": data.num_classes,
+            "num_labels": data.num_classes,
+            "speed_examples": len(train_subset),
+        }
+    else:
+        speed = optimisation_speed(hist["step_acc"], steps_per_epoch, cfg.speed_epochs, cfg.speed_fraction)
+        figures = {
+            "test_acc": hist["test_acc"][-1],
+            "test_loss": hist["test_loss"][-1],
+            "val_acc": hist["val_acc"][-1],
+            "val_loss": hist["val_loss"][-1],
+            "train_acc_final": train_score,
+            "train_loss_final": train_loss,
+            "train_acc_last_epoch": float(np.mean(hist["step_acc"][-steps_per_epoch:])),
+            "num_classes": data.num_classes,
+        }
     metrics = {
-        "test_acc": hist["test_acc"][-1],
-        "test_loss": hist["test_loss"][-1],
-        "val_acc": hist["val_acc"][-1],
-        "val_loss": hist["val_loss"][-1],
-        "train_acc_final": train_acc,
-        "train_loss_final": train_loss,
-        "train_acc_last_epoch": float(np.mean(hist["step_acc"][-steps_per_epoch:])),
-        "num_classes": data.num_classes,
+        **figures,
         **speed,
         "speed_k": cfg.speed_epochs,
         "speed_fraction": cfg.speed_fraction,
@@ -459,5 +587,6 @@ def train(
         "seconds": seconds,
         "train_seconds": step_seconds,
         "images_per_s": n * cfg.epochs / step_seconds,
+        "metric": metric,
     }
     return TrainResult(hist, metrics, logits.astype(np.float32), data.test.y.numpy(), steps_per_epoch, checkpoints)

@@ -45,6 +45,7 @@ from .. import __version__, tblog
 from ..config import ConfigError, DataConfig, DomainConfig, to_dict
 from ..data import DomainData, load_domain
 from ..devices import describe, device_slots, library_versions, resolve_device, set_deterministic
+from ..metrics import AUC, is_multilabel, key, metric_of
 from ..models import ModelError, create_model
 from ..store import (
     RUN_DONE,
@@ -117,6 +118,8 @@ def _domain(domain: DomainConfig, data: DataConfig) -> DomainData:
 
 
 def _save(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict as safetensors, every tensor as a contiguous CPU copy (the trainer keeps checkpoints on the
+    model's device, in its memory format)."""
     write_new(path, save({k: v.detach().contiguous().cpu() for k, v in state.items()}))
 
 
@@ -165,7 +168,7 @@ def _initial_model(spec: RunSpec, store: Store, num_classes: int, device: str | 
 
 
 _QUEUE = None  # worker processes: where epoch progress goes (to the parent's progress bar)
-_PROGRESS = None  # in-process runs: a callback (run_id, epoch, epochs, val_acc)
+_PROGRESS = None  # in-process runs: a callback (run_id, epoch, epochs, validation accuracy or mean AUC)
 
 
 def _worker_init(q) -> None:
@@ -239,7 +242,8 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         def progress(epoch: int, figs: dict) -> None:
             if tb is not None:
                 tb.epoch(epoch, figs)
-            msg = (run_id, epoch, spec.train.epochs, figs.get("val_acc", float("nan")))
+            # the validation figure in the run's metric: accuracy, or the mean AUC of a multi-label target
+            msg = (run_id, epoch, spec.train.epochs, figs.get("val_acc", figs.get("val_auc", float("nan"))))
             if _QUEUE is not None:
                 _QUEUE.put(("epoch", *msg))
                 _test_kill(run_id)
@@ -325,7 +329,10 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float, dev: 
         else:
             data = _domain(spec.domain, spec.data)
             if data.num_classes == k:
-                metrics["test_loss"], metrics["test_acc"], _ = evaluate(model.to(dev), data.test)
+                if is_multilabel(data.test.y):  # judged as the source is: by its mean AUC over labels
+                    del metrics["test_acc"]
+                    metrics.update(metric=AUC, test_auc=float("nan"))
+                metrics["test_loss"], metrics[key("test", metric_of(metrics))], _ = evaluate(model.to(dev), data.test)
                 classes = list(data.classes)
             else:
                 metrics["note"] = (f"not evaluated on the source: the head has {k} outputs, the source "

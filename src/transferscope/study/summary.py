@@ -1,4 +1,8 @@
-"""Tables of a study's results, read from the store (no torch needed)."""
+"""Tables of a study's results, read from the store (no torch needed).
+
+Every run is read in its own metric (:func:`transferscope.metrics.value`): top-1 accuracy, or the mean AUC over
+labels of a multi-label target. The fields keep the accuracy's names (``test_acc``, ``acc_mean``) for both; a
+row's ``metric`` says which it holds."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import metrics as M
 from ..store import RUN_DONE, RUN_FAILED, Store, rerun_hint
 from .plan import Plan
 from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the one-SE rule reads it
@@ -23,7 +28,8 @@ little about transfer. With two classes twice chance is 1, so the threshold is c
 
 
 class SeedResult(NamedTuple):
-    """One seed's figures of an arm (NaN where the run recorded none)."""
+    """One seed's figures of an arm (NaN where the run recorded none), in the run's metric (``test_acc`` is the
+    mean AUC of a multi-label run)."""
 
     seed: int
     test_acc: float
@@ -54,13 +60,15 @@ def _mean_std(v: list[float]) -> tuple[float, float]:
 
 
 def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list[dict]:
-    """One row per (target, block size): P-T and RI-T test accuracy (mean, std over seeds) and speed figures.
+    """One row per (target, block size): P-T and RI-T test accuracy, or mean AUC for a multi-label target (mean,
+    std over seeds), and speed figures.
 
     In a study with several pre-trained models, P-T counts the runs from the P of pre-training seed ``pretrain``
     (None: the primary P).
 
     Each row: ``target``, ``block_size``, ``P-T`` and ``RI-T`` (:class:`ArmCell`, with the figures of every seed in
-    ``per_seed``) and ``gain`` (P-T's mean test accuracy minus RI-T's).
+    ``per_seed``), ``gain`` (P-T's mean test figure minus RI-T's) and ``metric`` (``acc`` or ``auc``, of the runs
+    read; ``acc`` when none is).
 
     Only the main P-T runs (from the final pre-training weights) count here; the checkpoint sweep is separate.
     """
@@ -74,23 +82,30 @@ def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list
     out = []
     for (target, b), arms in rows.items():
         row = {"target": target, "block_size": b}
+        metric = M.ACC
         for arm, seeded in arms.items():
             ms = [x for _, x in seeded]
-            m, s = _mean_std([x["test_acc"] for x in ms])
+            metric = next((M.metric_of(x) for x in ms), metric)
+            m, s = _mean_std([M.value(x, "test") for x in ms])
             k, _ = _mean_std([x["speed_mean_acc_k"] for x in ms])
             st, _ = _mean_std([x["speed_steps_to_frac"] for x in ms])
-            per_seed = tuple(sorted(SeedResult(seed, _num(x.get("test_acc")), _num(x.get("speed_mean_acc_k")),
+            per_seed = tuple(sorted(SeedResult(seed, M.value(x, "test"), _num(x.get("speed_mean_acc_k")),
                                                _num(x.get("speed_steps_to_frac"))) for seed, x in seeded))
             row[arm] = ArmCell(len(ms), m, s, k, st, per_seed)
         row["gain"] = row["P-T"].acc_mean - row["RI-T"].acc_mean
+        row["metric"] = metric
         out.append(row)
     return out
 
 
 def format_table(rows: list[dict], speed_k: int, speed_fraction: float) -> str:
-    """A plain-text table (what ``transferscope run`` prints at the end)."""
-    head = (f"{'target':<20} {'block':>5}  {'P-T acc':>13}  {'RI-T acc':>13}  {'gain':>6}  "
-            f"{'acc@' + str(speed_k) + 'ep P-T/RI-T':>19}  {'steps->' + format(speed_fraction, 'g') + ' P-T/RI-T':>19}")
+    """A plain-text table (what ``transferscope run`` prints at the end): accuracy, ``AUC`` (mean AUC) for
+    multi-label targets, ``acc/AUC`` when the table holds both."""
+    word = "/".join(w for m, w in ((M.ACC, "acc"), (M.AUC, "AUC")) if any(r.get("metric", M.ACC) == m for r in rows))
+    word = word or "acc"
+    head = (f"{'target':<20} {'block':>5}  {'P-T ' + word:>13}  {'RI-T ' + word:>13}  {'gain':>6}  "
+            f"{word + '@' + str(speed_k) + 'ep P-T/RI-T':>19}  "
+            f"{'steps->' + format(speed_fraction, 'g') + ' P-T/RI-T':>19}")
     lines = [head, "-" * len(head)]
 
     def f(x: float, fmt: str) -> str:
@@ -180,8 +195,12 @@ def _num_classes(store: Store, run_id: str, metrics: dict) -> int | None:
     return int(k) if k else None
 
 
-def uninformative_threshold(num_classes: int) -> float:
-    """Mean test accuracy under which a target is uninformative (see :data:`UNINFORMATIVE_CHANCE_MULTIPLE`)."""
+def uninformative_threshold(num_classes: int, metric: str = M.ACC) -> float:
+    """Mean test accuracy under which a target is uninformative (see :data:`UNINFORMATIVE_CHANCE_MULTIPLE`). For a
+    multi-label target (``metric`` ``auc``) chance is an AUC of 0.5 whatever the labels, and the bar is halfway
+    between it and 1: 0.75 (the accuracy's rule at two classes)."""
+    if metric == M.AUC:
+        num_classes = 2
     chance = 1.0 / num_classes
     return min(UNINFORMATIVE_CHANCE_MULTIPLE * chance, (1.0 + chance) / 2)
 
@@ -192,36 +211,45 @@ def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC
 
     Underfitting and uninformative targets are judged at the unshuffled block size (the image size) only: on
     shuffled images a low accuracy can be the very effect measured. Runs that have not finished are skipped, and
-    so are runs that did not record ``train_acc_final`` (older versions).
+    so are runs that did not record ``train_acc_final`` (older versions). Multi-label runs are judged alike on
+    their mean AUC (``train_auc_final`` under ``min_train_acc``; P-T's test mean AUC under 0.75, see
+    :func:`uninformative_threshold`).
     """
     out: list[Flag] = []
     resolved = resolve(plan, store)
     unshuffled = plan.config.data.image_size
     pt_acc: dict[str, list[float]] = {}
     classes: dict[str, int] = {}
+    metric_of: dict[str, str] = {}
     for r in resolved.runs:
         if r.arm == "P" or r.block_size != unshuffled or store.run_status(r.run_id) != RUN_DONE:
             continue
         m = store.read_json(r.run_id, "metrics.json")
-        acc = m.get("train_acc_final")
+        metric = M.metric_of(m)
+        acc = m.get(f"train_{metric}_final")  # train_acc_final, train_auc_final
         if acc is not None and acc < min_train_acc:
-            out.append(Flag("underfit", f"{r.run_id}: training accuracy {acc:.3f} of its final model is under "
-                                        f"{min_train_acc:g}: it did not fit its training data", r.arm,
+            out.append(Flag("underfit", f"{r.run_id}: training {M.metric_label(metric)} {acc:.3f} of its final model "
+                                        f"is under {min_train_acc:g}: it did not fit its training data", r.arm,
                             r.domain.display, r.block_size, r.run_id, float(acc), min_train_acc))
-        if r.arm == "P-T" and r.parent_checkpoint < 0 and m.get("test_acc") is not None:
-            pt_acc.setdefault(r.domain.display, []).append(m["test_acc"])
+        test = m.get(M.key("test", metric))
+        if r.arm == "P-T" and r.parent_checkpoint < 0 and test is not None:
+            pt_acc.setdefault(r.domain.display, []).append(test)
+            metric_of[r.domain.display] = metric
             k = _num_classes(store, r.run_id, m)
             if k:
                 classes[r.domain.display] = k
     for target, accs in pt_acc.items():
         if target not in classes:
             continue
-        mean, bar = float(np.mean(accs)), uninformative_threshold(classes[target])
+        metric = metric_of.get(target, M.ACC)
+        mean, bar = float(np.mean(accs)), uninformative_threshold(classes[target], metric)
         if mean < bar:
+            what = (f"{classes[target]} classes, chance {1 / classes[target]:.3f}" if metric == M.ACC else
+                    f"{classes[target]} labels, chance 0.5")
             out.append(Flag("uninformative-target",
-                            f"target {target}: P-T's mean test accuracy unshuffled, {mean:.3f}, is under {bar:.3f} "
-                            f"({classes[target]} classes, chance {1 / classes[target]:.3f}): it tells little about "
-                            "transfer", "P-T", target, unshuffled, "", mean, bar))
+                            f"target {target}: P-T's mean test {M.metric_label(metric)} unshuffled, {mean:.3f}, is "
+                            f"under {bar:.3f} ({what}): it tells little about transfer", "P-T", target, unshuffled, "",
+                            mean, bar))
     for c in choices(plan, store):
         if c.at_edge:
             s = c.selection

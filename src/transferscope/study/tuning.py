@@ -1,7 +1,8 @@
 """Learning rates chosen on validation data, per arm and target (Neyshabur et al. tune each arm separately).
 
 A :class:`~transferscope.study.plan.Selection` is decided once all its candidate runs are stored: the candidate
-with the highest final validation accuracy wins (ties: lower validation loss, then the smaller learning rate);
+with the highest final validation figure in the run's metric wins (accuracy, or the mean AUC of a multi-label
+target: :func:`transferscope.metrics.value`; ties: lower validation loss, then the smaller learning rate);
 failed candidates (e.g. diverged) are out. Test data is never looked at. Reads the store only (no torch).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from .. import metrics as M
 from ..store import RUN_DONE, RUN_FAILED, Store
 from .plan import Plan, RunSpec, Selection
 
@@ -25,10 +27,18 @@ class Choice:
     """``chosen``; ``pending`` (a candidate is not stored yet); ``failed`` (every candidate failed)."""
     lr: float = math.nan
     val_acc: dict[float, float | None] = field(default_factory=dict)
-    """Final validation accuracy per candidate learning rate (None: that candidate failed or is pending)."""
+    """Final validation figure per candidate learning rate, in the runs' metric (:attr:`metric`: accuracy, or mean
+    AUC; the name is kept for the stored records); None: that candidate failed or is pending."""
     best: float = math.nan
-    """The candidate of the highest validation accuracy; with ``lr_rule = "one-se"`` the chosen ``lr`` may be a
+    """The candidate of the highest validation figure; with ``lr_rule = "one-se"`` the chosen ``lr`` may be a
     smaller one within noise of it."""
+    metric: str = M.ACC
+    """``acc`` or ``auc``: what :attr:`val_acc` holds (that of the stored candidates)."""
+
+    @property
+    def metric_label(self) -> str:
+        """"accuracy" or "mean AUC"."""
+        return M.metric_label(self.metric)
 
     @property
     def grid(self) -> tuple[float, ...]:
@@ -69,7 +79,8 @@ class Choice:
         return {"arm": s.arm, "target": s.target, "block_size": s.block_size, "pretrain_seed": s.pretrain_seed,
                 "state": self.state,
                 "lr": self.lr, "val_acc": {f"{k:g}": v for k, v in self.val_acc.items()},
-                "runs": [c.run_id for c in s.candidates], "at_edge": self.at_edge, "edge": self.edge}
+                "runs": [c.run_id for c in s.candidates], "at_edge": self.at_edge, "edge": self.edge,
+                **({"metric": self.metric} if self.metric != M.ACC else {})}
 
 
 UNDERFIT_TRAIN_ACC = 0.9
@@ -78,38 +89,44 @@ data (the report and ``status`` flag it; the one-SE learning-rate rule passes ov
 
 
 def choose(sel: Selection, store: Store) -> Choice:
-    """Decide ``sel`` from the stored candidate runs."""
+    """Decide ``sel`` from the stored candidate runs, on each one's final validation figure in its own metric.
+
+    The one-SE rule's standard error is that of an accuracy (a binomial proportion); for a multi-label target
+    (mean AUC) it has none, and the best candidate is chosen."""
     scores: dict[float, tuple[float, float]] = {}
     val_acc: dict[float, float | None] = {}
     pending = False
     n_val = 0
     fits: dict[float, bool] = {}
+    metric = M.ACC
     for c in sel.candidates:
         st = store.run_status(c.run_id)
         val_acc[c.train.lr] = None
         if st == RUN_DONE:
             m = store.read_json(c.run_id, "metrics.json")
             n_val = c.domain.n_val_per_class * int(m.get("num_classes", 0))
-            fits[c.train.lr] = not m.get("train_acc_final", 1.0) < UNDERFIT_TRAIN_ACC
-            acc, loss = m.get("val_acc"), m.get("val_loss")
-            if acc is not None and math.isfinite(acc):
+            metric = M.metric_of(m)
+            if metric == M.ACC:  # the one-SE rule passes over underfit candidates (by accuracy; AUC has no such bar)
+                fits[c.train.lr] = not m.get("train_acc_final", 1.0) < UNDERFIT_TRAIN_ACC
+            acc, loss = M.value(m, "val"), m.get("val_loss")
+            if math.isfinite(acc):
                 val_acc[c.train.lr] = acc
                 scores[c.train.lr] = (acc, loss if loss is not None and math.isfinite(loss) else math.inf)
         elif st != RUN_FAILED:
             pending = True
     if pending:
-        return Choice(sel, "pending", val_acc=val_acc)
+        return Choice(sel, "pending", val_acc=val_acc, metric=metric)
     if not scores:
-        return Choice(sel, "failed", val_acc=val_acc)
+        return Choice(sel, "failed", val_acc=val_acc, metric=metric)
     best = min(scores, key=lambda lr: (-scores[lr][0], scores[lr][1], lr))
     chosen = best
-    if sel.rule == "one-se" and n_val:
+    if sel.rule == "one-se" and n_val and metric == M.ACC:
         # the smallest rate within one standard error of the best, among the candidates that fit their training data
         top = scores[best][0]
         se = math.sqrt(top * (1 - top) / n_val)
         near = [lr for lr, (acc, _) in scores.items() if acc >= top - se and fits.get(lr, True)]
         chosen = min(near) if near else best
-    return Choice(sel, "chosen", chosen, val_acc, best)
+    return Choice(sel, "chosen", chosen, val_acc, best, metric)
 
 
 def concrete(template: RunSpec, lr: float) -> RunSpec:
@@ -145,7 +162,8 @@ def format_choices(cs: list[Choice]) -> str:
     """A plain-text table: one line per selection, validation accuracy per candidate, the winner starred."""
     if not cs:
         return ""
-    lines = ["learning rates chosen on validation accuracy (first seed):"]
+    words = sorted({c.metric_label for c in cs})
+    lines = [f"learning rates chosen on validation {' or '.join(words)} (first seed):"]
     for c in cs:
         s = c.selection
         cells = []
