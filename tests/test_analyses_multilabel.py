@@ -18,8 +18,7 @@ from transferscope.analyses.criticality import module_criticality
 from transferscope.analyses.flatness import flatness, loss_on
 from transferscope.analyses.gradients import gradient_stability, loss_and_grad, principal_gradient
 from transferscope.analyses.mistakes import mistakes, mistakes_from_logits, model_mistakes, multilabel_mistakes
-from transferscope.analyses.transferability import (NOT_MULTILABEL, logme, logme_multilabel,
-                                                    transferability_scores)
+from transferscope.analyses.transferability import NOT_MULTILABEL, logme, logme_multilabel, transferability_scores
 from transferscope.config import ModelConfig
 from transferscope.data import Split
 from transferscope.models import create_model, to_input
@@ -337,3 +336,51 @@ def test_records_written_before_multilabel_targets_read_as_single_label():
     t = rec.TransferabilityResult.from_dict({"leep": -1, "logme": 0.1, "h_score": 2, "mmd2_rbf": 0, "mmd2_linear": 0,
                                              "bandwidth": 1, "n_target": 3, "n_source": 0, "feature_layer": "pool"})
     assert t.not_applicable == {} and t.logme_per_label == []
+
+
+# ------------------------------------------------------------------------------------------------ every analysis
+
+@pytest.fixture(scope="module")
+def ml_domain():
+    from transferscope.data import DomainData
+
+    return DomainData("ml", tuple(f"l{j}" for j in range(L)), _split(48, seed=0), _split(24, seed=1),
+                      _split(40, seed=2), 16)
+
+
+@pytest.mark.parametrize("name", ["mistakes", "cka", "distance", "barrier", "criticality", "flatness", "stability",
+                                  "principal", "scores"])
+def test_every_analysis_runs_on_a_multilabel_target_on_the_device_given(name, ml_domain):
+    """Each registered analysis on multi-label data, under a "meta" default device with device="cpu", gives what it
+    gives on the CPU as usual (no tensor made without a device on the multi-label paths), twice the same."""
+    from transferscope.analyses import get_analysis
+
+    from .test_contract import OPTIONS
+    from .test_devices import _json, meta_default
+
+    a, b = _net(0), _net(1)
+    opts = dict(OPTIONS.get(name, {}))
+    if name == "scores":
+        opts["source_x"] = ml_domain.val.x
+    want = get_analysis(name).run(a, b, ml_domain, seed=3, **opts)
+    assert _json(get_analysis(name).run(a, b, ml_domain, seed=3, **opts)) == _json(want)
+    with meta_default():
+        got = get_analysis(name).run(a, b, ml_domain, seed=3, device="cpu", **opts)
+    assert _json(got) == _json(want)
+    if name == "barrier":
+        assert want.error_metric == "auc" and all(math.isfinite(v) for v in want.loss + want.error)
+    if name == "mistakes":
+        assert want.unit == "example-label" and want.n == int((~np.isnan(ml_domain.test.y.numpy())).sum())
+
+
+def test_barrier_recomputing_batch_statistics_on_multilabel_training_data(ml_domain):
+    from .test_devices import _json, meta_default
+
+    a, b = _net(0, "batchnorm"), _net(1, "batchnorm")
+    kw = {"points": 3, "bn_policy": "recompute", "train_split": ml_domain.train, "bn_batches": 2, "batch_size": 16,
+          "seed": 1}
+    want = interpolate(a, b, ml_domain.test, **kw)
+    with meta_default():
+        got = interpolate(a, b, ml_domain.test, **kw)
+    assert _json(got) == _json(want) and want.error_metric == "auc"
+    assert all(math.isfinite(v) for v in want.loss + want.error)
