@@ -14,7 +14,14 @@ trains it touches the claim as a heartbeat. A run claimed by another live proces
 folder) is waited for, not trained twice; a claim whose heartbeat stopped for the stale timeout is taken over.
 
 A node that dies loses only the runs in flight on it: Ray tries their tasks again on another node (``max_retries``);
-a run whose tries are spent is left unstored, and the next ``run`` (a resume) trains it.
+a run whose tries are spent is left unstored, and the next ``run`` (a resume) trains it. The claim timings are
+options (``heartbeat``, ``stale_after``: ``--claim-heartbeat``, ``--claim-stale``), checked by
+:func:`check_claim_timing`.
+
+The analyses (``transferscope analyze --executor ray``, :func:`ray_analysis`) go the same way: each analysis job
+not cached is a Ray task that computes it and writes its result file into the shared folder (atomically, so a job
+computed twice leaves one whole file), started once the analyses it needs (:attr:`.analyze.AnalysisSpec.needs`)
+have ended; the driver gathers the results and judges the claims as the local executor does.
 """
 
 from __future__ import annotations
@@ -338,7 +345,8 @@ def ray_analysis(plan: Plan, store: Store, *, device: str | None = None, address
         most = max([int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1])
         n = min(max(1, threads or store.recorded_threads() or 1), max(1, most))
         task = ray.remote(_analysis_task).options(num_cpus=n, num_gpus=1 if task_device == "cuda" else 0,
-                                                  max_retries=max_retries, retry_exceptions=False)
+                                                  max_retries=max_retries, retry_exceptions=False,
+                                                  scheduling_strategy="SPREAD")
         yield partial(_compute_ray, ray, task, n, task_device), task_device
     finally:
         if started_here:
@@ -349,7 +357,7 @@ def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results:
     """The jobs as Ray tasks, each once the analyses it needs have ended (see :func:`ray_analysis`)."""
     from .analyze import Outcome, inputs_of, record_of
 
-    results, out = dict(results), {}
+    results, out, nodes = dict(results), {}, {}
     ctx_ref = ray.put(ctx)
     waiting = dict(enumerate(jobs))
     running: dict = {}  # ObjectRef -> index in jobs
@@ -369,7 +377,8 @@ def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results:
                 i = running.pop(ref)
                 p = jobs[i]
                 try:
-                    o, _node = ray.get(ref)
+                    o, node = ray.get(ref)
+                    nodes[node] = nodes.get(node, 0) + 1
                 except ray.exceptions.RayTaskError as e:  # the folder cannot be written: stop, as locally
                     cause = getattr(e, "cause", None)
                     raise (cause if isinstance(cause, BaseException) else e) from None
@@ -386,4 +395,6 @@ def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results:
     finally:
         for ref in running:  # interrupted: stop what is in flight (a job writes its file whole or not at all)
             ray.cancel(ref, force=True)
+    log.info("analyses on Ray: %d jobs computed on %d nodes (%s)", sum(nodes.values()), len(nodes),
+             ", ".join(f"{n[:8]}: {k}" for n, k in nodes.items()))
     return out
