@@ -89,3 +89,38 @@ def test_parquet_without_pyarrow_is_one_line(study, tmp_path, monkeypatch, capsy
     assert main(["export", "table", str(study), "--out", str(tmp_path / "t"), "--format", "parquet"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'transferscope[tables]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_table_reads_each_run_in_its_metric(study, tmp_path):
+    """A multi-label run's figures under their own keys, its per-label test AUC one column per label, named; a
+    single-label run says ``acc`` even when stored before metrics.json named its metric."""
+    import shutil
+
+    from transferscope.store import hash_artefacts
+
+    res = tmp_path / "res"
+    shutil.copytree(study, res)
+    runs = sorted(p.name for p in (res / "runs").iterdir() if not p.name.startswith("P-"))
+    ml, old = res / "runs" / runs[0], res / "runs" / runs[1]
+
+    def rewrite(d, metrics, **info):  # metrics.json replaced, and its recorded hash with it
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        i = json.loads((d / "run.json").read_text())
+        (d / "run.json").write_text(json.dumps({**i, **info, "artefacts": hash_artefacts(d)}))
+
+    rewrite(ml, {"metric": "auc", "test_auc": 0.8, "val_auc": 0.75, "test_loss": 0.4,
+                 "test_auc_per_label": [0.9, 0.7, None], "test_auc_labels_used": 2, "test_auc_excluded": ["never"],
+                 "speed_mean_acc_k": 0.6}, classes=["rows", "columns", "never"])
+    m = json.loads((old / "metrics.json").read_text())
+    m.pop("metric", None)
+    rewrite(old, m)
+    out = tmp_path / "t"
+    assert main(["export", "table", str(res), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "runs.csv").set_index("run_id")
+    assert list(df.columns[:list(df.columns).index("metric") + 1])[-1] == "metric"
+    row = df.loc[runs[0]]
+    assert row["metric"] == "auc" and row["test_auc"] == 0.8 and row["val_auc"] == 0.75
+    assert (row["test_auc[rows]"], row["test_auc[columns]"]) == (0.9, 0.7) and math.isnan(row["test_auc[never]"])
+    assert row["test_auc_excluded"] == "never" and row["test_auc_labels_used"] == 2 and math.isnan(row["test_acc"])
+    assert (df.drop(index=runs[0])["metric"] == "acc").all()
+    assert df.loc[runs[1], "test_acc"] == m["test_acc"] and math.isnan(df.loc[runs[1], "test_auc"])

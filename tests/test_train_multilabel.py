@@ -261,3 +261,114 @@ def test_summary_reads_each_runs_auc(tmp_path, folders):
     under = [f for f in fs if f.kind == "underfit"]
     assert under and all(f.arm == "RI-T" and "training mean AUC 0.500" in f.message for f in under)
     assert not [f for f in fs if f.kind == "uninformative-target"]  # 0.8 is over the AUC's bar of 0.75
+
+
+# ---------------------------------------------------------------- a whole study on a multi-label csv target
+
+
+def _multilabel_csv(root, n: int = 120, seed: int = 3):
+    """A csv domain of grayscale 16x16 PNGs: labels "rows", "columns", "diagonals" each present (stripes of that
+    orientation drawn) on about half of the images, independently."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:16, 0:16]
+    stripes = [(yy // 2) % 2, (xx // 2) % 2, ((xx + yy) // 2) % 2]
+    (root / "img").mkdir(parents=True)
+    lines = ["path,rows,columns,diagonals"]
+    for i in range(n):
+        y = rng.random(3) < 0.5
+        a = rng.integers(0, 60, (16, 16)) + sum(60 * s for s, on in zip(stripes, y, strict=True) if on)
+        Image.fromarray(a.astype(np.uint8)).save(root / "img" / f"{i:03d}.png")
+        lines.append(f"img/{i:03d}.png," + ",".join("1" if v else "0" for v in y))
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "labels.csv"
+
+
+@pytest.fixture(scope="module")
+def multilabel_study(tmp_path_factory):
+    from transferscope.cli import main
+
+    from .conftest import make_imagefolder, tiny_study_toml
+
+    tmp = tmp_path_factory.mktemp("mlstudy")
+    src = make_imagefolder(tmp / "src", n_classes=4, per_class=30, seed=1)
+    csv = _multilabel_csv(tmp / "tgt")
+    text = tiny_study_toml(src, tmp / "tgt").replace('name = "imagefolder"\nlabel = "tgt"',
+                                                     'name = "csv"\nlabel = "tgt"')
+    text = text.replace(f'path = "{tmp / "tgt"}"', f'path = "{csv}"').replace("n_per_class = 8\n", "")
+    text = text.replace("seeds = [0, 1]", "seeds = [0]").replace("[basin]\ncheckpoint_epochs = [1]\n", "")
+    text = text.replace("[data]\n", f'[data]\ncache_dir = "{tmp / "cache"}"\n')
+    (tmp / "study.toml").write_text(text)
+    res = tmp / "res"
+    assert main(["run", str(tmp / "study.toml"), "--results", str(res), "--jobs", "1", "--no-progress"]) == 0
+    return res
+
+
+def test_a_multilabel_study_reads_auc_everywhere(multilabel_study, tmp_path):
+    import json
+
+    from transferscope.cli import main
+    from transferscope.config import load_config
+    from transferscope.store import Store
+    from transferscope.study import make_plan, results_table
+    from transferscope.study.summary import format_table
+
+    res = multilabel_study
+    store = Store(res)
+    plan = make_plan(load_config(res.parent / "study.toml"))
+    targets = [r for r in plan.runs if r.arm != "P"]
+    assert targets
+    for r in targets:
+        m = store.read_json(r.run_id, "metrics.json")
+        assert m["metric"] == "auc" and 0 <= m["test_auc"] <= 1 and "test_acc" not in m
+        assert len(m["test_auc_per_label"]) == 3 and m["test_auc_labels_used"] + len(m["test_auc_excluded"]) == 3
+        logits = store.read_npz(r.run_id)["test_logits"]
+        labels = store.read_npz(r.run_id)["test_labels"]
+        assert m["test_auc"] == pytest.approx(np.nanmean(_sklearn_auc(logits, labels)), abs=1e-9)
+    p = next(r for r in plan.runs if r.arm == "P")
+    assert store.read_json(p.run_id, "metrics.json")["metric"] == "acc"  # the source stays single-label
+    rows = results_table(plan, store)
+    assert rows and all(x["metric"] == "auc" for x in rows)
+    assert "P-T AUC" in format_table(rows, 1, 0.9)
+    # the report: the metric named, the per-label table, no accuracy where AUC is meant
+    out = tmp_path / "rep"
+    assert main(["report", str(res), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "Final test mean AUC" in page and "P-T mean AUC" in page and "test AUC per label" in page
+    for label in ("rows", "columns", "diagonals"):
+        assert f"<td>{label}</td>" in page
+    assert "P-T accuracy" not in page and "Final test accuracy" not in page
+    # a label made undefined in one run's test split (as a label without positives is): named and counted
+    rid = next(r.run_id for r in targets if r.arm == "P-T" and r.block_size == 16)
+    d = res / "runs" / rid
+    m = json.loads((d / "metrics.json").read_text())
+    m.update(test_auc_per_label=[m["test_auc_per_label"][0], m["test_auc_per_label"][1], None],
+             test_auc_excluded=["diagonals"], test_auc_labels_used=2)
+    from transferscope.store import hash_artefacts
+
+    (d / "metrics.json").write_text(json.dumps(m))
+    info = json.loads((d / "run.json").read_text())
+    (d / "run.json").write_text(json.dumps({**info, "artefacts": hash_artefacts(d)}))
+    assert main(["report", str(res), "--out", str(tmp_path / "rep2")]) == 0
+    page = (tmp_path / "rep2" / "index.html").read_text()
+    assert "AUC undefined: no positive/negative example in the test split for 1 of 3 labels (diagonals)" in page
+
+
+def test_saved_weights_are_contiguous_cpu_copies(tmp_path):
+    """The runner writes what the trainer keeps (weights on the model's device, channels_last) as contiguous CPU
+    tensors of the same values; the state dict given is left as it was."""
+    from safetensors.torch import load_file
+
+    from transferscope.study.runner import _save
+
+    conv = torch.randn(4, 3, 3, 3).contiguous(memory_format=torch.channels_last)
+    view = torch.randn(5, 6).t()
+    state = {"conv": conv, "view": view, "param": torch.nn.Parameter(torch.randn(3))}
+    assert not conv.is_contiguous() and not view.is_contiguous()
+    _save(state, tmp_path / "w.safetensors")
+    back = load_file(tmp_path / "w.safetensors")
+    assert set(back) == set(state)
+    for k, v in back.items():
+        assert v.device.type == "cpu" and v.is_contiguous() and torch.equal(v, state[k].detach())
+    assert not state["conv"].is_contiguous()

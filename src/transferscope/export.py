@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__, jsonio
 from .config import ConfigError
+from .metrics import metric_of
 from .store import RUN_DONE, RUN_FAILED, Store, atomic_write_bytes, atomic_write_text, file_sha256, rerun_hint
 
 __all__ = ["ExportError", "export_model", "export_tables", "WRAPPED_PREFIX", "RUN_COLUMNS", "ANALYSIS_COLUMNS"]
@@ -151,9 +152,12 @@ TABLE_FORMATS = ("csv", "parquet")
 
 RUN_COLUMNS = ("run_id", "status", "arm", "domain", "target", "block_size", "seed", "pretrain_seed", "parent",
                "parent_checkpoint", "model", "lr", "epochs", "batch_size", "momentum", "weight_decay", "schedule",
-               "warmup_epochs", "grad_clip", "eval_every", "speed_epochs", "speed_fraction")
-"""The leading columns of the runs table (from each run's spec); the metrics of ``metrics.json`` follow under their
-own names, then ``run_seconds`` (the run's wall time, run.json ``seconds``) and the other scalars of run.json."""
+               "warmup_epochs", "grad_clip", "eval_every", "speed_epochs", "speed_fraction", "metric")
+"""The leading columns of the runs table (from each run's spec; ``metric``: what the run is judged by, ``acc`` or
+``auc`` for a multi-label target, also for runs stored before metrics.json said it); the metrics of
+``metrics.json`` follow under their own names (``test_acc`` or ``test_auc`` ...; a multi-label run's per-label test
+AUC as ``test_auc[<label>]``, its excluded labels as one ``test_auc_excluded`` text, ``; ``-separated), then
+``run_seconds`` (the run's wall time, run.json ``seconds``) and the other scalars of run.json."""
 
 ANALYSIS_COLUMNS = ("analysis", "target", "pretrain_seed", "block_size", "checkpoint", "group", "seed_a", "run_a",
                     "seed_b", "run_b", "which_b", "field", "i", "at_i", "j", "at_j", "value")
@@ -270,6 +274,20 @@ def analysis_rows(name: str, result: dict, pretrain_seed: int | None) -> list[di
     return [{c: r.get(c) for c in ANALYSIS_COLUMNS} for r in rows]
 
 
+def _per_label(metrics: dict, classes) -> dict:
+    """A multi-label run's list figures as scalar columns: ``test_auc[<label>]`` per label (named by run.json's
+    ``classes``, else by position) and ``test_auc_excluded`` joined with ``; ``."""
+    out: dict = {}
+    per = metrics.get("test_auc_per_label")
+    if isinstance(per, list):
+        names = list(classes) if isinstance(classes, list) and len(classes) == len(per) else range(len(per))
+        out.update({f"test_auc[{n}]": (float("nan") if v is None else v) for n, v in zip(names, per, strict=True)})
+    excluded = metrics.get("test_auc_excluded")
+    if isinstance(excluded, list):
+        out["test_auc_excluded"] = "; ".join(map(str, excluded))
+    return out
+
+
 def run_rows(store: Store, plan) -> list[dict]:
     """One row per run of the study (planned or stored): its spec's settings, the metrics of a finished run, its
     status (``done``, ``failed``, ``pending``; ``damaged`` where a file no longer reads) and its times."""
@@ -305,7 +323,9 @@ def run_rows(store: Store, plan) -> list[dict]:
                 metrics = store.read_json(rid, "metrics.json")
             except StoreError as e:
                 metrics, row["status"], row["note"] = {}, "damaged", str(e)
+            row["metric"] = metric_of(metrics)
             row.update({k: v for k, v in metrics.items() if _scalar(v)})
+            row.update(_per_label(metrics, info.get("classes")))
         row["run_seconds"] = info.get("seconds")
         for k, v in info.items():
             if k not in row and k not in ("seconds", "run_id", "spec") and _scalar(v):

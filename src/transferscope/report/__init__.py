@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import jsonio
+from .. import metrics as M
 from ..claims import OUTCOMES, Verdict
 from ..claims import stats as claim_stats
 from ..claims.compare import load_across, load_verdicts
@@ -194,8 +195,9 @@ def _study_section(r: _Reader, out: Path) -> Section:
             rows.append([s.arm, s.target, s.block_size,
                          ", ".join(f"{lr:g}: {_f(a)}" for lr, a in c.val_acc.items()),
                          _f(c.lr, "g") if c.state == "chosen" else c.state])
-        sec.table(["arm", "target", "block", "validation accuracy per learning rate (first seed)", "chosen"], rows,
-                  caption="learning rates chosen per arm and target on validation accuracy (never on test data)")
+        word = _word(c.metric for c in cs)
+        sec.table(["arm", "target", "block", f"validation {word} per learning rate (first seed)", "chosen"], rows,
+                  caption=f"learning rates chosen per arm and target on validation {word} (never on test data)")
     for why in failed:
         sec.note(f"failed run {why['run_id']}: {str(why.get('reason', '')).splitlines()[0] if why.get('reason') else ''}")
     # sample strips
@@ -219,6 +221,43 @@ def _study_section(r: _Reader, out: Path) -> Section:
     return sec
 
 
+def _word(metrics) -> str:
+    """How the report names the figure of runs in ``metrics`` ("acc", "auc"): "accuracy", "mean AUC", or both
+    ("accuracy or mean AUC") for a study whose targets mix them."""
+    return " or ".join(M.metric_label(m) for m in (M.ACC, M.AUC) if m in set(metrics)) or M.metric_label(M.ACC)
+
+
+def _per_label_auc(r: _Reader, targets: list[str], block_size: int) -> dict[str, dict]:
+    """Per multi-label target: the per-label test AUC of P-T and RI-T (mean over the seeds where it is defined),
+    the label names and the excluded ones (no positive or no negative test example), from the main runs at
+    ``block_size``."""
+    out: dict[str, dict] = {}
+    for spec in r.plan.runs:
+        t = spec.domain.display
+        if (t not in targets or spec.arm == "P" or spec.parent_checkpoint >= 0 or spec.block_size != block_size
+                or r.store.run_status(spec.run_id) != RUN_DONE):
+            continue
+        m = r.store.read_json(spec.run_id, "metrics.json")
+        per = m.get("test_auc_per_label")
+        if M.metric_of(m) != M.AUC or not isinstance(per, list):
+            continue
+        d = out.setdefault(t, {"names": None, "excluded": set(), "P-T": [], "RI-T": []})
+        names = (r.store.run_info(spec.run_id) or {}).get("classes")
+        if d["names"] is None and isinstance(names, list) and len(names) == len(per):
+            d["names"] = [str(x) for x in names]
+        d["excluded"].update(map(str, m.get("test_auc_excluded") or []))
+        d[spec.arm].append([math.nan if v is None else float(v) for v in per])
+    for d in out.values():
+        width = max(len(v) for arm in ("P-T", "RI-T") for v in d[arm]) if d["P-T"] or d["RI-T"] else 0
+        d["names"] = d["names"] or [str(j) for j in range(width)]
+    return out
+
+
+def _mean_defined(rows: list[list[float]], j: int) -> float:
+    v = [x[j] for x in rows if j < len(x) and math.isfinite(x[j])]
+    return float(np.mean(v)) if v else math.nan
+
+
 def _train_text(t) -> str:
     lr = f"lr chosen from {t.lr_grid}" if t.lr_grid else f"lr {t.lr:g}"
     return (f"{t.epochs} epochs, batch {t.batch_size}, {lr}, momentum {t.momentum:g}, weight decay {t.weight_decay:g}, "
@@ -233,27 +272,59 @@ def _transfer_sections(r: _Reader, out: Path) -> list[Section]:
     full = cfg.data.image_size
     rows = [x for x in results_table(r.plan, r.store) if x["P-T"].n and x["RI-T"].n]
     k, frac = cfg.finetune.speed_epochs, cfg.finetune.speed_fraction
+    metric_of = {x["target"]: x.get("metric", M.ACC) for x in rows}
+    word = _word(metric_of.values())
+    multi = word != M.metric_label(M.ACC)
     s2 = Section("gain", "2. Transfer gain per target",
-                 "Final test accuracy of fine-tuning the pre-trained model (P-T) and of training from a random "
-                 "initialisation (RI-T) on each unshuffled target.")
+                 f"Final test {word} of fine-tuning the pre-trained model (P-T) and of training from a random "
+                 "initialisation (RI-T) on each unshuffled target."
+                 + (" A multi-label target (a sigmoid per label) is judged by the mean over its labels of the ROC "
+                    "AUC (1 is perfect, 0.5 chance); a label whose AUC is undefined on the test split (no positive "
+                    "or no negative example) is left out of the mean and named." if multi else ""))
     unshuffled = [x for x in rows if x["block_size"] == full]
     if unshuffled:
-        f = gain_bars(out / "gain.png", unshuffled)
-        s2.figure(f.name, "final test accuracy per target: mean over seeds, whiskers one sample standard deviation")
-        s2.table(["target", "P-T accuracy", "RI-T accuracy", "gain (P-T - RI-T)", "seeds P-T / RI-T"],
-                 [[x["target"], f"{_f(x['P-T'].acc_mean)} ± {_f(x['P-T'].acc_std)}",
-                   f"{_f(x['RI-T'].acc_mean)} ± {_f(x['RI-T'].acc_std)}", _f(x["gain"], "+.3f"),
-                   f"{x['P-T'].n} / {x['RI-T'].n}"] for x in unshuffled])
+        by_metric = {m: [x for x in unshuffled if metric_of[x["target"]] == m] for m in (M.ACC, M.AUC)}
+        for m, xs in by_metric.items():
+            if not xs:
+                continue
+            mw = M.metric_label(m)
+            f = gain_bars(out / ("gain.png" if m == M.ACC or not by_metric[M.ACC] else "gain-auc.png"), xs, m)
+            s2.figure(f.name, f"final test {mw} per target: mean over seeds, whiskers one sample standard deviation")
+            s2.table(["target", f"P-T {mw}", f"RI-T {mw}", "gain (P-T - RI-T)", "seeds P-T / RI-T"],
+                     [[x["target"], f"{_f(x['P-T'].acc_mean)} ± {_f(x['P-T'].acc_std)}",
+                       f"{_f(x['RI-T'].acc_mean)} ± {_f(x['RI-T'].acc_std)}", _f(x["gain"], "+.3f"),
+                       f"{x['P-T'].n} / {x['RI-T'].n}"] for x in xs])
+        per_label = _per_label_auc(r, [x["target"] for x in by_metric[M.AUC]], full)
+        for t, d in per_label.items():
+            s2.table(["label", "P-T AUC", "RI-T AUC"],
+                     [[name, _f(_mean_defined(d["P-T"], j)), _f(_mean_defined(d["RI-T"], j))]
+                      for j, name in enumerate(d["names"])],
+                     caption=f"{t}: test AUC per label, mean over seeds ({len(d['P-T'])} P-T, {len(d['RI-T'])} RI-T "
+                             "runs); n/a: undefined")
+            if d["excluded"]:
+                ex = [n for n in d["names"] if n in d["excluded"]] + sorted(d["excluded"] - set(d["names"]))
+                s2.note(f"{t}: AUC undefined: no positive/negative example in the test split for {len(ex)} of "
+                        f"{len(d['names'])} labels ({', '.join(ex)}): left out of the mean AUC")
     else:
         s2.missing(f"no target has finished P-T and RI-T runs at block size {full} (unshuffled)")
+    if multi:
+        speed_text = (f" For a multi-label target both speed figures read the mean AUC of the model after each "
+                      f"epoch on a fixed seeded subset of its training data (a batch's AUC means little): (a) its "
+                      f"mean over epochs 1 to {k}; (b) epoch x steps per epoch at the first epoch reaching {frac:g} "
+                      "of the last epoch's.")
+    else:
+        speed_text = ""
     s3 = Section("shuffle", "3. Block shuffle: feature reuse against low-level statistics",
-                 f"Accuracy and optimisation speed against the block size (smaller blocks destroy more of the visual "
+                 f"{'Accuracy' if not multi else word[0].upper() + word[1:]} and optimisation speed against the "
+                 f"block size (smaller blocks destroy more of the visual "
                  f"features). Speed (a): mean training accuracy over the first {k} epochs (higher is faster); speed "
-                 f"(b): steps to reach {frac:g} of the final training accuracy (lower is faster).")
+                 f"(b): steps to reach {frac:g} of the final training accuracy (lower is faster)." + speed_text)
     if rows:
         f = shuffle_lines(out / "shuffle.png", rows, k, frac)
-        s3.figure(f.name, "per target: mean over seeds (whiskers: sample std for accuracy) against block size")
-        s3.table(["target", "block", "P-T acc", "RI-T acc", "gain", "speed (a) P-T / RI-T", "speed (b) P-T / RI-T"],
+        s3.figure(f.name, f"per target: mean over seeds (whiskers: sample std for {word}) against block size")
+        short = " / ".join(w for m, w in ((M.ACC, "acc"), (M.AUC, "AUC")) if m in set(metric_of.values())) or "acc"
+        s3.table(["target", "block", f"P-T {short}", f"RI-T {short}", "gain", "speed (a) P-T / RI-T",
+                  "speed (b) P-T / RI-T"],
                  [[x["target"], x["block_size"], f"{_f(x['P-T'].acc_mean)} ± {_f(x['P-T'].acc_std)}",
                    f"{_f(x['RI-T'].acc_mean)} ± {_f(x['RI-T'].acc_std)}", _f(x["gain"], "+.3f"),
                    f"{_f(x['P-T'].speed_mean_acc_k)} / {_f(x['RI-T'].speed_mean_acc_k)}",
@@ -265,12 +336,16 @@ def _transfer_sections(r: _Reader, out: Path) -> list[Section]:
             if spec.arm == "P" or spec.parent_checkpoint >= 0 or r.store.run_status(spec.run_id) != RUN_DONE:
                 continue
             h = r.store.read_json(spec.run_id, "history.json")
+            curve = h.get("step_acc") if metric_of.get(spec.domain.display, M.ACC) == M.ACC else h.get("train_auc")
+            if curve is None:
+                continue
             curves.setdefault((spec.domain.display, spec.block_size), {}).setdefault(spec.arm, []).append(
-                np.asarray(h["step_acc"], dtype=float))
+                np.asarray(curve, dtype=float))
             spe[(spec.domain.display, spec.block_size, spec.arm)] = h["steps_per_epoch"]
-        f = training_curves(out / "curves.png", curves, spe, k)
+        f = training_curves(out / "curves.png", curves, spe, k, metric_of)
         s3.figure(f.name, f"training accuracy per step over the first {k} epochs (running mean over a quarter "
-                  f"epoch), mean over seeds")
+                  f"epoch), mean over seeds" + ("; multi-label targets: the mean AUC on the fixed training subset "
+                                                "after each epoch" if multi else ""))
     else:
         s3.missing("no finished pair of P-T and RI-T runs yet")
     return [s2, s3]

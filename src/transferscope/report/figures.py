@@ -119,8 +119,17 @@ def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]]
 
 
 @_plain_text
-def gain_bars(path: Path, rows: list[dict]) -> Path:
-    """P-T vs RI-T final test accuracy per target (mean and sample std over seeds)."""
+def _words(metric: str) -> tuple[str, str]:
+    """(the test figure, the training curve) of a metric, as figures name them."""
+    if metric == "auc":
+        return "mean AUC", "train-subset mean AUC"
+    return "accuracy", "train accuracy"
+
+
+def gain_bars(path: Path, rows: list[dict], metric: str = "acc") -> Path:
+    """P-T vs RI-T final test accuracy (``metric`` "acc"), or mean AUC ("auc"), per target (mean and sample std
+    over seeds)."""
+    word = _words(metric)[0]
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.2))
     x = np.arange(len(rows))
     for k, arm in enumerate(("P-T", "RI-T")):
@@ -129,23 +138,25 @@ def gain_bars(path: Path, rows: list[dict]) -> Path:
         ax.bar(x + (k - 0.5) * 0.38, m, 0.38, yerr=s, capsize=3, color=ARM_COLOURS[arm],
                label=f"{arm} (n = {min(r[arm].n for r in rows)} seeds)")
     ax.set_xticks(x, [r["target"] for r in rows], fontsize=8)
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"test {word}")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title("final test accuracy, unshuffled targets (bars: mean, whiskers: sample std)", fontsize=9)
+    ax.set_title(f"final test {word}, unshuffled targets (bars: mean, whiskers: sample std)", fontsize=9)
     return _save(fig, path)
 
 
 @_plain_text
 def shuffle_lines(path: Path, rows: list[dict], speed_k: int, speed_fraction: float) -> Path:
-    """Per target: accuracy and the two speed figures against block size, P-T vs RI-T."""
+    """Per target: accuracy (mean AUC for a multi-label target: its rows' ``metric``) and the two speed figures
+    against block size, P-T vs RI-T."""
     targets = list(dict.fromkeys(r["target"] for r in rows))
-    metrics = [("acc_mean", "acc_std", "final test accuracy"),
-               ("speed_mean_acc_k", None, f"mean train accuracy, first {speed_k} epochs"),
-               ("speed_steps_to_frac", None, f"steps to {speed_fraction:g} of final train accuracy")]
     fig, axes = plt.subplots(len(targets), 3, figsize=(11, 2.6 * len(targets)), squeeze=False)
     for i, t in enumerate(targets):
         rs = sorted((r for r in rows if r["target"] == t), key=lambda r: -r["block_size"])
+        test, train = _words(rs[0].get("metric", "acc"))
+        metrics = [("acc_mean", "acc_std", f"final test {test}"),
+                   ("speed_mean_acc_k", None, f"mean {train}, first {speed_k} epochs"),
+                   ("speed_steps_to_frac", None, f"steps to {speed_fraction:g} of final {train}")]
         xs = np.arange(len(rs))
         for j, (key, err, label) in enumerate(metrics):
             ax = axes[i][j]
@@ -165,9 +176,12 @@ def shuffle_lines(path: Path, rows: list[dict], speed_k: int, speed_fraction: fl
 
 @_plain_text
 def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.ndarray]]], steps_per_epoch: dict,
-                    epochs: int) -> Path:
+                    epochs: int, metrics: dict[str, str] | None = None) -> Path:
     """Training accuracy per step over the first ``epochs`` epochs (running mean over a quarter epoch), mean
-    over seeds; one panel per (target, block size)."""
+    over seeds; one panel per (target, block size). A target whose ``metrics`` entry is "auc" (multi-label) gives
+    instead one point per epoch, from epoch 0: the mean AUC on its fixed training subset (history ``train_auc``),
+    drawn at step ``epoch x steps per epoch``."""
+    metrics = metrics or {}
     keys = list(curves)
     targets = list(dict.fromkeys(t for t, _ in keys))
     blocks = sorted({b for _, b in keys}, reverse=True)
@@ -175,8 +189,15 @@ def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.
     for i, t in enumerate(targets):
         for j, b in enumerate(blocks):
             ax = axes[i][j]
+            per_epoch = metrics.get(t) == "auc"
             for arm, runs in curves.get((t, b), {}).items():
                 spe = steps_per_epoch.get((t, b, arm), 1)
+                if per_epoch:
+                    n = min(min(len(r) for r in runs), epochs + 1)
+                    if n:
+                        ax.plot(np.arange(n) * spe, np.mean([r[:n] for r in runs], axis=0), marker="o",
+                                markersize=3, color=ARM_COLOURS[arm], label=f"{arm} ({len(runs)} seeds)")
+                    continue
                 n = min(min(len(r) for r in runs), epochs * spe)
                 if n == 0:
                     continue
@@ -189,7 +210,7 @@ def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.
             ax.tick_params(labelsize=7)
             ax.set_xlabel("step", fontsize=7)
             if j == 0:
-                ax.set_ylabel("train accuracy", fontsize=7)
+                ax.set_ylabel(_words(metrics.get(t, "acc"))[1], fontsize=7)
             ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
