@@ -1,11 +1,11 @@
 """Image domains: a registry of named datasets, their splits, and the block-shuffle transform."""
 
-from .domain import DomainData, Split, load_domain, split_indices
+from .domain import DomainData, Split, load_domain, split_indices, split_multilabel
 from .registry import DomainError, DomainInfo, RawDomain, get_domain_info, list_domains, register_domain
 from .shuffle import block_permutation, block_shuffle, valid_block_sizes
 
 __all__ = [
-    "DomainData", "Split", "load_domain", "split_indices", "DomainError", "DomainInfo", "RawDomain",
+    "DomainData", "Split", "load_domain", "split_indices", "split_multilabel", "DomainError", "DomainInfo", "RawDomain",
     "get_domain_info", "list_domains", "register_domain", "block_permutation", "block_shuffle",
     "valid_block_sizes",
 ]

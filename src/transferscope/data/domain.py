@@ -53,7 +53,7 @@ class Split:
             return self
         device = self.y.device
         g = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(len(self), generator=g).to(device)
+        perm = torch.randperm(len(self), generator=g, device="cpu").to(device)
         if self.y.ndim == 2:
             return self._take(_round_robin_multilabel(perm, self.y, n), device)
         labels = self.y[perm]
