@@ -135,15 +135,19 @@ class DomainConfig:
 
     name: str = field(metadata=_text("text"))
     path: str = field(default="", metadata=_text("path"))
-    """For ``imagefolder`` (one subfolder per class) and ``csv`` (``path,label`` rows)."""
+    """For ``imagefolder`` (one subfolder per class) and ``csv`` (``path,label`` rows; a header row
+    ``path,<label>,<label>,...`` makes it multi-label)."""
     label: str = field(default="", metadata=_text("label"))
     """Name shown in tables and reports; defaults to ``name``."""
     n_per_class: int = field(default=0, metadata=_int(0, COUNT_MAX))
-    """Training images per class (a low-data target); 0 keeps all."""
+    """Training images per class (a low-data target); 0 keeps all. Multi-label: per label, times the number of
+    labels."""
     n_val_per_class: int = field(default=50, metadata=_int(1, COUNT_MAX))
-    """Validation images per class, taken from the training pool."""
+    """Validation images per class, taken from the training pool. Multi-label: per label, times the number of
+    labels."""
     n_test_per_class: int = field(default=0, metadata=_int(0, COUNT_MAX))
-    """Test images per class; 0 means the domain's official test split, or 20% of its pool."""
+    """Test images per class; 0 means the domain's official test split, or 20% of its pool. Multi-label: per
+    label, times the number of labels."""
     max_pixels: int = field(default=4_000_000, metadata=_int(1, 1_000_000_000))
     """Image files larger than this are skipped (and counted), never decoded."""
     uncertain: Literal["ignore", "zero", "one"] = field(default="ignore", metadata=TYPED)
