@@ -132,6 +132,13 @@ def test_duplicates_follow_the_single_label_policy(tmp_path):
         raw_csv(tmp_path / "d.csv", uncertain="ignore")
 
 
+def test_a_header_after_a_byte_order_mark_is_read(tmp_path):
+    paths = write_images(tmp_path / "img", 2)
+    (tmp_path / "bom.csv").write_text(f"path,A,B\n{paths[0]},1,0\n{paths[1]},0,1\n", encoding="utf-8-sig")
+    raw = raw_csv(tmp_path / "bom.csv")
+    assert raw.classes == ["A", "B"] and raw.labels.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
 def test_a_label_without_positive_or_negative_is_named_in_a_warning(tmp_path, caplog):
     path = write_csv(tmp_path, "path,Edema,Rare,Always", ["1,0,1", "0,0,1", "1,,1", "0,0,1"])
     with caplog.at_level(logging.WARNING):

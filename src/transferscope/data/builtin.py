@@ -517,7 +517,7 @@ def _csv_header(path: Path, cfg: DomainConfig) -> list[str] | None:
                 break
         else:
             return None
-    if len(row) < 3 or row[0].strip().lower() != "path":
+    if len(row) < 3 or row[0].strip().lstrip("\ufeff").lower() != "path":  # a byte order mark (Excel) is no name
         return None
     names = [c.strip() for c in row[1:]]
     where = f"domain {cfg.display!r} (csv): {path} line {reader.line_num}"
