@@ -513,3 +513,37 @@ def test_a_target_is_either_measured_or_not():
 
 def test_depth_correlation_with_ties_is_finite():
     assert depth_rank_correlation((0.0, 0.0, 1.0, 1.0)) > 0.8
+
+
+# -- multi-label targets: judged on their mean AUC, with the same rules ---------------------------------------------
+def test_a_multilabel_target_is_judged_on_its_auc_with_the_same_rules():
+    auc = target("auc", distance=1.0, metric="auc", accuracy=acc(0.85, 0.70))
+    v = one("N1", ev(auc))
+    (gain,) = [e for e in v.effects if e.target == "auc"]
+    assert gain.unit == "test mean AUC" and "mean AUC" in gain.name and gain.value == pytest.approx(0.15)
+    assert outcomes(v)["auc"] == HOLDS
+    # the same numbers as accuracies give the same decision: only the unit differs
+    plain = one("N1", ev(target("auc", distance=1.0, accuracy=acc(0.85, 0.70))))
+    assert outcomes(plain)["auc"] == HOLDS and plain.effects[0].unit == "test accuracy (fraction)"
+    # and an AUC that RI-T wins does not hold
+    assert outcomes(one("N1", ev(target("auc", metric="auc", accuracy=acc(0.70, 0.85)))))["auc"] == FAILS
+
+
+def test_gains_in_accuracy_and_in_auc_are_not_compared_across_targets():
+    near = target("near", distance=1.0, distance_source="declared", accuracy=acc(0.80, 0.50))
+    far = target("far", distance=2.0, distance_source="declared", metric="auc", accuracy=acc(0.62, 0.55))
+    v = one("N1", ev(near, far))
+    (whole,) = [e for e in v.effects if e.target == ALL]
+    # the ordering is part of the claim: without a comparable one it cannot hold (as without distances)
+    assert outcomes(v)[ALL] == INCONCLUSIVE and v.outcome == INCONCLUSIVE
+    assert "not on one scale" in whole.why
+    # on one metric the comparison is made
+    far_acc = target("far", distance=2.0, distance_source="declared", accuracy=acc(0.62, 0.55))
+    assert outcomes(one("N1", ev(near, far_acc)))[ALL] == HOLDS
+
+
+def test_the_barrier_of_a_multilabel_target_is_in_one_minus_mean_auc():
+    t = target("m", metric="auc", barrier={PT_PT: within(0.0, 0.1), RIT_RIT: within(0.2), PT_RIT: across(0.3)})
+    v = one("N7", ev(t))
+    assert {e.unit for e in v.effects if e.target == "m"} == {"1 - test mean AUC"}
+    assert outcomes(v)["m"] == HOLDS

@@ -79,6 +79,8 @@ def test_score_and_keys_follow_the_metric():
     assert metrics.value({"test_acc": 0.7}, "test") == 0.7
     assert metrics.value({"metric": "auc", "test_acc": 0.1, "test_auc": 0.8}, "test") == 0.8
     assert np.isnan(metrics.value({"metric": "auc"}, "val"))
+    assert metrics.value({"metric": "auc", "train_auc_final": 0.9, "train_acc_final": 0.2}, "train_final") == 0.9
+    assert metrics.value({"train_acc_final": 0.2}, "train_final") == 0.2
     assert metrics.metric_label("auc") == "mean AUC" and metrics.metric_label("acc") == "accuracy"
     ys = torch.tensor([[0.0, 1.0]])
     assert task.decisions(torch.tensor([[-0.1, 0.0]]), True).tolist() == [[False, True]]

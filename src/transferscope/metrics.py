@@ -45,7 +45,10 @@ def metric_label(metric: str) -> str:
 
 
 def key(split: str, metric: str) -> str:
-    """The metrics/history key of a split's figure: ``key("test", "auc") == "test_auc"``."""
+    """The metrics/history key of a split's figure: ``key("test", "auc") == "test_auc"``; ``train_final`` (the
+    final model on the whole training split) is ``train_auc_final`` / ``train_acc_final``."""
+    if split == "train_final":
+        return f"train_{metric}_final"
     return f"{split}_{metric}"
 
 

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
+__all__ = ["figure", "PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,13 @@ class TargetEvidence:
     distance: float = math.nan
     """Distance of the target from the source (larger: farther); NaN if neither measured nor declared."""
     distance_source: str = ""
+    metric: str = "acc"
+    """What the target's runs are judged by: ``acc`` (top-1 accuracy) or ``auc`` (the mean AUC over the labels of
+    a multi-label target). ``accuracy``, ``speed``, ``basin`` and ``barrier`` are then in that metric (the barrier
+    in 1 - mean AUC), ``uncommon``/``common`` are fractions of (example, label) decisions, and every claim is
+    judged on it with the same uncertainty rules."""
     accuracy: Mapping[tuple[str, int], PerSeed] = field(default_factory=dict)
-    """(arm, block size) -> test accuracy per seed (main runs, from P's final weights)."""
+    """(arm, block size) -> test accuracy (or mean AUC) per seed (main runs, from P's final weights)."""
     speed: Mapping[tuple[str, int], PerSeed] = field(default_factory=dict)
     """(arm, block size) -> mean training accuracy over the first k epochs, per seed."""
     uncommon: Mapping[str, PerPair] = field(default_factory=dict)
@@ -114,3 +119,17 @@ class Evidence:
             if t.name == name:
                 return t
         raise KeyError(name)
+
+
+def figure(t: TargetEvidence, what: str) -> str:
+    """How a measure on target ``t`` names its figure, in the target's metric: ``what`` is ``test`` (the test
+    figure), ``train`` (the training figure of the speed measure), ``error`` (the barrier's unit) or ``mistakes``
+    (what the common/uncommon fractions count)."""
+    auc = t.metric == "auc"
+    return {
+        "test": "test mean AUC" if auc else "test accuracy (fraction)",
+        "train": "mean AUC on a fixed training subset, per epoch" if auc else "training accuracy (fraction)",
+        "error": "1 - test mean AUC" if auc else "test error (fraction)",
+        "mistakes": "fraction of (test example, label) decisions" if auc else "fraction of test examples",
+        "word": "mean AUC" if auc else "accuracy",
+    }[what]

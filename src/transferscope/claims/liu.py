@@ -9,7 +9,7 @@ from scipy import stats as sps
 
 from ..study.arms import PT, RIT
 from .base import ABOVE, ALL, BELOW, Claim, Measure, missing
-from .evidence import Evidence, PerSeed
+from .evidence import Evidence, PerSeed, figure
 from .stats import LEVEL, contrast_interval, fisher_z
 
 __all__ = ["LIU", "INPUT_SCORE", "LABEL_SCORE"]
@@ -96,8 +96,8 @@ def _judge_l5(ev: Evidence):
         level = 1 - (1 - LEVEL) / len(interior)
         note = f"the best of {len(interior)} inner checkpoints, tested at {level:.2%}" if len(interior) > 1 else ""
         for other, what in ((order[0], "the first"), (order[-1], "the final one")):
-            ms.append(Measure(t.name, f"test accuracy from checkpoint {peak:g} (the best inner one) minus from {what} "
-                              f"({other:g})", "test accuracy (fraction)",
+            ms.append(Measure(t.name, f"test {figure(t, 'word')} from checkpoint {peak:g} (the best inner one) minus from "
+                              f"{what} ({other:g})", figure(t, "test"),
                               contrast_interval([(1.0, acc[peak]), (-1.0, acc[other])]), ABOVE, SEEDS, level=level,
                               note=note))
     if not ms and not notes:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .. import jsonio
+from .. import metrics as M
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
@@ -226,7 +227,7 @@ def _transfer_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
 
 def _transfer_run(ctx: Context, job: Job, results: dict) -> TransferResult:
     cfg = ctx.plan.config
-    rows = tuple(TransferRow(r["target"], r["block_size"], _nan(r["gain"]), r[PT], r[RIT])
+    rows = tuple(TransferRow(r["target"], r["block_size"], _nan(r["gain"]), r[PT], r[RIT], r.get("metric", "acc"))
                  for r in results_table(ctx.plan, ctx.store))
     return TransferResult(rows, cfg.finetune.speed_epochs, cfg.finetune.speed_fraction)
 
@@ -252,12 +253,14 @@ def _pairs_jobs(name: str, kinds: tuple[str, ...], with_p: bool = False, setting
 
 
 def _mistakes_run(ctx: Context, job: Job, results: dict) -> MistakesPairs:
-    from ..analyses.mistakes import mistakes
+    from ..analyses.mistakes import mistakes_from_logits
 
     store, rows = ctx.store, []
+    threshold = job.params.get("multilabel_threshold", ctx.settings.multilabel_threshold)
     for p in job.params["pairs"]:
         za, zb = store.read_npz(p["runs"][0]), store.read_npz(p["runs"][1])
-        m = mistakes(za["test_logits"].argmax(1), zb["test_logits"].argmax(1), za["test_labels"])
+        # single-label: the arg-max class per example; multi-label: per (example, label) at the threshold
+        m = mistakes_from_logits(za["test_logits"], zb["test_logits"], za["test_labels"], threshold=threshold)
         rows.append(PairRow.of(p, PairMistakes.of(m, za["test_index"].tolist())))
     return MistakesPairs(tuple(rows))
 
@@ -379,7 +382,7 @@ def _basin_run(ctx: Context, job: Job, results: dict) -> BasinResult:
             barrier = (b.barrier_error, b.barrier_loss)
         else:
             barrier = (0.0, 0.0)
-        rows.append(BasinRow(float(m["checkpoint"]), int(m["seed"]), m["run"], _nan(met["test_acc"]),
+        rows.append(BasinRow(float(m["checkpoint"]), int(m["seed"]), m["run"], _nan(M.value(met, "test")),
                              _nan(met["speed_mean_acc_k"]), _nan(met["speed_steps_to_frac"]), *barrier))
     return BasinResult(tuple(rows), bsize, float(final_e))
 
@@ -511,7 +514,8 @@ def _nan(x) -> float:
 register(AnalysisSpec("transfer", "test accuracy and optimisation speed per target, block size and arm", 1,
                       _transfer_jobs, _transfer_run, TransferResult))
 register(AnalysisSpec("mistakes", "common and uncommon mistakes of every pair", 1,
-                      _pairs_jobs("mistakes", (PT_PT, RIT_RIT, PT_RIT)), _mistakes_run, MistakesPairs))
+                      _pairs_jobs("mistakes", (PT_PT, RIT_RIT, PT_RIT), settings=("multilabel_threshold",)),
+                      _mistakes_run, MistakesPairs))
 register(AnalysisSpec("cka", "linear CKA per layer of every pair within an arm, and P against P-T", 1,
                       _pairs_jobs("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), _cka_run, CKAPairs))
 register(AnalysisSpec("distance", "l2 parameter distance of every pair within an arm and of each model to its start",
@@ -837,10 +841,11 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
     targets = []
     for t in cfg.targets:
         name = t.display
-        acc, speed = {}, {}
+        acc, speed, metric = {}, {}, "acc"
         for r in rows:
             if r.target != name:
                 continue
+            metric = r.metric
             for arm in (PT, RIT):
                 per = r.arm(arm).per_seed
                 acc[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.test_acc) for s in per})
@@ -873,7 +878,7 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
         flat, dev, stab, pg = (results.get(f"{k}/{name}") for k in ("flatness", "deviation", "stability", "principal"))
         d, how = dist.get(name, (math.nan, ""))
         targets.append(TargetEvidence(
-            name, num_classes=0, distance=d, distance_source=how, accuracy=acc, speed=speed,
+            name, num_classes=0, distance=d, distance_source=how, metric=metric, accuracy=acc, speed=speed,
             uncommon={k: _pairs(mis, k, lambda r: r.uncommon_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
             common={k: _pairs(mis, k, lambda r: r.common_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
             cka_layers=tuple(layers),

@@ -617,17 +617,23 @@ class TransferRow:
     """P-T's mean test accuracy minus RI-T's."""
     pt: ArmCell
     rit: ArmCell
+    metric: str = "acc"
+    """What the figures are in: ``acc`` (test accuracy; speed in training accuracy) or ``auc`` (mean AUC over the
+    labels of a multi-label target; speed in the per-epoch mean AUC on a fixed training subset)."""
 
     def arm(self, arm: str) -> ArmCell:
         return {PT: self.pt, RIT: self.rit}[arm]
 
     def to_dict(self) -> dict:
+        # single-label rows are written as before the metric existed (their cached files keep their bytes)
         return ({"target": self.target, "block_size": self.block_size, "gain": self.gain}
+                | ({"metric": self.metric} if self.metric != "acc" else {})
                 | _cell_to_dict(PT, self.pt) | _cell_to_dict(RIT, self.rit))
 
     @classmethod
     def from_dict(cls, d: dict) -> TransferRow:
-        return cls(d["target"], int(d["block_size"]), _num(d["gain"]), _cell_from_dict(PT, d), _cell_from_dict(RIT, d))
+        return cls(d["target"], int(d["block_size"]), _num(d["gain"]), _cell_from_dict(PT, d), _cell_from_dict(RIT, d),
+                   str(d.get("metric", "acc")))
 
 
 @dataclass(frozen=True)
