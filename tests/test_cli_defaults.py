@@ -145,3 +145,22 @@ def test_precision_changes_the_id_of_a_pretrained_model_trained_here(tmp_path, f
     fp32, bf16 = make_plan(load_config(path)), make_plan(load_config(path, PRECISION))
     assert fp32.pretrain().run_id != bf16.pretrain().run_id
     assert make_plan(load_config(path, ["finetune.precision=bf16"])).pretrain().run_id == fp32.pretrain().run_id
+
+
+def test_the_python_api_passes_the_claim_timings_to_ray(tmp_path, folders, monkeypatch):
+    from transferscope.study import ray_executor, runner
+
+    seen = {}
+
+    def fake_execute_ray(plan, store, **kw):
+        seen.update(kw)
+        return "summary"
+
+    monkeypatch.setattr(ray_executor, "execute_ray", fake_execute_ray)
+    plan = make_plan(load_config(_config(tmp_path, folders)))
+    store = Store(tmp_path / "r")
+    assert runner.execute(plan, store, executor="ray", heartbeat=3.0, stale_after=40.0) == "summary"
+    assert (seen["heartbeat"], seen["stale_after"]) == (3.0, 40.0)
+    seen.clear()
+    runner.execute(plan, store, executor="ray")
+    assert "heartbeat" not in seen and "stale_after" not in seen  # execute_ray's own defaults

@@ -550,7 +550,8 @@ def _check_rerun(plan: Plan, store: Store, rerun: list[str]) -> None:
 def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
             show_progress: bool = True, rerun: Iterable[str] = (), device: str | None = None,
             runs_per_device: int = 1, deterministic: bool = False, executor: str = "local",
-            address: str | None = None) -> ExecutionSummary:
+            address: str | None = None, heartbeat: float | None = None,
+            stale_after: float | None = None) -> ExecutionSummary:
     """Run every unfinished run of ``plan`` into ``store`` (which this call locks).
 
     Args:
@@ -568,6 +569,8 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
         executor: ``local`` (worker processes of this machine, under the folder's lock) or ``ray`` (a Ray task per
             run on the cluster at ``address``, under per-run claims: :mod:`.ray_executor`; ``jobs`` is then the
             cluster's CPUs).
+        heartbeat, stale_after: with ``executor="ray"``, the claim heartbeat and stale timeout in seconds
+            (``--claim-heartbeat``, ``--claim-stale``; None: the defaults of :mod:`transferscope.store`).
 
     Raises:
         StoreFormatError: ``store`` was written by another version of transferscope, in another format.
@@ -580,7 +583,8 @@ def execute(plan: Plan, store: Store, *, jobs: int = 1, threads: int = 0, retry_
 
         return execute_ray(plan, store, address=address, threads=threads, retry_failed=retry_failed,
                            show_progress=show_progress, rerun=rerun, device=device, runs_per_device=runs_per_device,
-                           deterministic=deterministic)
+                           deterministic=deterministic,
+                           **{k: v for k, v in (("heartbeat", heartbeat), ("stale_after", stale_after)) if v is not None})
     if executor != "local":
         raise ConfigError(f"--executor {executor!r}: one of 'local', 'ray'")
     t0 = time.time()
