@@ -339,7 +339,9 @@ class StudyConfig:
     lr_rule: Literal["best", "one-se"] = field(default="best", metadata=TYPED)
     """How a learning rate is chosen from its candidates' final validation accuracy: ``best``, the highest; or
     ``one-se``, the smallest rate within one standard error (sqrt(p (1 - p) / n_val)) of the highest, the
-    one-standard-error rule (Hastie et al.), which does not let noise between near-ties decide."""
+    one-standard-error rule (Hastie et al.), which does not let noise between near-ties decide. A multi-label
+    target's candidates are compared on their validation mean AUC, which has no such binomial standard error: there
+    ``one-se`` takes the highest, as ``best`` does."""
     lr_selection: Literal["per-target", "per-target-and-block"] = field(default="per-target", metadata=TYPED)
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""
