@@ -25,7 +25,6 @@ ACCURACY_MARGIN = 0.02
 """Claim 9: 'the same final accuracy' means a test-accuracy difference within +-0.02 (a mean-AUC difference within
 +-0.02 on a multi-label target; the barrier margin likewise applies to 1 - mean AUC there)."""
 
-ACC = "test accuracy (fraction)"
 SEEDS = "seeds per arm"
 
 
@@ -65,6 +64,17 @@ def _by_distance(ev: Evidence) -> list[TargetEvidence]:
     return sorted(ev.targets, key=lambda t: t.distance)
 
 
+def _unit(ev: Evidence) -> str:
+    """The unit of a measure over all targets: their test figure when they share a metric."""
+    units = {figure(t, "test") for t in ev.targets}
+    return units.pop() if len(units) == 1 else "gain in each target's test figure (accuracy or mean AUC)"
+
+
+def _speed_name(t: TargetEvidence) -> str:
+    return "training mean AUC (per epoch, on a fixed training subset) averaged" if t.metric == "auc" else \
+        "mean training accuracy"
+
+
 # -- 1 -------------------------------------------------------------------------------------------------------------
 def _judge1(ev: Evidence):
     ms, notes = [], {}
@@ -81,7 +91,7 @@ def _judge1(ev: Evidence):
         notes[ALL] = "no target has the runs for a gain"
     elif len(near) > 1 and near[0].metric != near[-1].metric:  # a gain in accuracy against one in mean AUC
         a, b = near[0], near[-1]
-        ms.append(missing(ALL, name, ACC, ABOVE, f"the nearest target ({a.name}) is judged by {figure(a, 'word')} "
+        ms.append(missing(ALL, name, _unit(ev), ABOVE, f"the nearest target ({a.name}) is judged by {figure(a, 'word')} "
                           f"and the farthest ({b.name}) by {figure(b, 'word')}: their gains are not on one scale"))
     elif len(near) > 1:
         a, b = near[0], near[-1]
@@ -89,7 +99,7 @@ def _judge1(ev: Evidence):
         ms.append(Measure(ALL, f"{name} ({a.name} - {b.name})", figure(a, "test"), est, ABOVE, SEEDS,
                           note=f"target distance: {a.distance_source}"))
     else:  # the ordering is part of the claim: without it the claim cannot hold
-        ms.append(missing(ALL, name, ACC, ABOVE, "it needs at least two measured targets, each with a distance to the "
+        ms.append(missing(ALL, name, _unit(ev), ABOVE, "it needs at least two measured targets, each with a distance to the "
                           "source (measured by the transferability scores, or `distance` declared on every target)"))
     return ms, notes
 
@@ -132,8 +142,8 @@ def _judge3(ev: Evidence):
         if not (pt and ri):
             notes[t.name] = f"needs finished P-T and RI-T runs at block {small}"
             continue
-        ms.append(Measure(t.name, f"P-T minus RI-T mean training {figure(t, 'word')} over the first {ev.speed_epochs} "
-                          f"epochs (block {small})", figure(t, "train"),
+        ms.append(Measure(t.name, f"P-T minus RI-T {_speed_name(t)} over the first {ev.speed_epochs} epochs "
+                          f"(block {small})", figure(t, "train"),
                           contrast_interval([(1.0, pt), (-1.0, ri)]), ABOVE, SEEDS))
     return ms, notes
 
