@@ -142,5 +142,9 @@ def test_the_report_says_mean_auc(analysed, tmp_path):
     res, _ = analysed
     page = render(res, tmp_path / "rep").read_text()
     assert "test mean AUC" in page and "AUC per label" in page
+    assert "could not be drawn" not in page  # every section drew on multi-label data
+    assert "per (test example, label) decision" in page and "at least 0.5" in page  # the mistakes explained
+    assert "LEEP and H-score assume one label per image and are not applicable" in page
+    assert "Trouser+" in page or "+Trouser" in page or "Trouser" in page
     for label in ("T-shirt/top", "Trouser", "Dress", "Sandal", "Bag"):
         assert label in page

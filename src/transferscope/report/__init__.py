@@ -62,6 +62,15 @@ class Section:
         self.items.append({"kind": "missing", "text": text})
 
 
+def _label_caption(y: Any, classes: list[str]) -> str:
+    """An image's caption: its class, or for a multi-label image the labels present ("+"-joined; "none")."""
+    y = np.asarray(y)
+    if y.ndim == 1:  # multi-label: 1 present, 0 absent, NaN unknown
+        present = [classes[j] for j in np.flatnonzero(y == 1) if j < len(classes)]
+        return "+".join(present) or "none"
+    return classes[int(y)] if 0 <= int(y) < len(classes) else str(y)
+
+
 def _f(x: Any, fmt: str = ".3f") -> str:
     if x is None:
         return "n/a"
@@ -111,6 +120,11 @@ class _Reader:
                 self.claims = load_verdicts(root)
             except ValueError as e:  # a verdict file of an older version: say so, draw the rest
                 self.claims_error = str(e)
+
+    def metric_of(self, target: str) -> str:
+        """``acc`` or ``auc``: what a target's runs are judged by (from the transfer record; ``acc`` without one)."""
+        tr = self.results.get("transfer/all")
+        return next((row.metric for row in tr.rows if row.target == target), M.ACC) if tr else M.ACC
 
     def images(self, domain: str) -> dict[str, np.ndarray] | None:
         if not self.index or domain not in self.index.get("images", {}):
@@ -209,7 +223,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
         from .figures import image_grid
 
         classes = [str(c) for c in imgs["classes"]]
-        caps = [classes[int(y)] if int(y) < len(classes) else str(y) for y in imgs["sample_labels"]]
+        caps = [_label_caption(y, classes) for y in imgs["sample_labels"]]
         blocks = sorted((int(k[len("sample_b"):]) for k in imgs if k.startswith("sample_b")), reverse=True)
         rows = [(f"block {b}" + (" (none)" if b == cfg.data.image_size else ""), imgs[f"sample_b{b}"], caps) for b in blocks]
         title = f"{role} {d.display}: one training image per class"
@@ -361,14 +375,23 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
     if not res:
         sec.missing(r.why_missing("no mistakes results (each needs 2 finished P-T and RI-T runs)", "mistakes"))
         return sec
-    rows = []
+    rows, multi = [], {}
     for t, out_ in res.items():
         for p in out_.pairs:
             m = p.result
-            rows.append([t, p.kind, " / ".join(map(str, p.seeds)), m.n, f"{m.common} ({_f(m.common_fraction)})",
+            if m.unit == "example-label":
+                multi[t] = m
+            what = f"{m.n} decisions ({m.n_examples} x {m.n_labels} labels)" if m.unit == "example-label" else m.n
+            rows.append([t, p.kind, " / ".join(map(str, p.seeds)), what, f"{m.common} ({_f(m.common_fraction)})",
                          f"{m.uncommon} ({_f(m.uncommon_fraction)})"])
     sec.table(["target", "pair", "seeds", "test examples", "common mistakes (fraction)", "uncommon mistakes (fraction)"],
               rows)
+    for t, m in multi.items():
+        sec.note(f"{t} is multi-label: a mistake is counted per (test example, label) decision, a model saying a label "
+                 f"is present where its probability (sigmoid of the logit) is at least {m.threshold:g} "
+                 "(analysis.multilabel_threshold); a decision whose label is unknown in the data is left out. Common: "
+                 "decisions both models get wrong; uncommon: decisions exactly one gets wrong; fractions of the known "
+                 "decisions. The images below are test images with at least one such decision.")
     for t in res:
         imgs = r.images(t)
         if imgs is None or "pt_right_ri_wrong_x" not in imgs:
@@ -377,7 +400,8 @@ def _mistakes_section(r: _Reader, out: Path) -> Section:
         classes = [str(c) for c in imgs["classes"]]
         rows_img = []
         for key, label in (("pt_right_ri_wrong", "P-T right,\nRI-T wrong"), ("ri_right_pt_wrong", "RI-T right,\nP-T wrong")):
-            caps = [f"#{int(i)} {classes[int(y)]}" for i, y in zip(imgs[f"{key}_index"], imgs[f"{key}_y"], strict=True)]
+            caps = [f"#{int(i)} {_label_caption(y, classes)}"
+                    for i, y in zip(imgs[f"{key}_index"], imgs[f"{key}_y"], strict=True)]
             rows_img.append((label, imgs[f"{key}_x"], caps))
         f = image_grid(out / f"mistakes-{file_safe(t)}.png", rows_img, f"{t}: test images one arm gets right and the other wrong")
         sec.figure(f.name, f"{t}: up to 16 test images per row (first P-T against first RI-T seed), captioned with the test "
@@ -604,6 +628,12 @@ def _liu_section(r: _Reader, out: Path) -> Section:
         f = score_scatter(out / "scores.png", rel)
         sec.figure(f.name, "scores of P on each target and block size (labels) against the measured gain; Spearman "
                    "rho with a 90% bootstrap interval (MMD enters with its sign flipped)")
+        multi = sorted({p.target for p in rel.points if r.metric_of(p.target) == M.AUC})
+        if multi:
+            sec.note(f"multi-label target{'s' if len(multi) > 1 else ''} {', '.join(multi)}: LEEP and H-score assume "
+                     "one label per image and are not applicable (n/a); LogME is computed per label (each a two-class "
+                     "problem on its known examples) and averaged over the labels (You et al. 2021); the gain is in "
+                     "mean AUC.")
         sec.table(["target", "block", "LEEP", "LogME", "H-score", "MMD^2 (rbf)", "gain", "speed gain"],
                   [[p.target, p.block_size, _f(p.leep), _f(p.logme), _f(p.h_score), _f(p.mmd2_rbf, ".4f"),
                     _f(p.gain, "+.3f"), _f(p.speed_gain, "+.3f")] for p in rel.points])

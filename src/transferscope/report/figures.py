@@ -118,7 +118,6 @@ def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]]
     return _save(fig, path)
 
 
-@_plain_text
 def _words(metric: str) -> tuple[str, str]:
     """(the test figure, the training curve) of a metric, as figures name them."""
     if metric == "auc":
@@ -126,6 +125,7 @@ def _words(metric: str) -> tuple[str, str]:
     return "accuracy", "train accuracy"
 
 
+@_plain_text
 def gain_bars(path: Path, rows: list[dict], metric: str = "acc") -> Path:
     """P-T vs RI-T final test accuracy (``metric`` "acc"), or mean AUC ("auc"), per target (mean and sample std
     over seeds)."""

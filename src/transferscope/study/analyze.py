@@ -767,7 +767,9 @@ def _write_images(plan: Plan, store: Store, results: dict[str, Any], per_row: in
 
         data = load(d, cfg.data)
         y = data.train.y.numpy()
-        first = [int(np.flatnonzero(y == c)[0]) for c in range(data.num_classes) if (y == c).any()][:per_row]
+        # one image per class; multi-label: the first image where each label is present (its labels are a row)
+        members = [(y[:, c] == 1) if y.ndim == 2 else (y == c) for c in range(data.num_classes)]
+        first = [int(np.flatnonzero(m)[0]) for m in members if m.any()][:per_row]
         arrays = {"classes": np.asarray(data.classes, dtype=str), "sample_labels": y[first]}
         for b in ([full] if role == "source" else cfg.block_sizes):
             arrays[f"sample_b{b}"] = data.shuffled(b, cfg.data.shuffle_seed).train.x[first].numpy() if b != full \
