@@ -164,3 +164,20 @@ def test_the_python_api_passes_the_claim_timings_to_ray(tmp_path, folders, monke
     seen.clear()
     runner.execute(plan, store, executor="ray")
     assert "heartbeat" not in seen and "stale_after" not in seen  # execute_ray's own defaults
+
+
+def test_run_study_in_python_takes_the_executor(tmp_path, folders, monkeypatch):
+    from transferscope import api
+    from transferscope.study import ray_executor
+
+    seen = {}
+
+    def fake_execute_ray(plan, store, **kw):
+        seen.update(kw)
+        return "ray summary"
+
+    monkeypatch.setattr(ray_executor, "execute_ray", fake_execute_ray)
+    out = api.run_study(_config(tmp_path, folders), tmp_path / "r", executor="ray", address="127.0.0.1:1",
+                        heartbeat=2.0, stale_after=30.0, show_progress=False)
+    assert out == "ray summary"
+    assert (seen["address"], seen["heartbeat"], seen["stale_after"]) == ("127.0.0.1:1", 2.0, 30.0)

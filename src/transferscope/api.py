@@ -28,12 +28,16 @@ def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None
 def run_study(config: str | Path | StudyConfig | None = None, results: str | Path | None = None, *,
               overrides: list[str] | None = None, jobs: int = 1, threads: int = 0, retry_failed: bool = False,
               show_progress: bool = True, device: str | None = None, runs_per_device: int = 1,
-              deterministic: bool = False):
+              deterministic: bool = False, executor: str = "local", address: str | None = None,
+              heartbeat: float | None = None, stale_after: float | None = None):
     """Train every unfinished run of a study (a TOML path, a built-in name such as ``"quick"``, or a
     :class:`StudyConfig`) into ``results`` (default ``results/<name>``). Returns the
     :class:`~transferscope.study.runner.ExecutionSummary`. ``device`` (default: the study's ``device``),
     ``runs_per_device`` and ``deterministic``: as ``transferscope run --device/--runs-per-device/--deterministic``.
-    The precision is the study's (``pretrain.precision`` etc.; ``overrides`` can set it)."""
+    The precision is the study's (``pretrain.precision`` etc.; ``overrides`` can set it). ``executor``,
+    ``address``, ``heartbeat``, ``stale_after``: as ``transferscope run --executor local|ray --address
+    --claim-heartbeat --claim-stale`` (``ray``: each run a Ray task on the cluster at ``address``, the results
+    folder on a path every node shares)."""
     from .store import Store
     from .study import execute, make_plan
 
@@ -41,7 +45,8 @@ def run_study(config: str | Path | StudyConfig | None = None, results: str | Pat
     store = Store(results or Path("results") / plan.config.name)
     store.check_format()
     return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed, show_progress=show_progress,
-                   device=device, runs_per_device=runs_per_device, deterministic=deterministic)
+                   device=device, runs_per_device=runs_per_device, deterministic=deterministic, executor=executor,
+                   address=address, heartbeat=heartbeat, stale_after=stale_after)
 
 
 @dataclass
