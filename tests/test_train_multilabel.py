@@ -372,3 +372,30 @@ def test_saved_weights_are_contiguous_cpu_copies(tmp_path):
     for k, v in back.items():
         assert v.device.type == "cpu" and v.is_contiguous() and torch.equal(v, state[k].detach())
     assert not state["conv"].is_contiguous()
+
+
+@pytest.mark.parametrize("speed_examples", [1000, 50])  # the whole training split, and a drawn subset
+def test_no_tensor_is_made_on_a_default_device_multilabel(data, run, speed_examples):
+    """As single-label: with the default device set to meta, any tensor made without a device would be a meta
+    tensor and the run would fail; the run equals the plain one."""
+    cfg = TrainConfig(**{**CFG.__dict__, "speed_examples": speed_examples})
+    m_ref, r_ref = _run(data, cfg=cfg) if speed_examples != CFG.speed_examples else run
+    m = create_model(MODEL, 3, data.num_classes, seed=0)
+    torch.set_default_device("meta")
+    try:
+        r = train(m, data, cfg, seed=0)
+        loss, auc, logits = evaluate(m, data.test)
+    finally:
+        torch.set_default_device(None)
+    assert r.history["step_loss"] == r_ref.history["step_loss"]
+    assert r.history["train_auc"] == r_ref.history["train_auc"]
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in m_ref.state_dict().items())
+    assert auc == r.metrics["test_auc"] and np.array_equal(logits, r.test_logits)
+
+
+def test_status_shows_a_multilabel_runs_auc(multilabel_study, capsys):
+    from transferscope.cli import main
+
+    assert main(["status", str(multilabel_study), "--runs"]) == 0
+    out = capsys.readouterr().out
+    assert "test_auc=" in out and "test_acc=" in out  # the targets' runs in mean AUC, the source's P in accuracy

@@ -166,7 +166,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             if changed:
                 damaged[r.run_id] = f"{', '.join(changed)} changed since it ended"
             try:
-                extra = f"test_acc={store.read_json(r.run_id, 'metrics.json')['test_acc']:.3f}"
+                from . import metrics as M
+
+                m = store.read_json(r.run_id, "metrics.json")
+                extra = f"test_{M.metric_of(m)}={M.value(m, 'test'):.3f}"  # accuracy, or a multi-label mean AUC
             except RunDamaged as e:
                 damaged.setdefault(r.run_id, str(e).split("; it needs")[0].removeprefix(f"run {r.run_id}: "))
             if r.run_id in damaged:

@@ -293,7 +293,7 @@ def speed_subset(n: int, size: int, seed: int) -> torch.Tensor:
     a generator of its own seeded with the run's seed (all of them when ``size >= n``); the data order's
     generator is not touched."""
     if size >= n or size <= 0:
-        return torch.arange(n)
+        return torch.arange(n, device="cpu")
     g = torch.Generator(device="cpu").manual_seed(seed)
     return torch.randperm(n, generator=g, device="cpu")[:size].sort().values
 
