@@ -86,3 +86,13 @@ def test_score_and_keys_follow_the_metric():
     assert task.decisions(torch.tensor([[-0.1, 0.0]]), True).tolist() == [[False, True]]
     assert task.decisions(torch.tensor([[-0.1, 0.0]]), False).tolist() == [1]
     assert metrics.is_multilabel(ys) and not metrics.is_multilabel(torch.tensor([1]))
+
+
+def test_non_finite_scores_give_nan_not_an_error():
+    """A model that diverged: its AUC is NaN (as its loss), the labels it touches are not called undefined."""
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)
+    s = np.array([[0.5, 0.1], [0.2, np.nan], [0.9, 0.3], [0.1, 0.2]])
+    d = metrics.auc_detail(s, y)
+    assert d["per_label"][0] == pytest.approx(1.0) and np.isnan(d["per_label"][1])
+    assert np.isnan(d["mean"]) and d["excluded"] == [] and d["labels_used"] == 2
+    assert np.isnan(metrics.score(np.full((4, 2), np.inf), y))

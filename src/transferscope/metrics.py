@@ -64,7 +64,8 @@ def auc_detail(scores: np.ndarray, y: np.ndarray, names: Sequence[str] | None = 
 
     Returns ``{"per_label": [L floats, NaN where undefined], "mean": float, "labels_used": int,
     "excluded": [names of labels without a known positive or negative example]}``; ``mean`` is NaN when every
-    label is excluded.
+    label is excluded. Scores that are not all finite (a model that diverged) give NaN for every label they touch and
+    so a NaN mean, as a single-label model's NaN loss does: never an error, never a number.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -81,10 +82,11 @@ def auc_detail(scores: np.ndarray, y: np.ndarray, names: Sequence[str] | None = 
             per.append(float("nan"))
             excluded.append(names[j])
             continue
-        per.append(float(roc_auc_score(t, scores[known, j])))
-    used = [a for a in per if not np.isnan(a)]
-    return {"per_label": per, "mean": float(np.mean(used)) if used else float("nan"), "labels_used": len(used),
-            "excluded": excluded}
+        s = scores[known, j]
+        per.append(float(roc_auc_score(t, s)) if np.isfinite(s).all() else float("nan"))
+    used = [a for a, name in zip(per, names, strict=True) if name not in excluded]
+    mean = float(np.mean(used)) if used else float("nan")  # NaN when a used label's scores were not finite
+    return {"per_label": per, "mean": mean, "labels_used": len(used), "excluded": excluded}
 
 
 def mean_auc(scores: np.ndarray, y: np.ndarray) -> float:
