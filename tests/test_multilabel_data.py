@@ -311,6 +311,24 @@ def test_multilabel_sample_is_seeded_sized_and_covers_every_label():
     assert split.sample(500) is split
 
 
+def test_multilabel_sample_keeps_the_splits_label_shares():
+    """The analyses measure the training loss on a sample: past one reserved positive per label it is the seeded
+    shuffle, so label shares and the share of images without any label stay near the split's (a round robin over
+    the labels' positives would inflate the rare labels and leave out the images without labels)."""
+    y = random_labels(4000, [0.28, 0.11, 0.05, 0.2, 0.02], seed=7)
+    split = Split(torch.zeros(4000, 1, 2, 2, dtype=torch.uint8), torch.from_numpy(y), np.arange(4000))
+    share, none = np.nanmean(y == 1, 0), ((y == 1).sum(1) == 0).mean()
+    got = np.zeros(5)
+    got_none = 0.0
+    for seed in range(5):
+        a = split.sample(400, seed=seed).y.numpy()
+        got += (a == 1).mean(0) / 5
+        got_none += ((a == 1).sum(1) == 0).mean() / 5
+        assert (a == 1).any(0).all()
+    assert np.abs(got - share).max() < 0.03, (got, share)
+    assert abs(got_none - none) < 0.04, (got_none, none)
+
+
 def test_sample_makes_its_index_tensors_on_the_splits_device():
     """Under another default device the sample is still taken where the split is, and is the same."""
     x = torch.arange(40 * 4, dtype=torch.uint8).reshape(40, 1, 2, 2)

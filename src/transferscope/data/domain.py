@@ -45,10 +45,11 @@ class Split:
         """``n`` examples balanced over the classes (seeded): a class-stratified round robin over a seeded shuffle
         of each class. Splits are stored class by class, so ``x[:n]`` would see only the first classes.
 
-        Multi-label (``y`` of shape (N, L)): a round robin over the labels' positives in a seeded shuffle (each
-        round takes, label by label, the next positive of that label not taken yet), so that every label with a
-        positive in the split has one in the sample once ``n`` >= the number of labels; then the rest of the
-        shuffle. The index tensors are made on the split's device."""
+        Multi-label (``y`` of shape (N, L)): in a seeded shuffle, first the first positive of each label (so that
+        every label with a positive in the split has one in the sample once ``n`` >= the number of labels), then
+        the shuffle's order: a near-uniform sample, whose label shares and share of images without any label stay
+        those of the split (the losses, curvatures and gradients measured on it are the split's). The index tensors
+        are made on the split's device."""
         if n <= 0 or n >= len(self):
             return self
         device = self.y.device
@@ -71,20 +72,21 @@ class Split:
 
 
 def _round_robin_multilabel(perm: torch.Tensor, y: torch.Tensor, n: int) -> list[int]:
-    """``n`` rows of a multi-label ``y``: label by label, round by round, the next positive (in the order of
-    ``perm``) not taken yet; then the rest of ``perm`` in its order."""
+    """``n`` rows of a multi-label ``y``: the first positive of each label (in the order of ``perm``; at most one
+    row per label, fewer where one row is the first positive of several), then the rest of ``perm`` in its order.
+    Only one positive per label is reserved, so rare labels are not inflated and rows without any label keep their
+    share."""
     order = perm.cpu().tolist()
     positive = (y == 1).cpu().numpy()
-    per_label = [[i for i in order if positive[i, k]] for k in range(positive.shape[1])]
     taken: list[int] = []
     seen: set[int] = set()
-    for r in range(max((len(p) for p in per_label), default=0)):
-        for p in per_label:
-            if r < len(p) and p[r] not in seen:
-                seen.add(p[r])
-                taken.append(p[r])
-                if len(taken) == n:
-                    return taken
+    for k in range(positive.shape[1]):
+        first = next((i for i in order if positive[i, k]), None)
+        if first is not None and first not in seen:
+            seen.add(first)
+            taken.append(first)
+            if len(taken) == n:
+                return taken
     for i in order:
         if i not in seen:
             taken.append(i)
