@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +375,24 @@ def test_fashion_multi_labels_are_the_items_pasted(fashion, size, channels):
                     assert bool(is_test[j]) == official  # test composites use official test images only
                     assert np.array_equal(patch, resize_array(x[j][None], cell, channels)[0])
             assert not img[:, 2 * cell:].any() and not img[:, :, 2 * cell:].any()  # an odd size: a black edge
+
+
+def test_a_test_split_asked_by_count_is_drawn_from_the_official_test_images(fashion):
+    """n_test_per_class > 0 draws that many (times the labels) of the official test composites, so no test canvas
+    holds a Fashion-MNIST training image (which a P pre-trained on Fashion-MNIST may have seen)."""
+    _, y, is_test = fashion
+    items, test = fashion_multi_recipe(y, is_test)
+    cfg = DomainConfig("fashion-multi", n_per_class=8, n_val_per_class=4, n_test_per_class=12)
+    d = load_domain(cfg, DataConfig(image_size=8), use_cache=False)
+    assert len(d.test) == 12 * 5 and test[d.test.index].all()
+    assert all(is_test[j] for i in d.test.index for j in items[i] if j >= 0)
+    assert not test[d.train.index].any() and not test[d.val.index].any()
+    assert (d.test.y == 1).any(0).all()  # a positive of each label reserved
+    other = load_domain(replace(cfg, n_test_per_class=12), DataConfig(image_size=8, split_seed=3), use_cache=False)
+    assert not np.array_equal(d.test.index, other.test.index)  # a seeded draw of the official test composites
+    with pytest.raises(DomainError, match=r"official test split has 1500 images, too few for the 1505 asked.*"
+                                          r"at most n_test_per_class=300"):
+        load_domain(replace(cfg, n_test_per_class=301), DataConfig(image_size=8), use_cache=False)
 
 
 def test_fashion_multi_is_deterministic_with_balanced_labels():

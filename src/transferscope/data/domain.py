@@ -198,14 +198,17 @@ def split_multilabel(labels: np.ndarray, is_test: np.ndarray | None, cfg: Domain
 
     The per-class counts are read per label, times the number of labels L: the test set is
     ``n_test_per_class * L`` images (0: the official test split, or 20% of the pool), the validation set
-    ``n_val_per_class * L`` and the training set ``n_per_class * L`` (0: all that remains). They are drawn from one
-    seeded shuffle of the pool (the official test split left out), after a reservation: the training set, then
-    the test set, then the validation set each first take, label by label (the rarest first), the first image of
-    the shuffle positive for that label when none of its images so far is; each then fills up in the shuffle's
-    order. So a label with at least one known positive outside the official test split has one in the training set,
-    and one in test and in val when it has three. The three never overlap; each is sorted. A split left without a
-    known positive or negative for a label is named in a warning (its AUC is undefined there and excluded); a
-    pool too small for the counts asked is an error.
+    ``n_val_per_class * L`` and the training set ``n_per_class * L`` (0: all that remains). Train and val are drawn
+    from one seeded shuffle of the pool outside the official test split; test too when the domain has no official
+    test split, and otherwise from a seeded shuffle of the official test split (all of it with
+    ``n_test_per_class = 0``): a domain's test images stay its test images (``fashion-multi``'s test canvases are
+    made of Fashion-MNIST test images only, which no pre-training on Fashion-MNIST has seen). Each split first
+    takes, label by label (the rarest first), the first image of its shuffle positive for that label when none of
+    its images so far is (train first, then test, then val); each then fills up in its shuffle's order. So a label
+    with at least one known positive in the pool has one in the training set, and one in test and in val when it
+    has three. The three never overlap; each is sorted. A split left without a known positive or negative for a
+    label is named in a warning (its AUC is undefined there and excluded); a pool too small for the counts asked
+    is an error.
     """
     labels = np.asarray(labels)
     n_labels = labels.shape[1]
@@ -214,14 +217,21 @@ def split_multilabel(labels: np.ndarray, is_test: np.ndarray | None, cfg: Domain
     every = np.arange(len(labels))
     official = is_test is not None and cfg.n_test_per_class == 0
     pool = rng.permutation(every if is_test is None else every[~is_test])
+    # the test images: the official test split (shuffled: a draw of n_test_per_class * L of it), else the pool
+    test_pool = pool if is_test is None else rng.permutation(np.flatnonzero(is_test))
     positive = labels == 1
-    sizes = {"test": len(np.flatnonzero(is_test)) if official else
+    sizes = {"test": len(test_pool) if official else
              (cfg.n_test_per_class * n_labels or max(1, round(0.2 * len(pool)))),
              "val": cfg.n_val_per_class * n_labels, "train": cfg.n_per_class * n_labels}
-    need = (0 if official else sizes["test"]) + sizes["val"] + max(sizes["train"], 1)
+    if is_test is not None and len(test_pool) < sizes["test"]:
+        raise DomainError(
+            f"domain {cfg.display!r}: its official test split has {_n(len(test_pool), 'image')}, too few for the "
+            f"{sizes['test']} asked for test (n_test_per_class={cfg.n_test_per_class}, times the {n_labels} labels); "
+            f"ask for at most n_test_per_class={len(test_pool) // n_labels}, or 0 for all of it")
+    need = (sizes["test"] if is_test is None else 0) + sizes["val"] + max(sizes["train"], 1)
     if len(pool) < need:
-        rules = ([] if official else [f"n_test_per_class={cfg.n_test_per_class} (test: "
-                                      f"{_n(sizes['test'], 'image')})"])
+        rules = ([f"n_test_per_class={cfg.n_test_per_class} (test: {_n(sizes['test'], 'image')})"]
+                 if is_test is None else [])
         rules += [f"n_val_per_class={cfg.n_val_per_class} (val: {_n(sizes['val'], 'image')})",
                   f"n_per_class={cfg.n_per_class} (train: " + (f"{_n(sizes['train'], 'image')})" if sizes["train"]
                                                              else "the rest, at least 1)")]
@@ -232,23 +242,24 @@ def split_multilabel(labels: np.ndarray, is_test: np.ndarray | None, cfg: Domain
     rarest = np.argsort(positive[pool].sum(0), kind="stable")
     taken = np.zeros(len(labels), bool)
     chosen: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    source = {"train": pool, "val": pool, "test": test_pool}
     if official:
-        chosen["test"] = list(np.flatnonzero(is_test))
+        chosen["test"] = sorted(int(i) for i in test_pool)
     for s in ("train", "test", "val"):
         if s == "test" and official:
             continue
-        quota = sizes[s] or len(pool)
+        quota = sizes[s] or len(source[s])
         for k in rarest:
             if len(chosen[s]) >= quota or positive[chosen[s], k].any():
                 continue
-            free = pool[positive[pool, k] & ~taken[pool]]
+            free = source[s][positive[source[s], k] & ~taken[source[s]]]
             if len(free):
                 chosen[s].append(int(free[0]))
                 taken[free[0]] = True
     for s in ("test", "val", "train"):
         if s == "test" and official:
             continue
-        free = pool[~taken[pool]]
+        free = source[s][~taken[source[s]]]
         more = free[: max(sizes[s] - len(chosen[s]), 0)] if sizes[s] else free
         taken[more] = True
         chosen[s] += [int(i) for i in more]
