@@ -547,3 +547,19 @@ def test_the_barrier_of_a_multilabel_target_is_in_one_minus_mean_auc():
     v = one("N7", ev(t))
     assert {e.unit for e in v.effects if e.target == "m"} == {"1 - test mean AUC"}
     assert outcomes(v)["m"] == HOLDS
+
+
+def test_l4_ranks_gains_on_one_scale_only():
+    """Gains in accuracy and in mean AUC are not ranked together: the cells of the metric most cells have are kept
+    (here 9 accuracy cells that agree with the scores), the others left out and named."""
+    from dataclasses import replace as _replace
+
+    agree = cells(1.0)
+    against = tuple(_replace(c, target="m", block_size=100 + i, gain=-c.gain, metric="auc")
+                    for i, c in enumerate(cells(1.0, n=6)))
+    v = one("L4", ev(target("a"), cells=agree + against))
+    assert v.outcome == HOLDS and all(e.n == 9 for e in v.effects)
+    assert "6 (target, block size) cells of targets judged by mean AUC left out (m)" in v.effects[0].method
+    # the same cells all in accuracy would be ranked together, and the contradicting ones pull rho down
+    mixed = one("L4", ev(target("a"), cells=agree + tuple(_replace(c, metric="acc") for c in against)))
+    assert all(e.n == 15 for e in mixed.effects) and mixed.outcome != HOLDS

@@ -7,10 +7,10 @@ Arms and pair kinds are the names of :mod:`transferscope.study.arms`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["figure", "PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
+__all__ = ["figure", "one_scale", "PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,24 @@ class ScoreCell:
     gain: float
     scores: Mapping[str, float] = field(default_factory=dict)
     """Score name -> value, oriented so that larger means more similar (an MMD enters negated)."""
+    metric: str = "acc"
+    """What the gain is in: ``acc`` (test accuracy) or ``auc`` (mean AUC of a multi-label target)."""
+
+
+def one_scale(cells: Sequence[ScoreCell]) -> tuple[list[ScoreCell], str]:
+    """The cells whose gains are on one scale, and what was left out: when accuracy and mean-AUC gains are mixed,
+    the metric of most cells (accuracy on a tie) is kept and the others are named, since ranking a gain in
+    accuracy against one in AUC compares two scales."""
+    metrics = [c.metric for c in cells]
+    if len(set(metrics)) <= 1:
+        return list(cells), ""
+    keep = max(sorted(set(metrics)), key=lambda m: (metrics.count(m), m == "acc"))
+    out = [c for c in cells if c.metric != keep]
+    word = {"acc": "accuracy", "auc": "mean AUC"}
+    return [c for c in cells if c.metric == keep], (
+        f"{len(out)} (target, block size) cell{'s' if len(out) != 1 else ''} of targets judged by "
+        f"{word.get(out[0].metric, out[0].metric)} left out ({', '.join(sorted({c.target for c in out}))}): their "
+        f"gains are not on the scale of the {word.get(keep, keep)} gains of the others")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from scipy import stats as sps
 
 from ..study.arms import PT, RIT
 from .base import ABOVE, ALL, BELOW, Claim, Measure, missing
-from .evidence import Evidence, PerSeed, figure
+from .evidence import Evidence, PerSeed, figure, one_scale
 from .stats import LEVEL, contrast_interval, fisher_z
 
 __all__ = ["LIU", "INPUT_SCORE", "LABEL_SCORE"]
@@ -68,15 +68,16 @@ def _judge_l4(ev: Evidence):
     if not ev.cells:
         return [], {ALL: "needs the transferability scores of P and the measured gains"}
     ms = []
+    cells, left_out = one_scale(ev.cells)
     for score, what in ((INPUT_SCORE, "inputs (minus MMD^2 of P's features)"), (LABEL_SCORE, "labels (LEEP)")):
-        pts = [(c.scores[score], c.gain) for c in ev.cells
+        pts = [(c.scores[score], c.gain) for c in cells
                if math.isfinite(c.scores.get(score, math.nan)) and math.isfinite(c.gain)]
         name = f"Spearman's rho between the similarity of {what} and the gain"
         r = float(sps.spearmanr([x for x, _ in pts], [g for _, g in pts]).statistic) if len(pts) > 2 else math.nan
         ms.append(Measure(ALL, name, "rank correlation", fisher_z(r, len(pts)), ABOVE, "(target, block size) cells",
                           min_n=MIN_CELLS, unit_n="cells",
                           note="the unit is the (target, block size) cell, not the seed; cells of one target share P "
-                               "and its model, so they are not independent"))
+                               "and its model, so they are not independent" + (f"; {left_out}" if left_out else "")))
     return ms, {}
 
 

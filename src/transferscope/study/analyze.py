@@ -31,6 +31,7 @@ from .. import jsonio
 from .. import metrics as M
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
+from ..claims.evidence import one_scale
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, ConfigError, check_config, to_dict
 from ..devices import cpu_sample, resolve_device
@@ -484,7 +485,13 @@ def _relate_run(ctx: Context, job: Job, results: dict) -> RelateResult:
 
     points = []
     transfer: TransferResult | None = results.get("transfer/all")
-    for r in transfer.rows if transfer else ():
+    rows = transfer.rows if transfer else ()
+    # gains in accuracy and in mean AUC are not ranked together: the cells of the metric of most rows are kept
+    kept, left_out = one_scale([ScoreCell(r.target, r.block_size, r.gain, metric=r.metric) for r in rows])
+    keep = {(c.target, c.block_size) for c in kept}
+    for r in rows:
+        if (r.target, r.block_size) not in keep:
+            continue
         sc = _scores_at(results, r.target, r.block_size)
         if sc is None:
             continue
@@ -498,7 +505,8 @@ def _relate_run(ctx: Context, job: Job, results: dict) -> RelateResult:
                                                                     [getattr(p, fig) for p in points],
                                                                     seed=job.params["seed"]))
     return RelateResult(tuple(points), corr,
-                        "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement")
+                        "mmd2_rbf enters with its sign flipped (similarity), so a positive rho means agreement"
+                        + (f"; {left_out}" if left_out else ""))
 
 
 def _scores_at(results: dict[str, Any], target: str, block_size: int):
@@ -906,7 +914,7 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
         if sc is None:
             continue
         cells.append(ScoreCell(r.target, r.block_size, r.gain, {INPUT_SCORE: -sc.mmd2_rbf, LABEL_SCORE: sc.leep,
-                                                                 "logme": sc.logme, "h_score": sc.h_score}))
+                                                                 "logme": sc.logme, "h_score": sc.h_score}, r.metric))
     p = plan.pretrain()
     m = cfg.model
     which = (f"given as {m.weights}, sha256 {m.weights_sha256[:16]}" if m.weights else
