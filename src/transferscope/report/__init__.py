@@ -487,9 +487,12 @@ def _basin_section(r: _Reader, out: Path) -> Section:
     if not res:
         sec.missing(r.why_missing("no checkpoint sweep in this study (basin.checkpoint_epochs)", "basin"))
         return sec
-    f = basin_lines(out / "basin.png", res, r.cfg.finetune.speed_epochs)
+    metric_of = {t: r.metric_of(t) for t in res}
+    f = basin_lines(out / "basin.png", res, r.cfg.finetune.speed_epochs, metric_of)
     sec.figure(f.name, "mean over seeds (whiskers: std; dots: each seed) against the checkpoint")
-    sec.table(["target", "checkpoint (epochs)", "seed", "test acc", "speed (a)", "error barrier"],
+    test = "test acc" if set(metric_of.values()) <= {M.ACC} else \
+        "test mean AUC" if set(metric_of.values()) == {M.AUC} else "test acc (mean AUC: multi-label)"
+    sec.table(["target", "checkpoint (epochs)", "seed", test, "speed (a)", "error barrier"],
               [[t, _f(x.checkpoint, "g"), x.seed, _f(x.test_acc), _f(x.speed_mean_acc_k), _f(x.barrier_error)]
                for t, v in res.items() for x in v.rows])
     return sec
@@ -642,7 +645,9 @@ def _liu_section(r: _Reader, out: Path) -> Section:
     rows = checkpoint_gains(r.results)
     if rows:
         f = gain_by_checkpoint(out / "gain-by-checkpoint.png", rows)
-        sec.figure(f.name, "P-T test accuracy (mean over seeds) minus RI-T's at the same block size, against the "
+        words = {M.metric_label(r.metric_of(t)) for t in rows}
+        word = words.pop() if len(words) == 1 else "accuracy (mean AUC on a multi-label target)"
+        sec.figure(f.name, f"P-T test {word} (mean over seeds) minus RI-T's at the same block size, against the "
                    "pre-training checkpoint P-T started from")
     else:
         sec.missing("transferability along pre-training: no checkpoint sweep")

@@ -304,13 +304,20 @@ def criticality_maps(path: Path, t: str, res: dict[str, CriticalityResult]) -> P
 
 
 @_plain_text
-def basin_lines(path: Path, per_target: dict[str, BasinResult], speed_k: int) -> Path:
-    metrics = [("test_acc", "final test accuracy"), ("speed_mean_acc_k", f"mean train acc, first {speed_k} epochs"),
-               ("barrier_error", "error barrier to P-T from the final checkpoint")]
+def basin_lines(path: Path, per_target: dict[str, BasinResult], speed_k: int,
+                metric_of: dict[str, str] | None = None) -> Path:
+    """Per target, against the pre-training checkpoint P-T started from: its final test figure, speed (a) and the
+    error barrier to the P-T run from the final checkpoint; in mean AUC for a target whose ``metric_of`` is
+    "auc"."""
+    metric_of = metric_of or {}
     fig, axes = plt.subplots(len(per_target), 3, figsize=(11, 2.6 * len(per_target)), squeeze=False)
     for i, (t, res) in enumerate(per_target.items()):
         rows = res.rows
         ckpts = res.checkpoints()
+        test, train = _words(metric_of.get(t, "acc"))
+        metrics = [("test_acc", f"final test {test}"), ("speed_mean_acc_k", f"mean {train}, first {speed_k} epochs"),
+                   ("barrier_error", "error barrier to P-T from the final checkpoint"
+                    + (" (1 - mean AUC)" if metric_of.get(t) == "auc" else ""))]
         for j, (key, label) in enumerate(metrics):
             ax = axes[i][j]
             vals = [[_finite(getattr(r, key)) for r in rows if r.checkpoint == e] for e in ckpts]
