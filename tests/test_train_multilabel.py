@@ -399,3 +399,42 @@ def test_status_shows_a_multilabel_runs_auc(multilabel_study, capsys):
     assert main(["status", str(multilabel_study), "--runs"]) == 0
     out = capsys.readouterr().out
     assert "test_auc=" in out and "test_acc=" in out  # the targets' runs in mean AUC, the source's P in accuracy
+
+
+def test_one_se_on_auc_uses_the_recorded_standard_error(tmp_path, folders):
+    """one-se on a multi-label target: the smallest rate whose validation mean AUC is within the best one's
+    standard error (recorded by its run); outside it, the best; a run without one (older): the best."""
+    from dataclasses import replace
+
+    from transferscope.store import Store
+    from transferscope.study.tuning import choose
+
+    from .test_study import _plan
+
+    plan = _plan(tmp_path, folders, overrides=["scratch.lr_grid=[0.01, 0.02, 0.03]"])
+    sel = replace(plan.selections[0], rule="one-se")
+    aucs = {0.01: 0.86, 0.02: 0.80, 0.03: 0.88}
+    for name, se, want in (("near", 0.03, 0.01), ("far", 0.01, 0.03), ("none", None, 0.03)):
+        store = Store(tmp_path / name)
+        _store_runs(store, {c.run_id: {**_auc_metrics(aucs[c.train.lr]),
+                                       **({"val_auc_se": se} if se is not None else {})} for c in sel.candidates})
+        assert choose(sel, store).lr == want, name
+        assert choose(replace(sel, rule="best"), store).lr == 0.03
+
+
+def test_the_recorded_auc_standard_error_matches_a_bootstrap(run, data):
+    """val_auc_se (Hanley-McNeil per label, combined as independent) is close to the bootstrap standard error of
+    the mean AUC over the validation images, an estimate made independently of its formula."""
+    from transferscope.metrics import mean_auc, mean_auc_se
+
+    rng = np.random.default_rng(0)
+    n, labels = 400, 3
+    y = (rng.random((n, labels)) < 0.4).astype(np.float32)
+    s = y * 1.0 + rng.normal(size=(n, labels))  # AUC about 0.76 per label, labels independent
+    boot = []
+    for _ in range(400):
+        i = rng.integers(0, n, n)
+        boot.append(mean_auc(s[i], y[i]))
+    assert mean_auc_se(s, y) == pytest.approx(np.std(boot, ddof=1), rel=0.2)
+    m = run[1].metrics
+    assert 0 < m["val_auc_se"] < 0.2 and math.isfinite(m["val_auc_se"])

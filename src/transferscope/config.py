@@ -340,8 +340,8 @@ class StudyConfig:
     """How a learning rate is chosen from its candidates' final validation accuracy: ``best``, the highest; or
     ``one-se``, the smallest rate within one standard error (sqrt(p (1 - p) / n_val)) of the highest, the
     one-standard-error rule (Hastie et al.), which does not let noise between near-ties decide. A multi-label
-    target's candidates are compared on their validation mean AUC, which has no such binomial standard error: there
-    ``one-se`` takes the highest, as ``best`` does."""
+    target's candidates are compared on their validation mean AUC, with the standard error of the best one's by
+    Hanley and McNeil (per label, combined as independent: a rough scale)."""
     lr_selection: Literal["per-target", "per-target-and-block"] = field(default="per-target", metadata=TYPED)
     """Where ``finetune.lr_grid`` / ``scratch.lr_grid`` are swept: on each target unshuffled (the choice then holds
     for every block size), or on each target at each block size."""

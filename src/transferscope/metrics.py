@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = ["ACC", "AUC", "metric_of", "metric_label", "key", "value", "is_multilabel", "auc_detail", "mean_auc",
-           "score", "THRESHOLD"]
+           "mean_auc_se", "score", "THRESHOLD"]
 
 ACC = "acc"
 AUC = "auc"
@@ -87,6 +87,28 @@ def auc_detail(scores: np.ndarray, y: np.ndarray, names: Sequence[str] | None = 
     used = [a for a, name in zip(per, names, strict=True) if name not in excluded]
     mean = float(np.mean(used)) if used else float("nan")  # NaN when a used label's scores were not finite
     return {"per_label": per, "mean": mean, "labels_used": len(used), "excluded": excluded}
+
+
+def mean_auc_se(scores: np.ndarray, y: np.ndarray) -> float:
+    """The standard error of :func:`mean_auc`: each label's AUC standard error by Hanley and McNeil (1982),
+    ``var = (A (1 - A) + (P - 1) (Q1 - A^2) + (N - 1) (Q2 - A^2)) / (P N)`` with ``Q1 = A / (2 - A)``,
+    ``Q2 = 2 A^2 / (1 + A)`` (P, N: the label's known positives and negatives), combined as for a mean of
+    independent estimates, ``sqrt(sum var) / L``. Labels are rarely independent, so it is a rough scale (what the
+    learning-rate choice's one-standard-error rule needs), not an interval to report. NaN where the mean is."""
+    scores = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    d = auc_detail(scores, y)
+    if not np.isfinite(d["mean"]):
+        return float("nan")
+    var = []
+    for j, a in enumerate(d["per_label"]):
+        if np.isnan(a):
+            continue
+        t = y[~np.isnan(y[:, j]), j]
+        p, n = float((t == 1).sum()), float((t == 0).sum())
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        var.append((a * (1 - a) + (p - 1) * (q1 - a * a) + (n - 1) * (q2 - a * a)) / (p * n))
+    return float(np.sqrt(np.sum(var)) / len(var))
 
 
 def mean_auc(scores: np.ndarray, y: np.ndarray) -> float:

@@ -446,6 +446,7 @@ def train(
                                 "test_loss", "test_acc", "lr", "deviation")}
 
     last_logits: list[np.ndarray] = []
+    last_val_logits: list[np.ndarray] = []
 
     def epoch_train_figures(epoch: int) -> dict[str, float]:
         """The training figures of an epoch for ``progress`` (read only when someone listens)."""
@@ -464,7 +465,8 @@ def train(
             hist["train_auc"].append(evaluate(model, train_subset, precision=precision, memory_format=fmt)[1])
         if epoch % cfg.eval_every and epoch != cfg.epochs:
             return  # evaluated every eval_every epochs, and always at the start and the end
-        vl, va, _ = evaluate(model, data.val, precision=precision, memory_format=fmt)
+        vl, va, val_logits = evaluate(model, data.val, precision=precision, memory_format=fmt)
+        last_val_logits[:] = [val_logits]
         hist["epoch"].append(epoch)
         hist["val_loss"].append(vl)
         hist[val_key].append(va)
@@ -555,6 +557,7 @@ def train(
             "test_auc": hist["test_auc"][-1],
             "test_loss": hist["test_loss"][-1],
             "val_auc": hist["val_auc"][-1],
+            "val_auc_se": M.mean_auc_se(last_val_logits[0], data.val.y.numpy()),  # for the one-SE rule
             "val_loss": hist["val_loss"][-1],
             "train_auc_final": train_score,
             "train_loss_final": train_loss,

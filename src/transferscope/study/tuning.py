@@ -91,13 +91,16 @@ data (the report and ``status`` flag it; the one-SE learning-rate rule passes ov
 def choose(sel: Selection, store: Store) -> Choice:
     """Decide ``sel`` from the stored candidate runs, on each one's final validation figure in its own metric.
 
-    The one-SE rule's standard error is that of an accuracy (a binomial proportion); for a multi-label target
-    (mean AUC) it has none, and the best candidate is chosen."""
+    The one-SE rule's standard error is that of an accuracy (a binomial proportion over the validation images); for
+    a multi-label target (mean AUC) that of the best candidate's validation mean AUC as its run recorded it
+    (``val_auc_se``: Hanley and McNeil per label, :func:`transferscope.metrics.mean_auc_se`); a run without one
+    (an older one) leaves the best candidate chosen."""
     scores: dict[float, tuple[float, float]] = {}
     val_acc: dict[float, float | None] = {}
     pending = False
     n_val = 0
     fits: dict[float, bool] = {}
+    ses: dict[float, float] = {}
     metric = M.ACC
     for c in sel.candidates:
         st = store.run_status(c.run_id)
@@ -108,6 +111,7 @@ def choose(sel: Selection, store: Store) -> Choice:
             metric = M.metric_of(m)
             if metric == M.ACC:  # the one-SE rule passes over underfit candidates (by accuracy; AUC has no such bar)
                 fits[c.train.lr] = not m.get("train_acc_final", 1.0) < UNDERFIT_TRAIN_ACC
+            ses[c.train.lr] = float(m.get("val_auc_se") if m.get("val_auc_se") is not None else math.nan)
             acc, loss = M.value(m, "val"), m.get("val_loss")
             if math.isfinite(acc):
                 val_acc[c.train.lr] = acc
@@ -120,10 +124,15 @@ def choose(sel: Selection, store: Store) -> Choice:
         return Choice(sel, "failed", val_acc=val_acc, metric=metric)
     best = min(scores, key=lambda lr: (-scores[lr][0], scores[lr][1], lr))
     chosen = best
+    se = math.nan
     if sel.rule == "one-se" and n_val and metric == M.ACC:
+        top = scores[best][0]
+        se = math.sqrt(top * (1 - top) / n_val)  # binomial
+    elif sel.rule == "one-se" and metric == M.AUC:
+        se = ses.get(best, math.nan)  # Hanley-McNeil, recorded by the run (older runs: none, the best is taken)
+    if math.isfinite(se):
         # the smallest rate within one standard error of the best, among the candidates that fit their training data
         top = scores[best][0]
-        se = math.sqrt(top * (1 - top) / n_val)
         near = [lr for lr, (acc, _) in scores.items() if acc >= top - se and fits.get(lr, True)]
         chosen = min(near) if near else best
     return Choice(sel, "chosen", chosen, val_acc, best, metric)
