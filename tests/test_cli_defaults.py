@@ -147,37 +147,37 @@ def test_precision_changes_the_id_of_a_pretrained_model_trained_here(tmp_path, f
     assert make_plan(load_config(path, ["finetune.precision=bf16"])).pretrain().run_id == fp32.pretrain().run_id
 
 
-def test_the_python_api_passes_the_claim_timings_to_ray(tmp_path, folders, monkeypatch):
-    from transferscope.study import ray_executor, runner
-
-    seen = {}
-
-    def fake_execute_ray(plan, store, **kw):
-        seen.update(kw)
-        return "summary"
-
-    monkeypatch.setattr(ray_executor, "execute_ray", fake_execute_ray)
-    plan = make_plan(load_config(_config(tmp_path, folders)))
-    store = Store(tmp_path / "r")
-    assert runner.execute(plan, store, executor="ray", heartbeat=3.0, stale_after=40.0) == "summary"
-    assert (seen["heartbeat"], seen["stale_after"]) == (3.0, 40.0)
-    seen.clear()
-    runner.execute(plan, store, executor="ray")
-    assert "heartbeat" not in seen and "stale_after" not in seen  # execute_ray's own defaults
-
-
-def test_run_study_in_python_takes_the_executor(tmp_path, folders, monkeypatch):
-    from transferscope import api
+@pytest.fixture
+def ray_calls(monkeypatch):
+    """A stand-in for the Ray executor: the keywords of its last call; it returns "ray summary"."""
     from transferscope.study import ray_executor
 
     seen = {}
 
     def fake_execute_ray(plan, store, **kw):
+        seen.clear()
         seen.update(kw)
         return "ray summary"
 
     monkeypatch.setattr(ray_executor, "execute_ray", fake_execute_ray)
+    return seen
+
+
+def test_the_python_api_passes_the_claim_timings_to_ray(tmp_path, folders, ray_calls):
+    from transferscope.study import runner
+
+    plan = make_plan(load_config(_config(tmp_path, folders)))
+    store = Store(tmp_path / "r")
+    assert runner.execute(plan, store, executor="ray", heartbeat=3.0, stale_after=40.0) == "ray summary"
+    assert (ray_calls["heartbeat"], ray_calls["stale_after"]) == (3.0, 40.0)
+    runner.execute(plan, store, executor="ray")
+    assert "heartbeat" not in ray_calls and "stale_after" not in ray_calls  # execute_ray's own defaults
+
+
+def test_run_study_in_python_takes_the_executor(tmp_path, folders, ray_calls):
+    from transferscope import api
+
     out = api.run_study(_config(tmp_path, folders), tmp_path / "r", executor="ray", address="127.0.0.1:1",
                         heartbeat=2.0, stale_after=30.0, show_progress=False)
     assert out == "ray summary"
-    assert (seen["address"], seen["heartbeat"], seen["stale_after"]) == ("127.0.0.1:1", 2.0, 30.0)
+    assert (ray_calls["address"], ray_calls["heartbeat"], ray_calls["stale_after"]) == ("127.0.0.1:1", 2.0, 30.0)

@@ -73,9 +73,9 @@ def _standard(t: torch.Tensor) -> torch.Tensor:
     return t.clone(memory_format=torch.contiguous_format)
 
 
-@torch.no_grad()
-def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor, split: Split,
-                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _points(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor):
+    """The model at every point ``(1 - l) pa + l pb`` of ``lambdas`` at once: a function of (stacked parameters,
+    inputs) giving (k, batch, outputs), and the stacked parameters."""
     k = len(lambdas)
     # vmap's batching rules only know the standard layout: a channels_last tensor (or one whose size-1 channel
     # dimension has stride 1, as a freshly decoded grey domain holds) fails with "NYI: querying is_contiguous inside
@@ -88,7 +88,14 @@ def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambd
     def f(params, x):
         return functional_call(model, (params, buffers), (x,))
 
-    batched = vmap(f, in_dims=(0, None))
+    return vmap(f, in_dims=(0, None)), stacked
+
+
+@torch.no_grad()
+def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor, split: Split,
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    k = len(lambdas)
+    batched, stacked = _points(model, pa, pb, buffers, lambdas)
     dev = lambdas.device
     loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     wrong = torch.zeros(k, dtype=torch.float64, device=dev)
@@ -108,15 +115,7 @@ def _eval_points_vmap_multilabel(model: nn.Module, pa: dict, pb: dict, buffers: 
     """:func:`_eval_points_vmap` for multi-label labels: the mean per-example BCE at each point, and the logits
     (k, N, L) of every point (the AUC needs them all)."""
     k = len(lambdas)
-    stacked = {n: _standard(torch.lerp(pa[n].unsqueeze(0).expand(k, *pa[n].shape),
-                                       pb[n].unsqueeze(0).expand(k, *pb[n].shape),
-                                       lambdas.view(-1, *[1] * pa[n].dim()).to(pa[n].dtype))) for n in pa}
-    buffers = {n: _standard(b) for n, b in buffers.items()}
-
-    def f(params, x):
-        return functional_call(model, (params, buffers), (x,))
-
-    batched = vmap(f, in_dims=(0, None))
+    batched, stacked = _points(model, pa, pb, buffers, lambdas)
     dev = lambdas.device
     loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     logits = []
