@@ -80,15 +80,18 @@ class _Evaluator:
         self.samples = samples
 
     @torch.no_grad()
-    def loss_acc(self) -> tuple[float, float]:
-        """The mean training loss and the accuracy (multi-label: the mean AUC) of the model as it stands."""
+    def loss_acc(self, score: bool = True) -> tuple[float, float]:
+        """The mean training loss and the accuracy (multi-label: the mean AUC; NaN with ``score=False``, for the
+        noisy probes, which read the loss only) of the model as it stands."""
         if self.multilabel:
             total, logits = 0.0, []
             for i in range(0, len(self.y), self.batch_size):
                 out = self.model(self.x[i : i + self.batch_size])
                 total += task.loss(out, self.y[i : i + self.batch_size], reduction="sum").item()
-                logits.append(out.float().cpu())
-            return total / len(self.y), mean_auc(torch.cat(logits).numpy(), self.y.cpu().numpy())
+                if score:
+                    logits.append(out.float().cpu())
+            auc = mean_auc(torch.cat(logits).numpy(), self.y.cpu().numpy()) if score else float("nan")
+            return total / len(self.y), auc
         total, correct = 0.0, 0
         for i in range(0, len(self.y), self.batch_size):
             out = self.model(self.x[i : i + self.batch_size])
@@ -109,11 +112,11 @@ class _Evaluator:
     def noisy_loss(self, module: str, a: float, s: float) -> float:
         if s == 0:
             self.set(module, a)
-            return self.loss_acc()[0]
+            return self.loss_acc(score=False)[0]
         vals = []
         for k in range(self.samples):
             self.set(module, a, s, k)
-            vals.append(self.loss_acc()[0])
+            vals.append(self.loss_acc(score=False)[0])
         return float(np.mean(vals))
 
     def distance(self, module: str) -> float:
