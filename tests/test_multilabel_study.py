@@ -153,3 +153,33 @@ def test_the_report_says_mean_auc(analysed, tmp_path):
     assert "Trouser+" in page or "+Trouser" in page or "Trouser" in page
     for label in ("T-shirt/top", "Trouser", "Dress", "Sandal", "Bag"):
         assert label in page
+
+
+def test_a_multilabel_source_pretrains_p_and_its_leep_is_not_applicable(tmp_path):
+    """P pre-trained on the multi-label domain (a sigmoid per label), a single-label target: P is judged by its mean
+    AUC, the target's runs by accuracy, and LEEP (which needs P's outputs to be a distribution over one label) is
+    not applicable; the feature-based scores are computed."""
+    from transferscope.api import analyze_study, run_study
+    from transferscope.store import Store
+
+    study = STUDY.format(cache=tmp_path / "cache").replace('name = "ml"', 'name = "mlsrc"')
+    study = study.replace('[source]\nname = "fashion-mnist"\nn_per_class = 30',
+                          '[source]\nname = "fashion-multi"\nn_per_class = 12')
+    study = study.replace('[[targets]]\nname = "fashion-multi"\nn_per_class = 12\nn_val_per_class = 4\n'
+                          'n_test_per_class = 16', '[[targets]]\nname = "mnist-digits"\nn_per_class = 12\n'
+                          'n_val_per_class = 4\nn_test_per_class = 10')
+    assert 'name = "fashion-multi"' in study and 'name = "mnist-digits"' in study
+    (tmp_path / "study.toml").write_text(study)
+    res = tmp_path / "res"
+    run_study(tmp_path / "study.toml", res, show_progress=False)
+    analyze_study(res, show_progress=False)
+    store = Store(res)
+    runs = sorted(d.name for d in (res / "runs").iterdir() if not d.name.startswith("."))
+    p = next(r for r in runs if r.startswith("P-fashion-multi-"))
+    assert store.read_json(p, "metrics.json")["metric"] == "auc"
+    assert all(store.read_json(r, "metrics.json")["metric"] == "acc" for r in runs if r.startswith(("P-T-", "RI-T-")))
+    index = json.loads((res / "analyses" / "index.json").read_text())["results"]
+    scores = json.loads((res / "analyses" / index["scores/mnist-digits"]).read_text())["result"]["blocks"]
+    for cell in scores.values():
+        assert math.isnan(float(cell["leep"])) and "source is multi-label" in cell["not_applicable"]["leep"]
+        assert math.isfinite(float(cell["logme"])) and math.isfinite(float(cell["h_score"]))

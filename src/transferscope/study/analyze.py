@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -470,6 +470,11 @@ def _scores_run(ctx: Context, job: Job, results: dict) -> ScoresResult:
         d = _domain(ctx, job.target, blk)
         res[int(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer=layer,
                                                n_classes=data.num_classes, seed=ctx.settings.seed)
+    if M.metric_of(ctx.store.read_json(job.runs[0], "metrics.json")) == M.AUC:
+        # P has a sigmoid per source label: its outputs are not a distribution over source classes, which LEEP
+        # needs (the feature-based scores do not read P's head)
+        why = "not applicable: the pre-trained model's source is multi-label (LEEP needs a classifier over one label)"
+        res = {b: replace(r, leep=math.nan, not_applicable={**r.not_applicable, "leep": why}) for b, r in res.items()}
     return ScoresResult(res)
 
 
