@@ -409,3 +409,15 @@ def test_fashion_multi_is_deterministic_with_balanced_labels():
     assert set(a.meta["label_share"]) == set(MULTI_CLASSES)
     with pytest.raises(DomainError, match=r"image_size 6 is too small for a 2 x 2 grid"):
         load_domain(cfg, DataConfig(image_size=6), use_cache=False)
+
+
+def test_a_label_policy_on_a_single_label_domain_is_said_to_be_ignored(tmp_path, caplog):
+    root = make_imagefolder(tmp_path / "imgs", n_classes=2, per_class=12, size=8)
+    cfg = DomainConfig("imagefolder", path=str(root), n_val_per_class=2, n_test_per_class=2)
+    data = DataConfig(image_size=8, cache_dir=str(tmp_path / "cache"))
+    with caplog.at_level("WARNING"):
+        load_domain(cfg, data)
+    assert "label policy" not in caplog.text
+    with caplog.at_level("WARNING"):
+        load_domain(replace(cfg, uncertain="one", blank="ignore"), data)
+    assert "uncertain = 'one' and blank = 'ignore' ignored: the label policy applies to multi-label csv" in caplog.text

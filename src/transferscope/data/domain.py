@@ -364,6 +364,11 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
     if info.needs_path and not cfg.path:
         raise DomainError(f"domain {cfg.display!r}: the {cfg.name} domain needs a path")
     raw = info.loader(cfg, data.image_size, data.channels)
+    set_policy = [f"{k} = {getattr(cfg, k)!r}" for k, default in (("uncertain", "ignore"), ("blank", "zero"))
+                  if getattr(cfg, k) != default]
+    if set_policy and np.asarray(raw.labels).ndim == 1:
+        log.warning("domain %r: %s ignored: the label policy applies to multi-label csv domains only (this one has "
+                    "one label per image)", cfg.display, " and ".join(set_policy))
     multilabel = raw.labels.ndim == 2
     if multilabel:
         raw.labels = _multilabel_labels(raw.labels, raw.classes, cfg)
