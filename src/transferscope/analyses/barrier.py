@@ -128,15 +128,6 @@ def _eval_points_vmap_multilabel(model: nn.Module, pa: dict, pb: dict, buffers: 
     return (loss_sum / len(split)).cpu().numpy(), torch.cat(logits, 1).numpy()
 
 
-def _loss_logits(model: nn.Module, split: Split, batch_size: int) -> tuple[float, np.ndarray]:
-    """Multi-label: the mean per-example BCE of ``model`` on ``split`` (float64 sum over batches) and its logits."""
-    from .mistakes import model_logits
-
-    z = model_logits(model, split, batch_size)
-    loss = task.loss(torch.from_numpy(z).double(), split.y.double().cpu(), reduction="sum").item() / len(split)
-    return loss, z
-
-
 def _bn_sample(train: Split, n: int, seed: int) -> Split:
     """``n`` training examples for re-estimating BatchNorm statistics, in an order mixed over the classes: splits
     are stored class by class, so a prefix (or batches in stored order) would see one class at a time.
@@ -192,12 +183,11 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     point_logits: list[np.ndarray] = []  # multi-label: the logits at every point, for the AUC
 
     def at_point(j: int) -> None:  # the loss and error of ``model`` as it stands, at point j
+        loss[j], score, z = evaluate(model, split, batch_size)
         if multilabel:
-            loss[j], z = _loss_logits(model, split, batch_size)
-            point_logits.append(z)
+            point_logits.append(z)  # the error (1 - mean AUC) is read from every point's logits below
         else:
-            loss[j], acc, _ = evaluate(model, split, batch_size)
-            err[j] = 1 - acc
+            err[j] = 1 - score
 
     if not has_batch_statistics(model) and not batched:
         loss, err = np.zeros(points), np.zeros(points)

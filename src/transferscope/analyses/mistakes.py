@@ -12,17 +12,13 @@ import math
 from dataclasses import replace
 
 import numpy as np
-import torch
 import torch.nn as nn
 
 from ..data import Split
-from ..devices import model_device
 from ..metrics import THRESHOLD, is_multilabel
-from ..models import to_input
 from ..study.records import MistakesResult
 
-__all__ = ["MistakesResult", "mistakes", "multilabel_mistakes", "mistakes_from_logits", "model_mistakes",
-           "model_logits"]
+__all__ = ["MistakesResult", "mistakes", "multilabel_mistakes", "mistakes_from_logits", "model_mistakes"]
 
 
 def mistakes(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray) -> MistakesResult:
@@ -89,31 +85,15 @@ def mistakes_from_logits(logits_a: np.ndarray, logits_b: np.ndarray, labels: np.
     return mistakes(np.asarray(logits_a).argmax(1), np.asarray(logits_b).argmax(1), labels)
 
 
-@torch.no_grad()
-def model_logits(model: nn.Module, split: Split, batch_size: int = 512) -> np.ndarray:
-    """Float32 logits (N, K) of ``model`` on ``split`` in eval mode (its mode restored), on the model's device."""
-    dev = model_device(model)
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        for i in range(0, len(split), batch_size):
-            out.append(model(to_input(split.x[i : i + batch_size].to(dev))).float().cpu())
-    finally:
-        model.train(was)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
 def model_mistakes(model_a: nn.Module, model_b: nn.Module, split: Split, batch_size: int = 512,
                    threshold: float = THRESHOLD) -> MistakesResult:
     """:func:`mistakes_from_logits` of two models on a split (models evaluated in eval mode, their mode restored);
     ``threshold`` is used for multi-label splits only."""
-    if is_multilabel(split.y):
-        la, lb = model_logits(model_a, split, batch_size), model_logits(model_b, split, batch_size)
-        res = multilabel_mistakes(la, lb, split.y.numpy(), threshold)
-        return replace(res, args={"batch_size": batch_size, "threshold": float(threshold)})
     from ..train import evaluate
 
     _, _, la = evaluate(model_a, split, batch_size)
     _, _, lb = evaluate(model_b, split, batch_size)
+    if is_multilabel(split.y):
+        res = multilabel_mistakes(la, lb, split.y.numpy(), threshold)
+        return replace(res, args={"batch_size": batch_size, "threshold": float(threshold)})
     return replace(mistakes(la.argmax(1), lb.argmax(1), split.y.numpy()), args={"batch_size": batch_size})
