@@ -27,13 +27,12 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
-from ..metrics import ACC, AUC, auc_detail, is_multilabel
+from ..metrics import ACC, AUC, auc_detail, is_multilabel, mean_auc
 from ..models import to_input
 from ..study.records import BarrierResult
 
@@ -94,38 +93,31 @@ def _points(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.
 @torch.no_grad()
 def _eval_points_vmap(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor, split: Split,
                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean loss and the error at every point of ``lambdas`` at once: 1 - accuracy, or for multi-label labels
+    1 - mean AUC (from every point's logits over the whole split: an AUC is not a sum over batches)."""
     k = len(lambdas)
+    multilabel = is_multilabel(split.y)
     batched, stacked = _points(model, pa, pb, buffers, lambdas)
     dev = lambdas.device
     loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     wrong = torch.zeros(k, dtype=torch.float64, device=dev)
-    for i in range(0, len(split), batch_size):
-        x = _standard(to_input(split.x[i : i + batch_size].to(dev)))
-        y = split.y[i : i + batch_size].to(dev)
-        logits = batched(stacked, x)  # (k, b, classes)
-        loss_sum += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1).double()
-        wrong += (logits.argmax(2) != y).sum(1).double()
-    n = len(split)
-    return (loss_sum / n).cpu().numpy(), (wrong / n).cpu().numpy()
-
-
-@torch.no_grad()
-def _eval_points_vmap_multilabel(model: nn.Module, pa: dict, pb: dict, buffers: dict, lambdas: torch.Tensor,
-                                 split: Split, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_eval_points_vmap` for multi-label labels: the mean per-example BCE at each point, and the logits
-    (k, N, L) of every point (the AUC needs them all)."""
-    k = len(lambdas)
-    batched, stacked = _points(model, pa, pb, buffers, lambdas)
-    dev = lambdas.device
-    loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
     logits = []
     for i in range(0, len(split), batch_size):
         x = _standard(to_input(split.x[i : i + batch_size].to(dev)))
         y = split.y[i : i + batch_size].to(dev)
-        out = batched(stacked, x)  # (k, b, labels)
+        out = batched(stacked, x)  # (k, b, classes or labels)
         loss_sum += task.per_example_loss(out, y).sum(1).double()
-        logits.append(out.float().cpu())
-    return (loss_sum / len(split)).cpu().numpy(), torch.cat(logits, 1).numpy()
+        if multilabel:
+            logits.append(out.float().cpu())
+        else:
+            wrong += (out.argmax(2) != y).sum(1).double()
+    n = len(split)
+    if multilabel:
+        y = split.y.cpu().numpy()
+        err = np.array([1 - mean_auc(z, y) for z in torch.cat(logits, 1).numpy()])
+    else:
+        err = (wrong / n).cpu().numpy()
+    return (loss_sum / n).cpu().numpy(), err
 
 
 def _bn_sample(train: Split, n: int, seed: int) -> Split:
@@ -180,14 +172,10 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     from ..train import evaluate
 
     multilabel = is_multilabel(split.y)
-    point_logits: list[np.ndarray] = []  # multi-label: the logits at every point, for the AUC
 
     def at_point(j: int) -> None:  # the loss and error of ``model`` as it stands, at point j
-        loss[j], score, z = evaluate(model, split, batch_size)
-        if multilabel:
-            point_logits.append(z)  # the error (1 - mean AUC) is read from every point's logits below
-        else:
-            err[j] = 1 - score
+        loss[j], score, _ = evaluate(model, split, batch_size)  # score: accuracy or mean AUC
+        err[j] = 1 - score
 
     if not has_batch_statistics(model) and not batched:
         loss, err = np.zeros(points), np.zeros(points)
@@ -203,19 +191,12 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
         losses, errors = [], []
         step = chunk_points or points
         for lo in range(0, points, step):
-            if multilabel:
-                lo_l, lo_z = _eval_points_vmap_multilabel(model, pa, pb, buffers,
-                                                          lambdas[lo : lo + step].to(model_device(model)), split,
-                                                          batch_size)
-                losses.append(lo_l)
-                point_logits.extend(lo_z)
-                continue
             lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step].to(model_device(model)),
                                            split, batch_size)
             losses.append(lo_l)
             errors.append(lo_e)
         loss = np.concatenate(losses)
-        err = np.concatenate(errors) if not multilabel else np.zeros(points)
+        err = np.concatenate(errors)
         policy = "exact"
     else:
         if bn_policy == "recompute" and train_split is None:
@@ -234,12 +215,8 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
                 _recompute_bn(model, train_split, batch_size, bn_batches, seed)
             at_point(j)
         policy = bn_policy
-    excluded: list[str] = []
-    if multilabel:
-        y = split.y.cpu().numpy()
-        details = [auc_detail(z, y) for z in point_logits]
-        err = np.array([1 - d["mean"] for d in details])
-        excluded = details[0]["excluded"] if details else []
+    # the labels whose AUC is undefined on the split (no known positive or negative): a matter of the labels alone
+    excluded = auc_detail(np.zeros(split.y.shape), split.y.cpu().numpy())["excluded"] if multilabel else []
     if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(err))):
         barrier_l = barrier_e = math.nan
     else:
