@@ -41,7 +41,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .. import task
 from ..data import Split
@@ -83,21 +82,17 @@ class _Evaluator:
     def loss_acc(self, score: bool = True) -> tuple[float, float]:
         """The mean training loss and the accuracy (multi-label: the mean AUC; NaN with ``score=False``, for the
         noisy probes, which read the loss only) of the model as it stands."""
-        if self.multilabel:
-            total, logits = 0.0, []
-            for i in range(0, len(self.y), self.batch_size):
-                out = self.model(self.x[i : i + self.batch_size])
-                total += task.loss(out, self.y[i : i + self.batch_size], reduction="sum").item()
-                if score:
-                    logits.append(out.float().cpu())
-            auc = mean_auc(torch.cat(logits).numpy(), self.y.cpu().numpy()) if score else float("nan")
-            return total / len(self.y), auc
-        total, correct = 0.0, 0
+        total, correct, logits = 0.0, 0, []
         for i in range(0, len(self.y), self.batch_size):
-            out = self.model(self.x[i : i + self.batch_size])
-            total += F.cross_entropy(out, self.y[i : i + self.batch_size], reduction="sum").item()
-            correct += (out.argmax(1) == self.y[i : i + self.batch_size]).sum().item()
-        return total / len(self.y), correct / len(self.y)
+            out, y = self.model(self.x[i : i + self.batch_size]), self.y[i : i + self.batch_size]
+            total += task.loss(out, y, reduction="sum").item()  # cross-entropy, or the masked BCE
+            if not self.multilabel:
+                correct += (out.argmax(1) == y).sum().item()
+            elif score:
+                logits.append(out.float().cpu())
+        if not self.multilabel:
+            return total / len(self.y), correct / len(self.y)
+        return total / len(self.y), mean_auc(torch.cat(logits).numpy(), self.y.cpu().numpy()) if score else math.nan
 
     @torch.no_grad()
     def set(self, module: str, a: float, s: float = 0.0, k: int | None = None) -> None:

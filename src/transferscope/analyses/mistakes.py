@@ -93,7 +93,6 @@ def model_mistakes(model_a: nn.Module, model_b: nn.Module, split: Split, batch_s
 
     _, _, la = evaluate(model_a, split, batch_size)
     _, _, lb = evaluate(model_b, split, batch_size)
-    if is_multilabel(split.y):
-        res = multilabel_mistakes(la, lb, split.y.numpy(), threshold)
-        return replace(res, args={"batch_size": batch_size, "threshold": float(threshold)})
-    return replace(mistakes(la.argmax(1), lb.argmax(1), split.y.numpy()), args={"batch_size": batch_size})
+    res = mistakes_from_logits(la, lb, split.y.numpy(), threshold)
+    multi = {"threshold": float(threshold)} if is_multilabel(split.y) else {}
+    return replace(res, args={"batch_size": batch_size, **multi})
