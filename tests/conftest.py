@@ -116,3 +116,16 @@ def trained_model(domain, seed: int, *, norm: str = "groupnorm", width: int = 8,
     init = {k: v.clone() for k, v in m.state_dict().items()}
     train(m, domain, TrainConfig(epochs=epochs, batch_size=8, lr=0.05, speed_epochs=1), seed=seed)
     return m, init
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A two-node Ray cluster on the loopback (head and worker, each its own ``ray start``), one per test module that
+    asks for it, stopped after the module (:class:`tests.test_ray._Cluster`)."""
+    from .test_ray import _Cluster
+
+    c = _Cluster(tmp_path_factory.mktemp("ray"))
+    try:
+        yield c
+    finally:
+        c.stop()

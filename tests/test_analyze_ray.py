@@ -45,17 +45,6 @@ def test_unknown_executor_is_refused(tmp_path, folders):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    from .test_ray import _Cluster
-
-    c = _Cluster(tmp_path_factory.mktemp("ray"))
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny study of two seeds (every pair analysis has pairs), trained once locally."""
     root = tmp_path_factory.mktemp("anray")

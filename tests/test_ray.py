@@ -147,15 +147,6 @@ class _Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = _Cluster(tmp_path_factory.mktemp("ray"))
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A tiny study's config and its results trained locally (the reference)."""
     root = tmp_path_factory.mktemp("raystudy")
