@@ -240,7 +240,7 @@ PB = [[0.3, 0.1, 0.1], [0.4, 0.9, 0.2], [0.9, 0.7, 0.95]]
 def test_mistakes_per_example_label_decision_on_a_hand_table():
     # at 0.5: a wrong on (0,1), (1,2); b wrong on (0,0), (1,2), (2,1); the unknown (0,2) and (2,0) do not count
     r = mistakes_from_logits(_p2z(PA), _p2z(PB), Y)
-    assert (r.unit, r.threshold, r.n, r.decisions, r.n_examples, r.n_labels) == ("example-label", 0.5, 7, 7, 3, 3)
+    assert (r.unit, r.threshold, r.n, r.n_examples, r.n_labels) == ("example-label", 0.5, 7, 3, 3)
     assert (r.common, r.uncommon) == (1, 3)
     assert r.only_a_wrong_decisions == [1] and r.only_b_wrong_decisions == [0, 7]
     assert r.only_a_wrong == [0] and r.only_b_wrong == [0, 2]
@@ -329,7 +329,7 @@ def test_transferability_scores_of_a_multilabel_target():
 def test_records_written_before_multilabel_targets_read_as_single_label():
     m = rec.PairMistakes.from_dict({"n": 4, "common": 1, "uncommon": 2, "only_a_wrong": [0], "only_b_wrong": [3],
                                     "test_index": [1, 2, 3, 4]})
-    assert (m.unit, m.threshold, m.decisions, m.examples, m.only_a_wrong_decisions) == ("example", 0.0, 4, 4, [])
+    assert (m.unit, m.threshold, m.n, m.examples, m.only_a_wrong_decisions) == ("example", 0.0, 4, 4, [])
     b = rec.BarrierResult.from_dict({"lambdas": [0, 1], "loss": [1, 2], "error": [0.1, 0.2], "barrier_error": 0,
                                      "barrier_loss": 0, "bn_policy": "exact", "n_examples": 3})
     assert b.error_metric == "acc" and b.auc_excluded == []

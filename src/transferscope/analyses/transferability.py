@@ -33,11 +33,13 @@ import torch
 import torch.nn as nn
 
 from ..devices import model_device
+from ..metrics import is_multilabel
 from ..models import to_input
 from ..study.records import TransferabilityResult
 
 __all__ = ["leep", "logme", "logme_multilabel", "h_score", "mmd2", "rank_correlation", "TransferabilityResult",
-           "transferability_scores", "NOT_MULTILABEL"]
+           "transferability_scores", "NOT_MULTILABEL",
+           "NOT_MULTILABEL_SOURCE"]
 
 
 def leep(source_probs: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> float:
@@ -139,6 +141,8 @@ def logme_multilabel(features: np.ndarray, labels: np.ndarray) -> tuple[float, l
 
 
 NOT_MULTILABEL = "not applicable to multi-label targets"
+NOT_MULTILABEL_SOURCE = ("not applicable: the pre-trained model's source is multi-label (LEEP needs a classifier over "
+                         "one label)")
 """The reason recorded for LEEP and H-score on a multi-label target."""
 
 
@@ -232,14 +236,17 @@ def _features_and_probs(model: nn.Module, x: torch.Tensor, layer: str, batch_siz
 
 def transferability_scores(model: nn.Module, target_x: torch.Tensor, target_y: torch.Tensor,
                            source_x: torch.Tensor | None, *, layer: str = "pool", n_classes: int | None = None,
-                           mmd_examples: int = 1000, seed: int = 0) -> TransferabilityResult:
+                           mmd_examples: int = 1000, seed: int = 0, source_multilabel: bool = False
+                           ) -> TransferabilityResult:
     """Scores of a pre-trained model (its own head still on) for a target, from the target's training images
     and labels; and the MMD between its ``layer`` features of SOURCE images (``source_x``: images of the domain
     the model was pre-trained on) and target images (at most ``mmd_examples`` of each side, drawn with ``seed``:
-    the kernel matrices are (m + n)^2). With ``source_x=None`` the MMD is not computed: NaN, with a ``note``."""
+    the kernel matrices are (m + n)^2). With ``source_x=None`` the MMD is not computed: NaN, with a ``note``.
+    ``source_multilabel``: the model was pre-trained with a sigmoid per source label, so its outputs are no
+    distribution over one source label and LEEP is not applicable (NaN, with the reason)."""
     ft, pt = _features_and_probs(model, target_x, layer)
     y = target_y.numpy() if isinstance(target_y, torch.Tensor) else np.asarray(target_y)
-    multilabel = y.ndim == 2
+    multilabel = is_multilabel(y)
     nan, note, n_source = math.nan, "", 0
     rbf = lin = h = nan
     if source_x is None:
@@ -259,5 +266,8 @@ def transferability_scores(model: nn.Module, target_x: torch.Tensor, target_y: t
                                      args | {"logme_form": "per label, two classes, mean over labels"}, note,
                                      not_applicable={"leep": NOT_MULTILABEL, "h_score": NOT_MULTILABEL},
                                      logme_per_label=per, logme_excluded=excluded)
+    if source_multilabel:
+        return TransferabilityResult(nan, logme(ft, y, n_classes), h_score(ft, y), rbf, lin, h, len(y), n_source,
+                                     layer, seed, args, note, not_applicable={"leep": NOT_MULTILABEL_SOURCE})
     return TransferabilityResult(leep(pt, y, n_classes), logme(ft, y, n_classes), h_score(ft, y), rbf, lin, h, len(y),
                                  n_source, layer, seed, args, note)

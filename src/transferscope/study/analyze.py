@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -465,16 +465,14 @@ def _scores_run(ctx: Context, job: Job, results: dict) -> ScoresResult:
         if cfg.has_source else None  # no source (a given P): the MMD is not measured
     model = _model(ctx, job.runs[0])
     layer = model.layer_names()[-2] if "pool" not in model.layer_names() else "pool"
+    # P with a sigmoid per source label (a multi-label source) has no distribution over one label: no LEEP
+    source_multilabel = M.metric_of(ctx.store.read_json(job.runs[0], "metrics.json")) == M.AUC
     res = {}
     for blk in job.params["blocks"]:
         d = _domain(ctx, job.target, blk)
         res[int(blk)] = transferability_scores(model, d.train.x, d.train.y, src, layer=layer,
-                                               n_classes=data.num_classes, seed=ctx.settings.seed)
-    if M.metric_of(ctx.store.read_json(job.runs[0], "metrics.json")) == M.AUC:
-        # P has a sigmoid per source label: its outputs are not a distribution over source classes, which LEEP
-        # needs (the feature-based scores do not read P's head)
-        why = "not applicable: the pre-trained model's source is multi-label (LEEP needs a classifier over one label)"
-        res = {b: replace(r, leep=math.nan, not_applicable={**r.not_applicable, "leep": why}) for b, r in res.items()}
+                                               n_classes=data.num_classes, seed=ctx.settings.seed,
+                                               source_multilabel=source_multilabel)
     return ScoresResult(res)
 
 

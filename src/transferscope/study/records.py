@@ -153,11 +153,6 @@ class MistakesResult(Result):
     array_fields = ("only_a_wrong", "only_b_wrong", "only_a_wrong_decisions", "only_b_wrong_decisions")
 
     @property
-    def decisions(self) -> int:
-        """The decisions compared: one per example, or one per known (example, label)."""
-        return self.n
-
-    @property
     def examples(self) -> int:
         return self.n if self.n_examples < 0 else self.n_examples
 
@@ -170,8 +165,7 @@ class MistakesResult(Result):
         return self.uncommon / self.n if self.n else float("nan")
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction,
-                "decisions": self.decisions}
+        return {**super().to_dict(), "common_fraction": self.common_fraction, "uncommon_fraction": self.uncommon_fraction}
 
 
 @dataclass(frozen=True)
