@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from transferscope.cli import main
-from transferscope.export import ANALYSIS_COLUMNS
+from transferscope.export import ANALYSIS_COLUMNS, RUN_COLUMNS
 
 from .conftest import make_imagefolder, tiny_study_toml
 
@@ -117,7 +117,7 @@ def test_runs_table_reads_each_run_in_its_metric(study, tmp_path):
     out = tmp_path / "t"
     assert main(["export", "table", str(res), "--out", str(out)]) == 0
     df = pd.read_csv(out / "runs.csv").set_index("run_id")
-    assert list(df.columns[:list(df.columns).index("metric") + 1])[-1] == "metric"
+    assert list(df.columns[: len(RUN_COLUMNS) - 1]) == list(RUN_COLUMNS[1:])  # run_id is the index; metric among them
     row = df.loc[runs[0]]
     assert row["metric"] == "auc" and row["test_auc"] == 0.8 and row["val_auc"] == 0.75
     assert (row["test_auc[rows]"], row["test_auc[columns]"]) == (0.9, 0.7) and math.isnan(row["test_auc[never]"])

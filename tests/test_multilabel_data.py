@@ -138,6 +138,11 @@ def test_a_header_after_a_byte_order_mark_is_read(tmp_path):
     (tmp_path / "bom.csv").write_text(f"path,A,B\n{paths[0]},1,0\n{paths[1]},0,1\n", encoding="utf-8-sig")
     raw = raw_csv(tmp_path / "bom.csv")
     assert raw.classes == ["A", "B"] and raw.labels.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    # single-label files saved with a byte order mark too, with and without the header row
+    for text in (f"path,label\n{paths[0]},a\n{paths[1]},b\n", f"{paths[0]},a\n{paths[1]},b\n"):
+        (tmp_path / "one.csv").write_text(text, encoding="utf-8-sig")
+        one = raw_csv(tmp_path / "one.csv")
+        assert one.classes == ["a", "b"] and one.labels.tolist() == [0, 1]
 
 
 def test_a_label_without_positive_or_negative_is_named_in_a_warning(tmp_path, caplog):

@@ -166,3 +166,11 @@ def test_an_old_shape_result_file_is_said_not_fatal(finished_study, tmp_path):
     text = (tmp_path / "rep" / "index.html").read_text()
     assert "unreadable result files" in text and "6. Performance barrier" in text
     assert "this section could not be drawn" not in text
+
+
+def test_the_metric_word_reads_a_generator_once():
+    from transferscope.report import _word
+
+    assert _word(m for m in ["auc", "auc"]) == "mean AUC"
+    assert _word(m for m in ["acc", "auc"]) == "accuracy or mean AUC"
+    assert _word(iter(())) == "accuracy"

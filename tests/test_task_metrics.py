@@ -96,3 +96,11 @@ def test_non_finite_scores_give_nan_not_an_error():
     assert d["per_label"][0] == pytest.approx(1.0) and np.isnan(d["per_label"][1])
     assert np.isnan(d["mean"]) and d["excluded"] == [] and d["labels_used"] == 2
     assert np.isnan(metrics.score(np.full((4, 2), np.inf), y))
+
+
+def test_labels_are_excluded_by_position_not_by_name():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 1]], np.float32)
+    y[:, 0] = 0  # label 0 undefined; label 1 of the same name is not
+    s = np.array([[0.0, 0.1], [0.0, 0.9], [0.0, 0.8], [0.0, 0.7]])
+    d = metrics.auc_detail(s, y, names=["x", "x"])
+    assert d["excluded"] == ["x"] and d["labels_used"] == 1 and d["mean"] == pytest.approx(1.0)

@@ -157,6 +157,8 @@ def test_the_speed_subset_is_fixed_seeded_and_leaves_the_data_order_alone(data):
     a, b, c = speed_subset(160, 50, 0), speed_subset(160, 50, 0), speed_subset(160, 50, 1)
     assert torch.equal(a, b) and not torch.equal(a, c) and len(a) == 50 and len(set(a.tolist())) == 50
     assert torch.equal(speed_subset(160, 1000, 0), torch.arange(160))
+    first_epoch = torch.randperm(160, generator=torch.Generator().manual_seed(0))  # the trainer's order, epoch 1
+    assert not torch.equal(a, first_epoch[:50].sort().values)  # no prefix of the data order
     small = TrainConfig(epochs=2, batch_size=16, lr=0.05, speed_epochs=1, speed_examples=50)
     full = TrainConfig(epochs=2, batch_size=16, lr=0.05, speed_epochs=1)
     m1, r1 = _run(data, cfg=small)

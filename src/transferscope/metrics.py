@@ -74,17 +74,18 @@ def auc_detail(scores: np.ndarray, y: np.ndarray, names: Sequence[str] | None = 
     if scores.shape != y.shape or y.ndim != 2:
         raise ValueError(f"auc_detail: scores {scores.shape} and labels {y.shape} must both be (N, L)")
     names = list(names) if names is not None else [str(j) for j in range(y.shape[1])]
-    per, excluded = [], []
+    per, out = [], []
     for j in range(y.shape[1]):
         known = ~np.isnan(y[:, j])
         t = y[known, j]
         if not (t == 1).any() or not (t == 0).any():
             per.append(float("nan"))
-            excluded.append(names[j])
+            out.append(j)
             continue
         s = scores[known, j]
         per.append(float(roc_auc_score(t, s)) if np.isfinite(s).all() else float("nan"))
-    used = [a for a, name in zip(per, names, strict=True) if name not in excluded]
+    used = [a for j, a in enumerate(per) if j not in out]  # by position: two labels may share a name
+    excluded = [names[j] for j in out]
     mean = float(np.mean(used)) if used else float("nan")  # NaN when a used label's scores were not finite
     return {"per_label": per, "mean": mean, "labels_used": len(used), "excluded": excluded}
 

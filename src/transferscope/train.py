@@ -288,13 +288,18 @@ def auc_speed(epoch_auc: Sequence[float], steps_per_epoch: int, k: int, fraction
     return {"speed_mean_acc_k": mean_k, "speed_steps_to_frac": steps}
 
 
+SPEED_SUBSET_SALT = 0x5EED5
+"""Mixed into the run's seed for the speed subset's generator, so that the subset is no prefix of the data order."""
+
+
 def speed_subset(n: int, size: int, seed: int) -> torch.Tensor:
     """The indices (sorted) of the fixed training subset of a multi-label run: ``size`` of ``n`` examples drawn by
     a generator of its own seeded with the run's seed (all of them when ``size >= n``); the data order's
     generator is not touched."""
     if size >= n or size <= 0:
         return torch.arange(n, device="cpu")
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    # salted: seeded with ``seed`` alone, it would be the first examples of epoch 1's order (the same randperm)
+    g = torch.Generator(device="cpu").manual_seed(seed ^ SPEED_SUBSET_SALT)
     return torch.randperm(n, generator=g, device="cpu")[:size].sort().values
 
 

@@ -510,14 +510,14 @@ NAN = float("nan")
 def _csv_header(path: Path, cfg: DomainConfig) -> list[str] | None:
     """The label columns of a multi-label CSV: its first row is ``path,<label>,<label>,...`` with two or more
     labels (distinct, not empty). None for the single-label format (``path,label`` rows, the header optional)."""
-    with _reading(path, cfg), open(path, newline="", encoding="utf-8") as f:
+    with _reading(path, cfg), open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for row in reader:
             if row:
                 break
         else:
             return None
-    if len(row) < 3 or row[0].strip().lstrip("\ufeff").lower() != "path":  # a byte order mark (Excel) is no name
+    if len(row) < 3 or row[0].strip().lower() != "path":
         return None
     names = [c.strip() for c in row[1:]]
     where = f"domain {cfg.display!r} (csv): {path} line {reader.line_num}"
@@ -573,7 +573,7 @@ def _csv_rows(path: Path, cfg: DomainConfig, names: list[str] | None = None,
     rows = []
     form = "path,label" if names is None else "path," + ",".join(names)
     header = False
-    with _reading(path, cfg), open(path, newline="", encoding="utf-8") as f:
+    with _reading(path, cfg), open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for n, row in enumerate(reader, 1):
             if not row:

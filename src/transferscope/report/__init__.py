@@ -238,7 +238,8 @@ def _study_section(r: _Reader, out: Path) -> Section:
 def _word(metrics) -> str:
     """How the report names the figure of runs in ``metrics`` ("acc", "auc"): "accuracy", "mean AUC", or both
     ("accuracy or mean AUC") for a study whose targets mix them."""
-    return " or ".join(M.metric_label(m) for m in (M.ACC, M.AUC) if m in set(metrics)) or M.metric_label(M.ACC)
+    present = set(metrics)  # once: ``metrics`` may be a generator
+    return " or ".join(M.metric_label(m) for m in (M.ACC, M.AUC) if m in present) or M.metric_label(M.ACC)
 
 
 def _per_label_auc(r: _Reader, targets: list[str], block_size: int) -> dict[str, dict]:
