@@ -203,3 +203,38 @@ def test_batched_interpolation_on_a_freshly_decoded_domain(tmp_path):
     r = interpolate(a, b, d.test, points=3, batched=True)
     assert np.allclose(r.loss, ref.loss, rtol=1e-5) and r.error == pytest.approx(ref.error, abs=1e-6)
     assert np.isfinite(r.barrier_loss)
+
+
+def _with_input_norm(model, mean, std, seed=0):
+    """``model`` (a built-in BatchNorm ResNet) wrapped with its own input normalisation (``model.mean``/``std``),
+    carrying ``model``'s weights and statistics: the normalisation lives in non-persistent buffers."""
+    m = create_model(ModelConfig(blocks=[1, 1], width=8, norm="batchnorm", mean=mean, std=std), 1, 3, seed=seed)
+    assert {"in_scale", "in_shift"} <= dict(m.named_buffers()).keys() and "in_scale" not in m.state_dict()
+    m.net.load_state_dict(model.state_dict())
+    return m
+
+
+@pytest.mark.parametrize("policy", ["interpolate", "keep", "recompute"])
+def test_batchnorm_with_input_normalisation(domain, policy):
+    """A BatchNorm model with its own mean/std failed at every point ("Unexpected key(s) in state_dict: in_scale,
+    in_shift"). The endpoints reproduce each model; an identity-equivalent normalisation (mean = std = 0.5) gives
+    the curve of the same models without it; an interior point equals a direct evaluation."""
+    a, b = _trained(domain, 0, "batchnorm"), _trained(domain, 1, "batchnorm")
+    kw = dict(points=3, bn_policy=policy, train_split=domain.train, bn_batches=2, batch_size=16)
+    plain = interpolate(a, b, domain.test, **kw)
+    same = interpolate(_with_input_norm(a, [0.5], [0.5]), _with_input_norm(b, [0.5], [0.5]), domain.test, **kw)
+    assert same.loss == pytest.approx(plain.loss, rel=1e-6) and same.error == pytest.approx(plain.error, abs=1e-9)
+    na, nb = _with_input_norm(a, [0.5], [0.25]), _with_input_norm(b, [0.5], [0.25])
+    r = interpolate(na, nb, domain.test, **kw)
+    assert r.bn_policy == policy and np.isfinite(r.barrier_error)
+    if policy == "interpolate":
+        for j, m in ((0, na), (-1, nb)):
+            loss, acc, _ = evaluate(m, domain.test)
+            assert r.error[j] == pytest.approx(1 - acc, abs=1e-6) and r.loss[j] == pytest.approx(loss, rel=1e-5)
+        # the midpoint by hand: parameters and statistics halfway, the normalisation of either model
+        mid = _with_input_norm(a, [0.5], [0.25])
+        sa, sb = a.state_dict(), b.state_dict()
+        mid.net.load_state_dict({k: torch.lerp(sa[k], sb[k], 0.5) if sa[k].is_floating_point() else sa[k] for k in sa})
+        loss, acc, _ = evaluate(mid, domain.test)
+        assert r.error[1] == pytest.approx(1 - acc, abs=1e-6) and r.loss[1] == pytest.approx(loss, rel=1e-5)
+    assert torch.all(na.in_scale == 2) and not na._identity_input  # the normalisation is not the identity

@@ -201,7 +201,11 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     else:
         if bn_policy == "recompute" and train_split is None:
             raise ValueError("interpolate: bn_policy='recompute' needs train_split (data to re-estimate BatchNorm)")
-        ba, bb = dict(model_a.named_buffers()), dict(model_b.named_buffers())
+        # the buffers of the state dict only: a non-persistent one (an input normalisation's ``in_scale``) is
+        # architecture, not weights, and ``load_state_dict`` refuses it; the working copy keeps model 1's
+        persistent = model.state_dict().keys()
+        ba = {n: b for n, b in model_a.named_buffers() if n in persistent}
+        bb = dict(model_b.named_buffers())
         loss, err = np.zeros(points), np.zeros(points)
         for j, lam in enumerate(lambdas.tolist()):
             state = {n: torch.lerp(pa[n], pb[n], lam) for n in pa}
