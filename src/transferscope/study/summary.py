@@ -15,7 +15,7 @@ import numpy as np
 from .. import metrics as M
 from ..store import RUN_DONE, RUN_FAILED, Store, rerun_hint
 from .plan import Plan
-from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the one-SE rule reads it
+from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the learning-rate rule reads it
 
 __all__ = ["ArmCell", "SeedResult", "results_table", "format_table", "status_counts", "checkpoint_gains", "Flag",
            "flags", "format_flags", "uninformative_threshold", "UNDERFIT_TRAIN_ACC", "UNINFORMATIVE_CHANCE_MULTIPLE"]
@@ -168,7 +168,9 @@ class Flag:
     kind: str
     """``underfit`` (a run below :data:`UNDERFIT_TRAIN_ACC` on its training split, unshuffled),
     ``uninformative-target`` (P-T under :data:`UNINFORMATIVE_CHANCE_MULTIPLE` x chance, unshuffled),
-    ``lr-at-edge`` (a learning rate chosen at an end of its grid), ``changed-artefacts`` (a run's files no longer
+    ``lr-at-edge`` (a learning rate chosen at an end of its grid), ``no-fitting-lr`` (a learning rate chosen
+    although no candidate of its grid fit its training data: the message says how to widen the grid; see
+    :attr:`~transferscope.study.tuning.Choice.fit_warning`), ``changed-artefacts`` (a run's files no longer
     match the hashes recorded when it ended: it needs to be trained again)."""
     message: str
     arm: str = ""
@@ -178,9 +180,9 @@ class Flag:
     """The run concerned (``underfit``, ``changed-artefacts``); empty for a target or a choice."""
     value: float = math.nan
     """``train_acc_final`` (underfit), P-T's mean test accuracy (uninformative-target), the chosen learning rate
-    (lr-at-edge); NaN for changed-artefacts."""
+    (lr-at-edge, no-fitting-lr); NaN for changed-artefacts."""
     threshold: float = math.nan
-    """What ``value`` was compared with (NaN for lr-at-edge and changed-artefacts)."""
+    """What ``value`` was compared with (NaN for lr-at-edge, no-fitting-lr and changed-artefacts)."""
     files: tuple[str, ...] = ()
     """The mismatching files (changed-artefacts)."""
 
@@ -207,7 +209,10 @@ def uninformative_threshold(num_classes: int, metric: str = M.ACC) -> float:
 
 def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC) -> list[Flag]:
     """What to be wary of in a study's stored results: runs that did not fit their training data, uninformative
-    targets, learning rates chosen at the edge of their grid, and runs whose files changed after they ended.
+    targets, learning rates chosen at the edge of their grid or chosen although no candidate of their grid fit its
+    training data (judged, as underfit runs are, on ``train_acc_final`` / ``train_auc_final`` under
+    :data:`UNDERFIT_TRAIN_ACC`, at every block size a grid is swept at), and runs whose files changed after they
+    ended.
 
     Underfitting and uninformative targets are judged at the unshuffled block size (the image size) only: on
     shuffled images a low accuracy can be the very effect measured. Runs that have not finished are skipped, and
@@ -251,9 +256,11 @@ def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC
                             f"under {bar:.3f} ({what}): it tells little about transfer", "P-T", target, unshuffled, "",
                             mean, bar))
     for c in choices(plan, store):
+        s = c.selection
         if c.at_edge:
-            s = c.selection
             out.append(Flag("lr-at-edge", c.warning, s.arm, s.target, s.block_size, value=c.lr))
+        if c.none_fit and c.state == "chosen":
+            out.append(Flag("no-fitting-lr", c.fit_warning, s.arm, s.target, s.block_size, value=c.lr))
     for rid, r in {x.run_id: x for x in resolved.tuning + resolved.runs}.items():
         bad = store.verify_run(rid)
         if bad:

@@ -1,0 +1,126 @@
+"""The learning-rate choice never keeps a candidate that did not fit its training data while another one did; when
+none did, the best is kept and the choice, ``status``'s flags and the table say so and how to widen the grid."""
+
+from dataclasses import replace
+
+import pytest
+
+from transferscope.store import Store
+
+from .test_study import _fake_done, _plan
+
+GRID = [0.01, 0.02, 0.03]
+
+
+def _selection(tmp_path, folders):
+    plan = _plan(tmp_path, folders, overrides=[f"scratch.lr_grid={GRID}"])
+    (sel,) = plan.selections
+    assert sel.arm == "RI-T" and sel.rule == "best" and [c.train.lr for c in sel.candidates] == GRID
+    return plan, sel
+
+
+def _store(root, sel, val: dict, train: dict | None, **extra) -> Store:
+    """Candidates stored as done, with these validation accuracies and final training accuracies (None: a run of an
+    older version, without ``train_acc_final``)."""
+    store = Store(root)
+    for c in sel.candidates:
+        lr = c.train.lr
+        m = {"val_acc": val[lr], "val_loss": 1.0, **extra}
+        if train is not None:
+            m["train_acc_final"] = train[lr]
+        _fake_done(store, c, m)
+    return store
+
+
+def test_a_candidate_that_did_not_fit_is_passed_over_under_both_rules(tmp_path, folders):
+    from transferscope.study.tuning import choose, format_choices
+
+    plan, sel = _selection(tmp_path, folders)
+    # 12 validation images: at 0.75 one SE is 0.125 (0.65 is within it); at 0.9 it is 0.087 (0.65 is not)
+    val = {0.01: 0.65, 0.02: 0.75, 0.03: 0.9}
+    train = {0.01: 0.95, 0.02: 0.92, 0.03: 0.85}  # the best on validation did not fit
+    store = _store(tmp_path / "res", sel, val, train)
+    c = choose(sel, store)
+    assert (c.state, c.lr, c.best, c.none_fit) == ("chosen", 0.02, 0.02, False)
+    assert c.train_acc == train and c.fit_warning == ""
+    # one-se: the standard error is the best *fitting* candidate's, and the rule runs among the fitting ones
+    c1 = choose(replace(sel, rule="one-se"), store)
+    assert (c1.lr, c1.best, c1.none_fit) == (0.01, 0.02, False)
+    table = format_choices([c])
+    assert "0.03: 0.900 (train 0.850)" in table and "0.02: 0.750*" in table and "no candidate fit" not in table
+    from transferscope.study.summary import flags
+    assert not [f for f in flags(plan, store) if f.kind == "no-fitting-lr"]
+    # exactly at the bar counts as fitting (the bar is "under 0.9", as summary.flags reads it)
+    at_bar = _store(tmp_path / "bar", sel, val, {**train, 0.03: 0.9})
+    assert choose(sel, at_bar).lr == 0.03
+
+
+@pytest.mark.parametrize("train, side, where", [
+    ({0.01: 0.875, 0.02: 0.875, 0.03: 0.788}, "below", "extend scratch.lr_grid below 0.01"),  # falls with the rate
+    ({0.01: 0.5, 0.02: 0.7, 0.03: 0.85}, "above", "extend scratch.lr_grid above 0.03"),  # rises with the rate
+    ({0.01: 0.5, 0.02: 0.8, 0.03: 0.6}, "", "more epochs rather than another rate"),  # peaks inside the grid
+])
+def test_when_no_candidate_fits_the_best_is_kept_and_flagged(tmp_path, folders, train, side, where):
+    from transferscope.study.summary import flags, format_flags
+    from transferscope.study.tuning import choose, fit_warnings, format_choices
+
+    plan, sel = _selection(tmp_path, folders)
+    val = {0.01: 0.6, 0.02: 0.7, 0.03: 0.65}
+    store = _store(tmp_path / "res", sel, val, train)
+    c = choose(sel, store)
+    assert (c.state, c.lr, c.none_fit, c.widen_side) == ("chosen", 0.02, True, side)
+    assert choose(replace(sel, rule="one-se"), store).none_fit  # one-se falls back alike
+    d = c.to_dict()
+    assert d["none_fit"] is True and d["train_acc"] == {f"{k:g}": v for k, v in train.items()}
+    w = c.fit_warning
+    assert w.startswith("learning rate of RI-T on tgt (b16): no candidate of the grid [0.01, 0.02, 0.03] fit")
+    assert ", ".join(f"{lr:g}: {a:.3f}" for lr, a in train.items()) in w and "under 0.9" in w
+    assert "0.02, the best on validation, is kept" in w and "raise scratch.epochs" in w and where in w
+    assert "\n" not in w
+    assert fit_warnings(plan, store) == [w]
+    assert format_choices([c]).endswith("(no candidate fit its training data)")
+    (f,) = [f for f in flags(plan, store) if f.kind == "no-fitting-lr"]
+    assert (f.arm, f.target, f.block_size, f.value, f.message) == ("RI-T", "tgt", 16, 0.02, w)
+    assert f"[no-fitting-lr] {w}" in format_flags(flags(plan, store))
+
+
+def test_when_every_candidate_fits_the_choice_is_unchanged(tmp_path, folders):
+    from transferscope.study.tuning import choose
+
+    _, sel = _selection(tmp_path, folders)
+    val = {0.01: 0.65, 0.02: 0.75, 0.03: 0.9}
+    fit = _store(tmp_path / "fit", sel, val, {0.01: 0.95, 0.02: 0.99, 0.03: 1.0})
+    old = _store(tmp_path / "old", sel, val, None)  # runs of an older version: no train_acc_final, they count as fit
+    for rule in ("best", "one-se"):
+        a, b = choose(replace(sel, rule=rule), fit), choose(replace(sel, rule=rule), old)
+        assert (a.lr, a.best, a.none_fit) == (b.lr, b.best, b.none_fit) == (0.03, 0.03, False), rule
+        assert b.train_acc == {0.01: None, 0.02: None, 0.03: None} and a.fit_warning == b.fit_warning == ""
+
+
+def test_multilabel_candidates_are_judged_on_their_training_auc(tmp_path, folders):
+    from transferscope.study.summary import flags
+    from transferscope.study.tuning import choose
+
+    from .test_train_multilabel import _auc_metrics
+
+    plan, sel = _selection(tmp_path, folders)
+    aucs = {0.01: 0.80, 0.02: 0.84, 0.03: 0.88}
+
+    def stored(name, train_auc, se=0.05):
+        store = Store(tmp_path / name)
+        for c in sel.candidates:
+            lr = c.train.lr
+            _fake_done(store, c, {**_auc_metrics(aucs[lr]), "train_auc_final": train_auc[lr], "val_auc_se": se,
+                                  "train_acc_final": 0.99}, num_classes=4)  # the accuracy is not what counts
+        return store
+
+    store = stored("one", {0.01: 0.95, 0.02: 0.93, 0.03: 0.7})
+    c = choose(sel, store)
+    assert (c.metric, c.lr, c.none_fit) == ("auc", 0.02, False)
+    assert choose(replace(sel, rule="one-se"), store).lr == 0.01  # within 0.05 of 0.84, the best fitting one
+    store = stored("none", {0.01: 0.6, 0.02: 0.7, 0.03: 0.8})
+    c = choose(sel, store)
+    assert (c.lr, c.none_fit, c.widen_side) == (0.03, True, "above")
+    assert "training mean AUC 0.01: 0.600, 0.02: 0.700, 0.03: 0.800" in c.fit_warning
+    assert "extend scratch.lr_grid above 0.03" in c.fit_warning
+    assert [(f.kind, f.value) for f in flags(plan, store) if f.kind == "no-fitting-lr"] == [("no-fitting-lr", 0.03)]
