@@ -179,6 +179,14 @@ def test_run_analyze_report_with_a_model_of_ones_own(tmp_path, folders, capsys):
     crit = json.loads((res / "analyses" / index["results"]["criticality/tgt"]).read_text())["result"]
     modules = crit["models"][0]["result"]["modules"]
     assert "head" in modules and "features_in" in modules and "body_conv" in modules
+    # the configured layers are a ReLU, a ReLU and a Flatten: the record and N8's reason say so, and what was used
+    assert crit["models"][0]["result"]["layers_without_parameters"] == ["act0", "act1", "flat"]
+    claims = json.loads((res / "analyses" / "claims.json").read_text())
+    n8 = next(v for v in claims["verdicts"] if v["claim"] == "N8")
+    why = n8["targets"][0]["why"]
+    assert n8["targets"][0]["outcome"] == "not measured", why
+    assert "at least 3 modules" in why and "act0 (ReLU), act1 (ReLU), flat (Flatten)" in why
+    assert "features_in, body_conv, head" in why
     pg = json.loads((res / "analyses" / index["results"]["principal/tgt"]).read_text())["result"]
     r = pg["models"][0]["result"]
     assert dict(zip(r["weights"], r["modules"], strict=True))["net.classifier.weight"] == "head"  # left out of L3

@@ -324,6 +324,21 @@ def test_n8_depth_correlation_reads_modules_input_to_output():
     assert math.isnan(depth_rank_correlation((1.0, float("nan"), 3.0)))
 
 
+
+def test_n8_says_why_the_modules_are_not_the_configured_layers():
+    """Layers without parameters (ReLUs) left criticality two other modules, and N8 said only that it needed 3."""
+    note = ("model.layers act0 (ReLU), act1 (ReLU) have no parameters of their own, so criticality cannot move them; "
+            "it was measured on the modules holding the parameters instead: features_in, body_conv, head")
+    t = target("a", criticality_modules=("features_in", "body_conv"), criticality_note=note,
+               criticality={PT: {s: (0.1, 0.2 + s) for s in range(5)}})
+    v = one("N8", ev(t))
+    assert v.outcome == NOT_MEASURED
+    why = v.targets[0].why
+    assert "at least 3 modules" in why and note in why and "features_in, body_conv" in why
+    # without a note the reason is as it was
+    assert one("N8", ev(target("a", **crit([(0.0, 0.0, 0.0, 0.0)] * 5)))).targets[0].why.endswith("one value")
+
+
 # -- N9 ---------------------------------------------------------------------------------------------------------------
 def basin(accs: dict[float, float], spread=1.0, final=2.0):
     return dict(basin={e: per_seed(a, spread) for e, a in accs.items()}, basin_final=final)
@@ -402,9 +417,30 @@ def test_holm_keeps_a_marginal_failure_inconclusive_in_a_large_family():
     marginal = target("m", speed=speed(0.40, 0.46, spread=1.3))
     alone = one("N3", ev(marginal))
     assert alone.outcome == FAILS
-    others = [target(f"o{i}", speed=speed(0.6, 0.4)) for i in range(30)]
+    # undecided others (no effect): Holm's threshold for the smallest p-value is 0.025 / 31
+    others = [target(f"o{i}", speed=speed(0.5, 0.5, spread=3)) for i in range(30)]
     v = one("N3", ev(marginal, *others))
     assert outcomes(v)["m"] == INCONCLUSIVE and "Holm" in v.targets[0].why
+
+
+def test_holm_applies_to_holds_as_to_does_not_hold():
+    """The same error control both ways: an effect as strong on the claim's side as a marginal failure on the other
+    is as undecided in a large family, and as decisive alone (the mirror image of the test above)."""
+    marginal = target("m", speed=speed(0.46, 0.40, spread=1.3))
+    alone = one("N3", ev(marginal))
+    assert alone.outcome == HOLDS
+    others = [target(f"o{i}", speed=speed(0.5, 0.5, spread=3)) for i in range(30)]
+    v = one("N3", ev(marginal, *others))
+    m = v.targets[0]
+    assert m.outcome == INCONCLUSIVE and "Holm" in m.why and "as the claim says" in m.why
+    (e,) = m.effects
+    assert e.low > 0 and e.p_holm > e.holm_alpha  # the interval alone would have said "holds"
+    # the mirror image in one family: the two get mirrored outcomes and the same p-value
+    fail = target("f", speed=speed(0.40, 0.46, spread=1.3))
+    both = one("N3", ev(marginal, fail))
+    assert outcomes(both) == {"m": HOLDS, "f": FAILS}
+    pm, pf = (t.effects[0].p_holm for t in both.targets)
+    assert pm == pytest.approx(pf)
 
 
 def test_verdict_round_trips_through_json():

@@ -111,3 +111,50 @@ def test_rewinding_curve_ends_at_the_final_loss_and_model_unchanged(trained):
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     with pytest.raises(ValueError, match="unknown module 'layer9'"):
         module_criticality(m, init, d.train, modules=["layer9"])
+
+
+def test_layers_without_parameters_are_named_with_the_modules_used(small_domain, caplog):
+    """``model.layers`` of ReLUs hold no parameters: criticality fell back to the modules holding them without a
+    word, and N8 then said only that it needed 3 modules. The result and the log now name both."""
+    import json
+    import logging
+
+    from transferscope.config import ModelConfig
+    from transferscope.models import create_model
+
+    cfg = ModelConfig(name="tests.byo_models:odd_cnn", kwargs={"width": 4}, head="classifier", layers=["act0", "act1"])
+    m, init = create_model(cfg, 1, 3, seed=1), create_model(cfg, 1, 3, seed=0).state_dict()
+    kw = dict(alphas=[0.0, 1.0], samples=1, n_examples=12, s_tol=0.2)
+    with caplog.at_level(logging.WARNING, logger="transferscope.analyses.criticality"):
+        r = module_criticality(m, init, small_domain.train, **kw)
+    assert r.modules == ["features_in", "body_conv", "head"]
+    assert r.layers_without_parameters == ["act0", "act1"]
+    assert "act0 (ReLU), act1 (ReLU)" in r.note and "features_in, body_conv, head" in r.note
+    assert r.note in caplog.text
+    back = CriticalityResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back == r
+    # a record written before these fields loads with none
+    old = {k: v for k, v in r.to_dict().items() if k not in ("layers_without_parameters", "note")}
+    assert CriticalityResult.from_dict(old).layers_without_parameters == [] and CriticalityResult.from_dict(old).note == ""
+    # layers that hold parameters: nothing to say, and the criticality is that of the modules themselves
+    ok = ModelConfig(name="tests.byo_models:odd_cnn", kwargs={"width": 4}, head="classifier",
+                     layers=["features_in", "body_conv"])
+    m2 = create_model(ok, 1, 3, seed=1)
+    r2 = module_criticality(m2, create_model(ok, 1, 3, seed=0).state_dict(), small_domain.train, **kw)
+    assert r2.layers_without_parameters == [] and r2.note == ""
+    assert r2.criticality == r.criticality  # the same weights, the same modules: the same numbers
+
+
+def test_a_builtin_model_with_input_normalisation_names_no_layer(trained):
+    """A built-in ResNet wrapped for its own mean/std keeps its modules (no configured layers): no note, and with an
+    identity-equivalent normalisation the same criticality as the model without it."""
+    from transferscope.config import ModelConfig
+    from transferscope.models import create_model
+
+    m, init, d = trained
+    w = create_model(ModelConfig(blocks=[1, 1], width=8, norm="groupnorm", mean=[0.5], std=[0.5]), 1, 3, seed=0)
+    w.net.load_state_dict(m.state_dict())
+    kw = dict(alphas=[0.5, 1.0], samples=1, n_examples=24, s_tol=0.1, modules=["stem", "head"])
+    r = module_criticality(w, {f"net.{k}": v for k, v in init.items()}, d.train, **kw)
+    assert r.layers_without_parameters == [] and r.note == ""
+    assert r.criticality == module_criticality(m, init, d.train, **kw).criticality

@@ -87,7 +87,7 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     with store.lock():
         run = analyze(plan, store, show_progress=show_progress, device=device, executor=executor, address=address,
                       threads=threads)
-    by_p = verdicts_by_pretrain(plan, run)
+    by_p = verdicts_by_pretrain(plan, run, store)
     return Analysis(run, by_p, write_claims(store, next(iter(by_p.values())), by_p, plan))
 
 

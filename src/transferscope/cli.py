@@ -142,6 +142,21 @@ def _print_tables(plan, store) -> None:
         print(format_table(results_table(plan, store, p.seed), cfg.finetune.speed_epochs, cfg.finetune.speed_fraction))
 
 
+def _print_verdicts(results: Path) -> None:
+    """The verdicts of the last ``analyze``, with their caveats (nothing when the study was not analysed)."""
+    from .claims.compare import format_brief, load_verdicts
+
+    if not (results / "analyses" / "claims.json").is_file():
+        return
+    try:
+        vs = load_verdicts(results)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"\n(verdicts not shown: {e})")
+        return
+    print(f"\nverdicts of the last analysis ({results / 'analyses' / 'claims.json'}; 'transferscope analyze' "
+          f"updates them):\n" + format_brief(vs))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .store import RUN_DONE, RUN_FAILED, RunDamaged, Store, StoreError
     from .study import make_plan, status_counts
@@ -191,7 +206,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for what, show in (("results table", lambda: _print_tables(plan, store)),
                        ("learning-rate choices",
                         lambda: plan.deferred and print("\n" + format_choices(choices(plan, store)))),
-                       ("warnings", lambda: (w := format_flags(flags(plan, store))) and print("\n" + w))):
+                       ("warnings", lambda: (w := format_flags(flags(plan, store))) and print("\n" + w)),
+                       ("verdicts", lambda: _print_verdicts(results))):
         try:
             show()
         except StoreError as e:  # named above, with its recovery

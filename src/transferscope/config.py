@@ -649,8 +649,8 @@ def _is_path_field(f: dataclasses.Field) -> tuple[bool, bool]:
 
 
 def _resolve_one(value: str, base: Path | None) -> str:
-    if not value:
-        return value  # empty: not set
+    if not value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return value  # empty: not set; a control character: left as written, for the check to refuse by name
     p = os.path.expanduser(value)
     if base is None or os.path.isabs(p):
         return p  # an absolute path is kept exactly as written (its run ids are unchanged)

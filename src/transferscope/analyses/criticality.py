@@ -29,12 +29,17 @@ Multi-label targets (labels (N, L), see :mod:`transferscope.metrics`): L is the 
 averaged over an example's known labels (:func:`transferscope.task.loss`), and the rewinding curve's accuracy
 is the mean AUC over labels (``CriticalityResult.metric``).
 
+Configured layers without parameters of their own (``model.layers`` naming ReLUs or poolings) cannot be moved:
+the modules holding the parameters are measured instead, with a warning, and the result names both
+(``layers_without_parameters``, ``note``).
+
 Neither function changes the model it is given.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Sequence
 
@@ -50,6 +55,8 @@ from ..models import to_input
 from ..study.records import CriticalityResult
 
 __all__ = ["CriticalityResult", "module_criticality", "criticality_grid", "fine_sigmas", "rewind_curve"]
+
+log = logging.getLogger(__name__)
 
 
 class _Evaluator:
@@ -118,15 +125,46 @@ class _Evaluator:
         return math.sqrt(sum((self.final[n] - self.initial[n]).double().pow(2).sum().item() for n in self.groups[module]))
 
 
+def _layers_without_parameters(model: nn.Module, groups: dict[str, list[str]]) -> list[str]:
+    """The configured layers (``model.layers`` of a :class:`~transferscope.models.Hooked`, config ``model.layers``)
+    that no parameter belongs to (a ReLU, a pooling): criticality cannot move them, so their parameters' modules
+    are measured instead. Only where those layers are the model's units (``layer_names()`` = layers + head): a
+    built-in model wrapped for its input normalisation keeps its own modules."""
+    layers = getattr(model, "layers", None)
+    if not layers or not hasattr(model, "layer_names") or list(model.layer_names()) != [*layers, "head"]:
+        return []
+    return [n for n in layers if n not in groups]
+
+
+def _layer_note(model: nn.Module, empty: list[str], used: list[str]) -> str:
+    """Why the modules measured are not the configured layers, naming both (empty without such layers)."""
+    if not empty:
+        return ""
+    net = getattr(model, "net", model)
+
+    def kind(n: str) -> str:
+        try:
+            return f"{n} ({type(net.get_submodule(n)).__name__})"
+        except AttributeError:
+            return n
+
+    return (f"model.layers {', '.join(map(kind, empty))} have no parameters of their own, so criticality cannot move "
+            f"them; it was measured on the modules holding the parameters instead: {', '.join(used)}")
+
+
 def _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance):
     ev = _Evaluator(model, initial, data, n_examples, samples, seed)
     names = list(modules) if modules is not None else list(ev.groups)
     unknown = [m for m in names if m not in ev.groups]
     if unknown:
         raise ValueError(f"criticality: unknown module {unknown[0]!r}; modules are {', '.join(ev.groups)}")
+    empty = _layers_without_parameters(model, ev.groups)
+    note = _layer_note(model, empty, names)
+    if note:
+        log.warning("criticality: %s", note)
     ev.set(names[0], 1.0)  # every module at its final value: the reference loss
     final_loss, _ = ev.loss_acc()
-    return ev, names, final_loss, (1 + tolerance) * final_loss
+    return ev, names, final_loss, (1 + tolerance) * final_loss, empty, note
 
 
 def _rewind(ev: _Evaluator, module: str, alphas: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -179,14 +217,15 @@ def _per_module(ev: _Evaluator, names: list[str], alphas: Sequence[float], searc
                      ("chi", c_hi), ("dist", d), ("rew_l", rl), ("rew_a", ra), ("bound", row), ("width", wrow),
                      ("degenerate", d == 0)):
             out[k].append(v)
-    eps, final_loss, tolerance, samples, seed, method, args = meta
+    eps, final_loss, tolerance, samples, seed, method, args, empty, note = meta
     if ev.multilabel:
         args = {**args, "loss": "bce"}
     return CriticalityResult(
         names, out["crit"], out["a"], out["s"], out["dist"], list(map(float, alphas)), out["rew_l"], out["rew_a"],
         out["bound"], eps, final_loss, tolerance, samples, seed, method, boundary_width=out["width"],
         best_s_low=out["lo"], best_s_high=out["hi"], criticality_low=out["clo"], criticality_high=out["chi"],
-        degenerate=out["degenerate"], args=args, metric=AUC if ev.multilabel else ACC)
+        degenerate=out["degenerate"], args=args, metric=AUC if ev.multilabel else ACC,
+        layers_without_parameters=empty, note=note)
 
 
 def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,
@@ -208,7 +247,8 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
     """
     sig = np.asarray(fine_sigmas() if sigmas is None else sigmas, dtype=float)
     sig = np.unique(sig[sig > 0])
-    ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
+    ev, names, final_loss, eps, empty, note = _prepare(model, initial, data, modules, n_examples, samples, seed,
+                                                       tolerance)
 
     def search(m: str, a: float) -> tuple[float, float]:
         feasible = [j for j, s in enumerate(sig) if ev.noisy_loss(m, a, float(s)) <= eps]
@@ -219,7 +259,8 @@ def criticality_grid(model: nn.Module, initial: dict[str, torch.Tensor], data: S
 
     args = {"alphas": [float(a) for a in alphas], "sigmas": [float(s) for s in sig], "modules": names,
             "n_examples": n_examples}
-    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "grid", args))
+    meta = (eps, final_loss, tolerance, samples, seed, "grid", args, empty, note)
+    return _per_module(ev, names, alphas, search, meta)
 
 
 def _bracket(feasible, s_max: float, s_min: float, s_tol: float) -> tuple[float, float]:
@@ -259,14 +300,16 @@ def module_criticality(model: nn.Module, initial: dict[str, torch.Tensor], data:
     if not (s_max > 0 and 0 < s_min < s_max and s_tol > 0):
         raise ValueError(f"module_criticality: need 0 < s_min < s_max and s_tol > 0, got s_min={s_min}, "
                          f"s_max={s_max}, s_tol={s_tol}")
-    ev, names, final_loss, eps = _prepare(model, initial, data, modules, n_examples, samples, seed, tolerance)
+    ev, names, final_loss, eps, empty, note = _prepare(model, initial, data, modules, n_examples, samples, seed,
+                                                       tolerance)
 
     def search(m: str, a: float) -> tuple[float, float]:
         return _bracket(lambda s: ev.noisy_loss(m, a, s) <= eps, s_max, s_min, s_tol)
 
     args = {"alphas": [float(a) for a in alphas], "s_max": s_max, "s_tol": s_tol, "s_tol_kind": "relative",
             "s_min": s_min, "modules": names, "n_examples": n_examples}
-    return _per_module(ev, names, alphas, search, (eps, final_loss, tolerance, samples, seed, "bisection", args))
+    meta = (eps, final_loss, tolerance, samples, seed, "bisection", args, empty, note)
+    return _per_module(ev, names, alphas, search, meta)
 
 
 def rewind_curve(model: nn.Module, initial: dict[str, torch.Tensor], data: Split, *,

@@ -8,6 +8,7 @@ side, per claim:
   its own level: an intersection-union test, so no further correction is needed);
 * ``depends on P`` when it holds under one P and does not hold under another: the pre-training seed decides the
   outcome, and no verdict free of P can be given;
+* ``unreliable`` when it is unreliable under every P (decisive only on runs that did not fit);
 * ``not measured`` when it was measured under no P; ``inconclusive`` otherwise (some P undecided).
 
 With one P the outcome is that P's, and the sentence says it rests on one pre-trained model.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Verdict
-from .stats import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
+from .stats import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, UNRELIABLE
 
 __all__ = ["DEPENDS", "Across", "across_pretrained"]
 
@@ -60,7 +61,8 @@ def across_pretrained(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Across]:
         outcomes = {seed: next((v.outcome for v in vs if v.claim == claim), NOT_MEASURED)
                     for seed, vs in by_seed.items()}
         k = len(outcomes)
-        where = {o: [s for s, x in outcomes.items() if x == o] for o in (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)}
+        where = {o: [s for s, x in outcomes.items() if x == o]
+                 for o in (HOLDS, FAILS, INCONCLUSIVE, UNRELIABLE, NOT_MEASURED)}
         if k == 1:
             (seed, only), = outcomes.items()
             out.append(Across(claim, outcomes, only, f"{only} under the one pre-trained model (seed {seed}); a second "
@@ -72,6 +74,8 @@ def across_pretrained(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Across]:
             out.append(Across(claim, outcomes, HOLDS, f"holds under each of the {k} pre-trained models"))
         elif len(where[FAILS]) == k:
             out.append(Across(claim, outcomes, FAILS, f"does not hold under any of the {k} pre-trained models"))
+        elif len(where[UNRELIABLE]) == k:
+            out.append(Across(claim, outcomes, UNRELIABLE, f"unreliable under each of the {k} pre-trained models"))
         elif len(where[NOT_MEASURED]) == k:
             out.append(Across(claim, outcomes, NOT_MEASURED, f"not measured under any of the {k} pre-trained models"))
         else:

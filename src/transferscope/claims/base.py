@@ -3,8 +3,9 @@
 A :class:`Claim` names the typed evidence it needs and has a judge that turns that evidence into
 :class:`Effect` s per target: named statistics with their interval, the side of the bound the claim is on, n
 and what was counted. :func:`decide` applies the one decision rule of :mod:`.stats` over the whole family
-(claims x targets x effects, Holm before anything is called "does not hold") and returns a :class:`Verdict`
-per claim. No judge reads dict keys: evidence is :class:`~transferscope.claims.evidence.Evidence`.
+(claims x targets x effects, Holm's correction before anything is called decisive, either way) and returns a
+:class:`Verdict` per claim, each per-target outcome with the :class:`~.caveats.Caveat` s of the runs it rests on.
+No judge reads dict keys: evidence is :class:`~transferscope.claims.evidence.Evidence`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import caveats as cv
 from . import stats
-from .stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_MEASURED, Estimate
+from .caveats import Caveat
+from .stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_MEASURED, UNRELIABLE, Estimate
 
 __all__ = ["Effect", "TargetVerdict", "Verdict", "Claim", "Measure", "missing", "decide", "ABOVE", "BELOW", "WITHIN",
            "ALL"]
@@ -72,11 +75,22 @@ class Effect:
     bound: float
     margin: float
     p_against: float
-    """One-sided p-value of the effect lying on the other side of the claim (Holm-corrected before use)."""
+    """One-sided p-value of the effect lying on the other side of the claim."""
     outcome: str
     why: str
     seeds_needed: int | None = None
-    """For an inconclusive effect: roughly how many seeds would decide it at the observed effect and spread."""
+    """For an inconclusive effect: roughly how many seeds would decide it at the observed effect and spread, at the
+    Holm level it faced."""
+    p_for: float = math.nan
+    """One-sided p-value of the effect lying on the claim's side (for a claim of sameness: the larger of the two
+    one-sided tests' p-values, TOST)."""
+    p_holm: float = math.nan
+    """The p-value that Holm's correction over the family judged: the smaller of :attr:`p_for` and
+    :attr:`p_against`, times the Bonferroni factor of the effect's level ((1 - 0.95) / (1 - level)); NaN when the
+    effect could not be decided (too few seeds, no interval)."""
+    holm_alpha: float = math.nan
+    """The level :attr:`p_holm` was compared with in Holm's step-down order (ALPHA / (m - rank)); decisive only when
+    it is at or under it and every smaller p-value of the family was too."""
 
     @property
     def claim_side(self) -> str:
@@ -91,6 +105,10 @@ class TargetVerdict:
     outcome: str
     effects: tuple[Effect, ...]
     why: str
+    caveats: tuple[Caveat, ...] = ()
+    """The caveats of the runs this outcome rests on (of the arms the claim reads)."""
+    statistical_outcome: str = ""
+    """What the statistics alone said, when it differs from :attr:`outcome` (an ``unreliable`` outcome); else ``""``."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,7 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for t, td in zip(self.targets, d["targets"], strict=True):
+            td["caveats"] = [c.to_dict() for c in t.caveats]  # with whether it blocks a decisive outcome
             for e, ed in zip(t.effects, td["effects"], strict=True):
                 ed["claim_side"] = e.claim_side
         return d
@@ -116,18 +135,25 @@ class Verdict:
         """The inverse of :meth:`to_dict`, also after :mod:`transferscope.jsonio` (and of files written before it,
         whose NaN is null)."""
         names = {f.name for f in dataclasses.fields(Effect)}
-        floats = {"value", "low", "high", "level", "bound", "margin", "p_against"}
+        floats = {"value", "low", "high", "level", "bound", "margin", "p_against", "p_for", "p_holm", "holm_alpha"}
 
         def effect(e: dict) -> Effect:
             return Effect(**{k: (math.nan if v is None and k in floats else v) for k, v in e.items() if k in names})
 
-        targets = tuple(TargetVerdict(t["target"], t["outcome"], tuple(effect(e) for e in t["effects"]), t["why"])
+        targets = tuple(TargetVerdict(t["target"], t["outcome"], tuple(effect(e) for e in t["effects"]), t["why"],
+                                      tuple(Caveat.from_dict(c) for c in t.get("caveats", ())),
+                                      t.get("statistical_outcome", ""))
                         for t in d["targets"])
         return cls(d["claim"], d["statement"], d["outcome"], targets, d["why"], d.get("conditional_on", ""))
 
     @property
     def effects(self) -> list[Effect]:
         return [e for t in self.targets for e in t.effects]
+
+    @property
+    def caveats(self) -> tuple[Caveat, ...]:
+        """Every caveat of every target, without repeats."""
+        return tuple(dict.fromkeys(c for t in self.targets for c in t.caveats))
 
 
 @dataclass(frozen=True)
@@ -136,7 +162,8 @@ class Claim:
 
     ``judge(evidence) -> (measures, notes)``: the statistics per target, and per target not measured the
     reason. ``combine``: a target holds when ``all`` its effects hold (does not hold when any does not), or, for
-    a claim that something *can* happen, when ``any`` of them holds (does not hold when all do not)."""
+    a claim that something *can* happen, when ``any`` of them holds (does not hold when all do not). ``arms``: the
+    trained arms whose runs the statistics read (``P-T``, ``RI-T``, ``basin``): their caveats go with the verdict."""
 
     id: str
     statement: str
@@ -144,20 +171,25 @@ class Claim:
     judge: Callable[[Any], tuple[list[Measure], dict[str, str]]]
     combine: str = "all"
     source: str = ""
+    arms: tuple[str, ...] = ("P-T", "RI-T")
 
 
-def _interval_outcome(m: Measure) -> tuple[float, float, bool, bool, float]:
-    """(low, high, on the claim's side, on the other side, one-sided p-value against the claim)."""
+def _interval_outcome(m: Measure) -> tuple[float, float, bool, bool, float, float]:
+    """(low, high, on the claim's side, on the other side, one-sided p-value against the claim, one-sided p-value
+    for it)."""
     est = m.estimate
     lo, hi = est.interval(m.level)
     if m.side == WITHIN:  # two one-sided tests at alpha = (1 - level) / 2 each: the level interval inside the margin
         inside = lo > m.bound - m.margin and hi < m.bound + m.margin
         outside = lo > m.bound + m.margin or hi < m.bound - m.margin
-        # outside the margin on either side: two one-sided tests, so twice the smaller p-value
-        return lo, hi, inside, outside, min(1.0, 2 * min(est.p_above(m.bound + m.margin), est.p_below(m.bound - m.margin)))
+        # inside: both one-sided tests (TOST), so the larger p-value; outside the margin on either side: twice the
+        # smaller one
+        p_for = max(est.p_above(m.bound - m.margin), est.p_below(m.bound + m.margin))
+        return (lo, hi, inside, outside,
+                min(1.0, 2 * min(est.p_above(m.bound + m.margin), est.p_below(m.bound - m.margin))), p_for)
     if m.side == ABOVE:
-        return lo, hi, lo > m.bound, hi < m.bound, est.p_below(m.bound)
-    return lo, hi, hi < m.bound, lo > m.bound, est.p_above(m.bound)
+        return lo, hi, lo > m.bound, hi < m.bound, est.p_below(m.bound), est.p_above(m.bound)
+    return lo, hi, hi < m.bound, lo > m.bound, est.p_above(m.bound), est.p_below(m.bound)
 
 
 def _gap(m: Measure) -> float:
@@ -169,7 +201,8 @@ def _gap(m: Measure) -> float:
     return abs(v - m.bound)
 
 
-def _sentence(m: Measure, outcome: str, lo: float, hi: float, other_side: bool, n_needed: int | None) -> str:
+def _sentence(m: Measure, outcome: str, lo: float, hi: float, on_side: bool, other_side: bool, n_needed: int | None,
+              p: float, alpha: float) -> str:
     est = m.estimate
     span = f"{est.shown:+.3g} [{lo:+.3g}, {hi:+.3g}]"
     side = (f"within +-{m.margin:g} of {m.bound:g}" if m.side == WITHIN
@@ -187,13 +220,25 @@ def _sentence(m: Measure, outcome: str, lo: float, hi: float, other_side: bool, 
     if outcome == FAILS:
         return f"{m.name} is {span}: the interval lies on the other side of the claim ({side} was expected)."
     more = f"; about {n_needed} {m.unit_n} would decide it at this effect and spread" if n_needed else ""
-    why = ("it lies on the other side, but not after Holm's correction over the family (claims x targets)"
-           if other_side else f"the interval does not lie {side}")
+    holm = (f"its p-value {p:.2g} is over the {alpha:.2g} that Holm's correction over the family (claims x targets "
+            f"x effects) allows it")
+    why = (f"the interval lies {side}, as the claim says, but {holm}" if on_side else
+           f"the interval lies on the other side, but {holm}" if other_side else
+           f"the interval does not lie {side}")
     return f"{m.name} is {span}: {why}{more}."
 
 
-def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "") -> list[Verdict]:
-    """Judge every claim on ``evidence`` with one rule, Holm's correction over the whole family."""
+def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
+           caveats: Sequence[Caveat] | None = None) -> list[Verdict]:
+    """Judge every claim on ``evidence`` with one rule: Holm's correction over the whole family, in both directions.
+
+    An effect is decisive when its p-value (:attr:`Effect.p_holm`: the smaller one-sided p-value, scaled by the
+    Bonferroni factor of its level) survives Holm at :data:`stats.ALPHA` over every decidable effect of every claim
+    on every target; it then holds or does not hold by the side its interval lies on. ``caveats`` (default: the
+    evidence's own ``caveats``) go with each per-target outcome whose claim reads their arm; a decisive outcome
+    resting on a blocking one is :data:`UNRELIABLE` (see :mod:`.caveats`)."""
+    if caveats is None:
+        caveats = tuple(getattr(evidence, "caveats", ()) or ())
     judged = []
     for c in claims:
         measures, notes = c.judge(evidence)
@@ -201,29 +246,33 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "") -> 
         if clash:  # a developer error: a target is either measured (some parts may be missing) or not at all
             raise ValueError(f"claim {c.id}: targets both measured and not measured: {sorted(clash)}")
         judged.append((c, measures, notes))
-    flat = [(ci, m, *_interval_outcome(m)) for ci, (_, ms, _) in enumerate(judged) for m in ms]
-    # "does not hold" needs the interval on the other side AND survival of Holm over the family (claims x targets)
-    eligible = [m.estimate.n >= m.min_n for _, m, *_ in flat]
-    rejected = stats.holm([row[6] if ok else math.nan for row, ok in zip(flat, eligible, strict=True)], stats.ALPHA)
+    flat = [(m, *_interval_outcome(m)) for _, ms, _ in judged for m in ms]
+    # one p-value per effect, whichever way it points; the Bonferroni factor of an effect tested at a higher level
+    # (one of K checkpoints) keeps its share of the family's error
+    eligible = [m.estimate.n >= m.min_n for m, *_ in flat]
+    p_holm = [min(1.0, min(p_against, p_for) * (1 - stats.LEVEL) / (1 - m.level)) if ok else math.nan
+              for (m, _, _, _, _, p_against, p_for), ok in zip(flat, eligible, strict=True)]
+    rejected = stats.holm(p_holm, stats.ALPHA)
+    alphas = stats.holm_thresholds(p_holm, stats.ALPHA)
+    all_targets = [t.name for t in getattr(evidence, "targets", ())]
     out = []
     k = 0
     for c, measures, notes in judged:
         effects_by_target: dict[str, list[Effect]] = {}
         for m in measures:
-            _, _, lo, hi, on_side, other_side, p = flat[k]
-            decisive = eligible[k]
-            if decisive and on_side:
-                outcome = HOLDS
-            elif decisive and other_side and rejected[k]:
-                outcome = FAILS
-            else:
-                outcome = INCONCLUSIVE
+            _, lo, hi, on_side, other_side, p_against, p_for = flat[k]
+            decisive = eligible[k] and rejected[k]
+            outcome = HOLDS if decisive and on_side else FAILS if decisive and other_side else INCONCLUSIVE
             needed = None
             if outcome == INCONCLUSIVE and math.isfinite(m.estimate.value):
-                needed = stats.seeds_needed(m.estimate, _gap(m), m.level)
+                # the level this effect's interval would have to clear: its Holm threshold, two-sided, on its scale
+                a = alphas[k] if math.isfinite(alphas[k]) else stats.ALPHA
+                needed = stats.seeds_needed(m.estimate, _gap(m), 1 - 2 * a * (1 - m.level) / (1 - stats.LEVEL))
             eff = Effect(m.target, m.name, m.unit, m.estimate.shown, lo, hi, m.level, m.estimate.n, m.counted,
-                         m.estimate.method + (f"; {m.note}" if m.note else ""), m.side, m.bound, m.margin, p, outcome,
-                         _sentence(m, outcome, lo, hi, other_side and decisive, needed), needed)
+                         m.estimate.method + (f"; {m.note}" if m.note else ""), m.side, m.bound, m.margin, p_against,
+                         outcome, _sentence(m, outcome, lo, hi, on_side and eligible[k], other_side and eligible[k],
+                                            needed, p_holm[k], alphas[k]),
+                         needed, p_for, p_holm[k], alphas[k])
             effects_by_target.setdefault(m.target, []).append(eff)
             k += 1
         targets = []
@@ -234,7 +283,18 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "") -> 
             else:
                 o = FAILS if FAILS in outs else HOLDS if all(x == HOLDS for x in outs) else INCONCLUSIVE
             decisive = [e for e in effs if e.outcome == o] or effs
-            targets.append(TargetVerdict(t, o, tuple(effs), " ".join(e.why for e in decisive)))
+            why = " ".join(e.why for e in decisive)
+            cav = cv.applicable(caveats, all_targets if t == ALL else [t], c.arms)
+            block = cv.blocking(cav)
+            raw = ""
+            if block and o in (HOLDS, FAILS):
+                raw, o = o, UNRELIABLE
+                ways = "; ".join(dict.fromkeys(b.remedy for b in block if b.remedy))
+                why = (f"Unreliable: the statistics alone say it {raw}, but {cv.summary(block)}, so it is not "
+                       f"reported as decisive. " + (f"Way out: {ways}. " if ways else "") + why)
+            elif cav:
+                why += f" Caveats: {cv.summary(cav)}."
+            targets.append(TargetVerdict(t, o, tuple(effs), why, cav, raw))
         for t, reason in notes.items():
             targets.append(TargetVerdict(t, NOT_MEASURED, (), reason))
         out.append(_verdict(c, tuple(targets), conditional_on))
@@ -247,18 +307,25 @@ def _verdict(c: Claim, targets: tuple[TargetVerdict, ...], conditional_on: str) 
     if not measured:
         why = "; ".join(f"{t.target}: {t.why}" for t in targets) or "nothing to judge it on"
         return Verdict(c.id, c.statement, NOT_MEASURED, targets, f"Not measured: {why}.", conditional_on)
-    outs = [t.outcome for t in measured]
     failed = [t.target for t in measured if t.outcome == FAILS]
     held = [t.target for t in measured if t.outcome == HOLDS]
+    unreliable = [t for t in measured if t.outcome == UNRELIABLE]
+    # what the claim would be from the statistics alone (an unreliable target counted as what they said)
+    raw = [t.statistical_outcome or t.outcome for t in measured]
     if failed:
         o, why = FAILS, f"It does not hold on {', '.join(failed)}"
-    elif all(x == HOLDS for x in outs):
+    elif all(x == HOLDS for x in raw) and not unreliable:
         o, why = HOLDS, f"It holds on {'every measured target' if len(held) > 1 else held[0]} ({', '.join(held)})"
+    elif unreliable and (FAILS in raw or all(x == HOLDS for x in raw)):
+        # decisive only through targets whose runs did not fit: not a verdict to cite
+        o = UNRELIABLE
+        why = (f"Unreliable: the statistics alone say it {'does not hold' if FAILS in raw else 'holds'}, but on "
+               f"{', '.join(t.target for t in unreliable)} they rest on "
+               f"{cv.summary(cv.blocking(x for t in unreliable for x in t.caveats))}")
     else:
-        undecided = [t.target for t in measured if t.outcome == INCONCLUSIVE]
+        undecided = [t.target for t in measured if t.outcome in (INCONCLUSIVE, UNRELIABLE)]
         o = INCONCLUSIVE
         why = f"Inconclusive on {', '.join(undecided)}" + (f"; it holds on {', '.join(held)}" if held else "")
     if missing:
         why += f"; not measured on {', '.join(missing)}"
     return Verdict(c.id, c.statement, o, targets, why + ".", conditional_on)
-

@@ -1,16 +1,20 @@
-"""Two studies' verdicts side by side, and every contradiction between them (holds in one, does not hold in the other)."""
+"""Two studies' verdicts side by side, and every contradiction between them (holds in one, does not hold in the other).
+
+An ``unreliable`` outcome (decisive only on runs that did not fit) contradicts nothing; the caveats of each side are
+shown under its row."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import StoredFileError, read_stored_json
 from .across import Across
 from .base import Verdict
+from .caveats import Caveat, summary
 from .stats import FAILS, HOLDS, NOT_MEASURED
 
-__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison"]
+__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison", "format_brief"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class Row:
     """A target's name, or ``""`` for the claim's overall outcome."""
     a: str
     b: str
+    caveats_a: tuple[Caveat, ...] = field(default=(), compare=False)
+    caveats_b: tuple[Caveat, ...] = field(default=(), compare=False)
 
     @property
     def contradiction(self) -> bool:
@@ -64,10 +70,12 @@ def compare_verdicts(a: list[Verdict], b: list[Verdict]) -> list[Row]:
     for claim in list(by_a) + [c for c in by_b if c not in by_a]:
         va, vb = by_a.get(claim), by_b.get(claim)
         rows.append(Row(claim, "", va.outcome if va else NOT_MEASURED, vb.outcome if vb else NOT_MEASURED))
-        ta = {t.target: t.outcome for t in va.targets} if va else {}
-        tb = {t.target: t.outcome for t in vb.targets} if vb else {}
+        ta = {t.target: t for t in va.targets} if va else {}
+        tb = {t.target: t for t in vb.targets} if vb else {}
         for t in list(ta) + [t for t in tb if t not in ta]:
-            rows.append(Row(claim, t, ta.get(t, NOT_MEASURED), tb.get(t, NOT_MEASURED)))
+            x, y = ta.get(t), tb.get(t)
+            rows.append(Row(claim, t, x.outcome if x else NOT_MEASURED, y.outcome if y else NOT_MEASURED,
+                            x.caveats if x else (), y.caveats if y else ()))
     return rows
 
 
@@ -77,8 +85,25 @@ def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:
     for r in rows:
         mark = "  <- CONTRADICTION" if r.contradiction else ""
         lines.append(f"{r.claim:<6} {(r.target or '(overall)')[:24]:<24} {r.a:<{w}} {r.b:<{w}}{mark}")
+        for name, cs in ((name_a, r.caveats_a), (name_b, r.caveats_b)):
+            if cs:
+                lines.append(f"{'':<6} {'':<24} caveats in {name}: {summary(cs)}")
     bad = [r for r in rows if r.contradiction]
     lines.append("")
     lines.append(f"{len(bad)} contradiction(s)" + (": " + "; ".join(f"{r.claim} {r.target or 'overall'}" for r in bad)
                                                     if bad else ""))
+    return "\n".join(lines)
+
+
+def format_brief(vs: list[Verdict]) -> str:
+    """One line per claim (its outcome, and per target the outcomes that are decisive or unreliable), then the
+    caveats each claim carries: what ``status`` shows of a study's verdicts."""
+    lines = []
+    for v in vs:
+        marks = [f"{t.target}: {t.outcome}" + (f" (statistics alone: {t.statistical_outcome})"
+                                               if t.statistical_outcome else "")
+                 for t in v.targets if t.outcome not in (NOT_MEASURED,)]
+        lines.append(f"  {v.claim:<4} {v.outcome.upper():<14} " + "; ".join(marks))
+        if v.caveats:
+            lines.append(f"  {'':<4} {'':<14} caveats: {summary(v.caveats)}")
     return "\n".join(lines)

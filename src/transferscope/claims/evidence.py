@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .caveats import Caveat
+
 __all__ = ["figure", "one_scale", "PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
 
 
@@ -78,6 +80,9 @@ class TargetEvidence:
     criticality: Mapping[str, Mapping[int, tuple[float, ...]]] = field(default_factory=dict)
     """Arm -> seed -> criticality per module (``criticality_modules``, input to output, head excluded); ``inf``: no
     rewinding feasible, NaN: the module did not move in training (its criticality means nothing)."""
+    criticality_note: str = ""
+    """Why ``criticality_modules`` are not the configured layers (e.g. layers without parameters, and the modules
+    used instead); empty when they are."""
     basin: Mapping[float, PerSeed] = field(default_factory=dict)
     """Pre-training checkpoint (epochs) -> test accuracy of P-T fine-tuned from it, per seed (the final one too)."""
     basin_final: float = math.nan
@@ -131,6 +136,9 @@ class Evidence:
     cells: tuple[ScoreCell, ...] = ()
     conditional_on: str = ""
     """What every verdict is conditional on (the one pre-trained model P, its seed and run)."""
+    caveats: tuple[Caveat, ...] = ()
+    """What the runs behind the evidence are flagged for (runs that did not fit, ...): they go with the verdicts of
+    the claims that read those runs (see :mod:`transferscope.claims.caveats`)."""
 
     def target(self, name: str) -> TargetEvidence:
         for t in self.targets:

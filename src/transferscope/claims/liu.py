@@ -73,6 +73,12 @@ def _judge_l4(ev: Evidence):
         pts = [(c.scores[score], c.gain) for c in cells
                if math.isfinite(c.scores.get(score, math.nan)) and math.isfinite(c.gain)]
         name = f"Spearman's rho between the similarity of {what} and the gain"
+        if len(pts) <= 2:  # no rank correlation at all: say how many cells there are, not a NaN
+            ms.append(missing(ALL, name, "rank correlation", ABOVE,
+                              f"only {len(pts)} cell{'s' if len(pts) != 1 else ''} (target, block size) with both the "
+                              f"score and a gain, of the at least {MIN_CELLS} it needs: add targets or block sizes"
+                              + (f"; {left_out}" if left_out else "")))
+            continue
         r = float(sps.spearmanr([x for x, _ in pts], [g for _, g in pts]).statistic) if len(pts) > 2 else math.nan
         ms.append(Measure(ALL, name, "rank correlation", fisher_z(r, len(pts)), ABOVE, "(target, block size) cells",
                           min_n=MIN_CELLS, unit_n="cells",
@@ -111,10 +117,11 @@ LIU = (
           "to the pre-trained ones.", ("top_eigenvalue", "deviation"), _judge_l1, source="Liu et al. 2019"),
     Claim("L2", "Pre-trained weights make the loss landscape smoother: the gradient is more Lipschitz along training.",
           ("grad_lipschitz",), _judge_l2, source="Liu et al. 2019"),
+    # L3 reads the models at their start (P's weights and RI's): how their runs trained does not bear on it
     Claim("L3", "In pre-trained weights the gradient's principal component is suppressed.", ("principal",), _judge_l3,
-          source="Liu et al. 2019"),
+          source="Liu et al. 2019", arms=()),
     Claim("L4", "Transferability follows the similarity of both inputs and labels between source and target.",
           ("cells",), _judge_l4, source="Liu et al. 2019"),
     Claim("L5", "Transferability changes along pre-training: it first rises and then falls.", ("basin",), _judge_l5,
-          source="Liu et al. 2019"),
+          source="Liu et al. 2019", arms=("P-T", "basin")),
 )

@@ -125,8 +125,17 @@ def _judge2(ev: Evidence):
         if t.name == farthest:
             continue  # the claim exempts the most distant target from the shrinking gain
         if farthest is None:
-            ms.append(missing(t.name, shrink, figure(t, "test"), ABOVE, "the claim exempts the most distant target, "
-                              "and without a distance for every target none can be named"))
+            if len(ev.targets) == 1:
+                why = (f"the claim exempts the most distant target, and {t.name} is the study's only target (its "
+                       f"distance {t.distance:.3g}, {t.distance_source or 'not measured'}): it needs at least two "
+                       f"targets" if math.isfinite(t.distance) else
+                       "the claim exempts the most distant target; it needs at least two targets, each with a distance")
+            else:
+                lacking = [x.name for x in ev.targets if not math.isfinite(x.distance)]
+                why = ("the claim exempts the most distant target, and without a distance for every target none can "
+                       f"be named (none for {', '.join(lacking)}: declare `distance` on every target, or let the "
+                       f"study measure it)")
+            ms.append(missing(t.name, shrink, figure(t, "test"), ABOVE, why))
             continue
         est = contrast_interval(_gain(t, full) + [(-c, v) for c, v in _gain(t, small)])
         ms.append(Measure(t.name, shrink, figure(t, "test"), est, ABOVE, SEEDS))
@@ -245,11 +254,15 @@ def _judge8(ev: Evidence):
         if not ok:
             notes[t.name] = ("needs the module criticality of P-T models with at least 3 modules that do not all share "
                              "one value" if per else "needs the module criticality of P-T models")
+            if t.criticality_note:  # e.g. the configured layers hold no parameters: say which, and what was ranked
+                notes[t.name] += (f" ({t.criticality_note}; ranked below the head: "
+                                  f"{', '.join(t.criticality_modules) or 'none'})")
             continue
         dropped = len(rhos) - len(ok)
         ms.append(Measure(t.name, "Spearman's rho between module depth and criticality (P-T)", "rank correlation",
                           mean_interval(ok), ABOVE, f"P-T seeds ({len(t.criticality_modules)} modules each)",
-                          note=f"{dropped} seed(s) left out: every module equally critical" if dropped else ""))
+                          note="; ".join(x for x in (f"{dropped} seed(s) left out: every module equally critical"
+                                                     if dropped else "", t.criticality_note) if x)))
     return ms, notes
 
 
@@ -294,7 +307,7 @@ NEYSHABUR = (
     Claim("N7", "No performance barrier between two P-T models; a barrier between two RI-T models and between P-T and "
           "RI-T.", ("barrier",), _judge7, source="Neyshabur et al. 2020"),
     Claim("N8", "Lower modules are less critical than higher ones.", ("criticality",), _judge8,
-          source="Neyshabur et al. 2020"),
+          source="Neyshabur et al. 2020", arms=("P-T",)),
     Claim("N9", "Fine-tuning from an earlier pre-training checkpoint can give the same final accuracy as from the last.",
-          ("basin",), _judge9, combine="any", source="Neyshabur et al. 2020"),
+          ("basin",), _judge9, combine="any", source="Neyshabur et al. 2020", arms=("P-T", "basin")),
 )

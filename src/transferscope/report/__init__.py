@@ -23,6 +23,7 @@ from .. import jsonio
 from .. import metrics as M
 from ..claims import OUTCOMES, Verdict
 from ..claims import stats as claim_stats
+from ..claims.caveats import summary as caveat_summary
 from ..claims.compare import load_across, load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store, read_stored_json
@@ -208,7 +209,8 @@ def _study_section(r: _Reader, out: Path) -> Section:
             s = c.selection
             rows.append([s.arm, s.target, s.block_size,
                          ", ".join(f"{lr:g}: {_f(a)}" for lr, a in c.val_acc.items()),
-                         _f(c.lr, "g") if c.state == "chosen" else c.state])
+                         (_f(c.lr, "g") + (" (no candidate fit its training data)" if c.none_fit else ""))
+                         if c.state == "chosen" else c.state])
         word = _word(c.metric for c in cs)
         sec.table(["arm", "target", "block", f"validation {word} per learning rate (first seed)", "chosen"], rows,
                   caption=f"learning rates chosen per arm and target on validation {word} (never on test data)")
@@ -528,12 +530,16 @@ def _claims_section(r: _Reader, out: Path) -> Section:
     sec = Section("claims", "Verdicts: the claims of Neyshabur et al. (N1-N9) and Liu et al. (L1-L5)",
                   f"The rule, fixed before any result: the statistical unit is the seed (an independent run). A "
                   f"per-seed statistic gets a Welch t-interval; a statistic over pairs of models is averaged over every "
-                  f"pair and gets a leave-one-seed-out jackknife interval (seeds, not pairs, are resampled). A claim "
-                  f"holds on a target when its {claim_stats.LEVEL:.0%} interval lies on the claim's side of the bound, "
-                  f"does not hold when it lies on the other side and survives Holm's correction over all claims x "
-                  f"targets, and is inconclusive otherwise; fewer than {claim_stats.MIN_SEEDS} seeds is inconclusive "
-                  f"by rule. Claims of sameness are equivalence tests with a stated margin. A claim about every "
-                  f"target holds when every target holds and does not hold when any target does not.")
+                  f"pair and gets a leave-one-seed-out jackknife interval (seeds, not pairs, are resampled). One error "
+                  f"control in both directions: an effect is decisive only when its p-value survives Holm's correction "
+                  f"over all claims x targets x effects; it then holds when its {claim_stats.LEVEL:.0%} interval lies "
+                  f"on the claim's side of the bound and does not hold when it lies on the other side; otherwise it "
+                  f"is inconclusive (so a wrong decisive outcome, either way, has at most a 5% chance per study). "
+                  f"Fewer than {claim_stats.MIN_SEEDS} seeds is inconclusive by rule. Claims of sameness are "
+                  f"equivalence tests with a stated margin. A claim about every target holds when every target holds "
+                  f"and does not hold when any target does not. A decisive outcome that rests on runs that did not "
+                  f"fit their training data (or whose files changed) is unreliable, never decisive; other caveats of "
+                  f"the runs are listed beside the verdicts.")
     if r.claims is None:
         sec.missing(r.claims_error or NO_ANALYSES)
         return sec
@@ -555,8 +561,16 @@ def _claims_section(r: _Reader, out: Path) -> Section:
     elif across:
         sec.note("The study has one pre-trained model P: whether a verdict depends on it is not measured "
                  "(set pretrain_seeds to several seeds to measure it).")
-    sec.table(["claim", "statement", "outcome", "why"],
-              [[v.claim, v.statement, v.outcome, v.why] for v in r.claims], caption="one verdict per claim")
+    sec.table(["claim", "statement", "outcome", "caveats", "why"],
+              [[v.claim, v.statement, v.outcome, caveat_summary(v.caveats) or "none", v.why] for v in r.claims],
+              caption="one verdict per claim, with the caveats of the runs it rests on")
+    cav_rows = [[v.claim, t.target, t.outcome, t.statistical_outcome or t.outcome,
+                 f"{c.kind}{' (blocking)' if c.blocking else ''}", c.message, c.remedy]
+                for v in r.claims for t in v.targets for c in t.caveats]
+    if cav_rows:
+        sec.table(["claim", "target", "outcome", "the statistics alone", "caveat", "what", "way out"], cav_rows,
+                  caption="what each verdict rests on: a blocking caveat (runs that did not fit, changed files) makes "
+                          "a decisive outcome unreliable")
     rows = []
     for v in r.claims:
         for t in v.targets:
@@ -571,7 +585,8 @@ def _claims_section(r: _Reader, out: Path) -> Section:
 
     f = forest_plot(out / "forest.png", r.claims)
     sec.figure(f.name, "forest plot: each effect with its 95% interval, coloured by outcome (green holds, red does "
-               "not hold, amber inconclusive); the line is the claim's bound, the grey band a margin of sameness")
+               "not hold, amber inconclusive, purple unreliable); the line is the claim's bound, the grey band a "
+               "margin of sameness")
     try:
         fl = flags(r.base_plan, r.store)
     except Exception as e:  # flags read every run; a damaged one must not lose the verdicts

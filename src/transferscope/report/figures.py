@@ -458,7 +458,8 @@ def gain_by_checkpoint(path: Path, rows: dict[str, list[tuple[float, float]]]) -
     return _save(fig, path)
 
 
-OUTCOME_COLOURS = {"holds": "#186a1a", "does not hold": "#a51d1d", "inconclusive": "#9a6700", "not measured": "#888888"}
+OUTCOME_COLOURS = {"holds": "#186a1a", "does not hold": "#a51d1d", "inconclusive": "#9a6700", "unreliable": "#6a3d9a",
+                   "not measured": "#888888"}
 
 
 @_plain_text
@@ -481,8 +482,10 @@ def forest_plot(path: Path, verdicts: Sequence) -> Path:
                              gridspec_kw={"height_ratios": heights})
     for ax, (v, unit, effs) in zip(axes[:, 0], panels, strict=True):
         y = np.arange(len(effs))[::-1]
+        # an effect of a target whose outcome is unreliable (runs that did not fit) is drawn as unreliable
+        unreliable = {t.target for t in getattr(v, "targets", ()) if t.outcome == "unreliable"}
         for yy, e in zip(y, effs, strict=True):
-            c = OUTCOME_COLOURS.get(e.outcome, "#333333")
+            c = OUTCOME_COLOURS.get("unreliable" if e.target in unreliable else e.outcome, "#333333")
             lo, hi = _finite(e.low), _finite(e.high)
             if math.isfinite(lo) and math.isfinite(hi):
                 ax.plot([lo, hi], [yy, yy], color=c, lw=2)

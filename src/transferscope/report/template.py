@@ -25,6 +25,7 @@ figcaption { font-size: .85em; color: #555; }
 .note { font-size: .85em; color: #444; }
 .verdict-holds { color: #186a1a; font-weight: 600; } .verdict-does-not-hold { color: #a51d1d; font-weight: 600; }
 .verdict-inconclusive { color: #9a6700; font-weight: 600; } .verdict-not-measured { color: #666; }
+.verdict-unreliable { color: #6a3d9a; font-weight: 600; }
 </style>
 </head>
 <body>

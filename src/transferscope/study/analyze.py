@@ -31,6 +31,7 @@ from .. import jsonio
 from .. import metrics as M
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
+from ..claims.caveats import Caveat
 from ..claims.evidence import one_scale
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, ConfigError, check_config, to_dict
@@ -38,6 +39,7 @@ from ..devices import cpu_sample, resolve_device
 from ..store import RUN_DONE, Store, StoreError, StoreWriteError, atomic_write_text, dumps
 from . import arms
 from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
+from .caveats import study_caveats
 from .plan import Plan, RunSpec, file_safe
 from .records import (
     SCORE_NAMES,
@@ -844,8 +846,9 @@ def _target_distances(plan: Plan, results: dict[str, Any]) -> dict[str, tuple[fl
     return out
 
 
-def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
-    """The typed evidence of every claim, from the analysis records (cached or new) of a study."""
+def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, ...] = ()) -> Evidence:
+    """The typed evidence of every claim, from the analysis records (cached or new) of a study, with the caveats of
+    its runs (:func:`transferscope.study.caveats.study_caveats`)."""
     cfg = plan.config
     full = cfg.data.image_size
     transfer: TransferResult | None = results.get("transfer/all")
@@ -874,9 +877,11 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
         crit: CriticalityModels | None = results.get(f"criticality/{name}")
         modules: list[str] = []
         per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
+        crit_note = ""  # one architecture: every model's note is the same; N8 reads it when it cannot rank
         for m in crit.models if crit else ():
             c = m.result
             names = c.modules
+            crit_note = crit_note or c.note
             modules = [names[i] for i in _body(names)]
             degenerate = c.degenerate or [False] * len(names)
             # infeasible (inf): the most critical; a module that did not move (degenerate): left out (NaN)
@@ -900,7 +905,7 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
             param_distance={k: _pairs(dst, k, lambda r: r.total) for k in (PT_PT, RIT_RIT)},
             start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
             barrier={k: _pairs(bar, k, lambda r: r.barrier_error) for k in (PT_PT, RIT_RIT, PT_RIT)},
-            criticality_modules=tuple(modules), criticality=per_crit,
+            criticality_modules=tuple(modules), criticality=per_crit, criticality_note=crit_note,
             basin={e: PerSeed(v) for e, v in basin.items()}, basin_final=final_e,
             top_eigenvalue={a: _models(flat, a, lambda r: r.top_eigenvalue) for a in (PT, RIT)},
             deviation={a: _models(dev, a, lambda r: _mean_body(r.deviation[-1], r.modules)
@@ -924,7 +929,7 @@ def gather_evidence(plan: Plan, results: dict[str, Any]) -> Evidence:
              f"{cfg.source.display}, pre-training seed {cfg.pretrain_seed}")
     return Evidence(tuple(targets), full, tuple(sorted(cfg.block_sizes, reverse=True)), cfg.finetune.speed_epochs,
                     tuple(cells), conditional_on=f"one pre-trained model P ({which}, run {p.run_id}); P-T and RI-T "
-                                                 f"seeds {', '.join(map(str, cfg.seeds))}")
+                                                 f"seeds {', '.join(map(str, cfg.seeds))}", caveats=tuple(caveats))
 
 
 def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:
@@ -932,20 +937,24 @@ def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:
     return PerSeed({p.seeds[0]: _nan(p.result.total) for p in (res.of_kind(kind) if res else ())})
 
 
-def verdicts(plan: Plan, results: dict[str, dict]) -> list[Verdict]:
+def verdicts(plan: Plan, results: dict[str, dict], store: Store | None = None) -> list[Verdict]:
     """The verdict of every claim (N1-N9, L1-L5) on a study's analysis results under its primary P (the results
-    of :func:`analyze`'s returned run)."""
-    return judge(gather_evidence(plan.for_pretrain(), results))
+    of :func:`analyze`'s returned run); with ``store``, each carries the caveats of the runs it rests on."""
+    view = plan.for_pretrain()
+    return judge(gather_evidence(view, results, study_caveats(view, store) if store is not None else ()))
 
 
-def verdicts_by_pretrain(plan: Plan, run: AnalysisRun) -> dict[int, list[Verdict]]:
+def verdicts_by_pretrain(plan: Plan, run: AnalysisRun, store: Store | None = None) -> dict[int, list[Verdict]]:
     """The verdicts under each pre-trained model P of the study, by pre-training seed (the primary first); each is
-    conditional on its P. :func:`transferscope.claims.across_pretrained` puts them side by side."""
+    conditional on its P, and with ``store`` carries the caveats of its runs.
+    :func:`transferscope.claims.across_pretrained` puts them side by side."""
     ps = plan.pretrains()
-    out = {ps[0].seed: verdicts(plan, run.results)}
+    out = {ps[0].seed: verdicts(plan, run.results, store)}
     for p in ps[1:]:
         sub = run.pretrained.get(p.seed)
-        out[p.seed] = judge(gather_evidence(plan.for_pretrain(p.seed), sub.results if sub else {}))
+        view = plan.for_pretrain(p.seed)
+        out[p.seed] = judge(gather_evidence(view, sub.results if sub else {},
+                                            study_caveats(view, store) if store is not None else ()))
     return out
 
 
@@ -956,10 +965,20 @@ def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | N
         lines.append(f"claim {v.claim}: {v.statement}\n  -> {v.outcome.upper()}. {v.why}")
         for t in v.targets:
             for e in t.effects:
-                lines.append(f"     {t.target}: {e.name} = {e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}] "
+                if not math.isfinite(e.value):  # a statistic that could not be computed: its reason, no numbers
+                    lines.append(f"     {t.target}: {e.name}: not measured: {e.why}")
+                    continue
+                span = (f"[{e.low:+.3g}, {e.high:+.3g}]" if math.isfinite(e.low) and math.isfinite(e.high)
+                        else "[no interval]")
+                lines.append(f"     {t.target}: {e.name} = {e.value:+.3g} {span} "
                              f"(claim: {e.claim_side}; n = {e.n} {e.counted}) -> {e.outcome}")
             if not t.effects:
                 lines.append(f"     {t.target}: not measured: {t.why}")
+            if t.statistical_outcome:
+                lines.append(f"     {t.target}: {t.outcome.upper()} (the statistics alone: {t.statistical_outcome})")
+            for c in t.caveats:
+                lines.append(f"     {t.target}: caveat{' (blocking)' if c.blocking else ''} [{c.kind}] {c.message}"
+                             + (f"; way out: {c.remedy}" if c.remedy else ""))
     if vs and vs[0].conditional_on:
         lines.append(f"every verdict is conditional on {vs[0].conditional_on}")
     if by_pretrain and len(by_pretrain) > 1:
@@ -983,7 +1002,11 @@ def write_claims(store: Store, vs: list[Verdict], by_pretrain: dict[int, list[Ve
     runs = {p.seed: p.run_id for p in plan.pretrains()} if plan is not None else {}
     atomic_write_text(path, dumps({
         "rule": {"level": stats.LEVEL, "min_seeds": stats.MIN_SEEDS,
-                 "correction": "Holm over claims x targets x effects, before 'does not hold'",
+                 "correction": "Holm over claims x targets x effects at one-sided 0.025, in both directions: an "
+                               "effect holds or does not hold only when the smaller of its one-sided p-values "
+                               "(times the Bonferroni factor of its level) survives it",
+                 "caveats": "a decisive outcome that rests on runs that did not fit their training data, or whose "
+                            "files changed, is 'unreliable'; other caveats are listed beside the verdict",
                  "across_pretrained": "holds (does not hold) when it holds (does not hold) under every P; "
                                       "'depends on P' when it holds under one and does not under another"},
         "verdicts": [v.to_dict() for v in vs],

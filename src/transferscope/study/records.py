@@ -298,6 +298,11 @@ class CriticalityResult(Result):
     """What ``rewind_acc`` holds: ``acc`` (accuracy) or ``auc`` (multi-label: the mean AUC). The loss (``eps``,
     ``final_loss``, ``rewind_loss``) is the cross-entropy, or for multi-label the binary cross-entropy per label
     averaged over an example's known labels."""
+    layers_without_parameters: list[str] = field(default_factory=list)
+    """The configured layers (config ``model.layers``) that hold no parameters (a ReLU, a pooling), so that
+    ``modules`` are other modules than those layers; empty in files written before it was recorded."""
+    note: str = ""
+    """Why ``modules`` differ from the configured layers (naming both); empty when they do not."""
 
     array_fields = ("rewind_loss", "rewind_acc", "boundary_s", "boundary_width")
 

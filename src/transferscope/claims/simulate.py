@@ -1,0 +1,128 @@
+"""Error rates of the decision rule, by simulation with the project's own decision code (:func:`.decide`).
+
+A simulated study is a family of effects whose true value sits exactly on the claim's bound (for a claim of
+sameness: on the edge of its margin), so that *every* decisive outcome, either way, is wrong. Each effect is
+computed from per-seed draws with the estimators the study uses: a Welch contrast of two arms (P-T minus RI-T), a
+one-sample mean, a jackknife over pairs of seeds, and an equivalence test within a margin. The family-wise rate of
+a study with at least one wrong decisive outcome is what the rule promises to keep under 5%.
+
+:func:`asymmetric_outcomes` is the rule the project used before (an uncorrected 95% interval for "holds", Holm only
+before "does not hold"), kept here only so that the two can be compared on the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from . import stats
+from .base import ABOVE, BELOW, WITHIN, Claim, Measure, Verdict, decide
+from .stats import FAILS, HOLDS
+
+__all__ = ["KINDS", "null_family", "simulate", "asymmetric_outcomes", "Rates"]
+
+KINDS = ("welch", "mean", "jackknife", "within")
+"""The kinds of effect in a simulated family: how each is estimated from its seeds."""
+MARGIN = 0.02
+"""The margin of the simulated claims of sameness (that of N7 and N9)."""
+
+
+def _measure(kind: str, i: int, rng: np.random.Generator, n: int, sd: float, shift: float) -> Measure:
+    side = (ABOVE, BELOW)[i % 2]
+    sign = 1.0 if side == ABOVE else -1.0  # a true effect ``shift`` (in sd) lies on the claim's side
+    if kind == "welch":
+        a, b = rng.normal(sign * shift * sd, sd, n), rng.normal(0.0, sd, n)
+        est = stats.contrast_interval([(1.0, a.tolist()), (-1.0, b.tolist())])
+    elif kind == "mean":
+        est = stats.mean_interval(rng.normal(sign * shift * sd, sd, n).tolist())
+    elif kind == "jackknife":  # a pair statistic: each pair shares its seeds' effects
+        seeds = list(range(n))
+        u = rng.normal(0.0, sd, n)
+        pairs = {(x, y): sign * shift * sd + (u[x] + u[y]) / 2 + rng.normal(0.0, sd / 4)
+                 for x, y in combinations(seeds, 2)}
+
+        def stat(kept: frozenset[int]) -> float:
+            v = [p for (x, y), p in pairs.items() if x in kept and y in kept]
+            return float(np.mean(v)) if v else math.nan
+
+        est = stats.jackknife_interval(seeds, stat)
+    else:  # within: the true value on the margin's edge (shift moves it inside, towards the bound)
+        centre = MARGIN * (1 - shift) if shift <= 1 else 0.0
+        a, b = rng.normal(centre, sd, n), rng.normal(0.0, sd, n)
+        est = stats.contrast_interval([(1.0, a.tolist()), (-1.0, b.tolist())])
+        return Measure(f"t{i}", f"{kind} {i}", "unit", est, WITHIN, "seeds", margin=MARGIN)
+    return Measure(f"t{i}", f"{kind} {i}", "unit", est, side, "seeds")
+
+
+def null_family(rng: np.random.Generator, counts: dict[str, int], n_seeds: int, sd: float = 0.03,
+                shift: float = 0.0) -> list[Claim]:
+    """One simulated study: a claim per kind of effect, ``counts[kind]`` effects each (one target each), from
+    ``n_seeds`` seeds per arm with per-seed spread ``sd``. ``shift`` = 0: every true effect on its bound (the
+    null); > 0: ``shift`` sd on the claim's side (for claims of sameness, that fraction of the way from the margin's
+    edge to the bound; 1 or more: on the bound)."""
+    claims = []
+    for kind in KINDS:
+        ms = [_measure(kind, i, rng, n_seeds, sd, shift) for i in range(counts.get(kind, 0))]
+        if ms:
+            claims.append(Claim(kind, f"simulated {kind} effects", (kind,), lambda _ev, ms=ms: (ms, {})))
+    return claims
+
+
+def asymmetric_outcomes(vs: Sequence[Verdict]) -> list[str]:
+    """The outcome of every effect under the former, asymmetric rule: holds when the interval alone lies on the
+    claim's side; does not hold when it lies on the other side and the one-sided p-value survives Holm over the
+    family. Read from the effects :func:`decide` recorded (their intervals, n and p-values)."""
+    effs = [e for v in vs for e in v.effects]
+    ok = [math.isfinite(e.low) and math.isfinite(e.high) and e.n >= stats.MIN_SEEDS for e in effs]
+    rejected = stats.holm([e.p_against if k else math.nan for e, k in zip(effs, ok, strict=True)], stats.ALPHA)
+    out = []
+    for e, k, rej in zip(effs, ok, rejected, strict=True):
+        if e.side == WITHIN:
+            inside = e.low > e.bound - e.margin and e.high < e.bound + e.margin
+            outside = e.low > e.bound + e.margin or e.high < e.bound - e.margin
+        else:
+            inside = e.low > e.bound if e.side == ABOVE else e.high < e.bound
+            outside = e.high < e.bound if e.side == ABOVE else e.low > e.bound
+        out.append(HOLDS if k and inside else FAILS if k and outside and rej else "inconclusive")
+    return out
+
+
+@dataclass(frozen=True)
+class Rates:
+    studies: int
+    effects: int
+    """Effects per study."""
+    any_wrong: float
+    """Studies with at least one wrong decisive outcome, either way (under the null), as a fraction."""
+    any_wrong_holds: float
+    any_wrong_fails: float
+    decisive_per_study: float
+    """Mean decisive outcomes per study (under the null: all wrong; under an effect: the power)."""
+
+    @property
+    def se(self) -> float:
+        """Monte Carlo standard error of :attr:`any_wrong`."""
+        return math.sqrt(max(self.any_wrong * (1 - self.any_wrong), 1e-12) / self.studies)
+
+
+def simulate(studies: int, counts: dict[str, int], n_seeds: int, *, seed: int = 0, sd: float = 0.03,
+             shift: float = 0.0, rule: str = "holm-both") -> Rates:
+    """Run ``studies`` simulated studies through :func:`decide` (``rule`` ``holm-both``, the rule in force) or
+    through :func:`asymmetric_outcomes` (``asymmetric``, the former rule), and count their decisive outcomes."""
+    rng = np.random.default_rng(seed)
+    wrong = wrong_h = wrong_f = 0
+    decisive = 0
+    m = sum(counts.values())
+    for _ in range(studies):
+        vs = decide(null_family(rng, counts, n_seeds, sd, shift), None)
+        outs = asymmetric_outcomes(vs) if rule == "asymmetric" else [e.outcome for v in vs for e in v.effects]
+        h, f = outs.count(HOLDS), outs.count(FAILS)
+        wrong += (h + f) > 0
+        wrong_h += h > 0
+        wrong_f += f > 0
+        decisive += h + f
+    return Rates(studies, m, wrong / studies, wrong_h / studies, wrong_f / studies, decisive / studies)
