@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 
-from .test_claims import acc, cells, ev, one, outcomes, target
-
 from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, Verdict, across_pretrained
 from transferscope.claims.base import ALL
 from transferscope.claims.caveats import Caveat
 from transferscope.claims.compare import compare_verdicts, format_brief, format_comparison
 from transferscope.claims.stats import UNRELIABLE
+
+from .test_claims import acc, cells, ev, one, outcomes, target
 
 UNDERFIT_RIT = Caveat("underfit", "a", "RI-T", "3 of 3 RI-T runs on a did not fit", "train RI-T longer")
 
