@@ -36,6 +36,30 @@ def test_the_readme_python_block_runs_as_printed(tmp_path, folders, capsys):
         assert main(argv) == 0, argv
     out = capsys.readouterr().out
     assert "0 computed" in out  # analyze found everything the API computed
+    _caveats_match_the_flags(res)
+
+
+def _caveats_match_the_flags(res: Path) -> None:
+    """The verdicts in claims.json carry the study's own flags: each underfit run's (target, arm) is a blocking caveat
+    of every claim reading that arm on that target, and no outcome resting on one is decisive."""
+    from transferscope.claims import FAILS, HOLDS
+    from transferscope.claims.compare import load_verdicts
+    from transferscope.config import StudyConfig, from_dict
+    from transferscope.store import Store
+    from transferscope.study import make_plan
+    from transferscope.study.summary import flags
+
+    store = Store(res)
+    plan = make_plan(from_dict(StudyConfig, store.read_study()), check=False)
+    basin = {r.run_id for r in plan.runs if r.parent_checkpoint >= 0}  # P-T from an earlier checkpoint: N9, L5
+    under = {(f.target, "basin" if f.run_id in basin else f.arm) for f in flags(plan, store) if f.kind == "underfit"}
+    for v in load_verdicts(res):
+        for t in v.targets:
+            got = {(c.target, c.arm) for c in t.caveats if c.kind == "underfit"}
+            if v.claim == "N1" and t.target != "all targets":  # N1 reads P-T and RI-T of its own target
+                assert got == {(tt, a) for tt, a in under if tt == t.target and a != "basin"}, (v.claim, t.target)
+            if any(c.blocking for c in t.caveats):
+                assert t.outcome not in (HOLDS, FAILS), (v.claim, t.target)
 
 
 def test_execute_writes_the_study_it_runs(tmp_path, folders):
