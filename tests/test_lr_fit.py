@@ -82,6 +82,12 @@ def test_when_no_candidate_fits_the_best_is_kept_and_flagged(tmp_path, folders, 
     (f,) = [f for f in flags(plan, store) if f.kind == "no-fitting-lr"]
     assert (f.arm, f.target, f.block_size, f.value, f.message) == ("RI-T", "tgt", 16, 0.02, w)
     assert f"[no-fitting-lr] {w}" in format_flags(flags(plan, store))
+    # at an edge of the grid on validation, with no candidate that fits: the fit warning alone (the edge's advice
+    # would point towards the validation best, which may contradict it)
+    edge = _store(tmp_path / "edge", sel, {0.01: 0.8, 0.02: 0.7, 0.03: 0.65}, train)
+    ce = choose(sel, edge)
+    assert ce.none_fit and ce.at_edge
+    assert [f.kind for f in flags(plan, edge) if f.kind in ("lr-at-edge", "no-fitting-lr")] == ["no-fitting-lr"]
 
 
 def test_when_every_candidate_fits_the_choice_is_unchanged(tmp_path, folders):

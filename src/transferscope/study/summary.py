@@ -257,7 +257,9 @@ def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC
                             mean, bar))
     for c in choices(plan, store):
         s = c.selection
-        if c.at_edge:
+        # with no candidate that fits, where the best validation figure sits says little, and its advice (extend
+        # towards it) can contradict the fit warning's (extend towards where training fit best): that one alone
+        if c.at_edge and not c.none_fit:
             out.append(Flag("lr-at-edge", c.warning, s.arm, s.target, s.block_size, value=c.lr))
         if c.none_fit and c.state == "chosen":
             out.append(Flag("no-fitting-lr", c.fit_warning, s.arm, s.target, s.block_size, value=c.lr))
