@@ -82,3 +82,16 @@ def test_n2_and_l4_say_why_a_one_target_study_cannot_measure_them():
     assert "none for b" in " ".join(e.why for e in two.effects)
     l4 = one("L4", ev(one_t, cells=cells(1.0, n=2)))
     assert "only 2 cells" in l4.effects[0].why and "at least 6" in l4.effects[0].why
+
+
+def test_analyze_prints_each_caveat_once_by_number_and_no_nan_interval():
+    from transferscope.study.analyze import format_verdicts
+
+    edge = Caveat("lr-at-edge", "b", "P-T", "P-T's rate is the largest of its grid", "extend finetune.lr_grid")
+    vs = [one("N1", near_far([UNDERFIT_RIT, edge])), one("N4", near_far([UNDERFIT_RIT, edge]))]
+    text = format_verdicts(vs)
+    assert text.count("3 of 3 RI-T runs on a did not fit") == 1 and text.count("[1]! RI-T did not fit") >= 2
+    assert "[2] P-T learning rate at a grid edge" in text and "way out: train RI-T longer" in text
+    assert "UNRELIABLE (the statistics alone: holds)" in text
+    one_target = format_verdicts([one("N1", ev(target("a", accuracy=acc(0.8, 0.5))))])
+    assert "nan" not in one_target and "not measured: " in one_target

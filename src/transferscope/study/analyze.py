@@ -961,6 +961,7 @@ def verdicts_by_pretrain(plan: Plan, run: AnalysisRun, store: Store | None = Non
 def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | None = None) -> str:
     """The verdicts as text; with several pre-trained models, each claim's outcome under every P follows."""
     lines = []
+    numbers: dict = {}  # caveat -> its number in the list after the verdicts
     for v in vs:
         lines.append(f"claim {v.claim}: {v.statement}\n  -> {v.outcome.upper()}. {v.why}")
         for t in v.targets:
@@ -976,9 +977,15 @@ def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | N
                 lines.append(f"     {t.target}: not measured: {t.why}")
             if t.statistical_outcome:
                 lines.append(f"     {t.target}: {t.outcome.upper()} (the statistics alone: {t.statistical_outcome})")
-            for c in t.caveats:
-                lines.append(f"     {t.target}: caveat{' (blocking)' if c.blocking else ''} [{c.kind}] {c.message}"
-                             + (f"; way out: {c.remedy}" if c.remedy else ""))
+            if t.caveats:  # by number: each caveat is written out once, after the verdicts
+                refs = [f"[{numbers.setdefault(c, len(numbers) + 1)}]{'!' if c.blocking else ''} {c.short}"
+                        for c in t.caveats]
+                lines.append(f"     {t.target}: rests on: {'; '.join(refs)}")
+    if numbers:
+        lines.append("\ncaveats the verdicts rest on ('!': blocking, a decisive outcome resting on it is unreliable):")
+        for c, i in numbers.items():
+            lines.append(f"  [{i}]{'!' if c.blocking else ''} {c.target}, {c.arm or 'the target'}: [{c.kind}] {c.message}"
+                         + (f"; way out: {c.remedy}" if c.remedy else ""))
     if vs and vs[0].conditional_on:
         lines.append(f"every verdict is conditional on {vs[0].conditional_on}")
     if by_pretrain and len(by_pretrain) > 1:

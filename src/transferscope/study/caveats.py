@@ -29,7 +29,10 @@ def _arm(r: RunSpec | None, arm: str) -> str:
 
 
 def _seeds(rs: list[RunSpec]) -> str:
-    return ", ".join(str(r.seed) for r in sorted(rs, key=lambda r: r.seed))
+    """``0, 1, 2``; for basin runs also their checkpoints: ``0, 1, 2 from checkpoints 1, 2``."""
+    seeds = ", ".join(str(s) for s in sorted({r.seed for r in rs}))
+    cks = sorted({r.parent_checkpoint for r in rs if r.parent_checkpoint >= 0})
+    return seeds + (f" from checkpoints {', '.join(f'{c:g}' for c in cks)}" if cks else "")
 
 
 def study_caveats(plan: Plan, store: Store) -> tuple[Caveat, ...]:
@@ -63,7 +66,8 @@ def study_caveats(plan: Plan, store: Store) -> tuple[Caveat, ...]:
             "underfit", target, arm,
             f"{len(rows)} of {total} {arm} runs on {target} (unshuffled{', seeds ' + _seeds(rs) if rs else ''}) did not "
             f"fit their training data: final training figure {figs}, under {rows[0][2]:g}",
-            f"train {arm} longer ({_EPOCHS.get(arm, 'epochs')}) or widen {_GRID.get(arm, 'its lr_grid')} towards "
+            f"train {'P-T (the basin runs)' if arm == BASIN else arm} longer ({_EPOCHS.get(arm, 'epochs')}) or widen "
+            f"{_GRID.get(arm, 'its lr_grid')} towards "
             f"the rates at which it fits, then run and analyze again"))
     # runs the verdicts read that failed or are not there yet
     gone: dict[tuple[str, str, str], list[RunSpec]] = {}
