@@ -576,9 +576,13 @@ def _claims_section(r: _Reader, out: Path) -> Section:
         for t in v.targets:
             if not t.effects:
                 rows.append([v.claim, t.target, "", "", "", "", t.why, t.outcome])
+            blocked = any(c.blocking for c in t.caveats)
             for e in t.effects:
+                # a decisive effect on runs that did not fit is not cited as decisive, whatever its target's outcome
+                shown = ("unreliable" if blocked and e.outcome in ("holds", "does not hold") else e.outcome)
                 rows.append([v.claim, t.target, f"{e.name} ({e.unit})", f"{e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}]",
-                             e.claim_side, f"{e.n} ({e.counted})", e.why, e.outcome])
+                             e.claim_side, f"{e.n} ({e.counted})",
+                             e.why + (f" (The statistics alone: {e.outcome}.)" if shown != e.outcome else ""), shown])
     sec.table(["claim", "target", "effect (unit)", "estimate [95% interval]", "claim says", "n (counted)", "why",
                "outcome"], rows, caption="every effect behind the verdicts; the statistical method is in claims.json")
     from .figures import forest_plot

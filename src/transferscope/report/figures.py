@@ -482,10 +482,12 @@ def forest_plot(path: Path, verdicts: Sequence) -> Path:
                              gridspec_kw={"height_ratios": heights})
     for ax, (v, unit, effs) in zip(axes[:, 0], panels, strict=True):
         y = np.arange(len(effs))[::-1]
-        # an effect of a target whose outcome is unreliable (runs that did not fit) is drawn as unreliable
-        unreliable = {t.target for t in getattr(v, "targets", ()) if t.outcome == "unreliable"}
+        # a decisive effect of a target that rests on runs that did not fit (a blocking caveat) is drawn unreliable
+        blocked = {t.target for t in getattr(v, "targets", ())
+                   if t.outcome == "unreliable" or any(c.blocking for c in getattr(t, "caveats", ()))}
         for yy, e in zip(y, effs, strict=True):
-            c = OUTCOME_COLOURS.get("unreliable" if e.target in unreliable else e.outcome, "#333333")
+            decisive = e.outcome in ("holds", "does not hold")
+            c = OUTCOME_COLOURS.get("unreliable" if e.target in blocked and decisive else e.outcome, "#333333")
             lo, hi = _finite(e.low), _finite(e.high)
             if math.isfinite(lo) and math.isfinite(hi):
                 ax.plot([lo, hi], [yy, yy], color=c, lw=2)
