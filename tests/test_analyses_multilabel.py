@@ -22,7 +22,7 @@ from transferscope.analyses.transferability import NOT_MULTILABEL, logme, logme_
 from transferscope.config import ModelConfig
 from transferscope.data import Split
 from transferscope.models import create_model, to_input
-from transferscope.study import records as rec
+from transferscope.vocab import records as rec
 
 L = 4
 

@@ -14,7 +14,7 @@ from transferscope.config import AnalysisConfig, load_config
 from transferscope.store import Store
 from transferscope.study import execute, make_plan
 from transferscope.study.analyze import SPECS, analyze, gather_evidence, verdicts
-from transferscope.study.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
+from transferscope.vocab.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 
 from .conftest import tiny_study_toml
 

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from transferscope.study.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT, pairs_of
+from transferscope.vocab.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT, pairs_of
 
 
 def runs(arm, seeds):

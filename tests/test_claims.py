@@ -26,7 +26,7 @@ from transferscope.claims import (
 )
 from transferscope.claims.base import ALL
 from transferscope.claims.neyshabur import depth_rank_correlation
-from transferscope.study.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
+from transferscope.vocab.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
 
 SEEDS = (0, 1, 2, 3, 4)
 JITTER = (-0.02, 0.01, 0.0, -0.01, 0.02)

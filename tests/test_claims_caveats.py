@@ -9,9 +9,9 @@ import json
 
 from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, Verdict, across_pretrained
 from transferscope.claims.base import ALL
-from transferscope.claims.caveats import Caveat
 from transferscope.claims.compare import compare_verdicts, format_brief, format_comparison
 from transferscope.claims.stats import UNRELIABLE
+from transferscope.vocab.caveats import Caveat
 
 from .test_claims import acc, cells, ev, one, outcomes, target
 

@@ -4,7 +4,7 @@ The judges of :mod:`transferscope.claims` are tested on hand-built evidence (tes
 the step before: turning a study's analysis records into that evidence. A study of two targets (``near`` and
 ``far``, three seeds each) is given hand-built records (no training) in which every number differs: each target,
 arm, seed, pair, pair kind, module, block size and analysis has its own value. Every field of the
-:class:`~transferscope.claims.evidence.TargetEvidence` of each target is then checked, in the order the evidence
+:class:`~transferscope.vocab.evidence.TargetEvidence` of each target is then checked, in the order the evidence
 module declares them, against the record it should come from, as are the L4 score cells and the study-level
 fields. So a wiring slip (a seed's criticality reversed, one arm's start distance read from the other's pairs, an
 analysis read from the other target, the target distance or the MMD with the wrong sign, speed filled with
@@ -28,14 +28,16 @@ import pytest
 from transferscope import jsonio
 from transferscope.claims import PerPair, PerSeed, TargetEvidence, judge
 from transferscope.claims.base import ALL
-from transferscope.claims.caveats import Caveat
 from transferscope.claims.liu import INPUT_SCORE, LABEL_SCORE
 from transferscope.claims.neyshabur import depth_rank_correlation
 from transferscope.config import load_config
-from transferscope.study import arms, make_plan
+from transferscope.study import make_plan
 from transferscope.study.analyze import gather_evidence
-from transferscope.study.arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
-from transferscope.study.records import (
+from transferscope.vocab import arms
+from transferscope.vocab.arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
+from transferscope.vocab.caveats import Caveat
+from transferscope.vocab.records import (
+    ArmCell,
     BarrierPairs,
     BarrierResult,
     BasinResult,
@@ -57,6 +59,7 @@ from transferscope.study.records import (
     PrincipalGradientResult,
     PrincipalModels,
     ScoresResult,
+    SeedResult,
     StabilityCurve,
     StabilityModels,
     StabilityPoint,
@@ -65,7 +68,6 @@ from transferscope.study.records import (
     TransferRow,
     result_from_dict,
 )
-from transferscope.study.summary import ArmCell, SeedResult
 
 from .conftest import make_imagefolder, tiny_study_toml
 

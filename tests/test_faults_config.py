@@ -44,7 +44,7 @@ def test_figures_draw_user_labels_as_given(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from transferscope.report import figures
-    from transferscope.study.records import BarrierResult, CKAResult
+    from transferscope.vocab.records import BarrierResult, CKAResult
 
     seen = _drawn_texts(monkeypatch)
     arm = SimpleNamespace(acc_mean=0.5, acc_std=0.1, n=2, speed_mean_acc_k=0.4, speed_steps_to_frac=10.0)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from transferscope import jsonio
-from transferscope.study import records as rec
-from transferscope.study.summary import ArmCell, SeedResult
+from transferscope.vocab import records as rec
+from transferscope.vocab.records import ArmCell, SeedResult
 
 NAN, INF = math.nan, math.inf
 
@@ -202,7 +202,7 @@ def test_a_record_from_real_analyses_survives_the_round_trip(small_domain):
 
 def test_records_and_the_report_import_without_torch():
     code = ("import sys\n"
-            "import transferscope.study.records, transferscope.report, transferscope.report.figures\n"
+            "import transferscope.vocab.records, transferscope.report, transferscope.report.figures\n"
             "import transferscope.study.summary\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

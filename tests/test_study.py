@@ -426,7 +426,7 @@ def test_flags_underfit_runs_and_uninformative_targets(tmp_path, folders):
 
 
 def test_results_table_keeps_each_seed(tmp_path, folders):
-    from transferscope.study.summary import SeedResult
+    from transferscope.vocab.records import SeedResult
 
     plan = _plan(tmp_path, folders, overrides=["basin.checkpoint_epochs=[]"])
     store = Store(tmp_path / "res")

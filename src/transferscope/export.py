@@ -388,7 +388,7 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
     """
     from .config import StudyConfig, from_dict
     from .study.plan import make_plan
-    from .study.records import result_from_dict
+    from .vocab.records import result_from_dict
 
     if fmt not in TABLE_FORMATS:
         raise ExportError(f"--format {fmt!r}: one of {', '.join(TABLE_FORMATS)}")

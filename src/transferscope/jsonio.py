@@ -7,7 +7,7 @@ strings back into floats wherever they stand, so that a value read equals the va
 arrays are written as numbers and lists, paths as strings.
 
 Files written before this encoding used ``null`` for NaN; readers that accept a missing number read ``None``
-as NaN (e.g. :meth:`transferscope.analyses.result.Result.load`).
+as NaN (e.g. :meth:`transferscope.vocab.results.Result.load`).
 """
 
 from __future__ import annotations

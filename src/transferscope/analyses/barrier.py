@@ -34,7 +34,7 @@ from ..data import Split
 from ..devices import cpu_sample, model_device
 from ..metrics import ACC, AUC, auc_detail, is_multilabel, mean_auc
 from ..models import to_input
-from ..study.records import BarrierResult
+from ..vocab.results import BarrierResult
 
 __all__ = ["BarrierResult", "interpolate", "barrier_of_curve", "has_batch_statistics"]
 

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from ..devices import model_device
 from ..models import to_input
-from ..study.records import CKAResult
+from ..vocab.results import CKAResult
 
 __all__ = ["linear_cka", "hsic1", "minibatch_cka", "LinearCKAAccumulator", "CKAResult", "feature_similarity"]
 

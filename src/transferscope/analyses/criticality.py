@@ -52,7 +52,7 @@ from ..data import Split
 from ..devices import cpu_sample, model_device
 from ..metrics import ACC, AUC, is_multilabel, mean_auc
 from ..models import to_input
-from ..study.records import CriticalityResult
+from ..vocab.results import CriticalityResult
 
 __all__ = ["CriticalityResult", "module_criticality", "criticality_grid", "fine_sigmas", "rewind_curve"]
 

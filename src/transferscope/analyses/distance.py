@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from ..study.records import DistanceResult
+from ..vocab.results import DistanceResult
 
 __all__ = ["DistanceResult", "parameter_distance"]
 

@@ -23,7 +23,7 @@ from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
 from ..models import to_input
-from ..study.records import FlatnessResult
+from ..vocab.results import FlatnessResult
 
 __all__ = ["FlatnessResult", "power_iteration", "hessian_vector_product", "flatness", "loss_on"]
 

@@ -22,7 +22,7 @@ from .. import task
 from ..data import Split
 from ..devices import cpu_sample, model_device
 from ..models import to_input
-from ..study.records import PrincipalGradientResult, StabilityResult
+from ..vocab.results import PrincipalGradientResult, StabilityResult
 
 __all__ = ["StabilityResult", "gradient_stability", "PrincipalGradientResult", "principal_gradient", "loss_and_grad"]
 

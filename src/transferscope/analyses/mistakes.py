@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..data import Split
 from ..metrics import THRESHOLD, is_multilabel
-from ..study.records import MistakesResult
+from ..vocab.results import MistakesResult
 
 __all__ = ["MistakesResult", "mistakes", "multilabel_mistakes", "mistakes_from_logits", "model_mistakes"]
 

@@ -35,7 +35,7 @@ import torch.nn as nn
 from ..devices import model_device
 from ..metrics import is_multilabel
 from ..models import to_input
-from ..study.records import TransferabilityResult
+from ..vocab.results import TransferabilityResult
 
 __all__ = ["leep", "logme", "logme_multilabel", "h_score", "mmd2", "rank_correlation", "TransferabilityResult",
            "transferability_scores", "NOT_MULTILABEL",

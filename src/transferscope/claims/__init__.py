@@ -4,9 +4,9 @@
 package imports no torch.
 """
 
+from ..vocab.evidence import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence
 from .across import DEPENDS, Across, across_pretrained
 from .base import Claim, Effect, Measure, TargetVerdict, Verdict, decide
-from .evidence import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence
 from .liu import LIU
 from .neyshabur import NEYSHABUR
 from .stats import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, OUTCOMES

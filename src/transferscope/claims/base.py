@@ -5,7 +5,7 @@ A :class:`Claim` names the typed evidence it needs and has a judge that turns th
 and what was counted. :func:`decide` applies the one decision rule of :mod:`.stats` over the whole family
 (claims x targets x effects, Holm's correction before anything is called decisive, either way) and returns a
 :class:`Verdict` per claim, each per-target outcome with the :class:`~.caveats.Caveat` s of the runs it rests on.
-No judge reads dict keys: evidence is :class:`~transferscope.claims.evidence.Evidence`.
+No judge reads dict keys: evidence is :class:`~transferscope.vocab.evidence.Evidence`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import caveats as cv
+from ..vocab import caveats as cv
+from ..vocab.caveats import Caveat
 from . import stats
-from .caveats import Caveat
 from .stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_MEASURED, UNRELIABLE, Estimate
 
 __all__ = ["Effect", "TargetVerdict", "Verdict", "Claim", "Measure", "missing", "decide", "ABOVE", "BELOW", "WITHIN",

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import StoredFileError, read_stored_json
+from ..vocab.caveats import Caveat, summary
 from .across import Across
 from .base import Verdict
-from .caveats import Caveat, summary
 from .stats import FAILS, HOLDS, NOT_MEASURED
 
 __all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison", "format_brief"]

@@ -7,9 +7,9 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from ..study.arms import PT, RIT
+from ..vocab.arms import PT, RIT
+from ..vocab.evidence import Evidence, PerSeed, figure, one_scale
 from .base import ABOVE, ALL, BELOW, Claim, Measure, missing
-from .evidence import Evidence, PerSeed, figure, one_scale
 from .stats import LEVEL, contrast_interval, fisher_z
 
 __all__ = ["LIU", "INPUT_SCORE", "LABEL_SCORE"]

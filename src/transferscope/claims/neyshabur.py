@@ -12,9 +12,9 @@ from dataclasses import replace
 import numpy as np
 from scipy import stats as sps
 
-from ..study.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
+from ..vocab.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
+from ..vocab.evidence import Evidence, PerPair, PerSeed, TargetEvidence, figure
 from .base import ABOVE, ALL, BELOW, WITHIN, Claim, Measure, missing
-from .evidence import Evidence, PerPair, PerSeed, TargetEvidence, figure
 from .stats import LEVEL, Estimate, contrast_interval, jackknife_interval, mean_interval
 
 __all__ = ["NEYSHABUR", "BARRIER_MARGIN", "ACCURACY_MARGIN"]

@@ -43,7 +43,7 @@ MIN_SEEDS = 3
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "does not hold", "inconclusive", "not measured"
 UNRELIABLE = "unreliable"
 """The statistics alone would decide, but the evidence rests on runs that did not fit their training data (or whose
-files changed): the outcome is not reported as decisive (see :mod:`transferscope.claims.caveats`)."""
+files changed): the outcome is not reported as decisive (see :mod:`transferscope.vocab.caveats`)."""
 OUTCOMES = (HOLDS, FAILS, INCONCLUSIVE, UNRELIABLE, NOT_MEASURED)
 
 

@@ -23,14 +23,14 @@ from .. import jsonio
 from .. import metrics as M
 from ..claims import OUTCOMES, Verdict
 from ..claims import stats as claim_stats
-from ..claims.caveats import summary as caveat_summary
 from ..claims.compare import load_across, load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict, to_dict
 from ..store import RUN_DONE, RUN_FAILED, Store, read_stored_json
 from ..study.plan import file_safe, make_plan
-from ..study.records import ModelsResult, PairsResult, result_from_dict
 from ..study.summary import checkpoint_gains, flags, results_table
 from ..study.tuning import choices, resolve
+from ..vocab.caveats import summary as caveat_summary
+from ..vocab.records import ModelsResult, PairsResult, result_from_dict
 from .figures import FIGURE_FORMATS, figure_formats
 from .template import render_html
 
@@ -97,7 +97,7 @@ class _Reader:
         self.index = read_stored_json(idx, f"remove it: transferscope analyze {root} writes it again") \
             if idx.is_file() else None
         self.results: dict[str, Any] = {}
-        """Result name (``<analysis>/<target>``) -> its record (:mod:`transferscope.study.records`)."""
+        """Result name (``<analysis>/<target>``) -> its record (:mod:`transferscope.vocab.records`)."""
         self.unreadable: dict[str, str] = {}
         """Result name -> why its file could not be read (e.g. written by an older version)."""
         self.analysis_seconds = 0.0
@@ -148,7 +148,7 @@ class _Reader:
         return what
 
     def per_target(self, name: str) -> dict[str, Any]:
-        """Per target: the record of analysis ``name`` (e.g. a :class:`~transferscope.study.records.PairsResult`)."""
+        """Per target: the record of analysis ``name`` (e.g. a :class:`~transferscope.vocab.records.PairsResult`)."""
         return {t.display: self.results[f"{name}/{t.display}"] for t in self.cfg.targets
                 if f"{name}/{t.display}" in self.results}
 

@@ -19,7 +19,7 @@ logging.getLogger("matplotlib").setLevel(logging.WARNING)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..study.records import (  # noqa: E402
+from ..vocab.records import (  # noqa: E402
     SCORE_NAMES,
     BarrierResult,
     BasinResult,

@@ -6,7 +6,7 @@ result is cached in ``RESULTS/analyses/<name>-<target>-<key>.json``; the key is 
 version, the job's parameters (the settings it uses, the pairs it compares) and the content hashes of the
 files of every run it reads (recorded in each run's ``run.json``), so an edited input is computed again.
 
-Pairs come from :mod:`transferscope.study.arms`: every pair of distinct seeds within an arm, every P-T/RI-T
+Pairs come from :mod:`transferscope.vocab.arms`: every pair of distinct seeds within an arm, every P-T/RI-T
 pair, and each model with its start. Per-model analyses run on every seed. :func:`gather_evidence` turns the
 results into the typed :class:`~transferscope.claims.Evidence` the claims are judged on.
 """
@@ -31,17 +31,15 @@ from .. import jsonio
 from .. import metrics as M
 from ..claims import Evidence, PerPair, PerSeed, ScoreCell, TargetEvidence, Verdict, judge
 from ..claims.across import across_pretrained
-from ..claims.caveats import Caveat
-from ..claims.evidence import one_scale
 from ..claims.liu import INPUT_SCORE, LABEL_SCORE
 from ..config import AnalysisConfig, ConfigError, check_config, to_dict
 from ..devices import cpu_sample, resolve_device
 from ..store import RUN_DONE, Store, StoreError, StoreWriteError, atomic_write_text, dumps
-from . import arms
-from .arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
-from .caveats import study_caveats
-from .plan import Plan, RunSpec, file_safe
-from .records import (
+from ..vocab import arms
+from ..vocab.arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
+from ..vocab.caveats import Caveat
+from ..vocab.evidence import one_scale
+from ..vocab.records import (
     SCORE_NAMES,
     BarrierPairs,
     BasinResult,
@@ -69,6 +67,8 @@ from .records import (
     TransferResult,
     TransferRow,
 )
+from .caveats import study_caveats
+from .plan import Plan, RunSpec, file_safe
 from .summary import results_table
 from .tuning import resolve
 

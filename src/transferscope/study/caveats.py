@@ -1,16 +1,16 @@
 """The caveats of a study's verdicts, read from its stored runs (no torch).
 
 Each :class:`~transferscope.study.summary.Flag` of the runs the verdicts read becomes a
-:class:`~transferscope.claims.caveats.Caveat` of its target and arm, with the way out; runs of those arms that
+:class:`~transferscope.vocab.caveats.Caveat` of its target and arm, with the way out; runs of those arms that
 failed or are still missing are caveats too. :func:`transferscope.claims.decide` attaches them to the verdicts (the
-rule is in :mod:`transferscope.claims.caveats`).
+rule is in :mod:`transferscope.vocab.caveats`).
 """
 
 from __future__ import annotations
 
-from ..claims.caveats import Caveat
 from ..store import RUN_DONE, RUN_FAILED, Store
-from .arms import PT, RIT
+from ..vocab.arms import PT, RIT
+from ..vocab.caveats import Caveat
 from .plan import Plan, RunSpec
 from .summary import flags
 from .tuning import choices, resolve

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from .. import metrics as M
 from ..store import RUN_DONE, RUN_FAILED, Store, rerun_hint
+from ..vocab.records import ArmCell, SeedResult
 from .plan import Plan
 from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the learning-rate rule reads it
 
@@ -25,27 +26,6 @@ UNINFORMATIVE_CHANCE_MULTIPLE = 2.0
 """A target on which P-T's mean test accuracy, unshuffled, stays under this multiple of chance (1 / classes) tells
 little about transfer. With two classes twice chance is 1, so the threshold is capped at halfway between chance and
 1: ``min(2 / K, (1 + 1 / K) / 2)`` (equal for K = 3)."""
-
-
-class SeedResult(NamedTuple):
-    """One seed's figures of an arm (NaN where the run recorded none), in the run's metric (``test_acc`` is the
-    mean AUC of a multi-label run)."""
-
-    seed: int
-    test_acc: float
-    speed_mean_acc_k: float
-    speed_steps_to_frac: float
-
-
-@dataclass(frozen=True)
-class ArmCell:
-    n: int
-    acc_mean: float
-    acc_std: float
-    speed_mean_acc_k: float
-    speed_steps_to_frac: float
-    per_seed: tuple[SeedResult, ...] = ()
-    """Each finished seed's figures, by seed, for statistics over seeds."""
 
 
 def _num(x) -> float:
@@ -143,7 +123,7 @@ def status_counts(plan: Plan, store: Store) -> dict[str, int]:
 def checkpoint_gains(results: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
     """Per target of the checkpoint sweep: (checkpoint, P-T test accuracy from it, mean over seeds, minus RI-T's at
     the sweep's block size), from the ``transfer/all`` and ``basin/<target>`` analysis records
-    (:class:`~transferscope.study.records.TransferResult`, :class:`~transferscope.study.records.BasinResult`)."""
+    (:class:`~transferscope.vocab.records.TransferResult`, :class:`~transferscope.vocab.records.BasinResult`)."""
     transfer = results.get("transfer/all")
     out = {}
     for key, b in results.items():

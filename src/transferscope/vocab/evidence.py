@@ -1,7 +1,7 @@
 """The typed evidence that claims are judged on: numbers per seed and per pair of seeds, per target.
 
 Built from a study's analysis results by :func:`transferscope.study.analyze.gather_evidence`, or by hand in tests.
-Arms and pair kinds are the names of :mod:`transferscope.study.arms`.
+Arms and pair kinds are the names of :mod:`transferscope.vocab.arms`.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Evidence:
     """What every verdict is conditional on (the one pre-trained model P, its seed and run)."""
     caveats: tuple[Caveat, ...] = ()
     """What the runs behind the evidence are flagged for (runs that did not fit, ...): they go with the verdicts of
-    the claims that read those runs (see :mod:`transferscope.claims.caveats`)."""
+    the claims that read those runs (see :mod:`transferscope.vocab.caveats`)."""
 
     def target(self, name: str) -> TargetEvidence:
         for t in self.targets:

@@ -28,36 +28,30 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import jsonio
-from .arms import PT, RIT
-from .summary import ArmCell, SeedResult
 
-__all__ = ["Result", "MistakesResult", "PairMistakes", "CKAResult", "DistanceResult", "BarrierResult",
-           "CriticalityResult", "FlatnessResult", "StabilityResult", "StabilityPoint", "StabilityCurve",
-           "PrincipalGradientResult", "TransferabilityResult", "DeviationResult", "PairRow", "PairsResult",
-           "MistakesPairs", "CKAPairs", "DistancePairs", "BarrierPairs", "ModelRow", "ModelsResult",
-           "CriticalityModels", "FlatnessModels", "DeviationModels", "StabilityModels", "PrincipalModels",
-           "TransferRow", "TransferResult", "BasinRow", "BasinResult", "ScoresResult", "Correlation", "RelatePoint",
-           "RelateResult", "RESULT_TYPES", "result_from_dict"]
+__all__ = ["Result", "MistakesResult", "PairMistakes", "CKAResult", "DistanceResult", "BarrierResult", "CriticalityResult",
+           "FlatnessResult", "StabilityResult", "StabilityPoint", "StabilityCurve", "PrincipalGradientResult",
+           "TransferabilityResult", "DeviationResult", "read_float", "restore_nan"]
 
 
-def _num(x: Any) -> float:
+def read_float(x: Any) -> float:
     """A float field read from JSON: ``null`` (no number, or NaN in a file written before jsonio) is NaN."""
     return math.nan if x is None else float(x)
 
 
-def _restore(v: Any) -> Any:
+def restore_nan(v: Any) -> Any:
     """A ``null`` in a numeric field of a file written before :mod:`transferscope.jsonio`: NaN."""
     if v is None:
         return math.nan
     if isinstance(v, list):
-        return [_restore(x) for x in v]
+        return [restore_nan(x) for x in v]
     if isinstance(v, dict):
-        return {k: _restore(x) for k, x in v.items()}
+        return {k: restore_nan(x) for k, x in v.items()}
     return v
 
 
@@ -89,7 +83,7 @@ class Result:
     def from_dict(cls, d: dict[str, Any]):
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         numeric = _numeric_fields(cls)
-        return cls(**{k: _restore(v) if k in numeric else v for k, v in d.items() if k in names})
+        return cls(**{k: restore_nan(v) if k in numeric else v for k, v in d.items() if k in names})
 
     def save(self, stem: str | Path) -> list[Path]:
         """Write ``stem.json`` (+ ``stem.npz`` when the result has array fields). Returns the paths written."""
@@ -438,371 +432,3 @@ class DeviationResult(Result):
         v = [x for x, m in zip(self.deviation[epoch], self.modules, strict=False)
              if not m.startswith("head") and math.isfinite(x)]
         return float(np.mean(v)) if v else math.nan
-
-
-# ------------------------------------------------------------------------------------------------ study level
-
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class PairRow(Generic[R]):
-    """One pair of a study's runs and its result. ``kind``: e.g. ``P-T/P-T`` (see :mod:`transferscope.study.arms`);
-    ``runs``: model a's and model b's run; ``which_b``: which weights of run b (``weights``, or ``init``: its start)."""
-
-    kind: str
-    seeds: tuple[int, int]
-    runs: tuple[str, str]
-    which_b: str
-    result: R
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "seeds": list(self.seeds), "runs": list(self.runs), "which_b": self.which_b,
-                "result": self.result.to_dict()}  # type: ignore[attr-defined]
-
-    @classmethod
-    def of(cls, pair: dict, result: R) -> PairRow[R]:
-        """The row of a job's pair (a dict of the job's parameters) with its result."""
-        return cls(pair["kind"], tuple(int(s) for s in pair["seeds"]), tuple(pair["runs"]),  # type: ignore[arg-type]
-                   pair.get("which_b", "weights"), result)
-
-    @classmethod
-    def from_dict(cls, d: dict, result_type: type) -> PairRow:
-        return cls.of(d, result_type.from_dict(d["result"]))
-
-
-@dataclass(frozen=True)
-class PairsResult(Generic[R]):
-    """An analysis of pairs of runs on one target: one :class:`PairRow` per pair, in the order of the job."""
-
-    pairs: tuple[PairRow[R], ...]
-
-    inner: ClassVar[type] = Result
-    """The type of each pair's result (set by each subclass)."""
-
-    def of_kind(self, kind: str) -> tuple[PairRow[R], ...]:
-        return tuple(p for p in self.pairs if p.kind == kind)
-
-    def first(self, kind: str) -> R | None:
-        """The result of the first pair of ``kind`` (the lowest seeds), or None."""
-        return next((p.result for p in self.pairs if p.kind == kind), None)
-
-    def kinds(self) -> list[str]:
-        return list(dict.fromkeys(p.kind for p in self.pairs))
-
-    def to_dict(self) -> dict:
-        return {"pairs": [p.to_dict() for p in self.pairs]}
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(tuple(PairRow.from_dict(p, cls.inner) for p in d["pairs"]))
-
-
-@dataclass(frozen=True)
-class MistakesPairs(PairsResult[PairMistakes]):
-    inner: ClassVar[type] = PairMistakes
-
-
-@dataclass(frozen=True)
-class CKAPairs(PairsResult[CKAResult]):
-    inner: ClassVar[type] = CKAResult
-
-
-@dataclass(frozen=True)
-class DistancePairs(PairsResult[DistanceResult]):
-    inner: ClassVar[type] = DistanceResult
-
-
-@dataclass(frozen=True)
-class BarrierPairs(PairsResult[BarrierResult]):
-    inner: ClassVar[type] = BarrierResult
-
-
-@dataclass(frozen=True)
-class ModelRow(Generic[R]):
-    """One run of an arm (its seed and run id) and its result."""
-
-    arm: str
-    seed: int
-    run: str
-    result: R
-
-    def to_dict(self) -> dict:
-        return {"arm": self.arm, "seed": self.seed, "run": self.run,
-                "result": self.result.to_dict()}  # type: ignore[attr-defined]
-
-    @classmethod
-    def of(cls, model: dict, result: R) -> ModelRow[R]:
-        """The row of a job's model (a dict of the job's parameters) with its result."""
-        return cls(model["arm"], int(model["seed"]), model["run"], result)
-
-    @classmethod
-    def from_dict(cls, d: dict, result_type: type) -> ModelRow:
-        return cls.of(d, result_type.from_dict(d["result"]))
-
-
-@dataclass(frozen=True)
-class ModelsResult(Generic[R]):
-    """An analysis of single runs on one target: one :class:`ModelRow` per run."""
-
-    models: tuple[ModelRow[R], ...]
-
-    inner: ClassVar[type] = Result
-
-    def of_arm(self, arm: str) -> tuple[ModelRow[R], ...]:
-        return tuple(m for m in self.models if m.arm == arm)
-
-    def first(self, arm: str) -> R | None:
-        """The result of the arm's lowest seed, or None."""
-        rows = sorted(self.of_arm(arm), key=lambda m: m.seed)
-        return rows[0].result if rows else None
-
-    def arms(self) -> list[str]:
-        return list(dict.fromkeys(m.arm for m in self.models))
-
-    def to_dict(self) -> dict:
-        return {"models": [m.to_dict() for m in self.models]}
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(tuple(ModelRow.from_dict(m, cls.inner) for m in d["models"]))
-
-
-@dataclass(frozen=True)
-class CriticalityModels(ModelsResult[CriticalityResult]):
-    inner: ClassVar[type] = CriticalityResult
-
-
-@dataclass(frozen=True)
-class FlatnessModels(ModelsResult[FlatnessResult]):
-    inner: ClassVar[type] = FlatnessResult
-
-
-@dataclass(frozen=True)
-class DeviationModels(ModelsResult[DeviationResult]):
-    inner: ClassVar[type] = DeviationResult
-
-
-@dataclass(frozen=True)
-class StabilityModels(ModelsResult[StabilityCurve]):
-    inner: ClassVar[type] = StabilityCurve
-
-
-@dataclass(frozen=True)
-class PrincipalModels(ModelsResult[PrincipalGradientResult]):
-    inner: ClassVar[type] = PrincipalGradientResult
-
-
-_ARM_FIGURES = ("n", "acc_mean", "acc_std", "speed_mean_acc_k", "speed_steps_to_frac")
-
-
-def _cell_to_dict(arm: str, c: ArmCell) -> dict:
-    return {f"{arm}_{k}": getattr(c, k) for k in _ARM_FIGURES} | {f"{arm}_per_seed": [s._asdict() for s in c.per_seed]}
-
-
-def _cell_from_dict(arm: str, d: dict) -> ArmCell:
-    per = tuple(SeedResult(int(s["seed"]), *(_num(s[k]) for k in SeedResult._fields[1:]))
-                for s in d.get(f"{arm}_per_seed", []))
-    return ArmCell(int(d[f"{arm}_n"]), *(_num(d[f"{arm}_{k}"]) for k in _ARM_FIGURES[1:]), per)
-
-
-@dataclass(frozen=True)
-class TransferRow:
-    """One target and block size: each arm's figures (over its finished seeds, and per seed) and the gain."""
-
-    target: str
-    block_size: int
-    gain: float
-    """P-T's mean test accuracy minus RI-T's."""
-    pt: ArmCell
-    rit: ArmCell
-    metric: str = "acc"
-    """What the figures are in: ``acc`` (test accuracy; speed in training accuracy) or ``auc`` (mean AUC over the
-    labels of a multi-label target; speed in the per-epoch mean AUC on a fixed training subset)."""
-
-    def arm(self, arm: str) -> ArmCell:
-        return {PT: self.pt, RIT: self.rit}[arm]
-
-    def to_dict(self) -> dict:
-        # single-label rows are written as before the metric existed (their cached files keep their bytes)
-        return ({"target": self.target, "block_size": self.block_size, "gain": self.gain}
-                | ({"metric": self.metric} if self.metric != "acc" else {})
-                | _cell_to_dict(PT, self.pt) | _cell_to_dict(RIT, self.rit))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TransferRow:
-        return cls(d["target"], int(d["block_size"]), _num(d["gain"]), _cell_from_dict(PT, d), _cell_from_dict(RIT, d),
-                   str(d.get("metric", "acc")))
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    """Test accuracy and optimisation speed of P-T and RI-T per target and block size (``transfer/all``)."""
-
-    rows: tuple[TransferRow, ...]
-    speed_k: int
-    """Speed (a) is the mean training accuracy over the first ``speed_k`` epochs."""
-    speed_fraction: float
-    """Speed (b) is the steps to reach this fraction of the final training accuracy."""
-
-    def row(self, target: str, block_size: int) -> TransferRow | None:
-        return next((r for r in self.rows if r.target == target and r.block_size == block_size), None)
-
-    def to_dict(self) -> dict:
-        return {"rows": [r.to_dict() for r in self.rows], "speed_k": self.speed_k,
-                "speed_fraction": self.speed_fraction}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TransferResult:
-        return cls(tuple(TransferRow.from_dict(r) for r in d["rows"]), int(d["speed_k"]), _num(d["speed_fraction"]))
-
-
-@dataclass(frozen=True)
-class BasinRow:
-    """A P-T run from pre-training checkpoint ``checkpoint`` (epochs): its figures and the barrier to the P-T run
-    of the same seed from the final checkpoint (0 for that run itself)."""
-
-    checkpoint: float
-    seed: int
-    run: str
-    test_acc: float
-    speed_mean_acc_k: float
-    speed_steps_to_frac: float
-    barrier_error: float
-    barrier_loss: float
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BasinRow:
-        return cls(_num(d["checkpoint"]), int(d["seed"]), d["run"], *(_num(d.get(k)) for k in (
-            "test_acc", "speed_mean_acc_k", "speed_steps_to_frac", "barrier_error", "barrier_loss")))
-
-
-@dataclass(frozen=True)
-class BasinResult:
-    """The checkpoint sweep of one target (``basin/<target>``)."""
-
-    rows: tuple[BasinRow, ...]
-    block_size: int
-    final_checkpoint: float
-
-    def checkpoints(self) -> list[float]:
-        return sorted({r.checkpoint for r in self.rows})
-
-    def to_dict(self) -> dict:
-        return {"rows": [r.to_dict() for r in self.rows], "block_size": self.block_size,
-                "final_checkpoint": self.final_checkpoint}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BasinResult:
-        rows = tuple(BasinRow.from_dict(r) for r in d["rows"])
-        final = _num(d["final_checkpoint"]) if "final_checkpoint" in d else \
-            max((r.checkpoint for r in rows), default=math.nan)
-        return cls(rows, int(d["block_size"]), final)
-
-
-@dataclass(frozen=True)
-class ScoresResult:
-    """Transferability scores of P on one target, per block size (``scores/<target>``)."""
-
-    blocks: dict[int, TransferabilityResult]
-
-    def at(self, block_size: int) -> TransferabilityResult | None:
-        return self.blocks.get(int(block_size))
-
-    def to_dict(self) -> dict:
-        return {"blocks": {str(b): r.to_dict() for b, r in self.blocks.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ScoresResult:
-        return cls({int(b): TransferabilityResult.from_dict(r) for b, r in d["blocks"].items()})
-
-
-@dataclass(frozen=True)
-class Correlation:
-    """Spearman's rho with a bootstrap interval over ``n`` points (NaN with fewer than three)."""
-
-    rho: float
-    low: float
-    high: float
-    n: int
-    p_value: float
-    confidence: float | None = None
-    """The interval's level; None where no interval was computed."""
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if self.confidence is None:
-            del d["confidence"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Correlation:
-        return cls(_num(d["rho"]), _num(d["low"]), _num(d["high"]), int(d["n"]), _num(d["p_value"]),
-                   None if d.get("confidence") is None else float(d["confidence"]))
-
-
-SCORE_NAMES = ("leep", "logme", "h_score", "mmd2_rbf")
-"""The scores of :class:`TransferabilityResult` that are related to the gains."""
-
-
-@dataclass(frozen=True)
-class RelatePoint:
-    """One target and block size: P's scores and the measured gains (accuracy, and speed (a))."""
-
-    target: str
-    block_size: int
-    gain: float
-    speed_gain: float
-    leep: float
-    logme: float
-    h_score: float
-    mmd2_rbf: float
-
-    def score(self, name: str) -> float:
-        if name not in SCORE_NAMES:
-            raise KeyError(f"score {name!r}: one of {', '.join(SCORE_NAMES)}")
-        return getattr(self, name)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RelatePoint:
-        return cls(d["target"], int(d["block_size"]), *(_num(d[k]) for k in ("gain", "speed_gain") + SCORE_NAMES))
-
-
-@dataclass(frozen=True)
-class RelateResult:
-    """Rank correlations of the scores with the gains over every target and block size (``relate/all``);
-    ``correlations`` by ``<score>/<gain>``, e.g. ``leep/gain``."""
-
-    points: tuple[RelatePoint, ...]
-    correlations: dict[str, Correlation]
-    note: str = ""
-
-    def to_dict(self) -> dict:
-        return {"points": [p.to_dict() for p in self.points],
-                "correlations": {k: c.to_dict() for k, c in self.correlations.items()}, "note": self.note}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RelateResult:
-        return cls(tuple(RelatePoint.from_dict(p) for p in d["points"]),
-                   {k: Correlation.from_dict(c) for k, c in d["correlations"].items()}, d.get("note", ""))
-
-
-RESULT_TYPES: dict[str, type] = {
-    "transfer": TransferResult, "mistakes": MistakesPairs, "cka": CKAPairs, "distance": DistancePairs,
-    "barrier": BarrierPairs, "criticality": CriticalityModels, "basin": BasinResult, "flatness": FlatnessModels,
-    "deviation": DeviationModels, "stability": StabilityModels, "principal": PrincipalModels,
-    "scores": ScoresResult, "relate": RelateResult,
-}
-"""Analysis name -> the type of its study-level result (what ``analyses/<key>.json`` holds under ``result``)."""
-
-
-def result_from_dict(name: str, d: dict) -> Any:
-    """The record of analysis ``name`` (or ``name/target``) from its dict. Raises ``KeyError`` for an unknown
-    analysis, and ``KeyError``/``TypeError``/``ValueError`` for a dict of another shape (e.g. an older file)."""
-    return RESULT_TYPES[name.split("/", 1)[0]].from_dict(d)
