@@ -172,13 +172,13 @@ def _by_id(ctx: Context) -> dict[str, RunSpec]:
 
 
 def _model(ctx: Context, run_id: str, which: str = "weights"):
-    from .runner import load_run_model
+    from .artefacts import load_run_model
 
     return load_run_model(ctx.store, _by_id(ctx)[run_id], which, ctx.device)
 
 
 def _domain(ctx: Context, target: str, block: int | None = None):
-    from .runner import _domain as load
+    from .artefacts import domain_data as load
 
     cfg = ctx.plan.config
     d = next(t for t in cfg.targets if t.display == target) if target != cfg.source.display else cfg.source
@@ -332,7 +332,7 @@ def _per_model_jobs(name: str, prefix: str | None):
 
 def _criticality_run(ctx: Context, job: Job, results: dict) -> CriticalityModels:
     from ..analyses.criticality import module_criticality
-    from .runner import _load
+    from .artefacts import load_state as _load
 
     s = ctx.settings
     data = _domain(ctx, job.target)
@@ -776,7 +776,7 @@ def _write_images(plan: Plan, store: Store, results: dict[str, Any], per_row: in
         out[name] = path.name
         if path.is_file():
             continue
-        from .runner import _domain as load
+        from .artefacts import domain_data as load
 
         data = load(d, cfg.data)
         y = data.train.y.numpy()

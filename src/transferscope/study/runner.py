@@ -38,12 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load, save
 from tqdm.auto import tqdm
 
 from .. import __version__, tblog
-from ..config import ConfigError, DataConfig, DomainConfig, to_dict
-from ..data import DomainData, load_domain
+from ..config import ConfigError, to_dict
 from ..devices import describe, device_slots, library_versions, resolve_device, set_deterministic
 from ..metrics import AUC, is_multilabel, key, metric_of
 from ..models import ModelError, create_model
@@ -56,10 +54,14 @@ from ..store import (
     dumps,
     hash_artefacts,
     write_json,
-    write_new,
     write_npz,
 )
 from ..train import TrainingDiverged, train
+from .artefacts import checkpoint_name as _checkpoint_name
+from .artefacts import domain_data as _domain
+from .artefacts import load_run_model
+from .artefacts import load_state as _load
+from .artefacts import save_state as _save
 from .plan import Plan, RunSpec, estimate_memory, format_bytes
 from .tuning import choose, concrete
 
@@ -110,44 +112,6 @@ def provenance() -> dict[str, str]:
         pass
     return {"transferscope": __version__, "git_commit": commit, "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform()}
-
-
-@functools.lru_cache(maxsize=8)
-def _domain(domain: DomainConfig, data: DataConfig) -> DomainData:
-    return load_domain(domain, data)
-
-
-def _save(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write a state dict as safetensors, every tensor as a contiguous CPU copy (the trainer keeps checkpoints on the
-    model's device, in its memory format)."""
-    write_new(path, save({k: v.detach().contiguous().cpu() for k, v in state.items()}))
-
-
-def _load(store: Store, run_id: str, name: str) -> dict[str, torch.Tensor]:
-    """A weights file of a stored run, checked against its recorded sha256 (never garbled weights)."""
-    p = store.artefact(run_id, name)
-    try:
-        return load(p.read_bytes())
-    except Exception as e:  # a file with no recorded hash that is not safetensors
-        raise store.damaged(run_id, name, e) from None
-
-
-def _checkpoint_name(epoch: float) -> str:
-    return f"epoch_{epoch:g}.safetensors"
-
-
-def load_run_model(store: Store, spec: RunSpec, which: str = "weights", device: str | torch.device = "cpu"
-                   ) -> torch.nn.Module:
-    """The model of a finished run on ``device``: ``which`` is ``weights`` (final), ``init`` (step 0) or
-    ``epoch_<e>``."""
-    info = store.run_info(spec.run_id)
-    if info is None or info.get("status") != RUN_DONE:
-        raise FileNotFoundError(f"run {spec.run_id} is not finished in {store.root}")
-    with torch.device("cpu"):  # built and loaded on the CPU (the stored weights are), whatever the default device
-        model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
-    name = f"checkpoints/{which}.safetensors" if which.startswith("epoch_") else f"{which}.safetensors"
-    model.load_state_dict(_load(store, spec.run_id, name))
-    return model.to(device)
 
 
 def _initial_model(spec: RunSpec, store: Store, num_classes: int, device: str | torch.device = "cpu"
