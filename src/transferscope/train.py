@@ -4,9 +4,10 @@ Straight-line code in the manner of nanoGPT's ``train.py``: SGD with momentum on
 a per-step record of the training loss and accuracy, a per-epoch evaluation on validation and test data,
 the optimisation-speed figures of Neyshabur et al., and the per-example test predictions of the final model.
 
-Single-label targets (int64 labels (N,)) are trained with cross-entropy and judged by top-1 accuracy; multi-label
+Both kinds of target are trained and evaluated on one loss, :func:`transferscope.task.loss`, which the labels'
+shape picks: single-label targets (int64 labels (N,)) with cross-entropy, judged by top-1 accuracy; multi-label
 targets (float32 labels (N, L), NaN = unknown; see :mod:`transferscope.metrics`) with a sigmoid and binary
-cross-entropy per label (:func:`transferscope.task.loss`) and judged by the mean AUC over labels. A batch's AUC
+cross-entropy per label, judged by the mean AUC over labels. A batch's AUC
 means little, so a multi-label run records no per-step figure but the loss; its training curve is the mean AUC of
 the model after every epoch on a fixed seeded subset of the training split (``TrainConfig.speed_examples``).
 Every step runs on the model's device, in float32 or under autocast (``precision``); the host waits for the device
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import metrics as M
 from . import task
@@ -234,12 +234,11 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, *, precision
     if not logits:
         return float("nan"), float("nan"), np.zeros((0, 0), np.float32)
     out = torch.cat(logits)
+    y = _to_device(split.y, dev)
+    loss = task.loss(out, y).item()
     if M.is_multilabel(split.y):
-        loss = task.loss(out, _to_device(split.y, dev)).item()
         scores = out.cpu().numpy()
         return loss, M.score(scores, split.y.numpy()), scores
-    y = _to_device(split.y, dev)
-    loss = F.cross_entropy(out, y).item()
     acc = (out.argmax(1) == y).float().mean().item()
     return loss, acc, out.cpu().numpy()
 
@@ -514,7 +513,9 @@ def train(
             yb = _to_device(y_train, dev, idx)
             with autocast():
                 logits = model(xb)
-                loss = task.loss(logits.float(), yb) if multilabel else F.cross_entropy(logits, yb)
+                # the loss in float32 under any precision; autocast computes cross-entropy in float32 anyway, so the
+                # cast changes no bit of a single-label run (tests/test_train_loss.py)
+                loss = task.loss(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
