@@ -169,8 +169,12 @@ def test_an_old_shape_result_file_is_said_not_fatal(finished_study, tmp_path):
 
 
 def test_the_metric_word_reads_a_generator_once():
-    from transferscope.report import _word
+    from transferscope.metrics import metric_label, metric_labels
 
-    assert _word(m for m in ["auc", "auc"]) == "mean AUC"
-    assert _word(m for m in ["acc", "auc"]) == "accuracy or mean AUC"
-    assert _word(iter(())) == "accuracy"
+    assert metric_labels(m for m in ["auc", "auc"]) == "mean AUC"
+    assert metric_labels(m for m in ["acc", "auc"]) == "accuracy or mean AUC"
+    assert metric_labels(iter(())) == "accuracy"
+    # the short forms of the tables' column heads, in their joiners
+    assert metric_labels(["auc", "acc", "acc"], "/", short=True) == "acc/AUC"
+    assert metric_labels(["auc"], " / ", short=True) == "AUC" and metric_labels([], "/", short=True) == "acc"
+    assert (metric_label("acc"), metric_label("auc"), metric_label("auc", short=True)) == ("accuracy", "mean AUC", "AUC")

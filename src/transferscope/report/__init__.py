@@ -211,7 +211,7 @@ def _study_section(r: _Reader, out: Path) -> Section:
                          ", ".join(f"{lr:g}: {_f(a)}" for lr, a in c.val_acc.items()),
                          (_f(c.lr, "g") + (" (no candidate fit its training data)" if c.none_fit else ""))
                          if c.state == "chosen" else c.state])
-        word = _word(c.metric for c in cs)
+        word = M.metric_labels(c.metric for c in cs)
         sec.table(["arm", "target", "block", f"validation {word} per learning rate (first seed)", "chosen"], rows,
                   caption=f"learning rates chosen per arm and target on validation {word} (never on test data)")
     for why in failed:
@@ -235,13 +235,6 @@ def _study_section(r: _Reader, out: Path) -> Section:
                    + ("; each row is the same images block-shuffled at that block size (one permutation per domain)"
                       if role == "target" else ""))
     return sec
-
-
-def _word(metrics) -> str:
-    """How the report names the figure of runs in ``metrics`` ("acc", "auc"): "accuracy", "mean AUC", or both
-    ("accuracy or mean AUC") for a study whose targets mix them."""
-    present = set(metrics)  # once: ``metrics`` may be a generator
-    return " or ".join(M.metric_label(m) for m in (M.ACC, M.AUC) if m in present) or M.metric_label(M.ACC)
 
 
 def _per_label_auc(r: _Reader, targets: list[str], block_size: int) -> dict[str, dict]:
@@ -290,7 +283,7 @@ def _transfer_sections(r: _Reader, out: Path) -> list[Section]:
     rows = [x for x in results_table(r.plan, r.store) if x["P-T"].n and x["RI-T"].n]
     k, frac = cfg.finetune.speed_epochs, cfg.finetune.speed_fraction
     metric_of = {x["target"]: x.get("metric", M.ACC) for x in rows}
-    word = _word(metric_of.values())
+    word = M.metric_labels(metric_of.values())
     multi = word != M.metric_label(M.ACC)
     s2 = Section("gain", "2. Transfer gain per target",
                  f"Final test {word} of fine-tuning the pre-trained model (P-T) and of training from a random "
@@ -339,7 +332,7 @@ def _transfer_sections(r: _Reader, out: Path) -> list[Section]:
     if rows:
         f = shuffle_lines(out / "shuffle.png", rows, k, frac)
         s3.figure(f.name, f"per target: mean over seeds (whiskers: sample std for {word}) against block size")
-        short = " / ".join(w for m, w in ((M.ACC, "acc"), (M.AUC, "AUC")) if m in set(metric_of.values())) or "acc"
+        short = M.metric_labels(metric_of.values(), " / ", short=True)
         s3.table(["target", "block", f"P-T {short}", f"RI-T {short}", "gain", "speed (a) P-T / RI-T",
                   "speed (b) P-T / RI-T"],
                  [[x["target"], x["block_size"], f"{_f(x['P-T'].acc_mean)} ± {_f(x['P-T'].acc_std)}",

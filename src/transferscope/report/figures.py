@@ -19,6 +19,7 @@ logging.getLogger("matplotlib").setLevel(logging.WARNING)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .. import metrics as M  # noqa: E402
 from ..vocab.records import (  # noqa: E402
     SCORE_NAMES,
     BarrierResult,
@@ -120,9 +121,9 @@ def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]]
 
 def _words(metric: str) -> tuple[str, str]:
     """(the test figure, the training curve) of a metric, as figures name them."""
-    if metric == "auc":
-        return "mean AUC", "train-subset mean AUC"
-    return "accuracy", "train accuracy"
+    auc = metric == M.AUC
+    word = M.metric_label(M.AUC if auc else M.ACC)
+    return word, ("train-subset " if auc else "train ") + word
 
 
 @_plain_text

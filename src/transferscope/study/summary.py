@@ -81,8 +81,7 @@ def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list
 def format_table(rows: list[dict], speed_k: int, speed_fraction: float) -> str:
     """A plain-text table (what ``transferscope run`` prints at the end): accuracy, ``AUC`` (mean AUC) for
     multi-label targets, ``acc/AUC`` when the table holds both."""
-    word = "/".join(w for m, w in ((M.ACC, "acc"), (M.AUC, "AUC")) if any(r.get("metric", M.ACC) == m for r in rows))
-    word = word or "acc"
+    word = M.metric_labels((r.get("metric", M.ACC) for r in rows), "/", short=True)
     head = (f"{'target':<20} {'block':>5}  {'P-T ' + word:>13}  {'RI-T ' + word:>13}  {'gain':>6}  "
             f"{word + '@' + str(speed_k) + 'ep P-T/RI-T':>19}  "
             f"{'steps->' + format(speed_fraction, 'g') + ' P-T/RI-T':>19}")

@@ -246,8 +246,7 @@ def format_choices(cs: list[Choice]) -> str:
     although none fit ends in ``(no candidate fit its training data)``."""
     if not cs:
         return ""
-    words = sorted({c.metric_label for c in cs})
-    lines = [f"learning rates chosen on validation {' or '.join(words)} (first seed):"]
+    lines = [f"learning rates chosen on validation {M.metric_labels(c.metric for c in cs)} (first seed):"]
     for c in cs:
         s = c.selection
         cells = []
