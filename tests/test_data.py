@@ -110,6 +110,26 @@ def test_builtin_domains_are_registered():
             "csv"} <= set(list_domains())
 
 
+def test_the_registry_imports_no_loader():
+    """The built-in loaders register themselves when transferscope.data imports them; the registry never imports
+    them back (issue 20: no cycle between data/builtin and data/registry, not even inside a function)."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import transferscope.data.registry as registry
+
+    tree = ast.parse(Path(registry.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level for a in n.names} | \
+        {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level and n.module}
+    assert not imported & {"builtin", "packaged", "user", "reading"}, imported
+    # and yet a process that asks only the registry finds every built-in domain
+    code = "from transferscope.data.registry import list_domains; print(','.join(list_domains()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert set(out.split(",")) == set(list_domains())
+
+
 @pytest.mark.parametrize("name, n_classes", [("fashion-mnist", 10), ("animal-silhouettes", 10),
                                              ("mnist-digits", 10), ("textures", 6)])
 def test_real_domains_load(name, n_classes):

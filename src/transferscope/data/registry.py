@@ -1,4 +1,8 @@
-"""A registry of named image domains (in the manner of timm's ``register_model`` / ``list_models``)."""
+"""A registry of named image domains (in the manner of timm's ``register_model`` / ``list_models``).
+
+It imports no loader: the built-in ones register themselves when :mod:`transferscope.data` imports
+:mod:`transferscope.data.builtin`, which happens before any module of the package, this one included, can be used.
+"""
 
 from __future__ import annotations
 
@@ -73,14 +77,10 @@ def register_domain(name: str, *, summary: str, package: str = "", licence: str 
 
 
 def get_domain_info(name: str) -> DomainInfo:
-    from . import builtin  # noqa: F401  (registers the built-in domains)
-
     if name not in _REGISTRY:
         raise DomainError(f"domain {name!r}: unknown; registered domains are {', '.join(list_domains())}")
     return _REGISTRY[name]
 
 
 def list_domains() -> list[str]:
-    from . import builtin  # noqa: F401
-
     return sorted(_REGISTRY)

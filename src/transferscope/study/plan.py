@@ -440,7 +440,7 @@ def _pool(d: DomainConfig) -> tuple[int, int, int, bool] | None:
     if d.name in BUILTIN_POOLS:
         return BUILTIN_POOLS[d.name]
     if d.name == "imagefolder":
-        from ..data.builtin import IMAGE_SUFFIXES
+        from ..data.reading import IMAGE_SUFFIXES
 
         root = Path(d.path)
         if not root.is_dir():
