@@ -149,7 +149,7 @@ def test_an_old_shape_result_file_is_said_not_fatal(finished_study, tmp_path):
     """A result file of another layout (e.g. written by an older version) is not misread: its section says the
     file is unreadable, every other section is drawn from the typed records."""
     from transferscope import jsonio
-    from transferscope.report import _Reader
+    from transferscope.report.reader import Reader
 
     root = tmp_path / "copy"
     shutil.copytree(finished_study, root, ignore=shutil.ignore_patterns("report"))
@@ -159,7 +159,7 @@ def test_an_old_shape_result_file_is_said_not_fatal(finished_study, tmp_path):
     d = jsonio.read(path)
     d["result"] = {"rows": [{"kind": "P-T/P-T", "barrier": 0.1}]}  # not the pairs layout
     path.write_text(jsonio.dumps(d))
-    r = _Reader(root)
+    r = Reader(root)
     assert name not in r.results and name in r.unreadable
     assert any(k.startswith("mistakes/") for k in r.results)
     assert main(["report", str(root), "--out", str(tmp_path / "rep")]) == 0

@@ -1,0 +1,92 @@
+"""The report's section of verdicts: the rule fixed before any result, one verdict per claim with its caveats, the
+verdicts under each pre-trained model, every effect behind them, their forest plot, and the checks of the runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..claims import stats as claim_stats
+from ..claims.compare import load_across
+from ..study.summary import flags
+from ..vocab.caveats import summary as caveat_summary
+from .page import Section
+from .reader import NO_ANALYSES, Reader
+
+__all__ = ["claims_section"]
+
+
+def claims_section(r: Reader, out: Path) -> Section:
+    sec = Section("claims", "Verdicts: the claims of Neyshabur et al. (N1-N9) and Liu et al. (L1-L5)",
+                  f"The rule, fixed before any result: the statistical unit is the seed (an independent run). A "
+                  f"per-seed statistic gets a Welch t-interval; a statistic over pairs of models is averaged over every "
+                  f"pair and gets a leave-one-seed-out jackknife interval (seeds, not pairs, are resampled). One error "
+                  f"control in both directions: an effect is decisive only when its p-value survives Holm's correction "
+                  f"over all claims x targets x effects; it then holds when its {claim_stats.LEVEL:.0%} interval lies "
+                  f"on the claim's side of the bound and does not hold when it lies on the other side; otherwise it "
+                  f"is inconclusive (so a wrong decisive outcome, either way, has at most a 5% chance per study). "
+                  f"Fewer than {claim_stats.MIN_SEEDS} seeds is inconclusive by rule. Claims of sameness are "
+                  f"equivalence tests with a stated margin. A claim about every target holds when every target holds "
+                  f"and does not hold when any target does not. A decisive outcome that rests on runs that did not "
+                  f"fit their training data (or whose files changed) is unreliable, never decisive; other caveats of "
+                  f"the runs are listed beside the verdicts.")
+    if r.claims is None:
+        sec.missing(r.claims_error or NO_ANALYSES)
+        return sec
+    if r.claims and r.claims[0].conditional_on:
+        sec.note(f"Every verdict below is conditional on {r.claims[0].conditional_on}.")
+    try:
+        across = load_across(r.root)
+    except (FileNotFoundError, ValueError) as e:
+        across = []
+        sec.missing(f"the verdicts under each pre-trained model: {e}")
+    seeds = list(across[0].outcomes) if across else []
+    if len(seeds) > 1:
+        sec.note(f"The study has {len(seeds)} pre-trained models P (seeds {', '.join(map(str, seeds))}); the tables "
+                 f"below are the verdicts under the first. A claim holds (does not hold) free of P only when it holds "
+                 f"(does not hold) under every P; one that holds under one P and not under another depends on P.")
+        sec.table(["claim", *[f"under P of seed {s}" for s in seeds], "together", "why"],
+                  [[a.claim, *[a.outcomes.get(s, "") for s in seeds], a.outcome, a.why] for a in across],
+                  caption="each claim under every pre-trained model")
+    elif across:
+        sec.note("The study has one pre-trained model P: whether a verdict depends on it is not measured "
+                 "(set pretrain_seeds to several seeds to measure it).")
+    sec.table(["claim", "statement", "outcome", "caveats", "why"],
+              [[v.claim, v.statement, v.outcome, caveat_summary(v.caveats) or "none", v.why] for v in r.claims],
+              caption="one verdict per claim, with the caveats of the runs it rests on")
+    cav_rows = [[v.claim, t.target, t.outcome, t.statistical_outcome or t.outcome,
+                 f"{c.kind}{' (blocking)' if c.blocking else ''}", c.message, c.remedy]
+                for v in r.claims for t in v.targets for c in t.caveats]
+    if cav_rows:
+        sec.table(["claim", "target", "outcome", "the statistics alone", "caveat", "what", "way out"], cav_rows,
+                  caption="what each verdict rests on: a blocking caveat (runs that did not fit, changed files) makes "
+                          "a decisive outcome unreliable")
+    rows = []
+    for v in r.claims:
+        for t in v.targets:
+            if not t.effects:
+                rows.append([v.claim, t.target, "", "", "", "", t.why, t.outcome])
+            blocked = any(c.blocking for c in t.caveats)
+            for e in t.effects:
+                # a decisive effect on runs that did not fit is not cited as decisive, whatever its target's outcome
+                shown = ("unreliable" if blocked and e.outcome in ("holds", "does not hold") else e.outcome)
+                rows.append([v.claim, t.target, f"{e.name} ({e.unit})", f"{e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}]",
+                             e.claim_side, f"{e.n} ({e.counted})",
+                             e.why + (f" (The statistics alone: {e.outcome}.)" if shown != e.outcome else ""), shown])
+    sec.table(["claim", "target", "effect (unit)", "estimate [95% interval]", "claim says", "n (counted)", "why",
+               "outcome"], rows, caption="every effect behind the verdicts; the statistical method is in claims.json")
+    from .figures import forest_plot
+
+    f = forest_plot(out / "forest.png", r.claims)
+    sec.figure(f.name, "forest plot: each effect with its 95% interval, coloured by outcome (green holds, red does "
+               "not hold, amber inconclusive, purple unreliable); the line is the claim's bound, the grey band a "
+               "margin of sameness")
+    try:
+        fl = flags(r.base_plan, r.store)
+    except Exception as e:  # flags read every run; a damaged one must not lose the verdicts
+        fl = []
+        sec.missing(f"the checks of the runs could not be made: {type(e).__name__}: {e}")
+    if fl:
+        sec.table(["check", "what"], [[x.kind, x.message] for x in fl],
+                  caption="runs and targets to look at before citing a verdict")
+    return sec
