@@ -23,7 +23,8 @@ from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
 from transferscope.config import StudyConfig, from_dict, load_config, to_dict
 from transferscope.store import Store, atomic_write_text, dumps
 from transferscope.study import execute, make_plan
-from transferscope.study.analyze import analyze, verdicts, write_claims
+from transferscope.study.analyze import analyze
+from transferscope.study.verdicts import verdicts, write_claims
 
 SHORT = {HOLDS: "holds", FAILS: "FAILS", INCONCLUSIVE: "incon.", NOT_MEASURED: "n/m"}
 

@@ -22,6 +22,7 @@ from transferscope.analyses.transferability import NOT_MULTILABEL, logme, logme_
 from transferscope.config import ModelConfig
 from transferscope.data import Split
 from transferscope.models import create_model, to_input
+from transferscope.study.registry import get_analysis, list_analyses
 from transferscope.vocab import records as rec
 
 L = 4
@@ -348,12 +349,10 @@ def ml_domain():
                       _split(40, seed=2), 16)
 
 
-@pytest.mark.parametrize("name", ["mistakes", "cka", "distance", "barrier", "criticality", "flatness", "stability",
-                                  "principal", "scores"])
+@pytest.mark.parametrize("name", [s.name for s in list_analyses() if s.kernel])
 def test_every_analysis_runs_on_a_multilabel_target_on_the_device_given(name, ml_domain):
     """Each registered analysis on multi-label data, under a "meta" default device with device="cpu", gives what it
     gives on the CPU as usual (no tensor made without a device on the multi-label paths), twice the same."""
-    from transferscope.analyses import get_analysis
 
     from .test_contract import OPTIONS
     from .test_devices import _json, meta_default
@@ -362,10 +361,10 @@ def test_every_analysis_runs_on_a_multilabel_target_on_the_device_given(name, ml
     opts = dict(OPTIONS.get(name, {}))
     if name == "scores":
         opts["source_x"] = ml_domain.val.x
-    want = get_analysis(name).run(a, b, ml_domain, seed=3, **opts)
-    assert _json(get_analysis(name).run(a, b, ml_domain, seed=3, **opts)) == _json(want)
+    want = get_analysis(name).kernel(a, b, ml_domain, seed=3, **opts)
+    assert _json(get_analysis(name).kernel(a, b, ml_domain, seed=3, **opts)) == _json(want)
     with meta_default():
-        got = get_analysis(name).run(a, b, ml_domain, seed=3, device="cpu", **opts)
+        got = get_analysis(name).kernel(a, b, ml_domain, seed=3, device="cpu", **opts)
     assert _json(got) == _json(want)
     if name == "barrier":
         assert want.error_metric == "auc" and all(math.isfinite(v) for v in want.loss + want.error)

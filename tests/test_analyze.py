@@ -13,7 +13,10 @@ from transferscope.cli import main
 from transferscope.config import AnalysisConfig, load_config
 from transferscope.store import Store
 from transferscope.study import execute, make_plan
-from transferscope.study.analyze import SPECS, analyze, gather_evidence, verdicts
+from transferscope.study.analyze import analyze
+from transferscope.study.evidence import gather_evidence
+from transferscope.study.registry import SPECS
+from transferscope.study.verdicts import verdicts
 from transferscope.vocab.arms import PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 
 from .conftest import tiny_study_toml
@@ -60,7 +63,7 @@ def _json(results: dict) -> str:
 def test_specs_and_their_jobs_pickle_so_that_another_process_can_run_them(study):
     import pickle
 
-    from transferscope.study.analyze import Context
+    from transferscope.study.jobs import Context
 
     plan, store, _ = study
     ctx = Context(plan, store.root, FAST, "cpu")
@@ -70,7 +73,7 @@ def test_specs_and_their_jobs_pickle_so_that_another_process_can_run_them(study)
         jobs = spec.jobs(ctx2, {})
         assert jobs and pickle.loads(pickle.dumps(jobs)) == jobs, name
     with pytest.raises(ValueError, match="registered twice"):
-        from transferscope.study.analyze import register
+        from transferscope.study.registry import register
 
         register(SPECS["cka"])
 
@@ -218,3 +221,133 @@ def test_cli_analyze_writes_every_verdict_field(tmp_path, folders, capsys):
     # two seeds: nothing is decided, by rule
     assert all(v["outcome"] in (INCONCLUSIVE, NOT_MEASURED) for v in d["verdicts"])
     assert main(["compare", res, res]) == 0
+
+
+# ------------------------------------------------------------------------------------------------ the product adapters
+
+def _model_of(store, spec, which="weights"):
+    """The test's own loader: the run's architecture with the weights file read straight from its folder."""
+    from transferscope.models import create_model
+
+    info = store.run_info(spec.run_id)
+    model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
+    model.load_state_dict(load_file(str(store.run_dir(spec.run_id) / f"{which}.safetensors")))
+    return model
+
+
+def _same(a, b) -> bool:
+    return jsonio.dumps(a.to_dict()) == jsonio.dumps(b.to_dict())
+
+
+# which models each row is the analysis of, as the science says, in the kernel's order (a, b)
+ROW_MODELS = {
+    "barrier": lambda row: ((row.runs[0], "init"), (row.runs[0], "weights")) if row.kind == "P/P-T"
+    else ((row.runs[0], "weights"), (row.runs[1], "weights")),  # P/P-T: from P (lambda 0) to P-T (lambda 1)
+    "cka": lambda row: ((row.runs[0], "weights"), (row.runs[1], row.which_b)),
+    "distance": lambda row: ((row.runs[0], "weights"), (row.runs[1], row.which_b)),
+    "criticality": lambda row: ((row.run, "weights"), (row.run, "init")),  # theta^0: the run's own start
+    "flatness": lambda row: ((row.run, "weights"), (row.run, "weights")),
+    "principal": lambda row: ((row.run, "init"), (row.run, "init")),  # the initial gradient
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROW_MODELS))
+def test_each_product_adapter_computes_the_registered_kernel_on_the_rows_own_models(study, name):
+    """Every row of an analysis as ``analyze`` wrote it equals the registry's kernel, with the registry's options
+    from the study's settings, called by this test on the models the row names, loaded here from their files: an
+    adapter that swaps its two models, reads another run's weights or another setting fails here."""
+    from transferscope.study.artefacts import domain_data
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec, by_id = get_analysis(name), plan.by_id()
+    record = first.results[f"{name}/tgt"]
+    rows = record.pairs if hasattr(record, "pairs") else record.models
+    data = domain_data(plan.config.targets[0], plan.config.data)
+    asymmetric = [r for r in rows if getattr(r, "kind", "") in ("P/P-T", PT_P, RIT_RI)]
+    for row in (asymmetric or list(rows))[:2] + [rows[-1]]:
+        (ra, wa), (rb, wb) = ROW_MODELS[name](row)
+        want = spec.kernel(_model_of(store, by_id[ra], wa), _model_of(store, by_id[rb], wb), data, seed=FAST.seed,
+                           **spec.kernel_options(FAST))
+        assert _same(row.result, want), (name, row)
+
+
+def test_the_stability_adapter_steps_each_checkpoint_with_its_runs_learning_rate(study):
+    from transferscope.study.artefacts import domain_data
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec, by_id = get_analysis("stability"), plan.by_id()
+    data = domain_data(plan.config.targets[0], plan.config.data)
+    for row in first.results["stability/tgt"].models[:: 3]:
+        run = by_id[row.run]
+        start = _model_of(store, run, "init")
+        want = spec.kernel(start, start, data, seed=FAST.seed, lr=run.train.lr, **spec.kernel_options(FAST))
+        first_point = row.result.points[0]
+        assert first_point.epoch == 0.0
+        assert jsonio.dumps({k: v for k, v in first_point.to_dict().items() if k != "epoch"}) == \
+            jsonio.dumps(want.to_dict())
+
+
+def test_every_setting_a_kernel_reads_is_in_its_jobs_cache_key(study):
+    """The options a kernel gets come from settings that are in its jobs' parameters (hashed into the cache key):
+    a setting read but not hashed would serve a stale result when it changes."""
+    from dataclasses import fields, replace
+
+    from transferscope.study.jobs import Context
+    from transferscope.study.registry import list_analyses
+
+    plan, store, _ = study
+    ctx = Context(plan, store.root, FAST, "cpu")
+    for spec in list_analyses():
+        if not spec.options:
+            continue
+        jobs = spec.jobs(ctx, {})
+        assert jobs, spec.name
+        for f in fields(FAST):
+            changed = replace(FAST, **{f.name: _other(getattr(FAST, f.name))})
+            if spec.kernel_options(changed) == spec.kernel_options(FAST):
+                continue  # not read by this kernel
+            assert all(f.name in job.params for job in jobs), (spec.name, f.name)
+
+
+def _other(v):
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, (int, float)):
+        return v + 1
+    if isinstance(v, list):
+        return [*v, v[-1] if v else 1]
+    return v
+
+
+# each kernel option and the [analysis] setting it is, as the README documents them
+OPTION_SETTING = {
+    "mistakes": {"threshold": "multilabel_threshold"},
+    "cka": {"batch_size": "cka_batch_size"},
+    "barrier": {"points": "barrier_points"},
+    "criticality": {"alphas": "criticality_alphas", "samples": "criticality_samples",
+                    "n_examples": "criticality_examples", "tolerance": "criticality_tolerance",
+                    "s_tol": "criticality_s_tol"},
+    "flatness": {"n_examples": "flatness_examples", "iters": "flatness_iters", "tol": "flatness_tol",
+                 "radii": "flatness_radii", "samples": "flatness_samples"},
+    "stability": {"ks": "stability_ks", "n_examples": "stability_examples"},
+    "principal": {"top_k": "principal_top_k", "n_examples": "principal_examples"},
+}
+
+
+def test_each_kernel_option_is_the_setting_of_its_name():
+    """Settings that all differ, so that two options read from each other's settings cannot pass."""
+    from dataclasses import fields, replace
+
+    from transferscope.study.registry import list_analyses
+
+    s = FAST
+    for i, f in enumerate(fields(FAST)):  # every setting a distinct value (in its own range)
+        v = getattr(FAST, f.name)
+        if isinstance(v, int) and not isinstance(v, bool) and f.name != "seed":
+            s = replace(s, **{f.name: v + 7 + i})
+    with_options = {spec.name: spec.kernel_options(s) for spec in list_analyses() if spec.options}
+    assert set(with_options) == set(OPTION_SETTING)
+    for name, table in OPTION_SETTING.items():
+        assert with_options[name] == {k: getattr(s, v) for k, v in table.items()}, name

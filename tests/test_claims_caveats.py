@@ -85,7 +85,7 @@ def test_n2_and_l4_say_why_a_one_target_study_cannot_measure_them():
 
 
 def test_analyze_prints_each_caveat_once_by_number_and_no_nan_interval():
-    from transferscope.study.analyze import format_verdicts
+    from transferscope.study.verdicts import format_verdicts
 
     edge = Caveat("lr-at-edge", "b", "P-T", "P-T's rate is the largest of its grid", "extend finetune.lr_grid")
     vs = [one("N1", near_far([UNDERFIT_RIT, edge])), one("N4", near_far([UNDERFIT_RIT, edge]))]

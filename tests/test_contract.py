@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from transferscope.analyses import get_analysis, list_analyses
 from transferscope.config import ModelConfig
 from transferscope.models import create_model
 from transferscope.store import dumps
+from transferscope.study.registry import get_analysis, list_analyses
 
 from .conftest import trained_model
 
@@ -28,30 +28,34 @@ def pair(small_domain):
     return a, b, d
 
 
-def test_the_registry_holds_every_analysis():
-    assert set(list_analyses()) == {"mistakes", "cka", "distance", "barrier", "criticality", "flatness", "stability",
-                                    "principal", "scores"}
+def test_the_registry_holds_every_analysis_once_in_the_order_analyze_runs_them():
+    specs = list_analyses()
+    assert [s.name for s in specs] == ["transfer", "mistakes", "cka", "distance", "barrier", "criticality", "basin",
+                                       "flatness", "deviation", "stability", "principal", "scores", "relate"]
+    assert {s.name for s in specs if s.kernel} == {"mistakes", "cka", "distance", "barrier", "criticality",
+                                                   "flatness", "stability", "principal", "scores"}
+    assert all(get_analysis(s.name) is s for s in specs)
     with pytest.raises(KeyError, match="registered analyses are"):
         get_analysis("nope")
 
 
-@pytest.mark.parametrize("name", list_analyses())
+@pytest.mark.parametrize("name", [s.name for s in list_analyses() if s.kernel])
 def test_contract(name, pair, tmp_path):
     a, b, d = pair
     info = get_analysis(name)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (a, b)]
-    r1 = info.run(a, b, d, seed=3, **OPTIONS.get(name, {}))
-    r2 = info.run(a, b, d, seed=3, **OPTIONS.get(name, {}))
-    assert isinstance(r1, info.result_type)
+    r1 = info.kernel(a, b, d, seed=3, **OPTIONS.get(name, {}))
+    r2 = info.kernel(a, b, d, seed=3, **OPTIONS.get(name, {}))
+    assert isinstance(r1, info.item)
     assert json.dumps(r1.to_dict(), sort_keys=True, default=str) == json.dumps(r2.to_dict(), sort_keys=True, default=str)
-    back = info.result_type.from_dict(json.loads(dumps(r1.to_dict())))
+    back = info.item.from_dict(json.loads(dumps(r1.to_dict())))
     assert json.loads(dumps(back.to_dict())) == json.loads(dumps(r1.to_dict()))
     # files: JSON, with the array fields in a .npz beside it
     paths = r1.save(tmp_path / name)
-    assert [p.suffix for p in paths] == [".json"] + ([".npz"] if info.result_type.array_fields else [])
+    assert [p.suffix for p in paths] == [".json"] + ([".npz"] if info.item.array_fields else [])
     stored = json.loads(paths[0].read_text())
-    assert not set(info.result_type.array_fields) & set(stored)
-    loaded = info.result_type.load(tmp_path / name)
+    assert not set(info.item.array_fields) & set(stored)
+    loaded = info.item.load(tmp_path / name)
     assert json.loads(dumps(loaded.to_dict())) == json.loads(dumps(r1.to_dict()))
     # it records its seed and the arguments it was computed with
     assert r1.seed == 3 and isinstance(r1.args, dict)
@@ -71,7 +75,7 @@ def test_every_sample_is_drawn_with_the_seed_given(pair):
     for name, direct in (("principal", lambda s: principal_gradient(a, d.train, n_examples=24, seed=s)),
                          ("stability", lambda s: gradient_stability(a, d.train, lr=0.05, n_examples=24, seed=s))):
         opts = OPTIONS[name]
-        r3, r4 = get_analysis(name).run(a, a, d, seed=3, **opts), get_analysis(name).run(a, a, d, seed=4, **opts)
+        r3, r4 = get_analysis(name).kernel(a, a, d, seed=3, **opts), get_analysis(name).kernel(a, a, d, seed=4, **opts)
         assert r3.loss != r4.loss  # different examples
         assert r3.to_dict() == direct(3).to_dict()
 
@@ -79,7 +83,7 @@ def test_every_sample_is_drawn_with_the_seed_given(pair):
 def test_stability_needs_the_runs_learning_rate(pair):
     a, b, d = pair
     with pytest.raises(TypeError, match="lr is required"):
-        get_analysis("stability").run(a, b, d, seed=0, n_examples=24)
+        get_analysis("stability").kernel(a, b, d, seed=0, n_examples=24)
 
 
 def test_scores_mmd_is_between_the_source_images_given_and_the_target(pair, tmp_path):
@@ -95,13 +99,13 @@ def test_scores_mmd_is_between_the_source_images_given_and_the_target(pair, tmp_
 
     a, b, d = pair
     info = get_analysis("scores")
-    none = info.run(a, b, d, seed=0)
+    none = info.kernel(a, b, d, seed=0)
     assert math.isnan(none.mmd2_rbf) and math.isnan(none.mmd2_linear) and none.n_source == 0
     assert "source_x" in none.note
     assert all(math.isfinite(v) for v in (none.leep, none.logme, none.h_score))
     g = torch.Generator().manual_seed(0)
     src = torch.randint(0, 120, (40, *d.image_shape), dtype=torch.uint8, generator=g)  # a darker, unstructured domain
-    r = info.run(a, b, d, seed=0, source_x=src)
+    r = info.kernel(a, b, d, seed=0, source_x=src)
     assert r.n_source == 40 and r.note == ""
     assert (r.leep, r.logme, r.h_score) == (none.leep, none.logme, none.h_score)
     with torch.no_grad():

@@ -13,10 +13,10 @@ import json
 import pytest
 import torch
 
-from transferscope.analyses import get_analysis, list_analyses
 from transferscope.config import ConfigError, ModelConfig, load_config
 from transferscope.devices import DeviceError, device_slots, library_versions, resolve_device
 from transferscope.models import create_model
+from transferscope.study.registry import get_analysis, list_analyses
 
 from .conftest import tiny_study_toml, trained_model
 from .test_contract import OPTIONS
@@ -52,7 +52,7 @@ def test_the_meta_default_catches_a_tensor_made_without_a_device():
     assert torch.zeros(1).device.type == "cpu"  # restored
 
 
-@pytest.mark.parametrize("name", list_analyses())
+@pytest.mark.parametrize("name", [s.name for s in list_analyses() if s.kernel])
 def test_every_analysis_computes_on_the_device_given(name, models, small_domain):
     """Each registered analysis (mistakes, CKA, distance, barrier, criticality, flatness/Hessian, gradient
     stability, principal gradient, transferability scores) with device="cpu" under the meta default gives the
@@ -61,9 +61,9 @@ def test_every_analysis_computes_on_the_device_given(name, models, small_domain)
     opts = dict(OPTIONS.get(name, {}))
     if name == "scores":
         opts["source_x"] = small_domain.val.x  # the MMD branch too
-    want = get_analysis(name).run(a, b, small_domain, seed=3, **opts)
+    want = get_analysis(name).kernel(a, b, small_domain, seed=3, **opts)
     with meta_default():
-        got = get_analysis(name).run(a, b, small_domain, seed=3, device="cpu", **opts)
+        got = get_analysis(name).kernel(a, b, small_domain, seed=3, device="cpu", **opts)
     assert _json(got) == _json(want)
     assert all(p.device.type == "cpu" for m in (a, b) for p in m.parameters())  # the models given are unchanged
 

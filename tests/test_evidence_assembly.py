@@ -32,7 +32,7 @@ from transferscope.claims.liu import INPUT_SCORE, LABEL_SCORE
 from transferscope.claims.neyshabur import depth_rank_correlation
 from transferscope.config import load_config
 from transferscope.study import make_plan
-from transferscope.study.analyze import gather_evidence
+from transferscope.study.evidence import gather_evidence
 from transferscope.vocab import arms
 from transferscope.vocab.arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT, RIT_RI, RIT_RIT
 from transferscope.vocab.caveats import Caveat

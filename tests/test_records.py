@@ -115,7 +115,7 @@ EXAMPLES = {
 
 
 def test_every_analysis_has_a_record_type_and_an_example():
-    from transferscope.study.analyze import SPECS
+    from transferscope.study.registry import SPECS
 
     assert set(rec.RESULT_TYPES) == set(SPECS) == set(EXAMPLES)
     for name, spec in SPECS.items():

@@ -1,6 +1,6 @@
 """The typed evidence that claims are judged on: numbers per seed and per pair of seeds, per target.
 
-Built from a study's analysis results by :func:`transferscope.study.analyze.gather_evidence`, or by hand in tests.
+Built from a study's analysis results by :func:`transferscope.study.evidence.gather_evidence`, or by hand in tests.
 Arms and pair kinds are the names of :mod:`transferscope.vocab.arms`.
 """
 

@@ -1,0 +1,242 @@
+"""The unit of work of the analyses: a job, what it runs with, its cache key, and how a backend computes it.
+
+A :class:`Job` is one analysis on one target: the runs it reads and its typed parameters (the pairs or the models
+it covers, and the analysis settings it uses). Its cache key (:func:`job_key`) is a hash of the analysis' name and
+version, those parameters and the content of every run it reads, so a result is recomputed exactly when one of
+them changes. A backend (:class:`AnalysisBackend`) computes the jobs that are not cached: :class:`LocalAnalyses`
+in this process; the Ray backend (:mod:`transferscope.study.ray_executor`) on a cluster. The analysis loop
+(:mod:`transferscope.study.analyze`) is given its backend and imports none, so it imports no Ray module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .. import jsonio
+from ..config import AnalysisConfig
+from ..store import Store, StoreError, StoreWriteError, atomic_write_text, dumps
+from ..vocab.records import ModelRow, PairRow
+from .plan import Plan, file_safe
+
+if TYPE_CHECKING:
+    from .registry import Analysis
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CACHE_VERSION", "PairRef", "ModelRef", "CheckpointRef", "Job", "Context", "Pending", "Outcome", "Compute",
+           "job_key", "inputs_of", "record_of", "compute_job", "compute_local", "AnalysisBackend", "LocalAnalyses"]
+
+CACHE_VERSION = 4
+"""Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
+
+
+@dataclass(frozen=True)
+class PairRef:
+    """A pair of runs a job compares: its kind (e.g. ``P-T/RI-T``, :mod:`transferscope.vocab.arms`), their seeds,
+    their run ids, and which weights of run ``b`` are read (``weights``, or ``init``: the start of the run)."""
+
+    kind: str
+    seeds: tuple[int, int]
+    runs: tuple[str, str]
+    which_b: str = "weights"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seeds": list(self.seeds), "runs": list(self.runs), "which_b": self.which_b}
+
+    def row(self, result: Any) -> PairRow:
+        return PairRow(self.kind, self.seeds, self.runs, self.which_b, result)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model a job reads: its arm, seed and run id."""
+
+    arm: str
+    seed: int
+    run: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arm": self.arm, "seed": self.seed, "run": self.run}
+
+    def row(self, result: Any) -> ModelRow:
+        return ModelRow(self.arm, self.seed, self.run, result)
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """One P-T run of the basin sweep: the pre-training epoch it started from (P's epochs: the final weights), its
+    seed and run id."""
+
+    checkpoint: float
+    seed: int
+    run: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "seed": self.seed, "run": self.run}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One analysis on one target: the runs it reads (``runs``), the pairs or the models it covers, and ``settings``
+    (the analysis settings it uses and what else determines its result, in the order they are written).
+    :attr:`params` is all of it as the dict the cache key hashes and the result file records."""
+
+    analysis: str
+    target: str
+    runs: tuple[str, ...]
+    pairs: tuple[PairRef, ...] = ()
+    models: tuple[ModelRef | CheckpointRef, ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    def setting(self, name: str) -> Any:
+        for k, v in self.settings:
+            if k == name:
+                return v
+        raise KeyError(f"job {self.analysis}/{self.target} has no setting {name!r}")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        head: dict[str, Any] = {}
+        if self.pairs:
+            head["pairs"] = [p.to_dict() for p in self.pairs]
+        if self.models:
+            head["models"] = [m.to_dict() for m in self.models]
+        return head | dict(self.settings)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a job runs with. Picklable (a plan, a folder, settings, a device), so a job can run elsewhere."""
+
+    plan: Plan
+    root: Path
+    settings: AnalysisConfig
+    device: str = "cpu"
+
+    @property
+    def store(self) -> Store:
+        return Store(self.root)
+
+
+def job_key(ctx: Context, spec: Analysis, job: Job) -> str:
+    """The cache key: the analysis' name and version, the job's parameters and the content of every run it reads."""
+    store = ctx.store
+    contents = {rid: store.artefact_hashes(rid) for rid in job.runs}
+    h = hashlib.sha256(json.dumps({"cache": CACHE_VERSION, "name": spec.name, "version": spec.version,
+                                   "target": job.target, "params": job.params, "inputs": contents},
+                                  sort_keys=True, default=str).encode())
+    return f"{spec.name}-{file_safe(job.target)}-{h.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A job whose result is not cached: computed into ``path`` (by :func:`compute_job`)."""
+
+    spec: Analysis
+    job: Job
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}/{self.job.target}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A computed job: its result as JSON text (what its file's ``result`` holds) and seconds, or why there is
+    none (``missing``)."""
+
+    text: str | None = None
+    seconds: float = 0.0
+    missing: str = ""
+
+
+Compute = Callable[[Context, list[Pending], dict[str, Any], Callable[[], None]], dict[int, Outcome]]
+"""How the jobs that are not cached are computed: ``(ctx, jobs, results, tick)`` -> outcome by index in ``jobs``.
+``results`` holds the cached records; ``tick`` is called once per finished job. A job starts once every job of
+the analyses it ``needs`` has ended, and gets their records only (:func:`inputs_of`)."""
+
+
+def inputs_of(spec: Analysis, results: dict[str, Any]) -> dict[str, Any]:
+    """The records ``spec.run`` reads: those of the analyses it needs."""
+    return {k: v for k, v in results.items() if k.split("/", 1)[0] in spec.needs}
+
+
+def record_of(spec: Analysis, text: str) -> Any:
+    """A result's record from its JSON text, as a cached one reads."""
+    return spec.result.from_dict(jsonio.loads(text))
+
+
+def compute_job(ctx: Context, spec: Analysis, job: Job, results: dict[str, Any], path: str | Path) -> Outcome:
+    """Compute one job and write its result file (atomically: a temporary file renamed into place, so that a job
+    computed twice, or on two nodes at once, leaves one whole file). A damaged run or a failing analysis is
+    returned as ``missing`` (one analysis failing must not lose the others); a folder that cannot be written
+    raises :class:`StoreWriteError`."""
+    t0 = time.perf_counter()
+    try:
+        result = spec.run(ctx, job, results)
+    except StoreWriteError:
+        raise
+    except StoreError as e:  # a run's file is damaged: the message names it and the --rerun that repairs it
+        log.warning("analysis %s on %s not computed: %s", spec.name, job.target, e)
+        return Outcome(missing=f"not computed: {e}")
+    except Exception as e:
+        log.warning("analysis %s on %s failed: %s", spec.name, job.target, e, exc_info=True)
+        return Outcome(missing=f"failed: {type(e).__name__}: {e}")
+    seconds = time.perf_counter() - t0
+    d = result.to_dict()
+    atomic_write_text(Path(path), dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
+                                         "runs": list(job.runs), "params": job.params, "seconds": seconds,
+                                         "result": d}))
+    return Outcome(dumps(d), seconds)
+
+
+def compute_local(ctx: Context, jobs: list[Pending], results: dict[str, Any], tick: Callable[[], None]
+                  ) -> dict[int, Outcome]:
+    """Every job in this process, in order (the registry's order puts an analysis after those it needs)."""
+    results, out = dict(results), {}
+    for i, p in enumerate(jobs):
+        o = out[i] = compute_job(ctx, p.spec, p.job, inputs_of(p.spec, results), p.path)
+        if o.text is not None:
+            results[p.name] = record_of(p.spec, o.text)
+        tick()
+    return out
+
+
+class AnalysisBackend(Protocol):
+    """Where the jobs that are not cached are computed. ``session(plan, store, device, threads)`` is a context
+    manager that yields ``(compute, device)``: the :data:`Compute` to call, and the device every job computes on
+    (``device`` resolved: ``auto`` to what is there; None: the study's own)."""
+
+    def session(self, plan: Plan, store: Store, device: str | None, threads: int
+                ) -> contextlib.AbstractContextManager[tuple[Compute, str]]: ...
+
+
+@dataclass(frozen=True)
+class LocalAnalyses:
+    """Every job in this process, in the registry's order, with ``threads`` torch threads (0: the current count)."""
+
+    name: str = field(default="local")
+
+    @contextlib.contextmanager
+    def session(self, plan: Plan, store: Store, device: str | None, threads: int) -> Iterator[tuple[Compute, str]]:
+        import torch
+
+        from ..devices import resolve_device
+
+        device = str(resolve_device(device or plan.config.device))
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            yield compute_local, device
+        finally:
+            torch.set_num_threads(before)
