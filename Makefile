@@ -16,6 +16,7 @@ demo: setup data
 	$(VENV)/bin/transferscope report results/quick
 
 test: setup data browser
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 setup: $(STAMP)
