@@ -83,76 +83,96 @@ def _target_distances(plan: Plan, results: dict[str, Any]) -> dict[str, tuple[fl
     return out
 
 
+def _arm_figures(rows, name: str) -> tuple[dict, dict, str]:
+    """Per (arm, block size): each seed's test accuracy (or mean AUC) and speed on target ``name``; its metric."""
+    acc, speed, metric = {}, {}, "acc"
+    for r in rows:
+        if r.target != name:
+            continue
+        metric = r.metric
+        for arm in (PT, RIT):
+            per = r.arm(arm).per_seed
+            acc[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.test_acc) for s in per})
+            speed[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.speed_mean_acc_k) for s in per})
+    return acc, speed, metric
+
+
+def _criticality(crit: CriticalityModels | None) -> tuple[list[str], dict[str, dict[int, tuple[float, ...]]], str]:
+    """The body's modules, each model's criticality per body module by arm and seed, and the note."""
+    modules: list[str] = []
+    per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
+    note = ""  # one architecture: every model's note is the same; N8 reads it when it cannot rank
+    for m in crit.models if crit else ():
+        c = m.result
+        names = c.modules
+        note = note or c.note
+        modules = [names[i] for i in _body(names)]
+        degenerate = c.degenerate or [False] * len(names)
+        # infeasible (inf): the most critical; a module that did not move (degenerate): left out (NaN)
+        per_crit.setdefault(m.arm, {})[m.seed] = tuple(math.nan if degenerate[i] else float(c.criticality[i])
+                                                       for i in _body(names))
+    return modules, per_crit, note
+
+
+def _basin(b: BasinResult | None) -> tuple[dict[float, PerSeed], float]:
+    basin: dict[float, dict[int, float]] = {}
+    if not b:
+        return {}, math.nan
+    for br in b.rows:
+        basin.setdefault(br.checkpoint, {})[br.seed] = br.test_acc
+    return {e: PerSeed(v) for e, v in basin.items()}, b.final_checkpoint
+
+
+def _liu_figures(results: dict[str, Any], name: str) -> dict[str, dict[str, PerSeed]]:
+    """Liu et al.'s figures per arm on target ``name``: flatness, deviation, gradient stability, principal."""
+    flat, dev, stab, pg = (results.get(f"{k}/{name}") for k in ("flatness", "deviation", "stability", "principal"))
+    return dict(
+        top_eigenvalue={a: _models(flat, a, lambda r: r.top_eigenvalue) for a in (PT, RIT)},
+        deviation={a: _models(dev, a, lambda r: _mean_body(r.deviation[-1], r.modules)
+                              if r.deviation else math.nan) for a in (PT, RIT)},
+        grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r.points
+                                                                     for v in p.grad_lipschitz]))
+                        for a in (PT, RIT)},
+        principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r.fraction],
+                                                              r.modules or r.weights))
+                   for a in (PT, RIT)})
+
+
+def _target_evidence(name: str, results: dict[str, Any], rows, distance: tuple[float, str]) -> TargetEvidence:
+    acc, speed, metric = _arm_figures(rows, name)
+    mis: MistakesPairs | None = results.get(f"mistakes/{name}")
+    cka: CKAPairs | None = results.get(f"cka/{name}")
+    dst: DistancePairs | None = results.get(f"distance/{name}")
+    bar: BarrierPairs | None = results.get(f"barrier/{name}")
+    first_cka = cka.first(PT_PT) if cka else None
+    layers = first_cka.layers if first_cka else []
+    # the full-data estimate where it was computed (full=False keeps only the minibatch one)
+    cka_key = "full" if first_cka is not None and first_cka.has_full else "minibatch"
+    modules, per_crit, crit_note = _criticality(results.get(f"criticality/{name}"))
+    basin, final_e = _basin(results.get(f"basin/{name}"))
+    d, how = distance
+    return TargetEvidence(
+        name, num_classes=0, distance=d, distance_source=how, metric=metric, accuracy=acc, speed=speed,
+        uncommon={k: _pairs(mis, k, lambda r: r.uncommon_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
+        common={k: _pairs(mis, k, lambda r: r.common_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
+        cka_layers=tuple(layers),
+        cka={k: tuple(_pairs(cka, k, lambda r, i=i, key=cka_key: getattr(r, key)[i]) for i in range(len(layers)))
+             for k in (PT_PT, RIT_RIT)},
+        param_distance={k: _pairs(dst, k, lambda r: r.total) for k in (PT_PT, RIT_RIT)},
+        start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
+        barrier={k: _pairs(bar, k, lambda r: r.barrier_error) for k in (PT_PT, RIT_RIT, PT_RIT)},
+        criticality_modules=tuple(modules), criticality=per_crit, criticality_note=crit_note,
+        basin=basin, basin_final=final_e, **_liu_figures(results, name))
+
+
 def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, ...] = ()) -> Evidence:
     """The typed evidence of every claim, from the analysis records (cached or new) of a study, with the caveats of
     its runs (:func:`transferscope.study.caveats.study_caveats`)."""
     cfg = plan.config
-    full = cfg.data.image_size
     transfer: TransferResult | None = results.get("transfer/all")
     rows = transfer.rows if transfer else ()
     dist = _target_distances(plan, results)
-    targets = []
-    for t in cfg.targets:
-        name = t.display
-        acc, speed, metric = {}, {}, "acc"
-        for r in rows:
-            if r.target != name:
-                continue
-            metric = r.metric
-            for arm in (PT, RIT):
-                per = r.arm(arm).per_seed
-                acc[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.test_acc) for s in per})
-                speed[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.speed_mean_acc_k) for s in per})
-        mis: MistakesPairs | None = results.get(f"mistakes/{name}")
-        cka: CKAPairs | None = results.get(f"cka/{name}")
-        dst: DistancePairs | None = results.get(f"distance/{name}")
-        bar: BarrierPairs | None = results.get(f"barrier/{name}")
-        first_cka = cka.first(PT_PT) if cka else None
-        layers = first_cka.layers if first_cka else []
-        # the full-data estimate where it was computed (full=False keeps only the minibatch one)
-        cka_key = "full" if first_cka is not None and first_cka.has_full else "minibatch"
-        crit: CriticalityModels | None = results.get(f"criticality/{name}")
-        modules: list[str] = []
-        per_crit: dict[str, dict[int, tuple[float, ...]]] = {}
-        crit_note = ""  # one architecture: every model's note is the same; N8 reads it when it cannot rank
-        for m in crit.models if crit else ():
-            c = m.result
-            names = c.modules
-            crit_note = crit_note or c.note
-            modules = [names[i] for i in _body(names)]
-            degenerate = c.degenerate or [False] * len(names)
-            # infeasible (inf): the most critical; a module that did not move (degenerate): left out (NaN)
-            per_crit.setdefault(m.arm, {})[m.seed] = tuple(math.nan if degenerate[i] else float(c.criticality[i])
-                                                           for i in _body(names))
-        basin, final_e = {}, math.nan
-        b: BasinResult | None = results.get(f"basin/{name}")
-        if b:
-            final_e = b.final_checkpoint
-            for br in b.rows:
-                basin.setdefault(br.checkpoint, {})[br.seed] = br.test_acc
-        flat, dev, stab, pg = (results.get(f"{k}/{name}") for k in ("flatness", "deviation", "stability", "principal"))
-        d, how = dist.get(name, (math.nan, ""))
-        targets.append(TargetEvidence(
-            name, num_classes=0, distance=d, distance_source=how, metric=metric, accuracy=acc, speed=speed,
-            uncommon={k: _pairs(mis, k, lambda r: r.uncommon_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
-            common={k: _pairs(mis, k, lambda r: r.common_fraction) for k in (PT_PT, RIT_RIT, PT_RIT)},
-            cka_layers=tuple(layers),
-            cka={k: tuple(_pairs(cka, k, lambda r, i=i, key=cka_key: getattr(r, key)[i]) for i in range(len(layers)))
-                 for k in (PT_PT, RIT_RIT)},
-            param_distance={k: _pairs(dst, k, lambda r: r.total) for k in (PT_PT, RIT_RIT)},
-            start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
-            barrier={k: _pairs(bar, k, lambda r: r.barrier_error) for k in (PT_PT, RIT_RIT, PT_RIT)},
-            criticality_modules=tuple(modules), criticality=per_crit, criticality_note=crit_note,
-            basin={e: PerSeed(v) for e, v in basin.items()}, basin_final=final_e,
-            top_eigenvalue={a: _models(flat, a, lambda r: r.top_eigenvalue) for a in (PT, RIT)},
-            deviation={a: _models(dev, a, lambda r: _mean_body(r.deviation[-1], r.modules)
-                                  if r.deviation else math.nan) for a in (PT, RIT)},
-            grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r.points
-                                                                         for v in p.grad_lipschitz]))
-                            for a in (PT, RIT)},
-            principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r.fraction],
-                                                                  r.modules or r.weights))
-                       for a in (PT, RIT)}))
+    targets = [_target_evidence(t.display, results, rows, dist.get(t.display, (math.nan, ""))) for t in cfg.targets]
     cells = []
     for r in rows:
         sc = _scores_at(results, r.target, r.block_size)
@@ -164,9 +184,10 @@ def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, 
     m = cfg.model
     which = (f"given as {m.weights}, sha256 {m.weights_sha256[:16]}" if m.weights else
              f"{cfg.source.display}, pre-training seed {cfg.pretrain_seed}")
-    return Evidence(tuple(targets), full, tuple(sorted(cfg.block_sizes, reverse=True)), cfg.finetune.speed_epochs,
-                    tuple(cells), conditional_on=f"one pre-trained model P ({which}, run {p.run_id}); P-T and RI-T "
-                                                 f"seeds {', '.join(map(str, cfg.seeds))}", caveats=tuple(caveats))
+    return Evidence(tuple(targets), cfg.data.image_size, tuple(sorted(cfg.block_sizes, reverse=True)),
+                    cfg.finetune.speed_epochs, tuple(cells),
+                    conditional_on=f"one pre-trained model P ({which}, run {p.run_id}); P-T and RI-T "
+                                   f"seeds {', '.join(map(str, cfg.seeds))}", caveats=tuple(caveats))
 
 
 def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:
