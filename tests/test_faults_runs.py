@@ -427,7 +427,7 @@ def test_jobs_are_lowered_to_the_workers_that_fit_in_memory(tmp_path, folders, m
     """Each worker holds the study's domains and its batches (one worker's peak is estimate_memory): --jobs N is
     lowered, with a warning naming the figures, when N workers would not fit."""
     from transferscope.study import plan as plan_mod
-    from transferscope.study.runner import _jobs_that_fit
+    from transferscope.study.pool import jobs_that_fit
 
     p = tmp_path / "study.toml"
     p.write_text(tiny_study_toml(*folders))
@@ -435,7 +435,7 @@ def test_jobs_are_lowered_to_the_workers_that_fit_in_memory(tmp_path, folders, m
     need = plan_mod.estimate_memory(plan.config).total
     monkeypatch.setattr(plan_mod, "available_memory", lambda: None if room is None else int(need * room))
     with caplog.at_level("WARNING"):
-        assert _jobs_that_fit(plan, jobs) == expected
+        assert jobs_that_fit(plan, jobs) == expected
     warned = [r.getMessage() for r in caplog.records if "--jobs" in r.getMessage()]
     if expected < jobs:
         assert warned and f"--jobs {jobs}" in warned[0] and f"training {expected} run" in warned[0]

@@ -1,4 +1,5 @@
-"""Studies: a config expanded into runs (plan), run locally (execute), summarised from the store.
+"""Studies: a config expanded into runs (plan), trained by one scheduler on a backend (execute: this machine or a
+Ray cluster), summarised from the store.
 
 Names are imported on first use, so that reading a finished study (``summary``, ``tuning``, the report)
 does not import torch.
@@ -7,7 +8,7 @@ does not import torch.
 import importlib
 
 _WHERE = {
-    "ExecutionSummary": "runner", "execute": "runner", "load_run_model": "runner", "run_one": "runner",
+    "ExecutionSummary": "runner", "execute": "runner", "load_run_model": "artefacts", "run_one": "runner",
     "ARMS": "plan", "Plan": "plan", "RunSpec": "plan", "make_plan": "plan", "validate": "plan",
     "format_table": "summary", "results_table": "summary", "status_counts": "summary",
 }
