@@ -147,6 +147,19 @@ def _recompute_bn(model: nn.Module, train: Split, batch_size: int, batches: int,
     model.eval()
 
 
+def _curve_vmap(model: nn.Module, pa: dict, pb: dict, lambdas: torch.Tensor, split: Split, batch_size: int,
+                step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and error at every l of ``lambdas``, ``step`` points per ``vmap`` pass (nets without batch statistics)."""
+    buffers = {n: b for n, b in model.named_buffers()}
+    losses, errors = [], []
+    for lo in range(0, len(lambdas), step):
+        lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step].to(model_device(model)),
+                                       split, batch_size)
+        losses.append(lo_l)
+        errors.append(lo_e)
+    return np.concatenate(losses), np.concatenate(errors)
+
+
 def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points: int = 11,
                 bn_policy: BNPolicy = "recompute", train_split: Split | None = None, batch_size: int = 500,
                 bn_batches: int = 20, batched: bool = False, chunk_points: int = 0, seed: int = 0) -> BarrierResult:
@@ -187,16 +200,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
                 at_point(j)
         policy = "exact"
     elif not has_batch_statistics(model):
-        buffers = {n: b for n, b in model.named_buffers()}
-        losses, errors = [], []
-        step = chunk_points or points
-        for lo in range(0, points, step):
-            lo_l, lo_e = _eval_points_vmap(model, pa, pb, buffers, lambdas[lo : lo + step].to(model_device(model)),
-                                           split, batch_size)
-            losses.append(lo_l)
-            errors.append(lo_e)
-        loss = np.concatenate(losses)
-        err = np.concatenate(errors)
+        loss, err = _curve_vmap(model, pa, pb, lambdas, split, batch_size, chunk_points or points)
         policy = "exact"
     else:
         if bn_policy == "recompute" and train_split is None:
