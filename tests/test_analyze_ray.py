@@ -11,12 +11,17 @@ import numpy as np
 import pytest
 
 from transferscope import jsonio
+from transferscope.api import analysis_backend
 from transferscope.cli import main
 from transferscope.config import ConfigError, load_config
+from transferscope.report.strips import write_image_strips
 from transferscope.store import Store
-from transferscope.study import analyze as analyze_mod
 from transferscope.study import execute, make_plan
-from transferscope.study.analyze import SPECS, AnalysisSpec, analyze, inputs_of, register
+from transferscope.study import jobs as jobs_mod
+from transferscope.study.analyze import analyze
+from transferscope.study.jobs import inputs_of
+from transferscope.study.ray_executor import RayAnalyses
+from transferscope.study.registry import SPECS, AnalysisSpec, register
 
 from .conftest import make_imagefolder, tiny_study_toml
 from .test_analyze import FAST
@@ -28,7 +33,7 @@ def test_needs_are_declared_and_ordered():
     for name, spec in SPECS.items():  # the local loop's order is a valid order of the needs
         assert all(order.index(n) < order.index(name) for n in spec.needs), name
     with pytest.raises(ValueError, match="needs 'nothing-such', which is not registered before it"):
-        register(AnalysisSpec("x-test", "", 1, lambda c, m: [], lambda c, j, r: None, dict, needs=("nothing-such",)))
+        register(AnalysisSpec("x-test", "", 1, lambda c, m: [], lambda s, c, j, r: None, dict, needs=("nothing-such",)))
     assert "x-test" not in SPECS
     results = {"transfer/all": 1, "scores/tgt": 2, "cka/tgt": 3}
     assert inputs_of(SPECS["relate"], results) == {"transfer/all": 1, "scores/tgt": 2}
@@ -39,7 +44,7 @@ def test_unknown_executor_is_refused(tmp_path, folders):
     p = tmp_path / "s.toml"
     p.write_text(tiny_study_toml(*folders))
     with pytest.raises(ConfigError, match="--executor 'dask'"):
-        analyze(make_plan(load_config(p)), Store(tmp_path / "r"), executor="dask")
+        analysis_backend("dask")
     with pytest.raises(ConfigError, match="--threads -1"):
         analyze(make_plan(load_config(p)), Store(tmp_path / "r"), threads=-1)
 
@@ -84,15 +89,16 @@ def _images(store: Store) -> dict[str, dict[str, np.ndarray]]:
 def test_analyses_on_two_nodes_equal_the_local_ones(cluster, trained, tmp_path, monkeypatch, caplog):
     plan, store = trained
     local, remote = _copy(store, tmp_path / "local"), _copy(store, tmp_path / "ray")
-    a = analyze(plan, local, FAST, show_progress=False, threads=1)
+    a = analyze(plan, local, FAST, show_progress=False, threads=1, images=write_image_strips)
     assert not a.missing, a.missing
 
     def not_here(*args, **kw):
         raise AssertionError("a job computed in the driver")
 
-    monkeypatch.setattr(analyze_mod, "compute_job", not_here)  # the Ray workers import their own
+    monkeypatch.setattr(jobs_mod, "compute_job", not_here)  # the Ray workers import their own
     with caplog.at_level("INFO", logger="transferscope.study.ray_executor"):
-        b = analyze(plan, remote, FAST, show_progress=False, threads=1, executor="ray", address=cluster.address)
+        b = analyze(plan, remote, FAST, show_progress=False, threads=1, backend=RayAnalyses(cluster.address),
+                    images=write_image_strips)
     assert f"analyses on Ray: {len(a.computed)} jobs computed on 2 nodes" in caplog.text  # spread over both
     assert b.computed == a.computed and not b.cached and b.missing == a.missing
     assert list(b.results) == list(a.results) and list(b.files) == list(a.files)
@@ -112,7 +118,7 @@ def test_analyses_on_two_nodes_equal_the_local_ones(cluster, trained, tmp_path, 
     needed = [(adir / f).stat().st_mtime for k, f in b.files.items() if k.split("/")[0] in ("transfer", "scores")]
     assert len(needed) == 2 and written["relate"] >= max(needed)
     # a second call reads everything from the cache
-    c = analyze(plan, remote, FAST, show_progress=False, threads=1, executor="ray", address=cluster.address)
+    c = analyze(plan, remote, FAST, show_progress=False, threads=1, backend=RayAnalyses(cluster.address))
     assert not c.computed and sorted(c.cached) == sorted(a.computed)
 
 

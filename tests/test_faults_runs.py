@@ -177,7 +177,8 @@ def test_a_run_whose_worker_dies_every_time_fails_after_bounded_retries(study, t
 # ------------------------------------------------------------------------------------------------ 4. artefact hashes
 
 def test_damaged_weights_are_named_never_loaded_and_run_again_on_request(study, tmp_path, capsys):
-    from transferscope.study.analyze import SPECS, Context
+    from transferscope.study.jobs import Context
+    from transferscope.study.registry import SPECS
     from transferscope.study.runner import load_run_model
 
     cfg, overrides, _, plan = study

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import StudyConfig, load_config
 
-__all__ = ["run_study", "analyze_study", "render", "Analysis"]
+__all__ = ["run_study", "analyze_study", "render", "Analysis", "study_folder", "analysis_backend"]
 
 
 def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None) -> StudyConfig:
@@ -23,6 +23,23 @@ def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None
             raise ValueError("overrides apply to a config file or a built-in study name, not a StudyConfig")
         return config
     return load_config(config, overrides)
+
+
+def study_folder(results: str | Path):
+    """The study a results folder holds: ``(store, config)``, the folder's :class:`~transferscope.store.Store`, its
+    format checked, and its study (``study.json``). The one check of a study folder, which the command line and
+    :func:`analyze_study` share: a folder ``transferscope run`` did not write is a :class:`ConfigError` that says so;
+    one of an older format a :class:`~transferscope.store.StoreFormatError` (its run ids differ: its runs would
+    look missing)."""
+    from .config import ConfigError, from_dict
+    from .store import Store
+
+    results = Path(results)
+    if not (results / "study.json").is_file():
+        raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
+    store = Store(results)
+    store.check_format()
+    return store, from_dict(StudyConfig, store.read_study())
 
 
 def run_study(config: str | Path | StudyConfig | None = None, results: str | Path | None = None, *,
@@ -72,23 +89,33 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     --executor local|ray --address --threads`` (``ray``: each analysis job a Ray task on the cluster at
     ``address``; the results folder must be on a path every node shares); the files and verdicts are the same
     either way."""
-    from .config import ConfigError, from_dict
-    from .store import Store
+    from .report.strips import write_image_strips
     from .study import make_plan
-    from .study.analyze import analyze, verdicts_by_pretrain, write_claims
+    from .study.analyze import analyze
+    from .study.verdicts import verdicts_by_pretrain, write_claims
 
-    results = Path(results)
-    path = results / "study.json"
-    if not path.is_file():
-        raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
-    store = Store(results)
-    store.check_format()
-    plan = make_plan(from_dict(StudyConfig, store.read_study()), check=False)
+    store, cfg = study_folder(results)
+    plan = make_plan(cfg, check=False)
     with store.lock():
-        run = analyze(plan, store, show_progress=show_progress, device=device, executor=executor, address=address,
-                      threads=threads)
+        run = analyze(plan, store, show_progress=show_progress, device=device,
+                      backend=analysis_backend(executor, address), threads=threads, images=write_image_strips)
     by_p = verdicts_by_pretrain(plan, run, store)
     return Analysis(run, by_p, write_claims(store, next(iter(by_p.values())), by_p, plan))
+
+
+def analysis_backend(executor: str = "local", address: str | None = None):
+    """Where ``analyze`` computes the jobs that are not cached: ``local`` (this process) or ``ray`` (the cluster at
+    ``address``)."""
+    from .config import ConfigError
+    from .study.jobs import LocalAnalyses
+
+    if executor == "ray":
+        from .study.ray_executor import RayAnalyses
+
+        return RayAnalyses(address)
+    if executor != "local":
+        raise ConfigError(f"--executor {executor!r}: one of 'local', 'ray'")
+    return LocalAnalyses()
 
 
 def render(results: str | Path, out: str | Path | None = None) -> Path:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import BUILTIN_STUDIES, ConfigError, StudyConfig, from_dict, load_config
+from .api import study_folder
+from .config import BUILTIN_STUDIES, ConfigError, load_config
 from .store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S
 
 log = logging.getLogger("transferscope")
@@ -52,17 +53,6 @@ def _tensorboard(on: bool):
             os.environ[tblog.ENV] = before
 
 
-def _study_of(results: Path) -> StudyConfig:
-    from .store import Store
-
-    path = results / "study.json"
-    if not path.is_file():
-        raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
-    store = Store(results)
-    store.check_format()  # an older format's run ids differ: its runs would look missing
-    return from_dict(StudyConfig, store.read_study())
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .store import Store
     from .study import execute, make_plan
@@ -74,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.set:
             raise ConfigError("--set with --rerun and no CONFIG: the study is the folder's own (study.json); give "
                               "the study's CONFIG to change it")
-        cfg = _study_of(Path(args.results))
+        cfg = study_folder(args.results)[1]
     else:
         prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
         cfg = load_config(args.config or args.profile, prec + args.set)
@@ -158,15 +148,14 @@ def _print_verdicts(results: Path) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .store import RUN_DONE, RUN_FAILED, RunDamaged, Store, StoreError
+    from .store import RUN_DONE, RUN_FAILED, RunDamaged, StoreError
     from .study import make_plan, status_counts
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
     results = Path(args.results)
-    cfg = _study_of(results)
+    store, cfg = study_folder(results)
     plan = make_plan(cfg, check=False)  # as it was validated when it ran (its weights may have moved since)
-    store = Store(results)
     c = status_counts(plan, store)
     print(f"study {cfg.name!r} in {results}: {c['done']} done, {c['failed']} failed, {c['blocked']} blocked, "
           f"{c['pending']} pending "
@@ -217,9 +206,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .api import analyze_study
-    from .study.analyze import format_verdicts
+    from .study.verdicts import format_verdicts
 
-    _study_of(Path(args.results))  # a clear error for a folder that is not a study
     a = analyze_study(args.results, show_progress=not args.no_progress, device=args.device,
                       executor=args.executor, address=args.address, threads=args.threads)
     run = a.run
@@ -283,12 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="transferscope", description="What is being transferred in transfer learning.")
-    p.add_argument("--version", action="version", version=f"transferscope {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_run(sub) -> None:
     r = sub.add_parser("run", help="train every unfinished run of a study (resumable)")
     r.add_argument("config", nargs="?", help="study TOML file (default: the built-in quick study)")
     r.add_argument("--profile", choices=BUILTIN_STUDIES, default="quick", help="built-in study when no CONFIG")
@@ -320,8 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"elsewhere (default {CLAIM_STALE_S:g}); more than twice --claim-heartbeat, and more than "
                         "the clock difference between the nodes")
     r.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
-                   help="where the runs train (default: the study's device, auto: CUDA, else MPS, else the CPU); "
-                        "one that is not there is an error. Not part of the run ids")
+                   help="where the runs train (default: the study's device, auto: CUDA, else MPS, else the CPU; "
+                        "with --executor ray, auto is CUDA when the cluster has a GPU, else the CPU); one that is "
+                        "not there is an error. Not part of the run ids")
     r.add_argument("--runs-per-device", type=int, default=1, metavar="N",
                    help="on CUDA: runs trained side by side on each GPU (small runs share one); cuda or auto spread "
                         "the runs over every GPU of the machine (default 1)")
@@ -336,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensorboard --logdir RESULTS/tensorboard; needs pip install 'transferscope[tensorboard]')")
     r.set_defaults(fn=cmd_run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="transferscope", description="What is being transferred in transfer learning.")
+    p.add_argument("--version", action="version", version=f"transferscope {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+
     s = sub.add_parser("status", help="what is done, failed and pending in a results folder")
     s.add_argument("results", nargs="?", default="results/quick")
     s.add_argument("--runs", action="store_true", help="list every run")
@@ -346,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     a.add_argument("--device", metavar="auto|cpu|cuda|cuda:N|mps",
                    help="where every analysis computes (default: the study's device, auto: CUDA, else MPS, else "
-                        "the CPU); one that is not there is an error")
+                        "the CPU; with --executor ray, auto is CUDA when the cluster has a GPU, else the CPU); one "
+                        "that is not there is an error")
     a.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: every analysis in this process (default); ray: each analysis job a Ray task on a "
                         "cluster, after the analyses it reads (the results folder must be on a path every node "

@@ -42,16 +42,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S, RUN_DONE, RUN_FAILED, RunClaim, Store, StoreError
+from .jobs import Compute, Outcome, inputs_of, record_of
 from .plan import Plan, RunSpec
 from .scheduler import WORKER_RETRIES, ExecutionSummary, Finished, Work, run_plan
 from .worker import run_one
-
-if TYPE_CHECKING:
-    from .analyze import Compute
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +322,7 @@ def _analysis_task(ctx, spec, job, inputs: dict, path: str, threads: int, device
     import torch
 
     from ..devices import resolve_device
-    from .analyze import compute_job
+    from .jobs import compute_job
 
     torch.set_num_threads(threads)
     ctx = replace(ctx, device=str(resolve_device(device)))
@@ -363,8 +360,6 @@ class RayAnalyses:
 
 def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results: dict, tick) -> dict:
     """The jobs as Ray tasks, each once the analyses it needs have ended (see :class:`RayAnalyses`)."""
-    from .analyze import Outcome, inputs_of, record_of
-
     results, out, nodes = dict(results), {}, {}
     ctx_ref = ray.put(ctx)
     waiting = dict(enumerate(jobs))
@@ -405,9 +400,3 @@ def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results:
     log.info("analyses on Ray: %d jobs computed on %d nodes (%s)", sum(nodes.values()), len(nodes),
              ", ".join(f"{n[:8]}: {k}" for n, k in nodes.items()))
     return out
-
-
-def ray_analysis(plan: Plan, store: Store, *, device: str | None = None, address: str | None = None, threads: int = 0,
-                 max_retries: int = WORKER_RETRIES):
-    """What :func:`~.analyze.analyze` calls until it is given its backend: :meth:`RayAnalyses.session`."""
-    return RayAnalyses(address, max_retries).session(plan, store, device, threads)
