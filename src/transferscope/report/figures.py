@@ -127,7 +127,7 @@ def _words(metric: str) -> tuple[str, str]:
 
 
 @_plain_text
-def gain_bars(path: Path, rows: list[dict], metric: str = "acc") -> Path:
+def gain_bars(path: Path, rows: list[dict], metric: str = M.ACC) -> Path:
     """P-T vs RI-T final test accuracy (``metric`` "acc"), or mean AUC ("auc"), per target (mean and sample std
     over seeds)."""
     word = _words(metric)[0]
@@ -154,7 +154,7 @@ def shuffle_lines(path: Path, rows: list[dict], speed_k: int, speed_fraction: fl
     fig, axes = plt.subplots(len(targets), 3, figsize=(11, 2.6 * len(targets)), squeeze=False)
     for i, t in enumerate(targets):
         rs = sorted((r for r in rows if r["target"] == t), key=lambda r: -r["block_size"])
-        test, train = _words(rs[0].get("metric", "acc"))
+        test, train = _words(rs[0].get("metric", M.ACC))
         metrics = [("acc_mean", "acc_std", f"final test {test}"),
                    ("speed_mean_acc_k", None, f"mean {train}, first {speed_k} epochs"),
                    ("speed_steps_to_frac", None, f"steps to {speed_fraction:g} of final {train}")]
@@ -190,7 +190,7 @@ def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.
     for i, t in enumerate(targets):
         for j, b in enumerate(blocks):
             ax = axes[i][j]
-            per_epoch = metrics.get(t) == "auc"
+            per_epoch = metrics.get(t) == M.AUC
             for arm, runs in curves.get((t, b), {}).items():
                 spe = steps_per_epoch.get((t, b, arm), 1)
                 if per_epoch:
@@ -211,7 +211,7 @@ def training_curves(path: Path, curves: dict[tuple[str, int], dict[str, list[np.
             ax.tick_params(labelsize=7)
             ax.set_xlabel("step", fontsize=7)
             if j == 0:
-                ax.set_ylabel(_words(metrics.get(t, "acc"))[1], fontsize=7)
+                ax.set_ylabel(_words(metrics.get(t, M.ACC))[1], fontsize=7)
             ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
@@ -315,10 +315,10 @@ def basin_lines(path: Path, per_target: dict[str, BasinResult], speed_k: int,
     for i, (t, res) in enumerate(per_target.items()):
         rows = res.rows
         ckpts = res.checkpoints()
-        test, train = _words(metric_of.get(t, "acc"))
+        test, train = _words(metric_of.get(t, M.ACC))
         metrics = [("test_acc", f"final test {test}"), ("speed_mean_acc_k", f"mean {train}, first {speed_k} epochs"),
                    ("barrier_error", "error barrier to P-T from the final checkpoint"
-                    + (" (1 - mean AUC)" if metric_of.get(t) == "auc" else ""))]
+                    + (f" (1 - {M.metric_label(M.AUC)})" if metric_of.get(t) == M.AUC else ""))]
         for j, (key, label) in enumerate(metrics):
             ax = axes[i][j]
             vals = [[_finite(getattr(r, key)) for r in rows if r.checkpoint == e] for e in ckpts]
