@@ -52,7 +52,7 @@ def test_the_record_survives_the_cache(tmp_path, caplog, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again: the cache was not used")
 
-    monkeypatch.setattr("transferscope.data.builtin.pil_to_array", no_decoding)
+    monkeypatch.setattr("transferscope.data.reading.pil_to_array", no_decoding)
     with caplog.at_level(logging.INFO, logger=LOGGER):
         cached = load_domain(_cfg(root), data)
     assert cached.meta["conversion"] == first.meta["conversion"]

@@ -11,21 +11,17 @@ excluded from the mean, counted and named (:func:`auc_detail`). The AUC itself i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from .vocab.metric import ACC, AUC, metric_label, metric_labels
 
 __all__ = ["ACC", "AUC", "metric_of", "metric_label", "metric_labels", "key", "value", "is_multilabel", "auc_detail",
            "mean_auc", "mean_auc_se", "score", "THRESHOLD"]
 
-ACC = "acc"
-AUC = "auc"
 THRESHOLD = 0.5
 """The probability at or above which a multi-label model says a label is present (logit >= 0)."""
-
-_LABELS = {ACC: "accuracy", AUC: "mean AUC"}
-_SHORT = {ACC: "acc", AUC: "AUC"}
-
 
 def is_multilabel(y) -> bool:
     """Whether labels ``y`` (numpy or torch) are multi-label: two dimensions, one column per label."""
@@ -38,19 +34,6 @@ def metric_of(metrics_or_y) -> str:
     if isinstance(metrics_or_y, Mapping):
         return str(metrics_or_y.get("metric", ACC))
     return AUC if is_multilabel(metrics_or_y) else ACC
-
-
-def metric_label(metric: str, short: bool = False) -> str:
-    """How a metric is named in tables and figures: "accuracy" or "mean AUC"; ``short``, as a column head does:
-    "acc" or "AUC". The one place these words are made."""
-    return (_SHORT if short else _LABELS).get(metric, metric)
-
-
-def metric_labels(metrics: Iterable[str], sep: str = " or ", short: bool = False) -> str:
-    """The names (:func:`metric_label`) of the metrics found in ``metrics``, each once, accuracy first, joined by
-    ``sep``: "accuracy or mean AUC" for a study whose targets mix them; the accuracy's name when there is none."""
-    present = set(metrics)  # once: ``metrics`` may be a generator
-    return sep.join(metric_label(m, short) for m in (ACC, AUC) if m in present) or metric_label(ACC, short)
 
 
 def key(split: str, metric: str) -> str:

@@ -14,6 +14,7 @@ from scipy import stats as sps
 
 from ..vocab.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
 from ..vocab.evidence import Evidence, PerPair, PerSeed, TargetEvidence, figure
+from ..vocab.metric import ACC, AUC, metric_labels
 from .base import ABOVE, ALL, BELOW, WITHIN, Claim, Measure, missing
 from .stats import LEVEL, Estimate, contrast_interval, jackknife_interval, mean_interval
 
@@ -67,7 +68,7 @@ def _by_distance(ev: Evidence) -> list[TargetEvidence]:
 def _unit(ev: Evidence) -> str:
     """The unit of a measure over all targets: their test figure when they share a metric."""
     units = {figure(t, "test") for t in ev.targets}
-    return units.pop() if len(units) == 1 else "gain in each target's test figure (accuracy or mean AUC)"
+    return units.pop() if len(units) == 1 else f"gain in each target's test figure ({metric_labels((ACC, AUC))})"
 
 
 def _speed_name(t: TargetEvidence) -> str:

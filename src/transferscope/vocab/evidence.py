@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .caveats import Caveat
+from .metric import ACC, AUC, metric_label
 
 __all__ = ["figure", "one_scale", "PerSeed", "PerPair", "TargetEvidence", "ScoreCell", "Evidence"]
 
@@ -117,13 +118,12 @@ def one_scale(cells: Sequence[ScoreCell]) -> tuple[list[ScoreCell], str]:
     metrics = [c.metric for c in cells]
     if len(set(metrics)) <= 1:
         return list(cells), ""
-    keep = max(sorted(set(metrics)), key=lambda m: (metrics.count(m), m == "acc"))
+    keep = max(sorted(set(metrics)), key=lambda m: (metrics.count(m), m == ACC))
     out = [c for c in cells if c.metric != keep]
-    word = {"acc": "accuracy", "auc": "mean AUC"}
     return [c for c in cells if c.metric == keep], (
         f"{len(out)} (target, block size) cell{'s' if len(out) != 1 else ''} of targets judged by "
-        f"{word.get(out[0].metric, out[0].metric)} left out ({', '.join(sorted({c.target for c in out}))}): their "
-        f"gains are not on the scale of the {word.get(keep, keep)} gains of the others")
+        f"{metric_label(out[0].metric)} left out ({', '.join(sorted({c.target for c in out}))}): their "
+        f"gains are not on the scale of the {metric_label(keep)} gains of the others")
 
 
 @dataclass(frozen=True)
@@ -151,11 +151,11 @@ def figure(t: TargetEvidence, what: str) -> str:
     """How a measure on target ``t`` names its figure, in the target's metric: ``what`` is ``test`` (the test
     figure), ``train`` (the training figure of the speed measure), ``error`` (the barrier's unit) or ``mistakes``
     (what the common/uncommon fractions count)."""
-    auc = t.metric == "auc"
+    auc = t.metric == AUC
     return {
         "test": "test mean AUC" if auc else "test accuracy (fraction)",
         "train": "mean AUC on a fixed training subset, per epoch" if auc else "training accuracy (fraction)",
         "error": "1 - test mean AUC" if auc else "test error (fraction)",
         "mistakes": "fraction of (test example, label) decisions" if auc else "fraction of test examples",
-        "word": "mean AUC" if auc else "accuracy",
+        "word": metric_label(AUC if auc else ACC),
     }[what]
