@@ -264,14 +264,19 @@ def split_multilabel(labels: np.ndarray, is_test: np.ndarray | None, cfg: Domain
         taken[more] = True
         chosen[s] += [int(i) for i in more]
     out = {s: np.sort(np.asarray(v, dtype=np.int64)) for s, v in chosen.items()}
-    for s, i in out.items():
+    _warn_undefined_auc(out, labels, names, cfg)
+    return out
+
+
+def _warn_undefined_auc(splits: dict[str, np.ndarray], labels: np.ndarray, names: list[str], cfg: DomainConfig) -> None:
+    """Name, per split, the labels without a known positive or negative there (their AUC is undefined)."""
+    for s, i in splits.items():
         for what, value in (("positive", 1), ("negative", 0)):
-            lacking = [names[k] for k in range(n_labels) if not (labels[i, k] == value).any()]
+            lacking = [names[k] for k in range(labels.shape[1]) if not (labels[i, k] == value).any()]
             if lacking:
                 log.warning("domain %r: the %s split (%s) has no known %s for %s: %s; its AUC there is undefined "
                             "(excluded)", cfg.display, s, _n(len(i), "image"), what,
                             _n(len(lacking), "label"), ", ".join(lacking))
-    return out
 
 
 def _n(n: int, word: str) -> str:
