@@ -181,3 +181,24 @@ def test_run_study_in_python_takes_the_executor(tmp_path, folders, ray_calls):
                         heartbeat=2.0, stale_after=30.0, show_progress=False)
     assert out == "ray summary"
     assert (ray_calls["address"], ray_calls["heartbeat"], ray_calls["stale_after"]) == ("127.0.0.1:1", 2.0, 30.0)
+
+
+def test_a_folder_that_is_not_a_study_is_checked_once_with_one_message(monkeypatch, tmp_path, capsys):
+    """One check of a study folder (api.study_folder), shared by the command line and the API: `analyze` checks
+    the folder once (in analyze_study), and every command that reads a folder says the same."""
+    from transferscope import api
+
+    calls = []
+    check = api.study_folder
+    monkeypatch.setattr(api, "study_folder", lambda results: calls.append(results) or check(results))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    said = f"error: {empty}: no study.json; is this a results folder written by 'transferscope run'?"
+    assert main(["analyze", str(empty), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == said and len(calls) == 1
+    assert main(["status", str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == said
+    assert main(["run", "--results", str(empty), "--rerun", "x", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == said
+    with pytest.raises(ConfigError, match="no study.json"):
+        api.analyze_study(empty)

@@ -54,7 +54,9 @@ def run_study(config: str | Path | StudyConfig | None = None, results: str | Pat
     The precision is the study's (``pretrain.precision`` etc.; ``overrides`` can set it). ``executor``,
     ``address``, ``heartbeat``, ``stale_after``: as ``transferscope run --executor local|ray --address
     --claim-heartbeat --claim-stale`` (``ray``: each run a Ray task on the cluster at ``address``, the results
-    folder on a path every node shares)."""
+    folder on a path every node shares). ``auto``, the device of a study that names none, means the same for the
+    runs and the analyses: a GPU where the work runs if there is one (this machine's; with ``executor="ray"``, the
+    cluster's: :func:`~transferscope.study.ray_executor.cluster_device`), else MPS (this machine), else the CPU."""
     from .store import Store
     from .study import execute, make_plan
 
@@ -85,10 +87,10 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
                   executor: str = "local", address: str | None = None, threads: int = 0) -> Analysis:
     """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``. ``device``:
     where the analyses compute (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default: the study's
-    ``device``, ``auto`` unless set). ``executor``, ``address``, ``threads``: as ``transferscope analyze
-    --executor local|ray --address --threads`` (``ray``: each analysis job a Ray task on the cluster at
-    ``address``; the results folder must be on a path every node shares); the files and verdicts are the same
-    either way."""
+    ``device``, ``auto`` unless set; ``auto`` as for :func:`run_study`). ``executor``, ``address``, ``threads``:
+    as ``transferscope analyze --executor local|ray --address --threads`` (``ray``: each analysis job a Ray task
+    on the cluster at ``address``; the results folder must be on a path every node shares); the files and
+    verdicts are the same either way."""
     from .report.strips import write_image_strips
     from .study import make_plan
     from .study.analyze import analyze
