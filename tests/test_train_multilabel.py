@@ -362,7 +362,7 @@ def test_saved_weights_are_contiguous_cpu_copies(tmp_path):
     tensors of the same values; the state dict given is left as it was."""
     from safetensors.torch import load_file
 
-    from transferscope.study.runner import _save
+    from transferscope.study.artefacts import save_state as _save
 
     conv = torch.randn(4, 3, 3, 3).contiguous(memory_format=torch.channels_last)
     view = torch.randn(5, 6).t()

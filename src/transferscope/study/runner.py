@@ -23,7 +23,6 @@ from ..config import ConfigError
 from ..devices import device_slots
 from ..store import Store
 from .artefacts import load_run_model
-from .artefacts import save_state as _save  # noqa: F401  (tests/test_train_multilabel.py imports it from here)
 from .plan import Plan
 from .pool import jobs_that_fit, local_backend
 from .scheduler import WORKER_RETRIES, ExecutionSummary, run_plan
