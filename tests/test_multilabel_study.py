@@ -152,7 +152,7 @@ def test_the_report_says_mean_auc(analysed, tmp_path):
     assert "LEEP and H-score assume one label per image and are not applicable" in page
     # the sample and mistake images' captions name the labels present, "+"-joined (the image files hold them; the
     # captions are drawn by the report from the analyses' images file)
-    from transferscope.report import _label_caption
+    from transferscope.report.page import label_caption as _label_caption
 
     names = ["T-shirt/top", "Trouser", "Dress", "Sandal", "Bag"]
     assert _label_caption(np.array([0, 1, np.nan, 1, 0], np.float32), names) == "Trouser+Sandal"

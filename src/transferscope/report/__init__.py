@@ -32,7 +32,6 @@ from .analysis_sections import (
 )
 from .figures import FIGURE_FORMATS, figure_formats
 from .page import Section
-from .page import label_caption as _label_caption  # noqa: F401  (its former name, which tests import)
 from .reader import Reader, ReportError
 from .study_sections import study_section, transfer_sections
 from .template import render_html
