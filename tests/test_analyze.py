@@ -231,12 +231,23 @@ def _model_of(store, spec, which="weights"):
 
     info = store.run_info(spec.run_id)
     model = create_model(spec.model, spec.data.channels, info["num_classes"], seed=spec.seed)
-    model.load_state_dict(load_file(str(store.run_dir(spec.run_id) / f"{which}.safetensors")))
+    name = f"checkpoints/{which}" if which.startswith("epoch_") else which
+    model.load_state_dict(load_file(str(store.run_dir(spec.run_id) / f"{name}.safetensors")))
     return model
 
 
-def _same(a, b) -> bool:
-    return jsonio.dumps(a.to_dict()) == jsonio.dumps(b.to_dict())
+def _same(a, b, leave_out=()) -> bool:
+    da, db = a.to_dict(), b.to_dict()
+    for k in leave_out:
+        da.pop(k, None), db.pop(k, None)
+    return jsonio.dumps(da) == jsonio.dumps(db)
+
+
+def _target(plan, block=None):
+    from transferscope.study.artefacts import domain_data
+
+    data = domain_data(plan.config.targets[0], plan.config.data)
+    return data if block in (None, plan.config.data.image_size) else data.shuffled(block, plan.config.data.shuffle_seed)
 
 
 # which models each row is the analysis of, as the science says, in the kernel's order (a, b)
@@ -249,44 +260,107 @@ ROW_MODELS = {
     "flatness": lambda row: ((row.run, "weights"), (row.run, "weights")),
     "principal": lambda row: ((row.run, "init"), (row.run, "init")),  # the initial gradient
 }
+# the seed a row records: the study's, except CKA and distance, which draw nothing and have always recorded 0
+SEED = {"cka": lambda s: 0, "distance": lambda s: 0}
 
 
 @pytest.mark.parametrize("name", sorted(ROW_MODELS))
 def test_each_product_adapter_computes_the_registered_kernel_on_the_rows_own_models(study, name):
     """Every row of an analysis as ``analyze`` wrote it equals the registry's kernel, with the registry's options
     from the study's settings, called by this test on the models the row names, loaded here from their files: an
-    adapter that swaps its two models, reads another run's weights or another setting fails here."""
-    from transferscope.study.artefacts import domain_data
+    adapter that swaps its two models, compares a model with itself or reads another run's weights fails here."""
     from transferscope.study.registry import get_analysis
 
     plan, store, first = study
     spec, by_id = get_analysis(name), plan.by_id()
     record = first.results[f"{name}/tgt"]
     rows = record.pairs if hasattr(record, "pairs") else record.models
-    data = domain_data(plan.config.targets[0], plan.config.data)
-    asymmetric = [r for r in rows if getattr(r, "kind", "") in ("P/P-T", PT_P, RIT_RI)]
-    for row in (asymmetric or list(rows))[:2] + [rows[-1]]:
+    data = _target(plan)
+    assert len(rows) >= 6
+    for row in rows:
         (ra, wa), (rb, wb) = ROW_MODELS[name](row)
-        want = spec.kernel(_model_of(store, by_id[ra], wa), _model_of(store, by_id[rb], wb), data, seed=FAST.seed,
-                           **spec.kernel_options(FAST))
-        assert _same(row.result, want), (name, row)
+        want = spec.kernel(_model_of(store, by_id[ra], wa), _model_of(store, by_id[rb], wb), data,
+                           seed=SEED.get(name, lambda s: s)(FAST.seed), **spec.kernel_options(FAST))
+        assert _same(row.result, want), (name, row.kind if hasattr(row, "kind") else row.arm, row.seeds
+                                         if hasattr(row, "seeds") else row.seed)
 
 
-def test_the_stability_adapter_steps_each_checkpoint_with_its_runs_learning_rate(study):
-    from transferscope.study.artefacts import domain_data
+@pytest.mark.parametrize("name", ["criticality", "flatness", "barrier"])
+def test_the_adapters_draw_with_the_studys_seed(study, name):
+    """One job of the analysis under another ``analysis.seed``: its row is the kernel's with that seed, and not the
+    seed-0 row (the seed draws the examples and perturbations)."""
+    from dataclasses import replace
+
+    from transferscope.study.jobs import Context, Job
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec, by_id = get_analysis(name), plan.by_id()
+    settings = replace(FAST, seed=3)
+    ctx = Context(plan, store.root, settings, "cpu")
+    job = spec.jobs(ctx, {})[0]
+    one = Job(job.analysis, job.target, job.runs, pairs=job.pairs[-1:], models=job.models[:1], settings=job.settings)
+    record = spec.run(ctx, one, {})
+    row = (record.pairs if hasattr(record, "pairs") else record.models)[0]
+    (ra, wa), (rb, wb) = ROW_MODELS[name](row)
+    want = spec.kernel(_model_of(store, by_id[ra], wa), _model_of(store, by_id[rb], wb), _target(plan), seed=3,
+                       **spec.kernel_options(settings))
+    assert _same(row.result, want) and row.result.seed == 3
+    if name != "barrier":  # a net without batch statistics: the barrier draws nothing
+        before = first.results[f"{name}/tgt"]
+        seed0 = next(r for r in (before.pairs if hasattr(before, "pairs") else before.models)
+                     if ROW_MODELS[name](r) == ROW_MODELS[name](row))
+        assert not _same(seed0.result, row.result, leave_out=("seed", "args"))
+
+
+def test_the_stability_adapter_steps_every_checkpoint_with_its_runs_learning_rate(study):
     from transferscope.study.registry import get_analysis
 
     plan, store, first = study
     spec, by_id = get_analysis("stability"), plan.by_id()
-    data = domain_data(plan.config.targets[0], plan.config.data)
-    for row in first.results["stability/tgt"].models[:: 3]:
+    data = _target(plan)
+    rows = first.results["stability/tgt"].models
+    assert len(rows) >= 6
+    for row in rows:
         run = by_id[row.run]
-        start = _model_of(store, run, "init")
-        want = spec.kernel(start, start, data, seed=FAST.seed, lr=run.train.lr, **spec.kernel_options(FAST))
-        first_point = row.result.points[0]
-        assert first_point.epoch == 0.0
-        assert jsonio.dumps({k: v for k, v in first_point.to_dict().items() if k != "epoch"}) == \
-            jsonio.dumps(want.to_dict())
+        when = [(0.0, "init")] + [(float(e), f"epoch_{e:g}") for e in run.train.checkpoint_epochs] + \
+            [(float(run.train.epochs), "weights")]
+        assert [p.epoch for p in row.result.points] == [e for e, _ in when]
+        for point, (_, which) in zip(row.result.points, when, strict=True):
+            model = _model_of(store, run, which)
+            want = spec.kernel(model, model, data, seed=FAST.seed, lr=run.train.lr, **spec.kernel_options(FAST))
+            got = {k: v for k, v in point.to_dict().items() if k != "epoch"}
+            assert jsonio.dumps(got) == jsonio.dumps(want.to_dict()), (row.run, which)
+
+
+def test_the_mistakes_adapter_counts_what_the_kernel_counts_on_the_models(study):
+    """The product counts mistakes from the test logits each run stored; the kernel from the models: the same."""
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec, by_id = get_analysis("mistakes"), plan.by_id()
+    data = _target(plan)
+    rows = first.results["mistakes/tgt"].pairs
+    assert len(rows) == 15
+    for row in rows:
+        want = spec.kernel(_model_of(store, by_id[row.runs[0]]), _model_of(store, by_id[row.runs[1]]), data,
+                           seed=FAST.seed, **spec.kernel_options(FAST))
+        fields = ("n", "common", "uncommon", "only_a_wrong", "only_b_wrong", "unit")
+        assert [getattr(row.result, f) for f in fields] == [getattr(want, f) for f in fields], (row.kind, row.seeds)
+
+
+def test_the_scores_adapter_scores_p_on_the_target_at_every_block_size(study):
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec = get_analysis("scores")
+    p = _model_of(store, plan.pretrain())
+    res = first.results["scores/tgt"]
+    assert sorted(res.blocks) == sorted(plan.config.block_sizes)
+    for block in plan.config.block_sizes:
+        want = spec.kernel(p, p, _target(plan, block), seed=FAST.seed, layer="pool", **spec.kernel_options(FAST))
+        got = res.at(block)
+        assert (got.leep, got.logme, got.h_score, got.n_target) == (want.leep, want.logme, want.h_score, want.n_target)
 
 
 def test_every_setting_a_kernel_reads_is_in_its_jobs_cache_key(study):
@@ -343,10 +417,16 @@ def test_each_kernel_option_is_the_setting_of_its_name():
     from transferscope.study.registry import list_analyses
 
     s = FAST
-    for i, f in enumerate(fields(FAST)):  # every setting a distinct value (in its own range)
+    for i, f in enumerate(fields(FAST)):  # every setting a value no other has (ints, floats and lists alike)
         v = getattr(FAST, f.name)
-        if isinstance(v, int) and not isinstance(v, bool) and f.name != "seed":
-            s = replace(s, **{f.name: v + 7 + i})
+        if isinstance(v, bool) or f.name in ("seed", "groups"):
+            continue
+        if isinstance(v, (int, float)):
+            s = replace(s, **{f.name: v + 1000 * (i + 1) if isinstance(v, int) else v + 0.001 * (i + 1)})
+        elif isinstance(v, list):
+            s = replace(s, **{f.name: [*v, 100 + i]})
+    values = [repr(getattr(s, f.name)) for f in fields(s) if f.name not in ("seed", "groups")]
+    assert len(values) == len(set(values))
     with_options = {spec.name: spec.kernel_options(s) for spec in list_analyses() if spec.options}
     assert set(with_options) == set(OPTION_SETTING)
     for name, table in OPTION_SETTING.items():

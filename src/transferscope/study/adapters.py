@@ -171,7 +171,7 @@ def mistakes_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> M
     return MistakesPairs(tuple(rows))
 
 
-def _each_pair(spec: AnalysisSpec, ctx: Context, job: Job, *, from_p: bool) -> Any:
+def _each_pair(spec: AnalysisSpec, ctx: Context, job: Job, *, from_p: bool, seed: int) -> Any:
     data = _target_data(ctx, job.target)
     options = spec.kernel_options(ctx.settings)
     rows = []
@@ -179,20 +179,21 @@ def _each_pair(spec: AnalysisSpec, ctx: Context, job: Job, *, from_p: bool) -> A
         a, b = _load_model(ctx, p.runs[0]), _load_model(ctx, p.runs[1], p.which_b)
         if from_p and p.kind == P_PT:
             a, b = b, a  # from P (the start, lambda 0) to P-T (lambda 1)
-        rows.append(p.row(spec.kernel(a, b, data, seed=ctx.settings.seed, **options)))
+        rows.append(p.row(spec.kernel(a, b, data, seed=seed, **options)))
     return spec.result(tuple(rows))
 
 
 def pairs_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
     """CKA, distance: ``spec.kernel(a, b, target data)`` on each pair, ``a`` the pair's first run's final weights
     and ``b`` the second's (``which_b``: ``init``, the start of the run: P with the new head for P-T, RI for
-    RI-T)."""
-    return _each_pair(spec, ctx, job, from_p=False)
+    RI-T). Both draw nothing: their records say seed 0, as every such file has said, so that one cache key (which
+    hashes the study's seed) never names two contents."""
+    return _each_pair(spec, ctx, job, from_p=False, seed=0)
 
 
 def barrier_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
     """The barrier: as :func:`pairs_run`, except that P/P-T goes from P (lambda 0) to P-T (lambda 1)."""
-    return _each_pair(spec, ctx, job, from_p=True)
+    return _each_pair(spec, ctx, job, from_p=True, seed=ctx.settings.seed)
 
 
 # ------------------------------------------------------------------------------------------------ one model at a time
