@@ -43,7 +43,9 @@ from ..vocab.records import (
     StabilityPoint,
     TransferResult,
     TransferRow,
+    scores_at,
 )
+from ..vocab.results import read_float
 from .artefacts import domain_data, load_run_model
 from .jobs import CheckpointRef, Context, Job, ModelRef, PairRef
 from .plan import RunSpec
@@ -97,9 +99,6 @@ def _targets(ctx: Context) -> list[str]:
     return [t.display for t in ctx.plan.config.targets]
 
 
-def _nan(x) -> float:
-    return math.nan if x is None else float(x)
-
 
 # ------------------------------------------------------------------------------------------------ transfer
 
@@ -110,7 +109,7 @@ def transfer_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
 
 def transfer_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> TransferResult:
     cfg = ctx.plan.config
-    rows = tuple(TransferRow(r["target"], r["block_size"], _nan(r["gain"]), r[PT], r[RIT], r.get("metric", "acc"))
+    rows = tuple(TransferRow(r["target"], r["block_size"], read_float(r["gain"]), r[PT], r[RIT], r.get("metric", "acc"))
                  for r in results_table(ctx.plan, ctx.store))
     return TransferResult(rows, cfg.finetune.speed_epochs, cfg.finetune.speed_fraction)
 
@@ -326,8 +325,8 @@ def basin_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Basi
             heights = (b.barrier_error, b.barrier_loss)
         else:
             heights = (0.0, 0.0)
-        rows.append(BasinRow(float(m.checkpoint), int(m.seed), m.run, _nan(M.value(met, "test")),
-                             _nan(met["speed_mean_acc_k"]), _nan(met["speed_steps_to_frac"]), *heights))
+        rows.append(BasinRow(float(m.checkpoint), int(m.seed), m.run, read_float(M.value(met, "test")),
+                             read_float(met["speed_mean_acc_k"]), read_float(met["speed_steps_to_frac"]), *heights))
     return BasinResult(tuple(rows), bsize, float(final_e))
 
 
@@ -371,11 +370,6 @@ def relate_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
     return [Job("relate", "all", tuple(sorted(runs)), settings=(("seed", ctx.settings.seed),))]
 
 
-def _scores_at(results: dict[str, Any], target: str, block_size: int):
-    """The transferability scores of P on ``target`` at ``block_size`` (a TransferabilityResult), or None."""
-    sc: ScoresResult | None = results.get(f"scores/{target}")
-    return sc.at(block_size) if sc else None
-
 
 def relate_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> RelateResult:
     from ..analyses.transferability import rank_correlation
@@ -389,7 +383,7 @@ def relate_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Rel
     for r in rows:
         if (r.target, r.block_size) not in keep:
             continue
-        sc = _scores_at(results, r.target, r.block_size)
+        sc = scores_at(results, r.target, r.block_size)
         if sc is None:
             continue
         points.append(RelatePoint(r.target, r.block_size, r.gain, r.pt.speed_mean_acc_k - r.rit.speed_mean_acc_k,

@@ -27,31 +27,24 @@ from ..vocab.records import (
     MistakesPairs,
     ModelsResult,
     PairsResult,
-    ScoresResult,
     TransferResult,
+    scores_at,
 )
+from ..vocab.results import read_float
 from .plan import Plan
 
 __all__ = ["gather_evidence"]
 
 
-def _nan(x) -> float:
-    return math.nan if x is None else float(x)
-
-
-def _scores_at(results: dict[str, Any], target: str, block_size: int):
-    """The transferability scores of P on ``target`` at ``block_size`` (a TransferabilityResult), or None."""
-    sc: ScoresResult | None = results.get(f"scores/{target}")
-    return sc.at(block_size) if sc else None
 
 
 def _pairs(res: PairsResult | None, kind: str, value: Callable[[Any], float]) -> PerPair:
     rows = res.of_kind(kind) if res else ()
-    return PerPair({(p.seeds[0], p.seeds[1]): _nan(value(p.result)) for p in rows})
+    return PerPair({(p.seeds[0], p.seeds[1]): read_float(value(p.result)) for p in rows})
 
 
 def _models(res: ModelsResult | None, arm: str, value: Callable[[Any], float]) -> PerSeed:
-    return PerSeed({m.seed: _nan(value(m.result)) for m in (res.of_arm(arm) if res else ())})
+    return PerSeed({m.seed: read_float(value(m.result)) for m in (res.of_arm(arm) if res else ())})
 
 
 def _body(names: list[str]) -> list[int]:
@@ -64,7 +57,7 @@ def _finite_mean(values: list[float]) -> float:
 
 
 def _mean_body(values: list, names: list[str]) -> float:
-    return _finite_mean([_nan(values[i]) for i in _body(names)])
+    return _finite_mean([read_float(values[i]) for i in _body(names)])
 
 
 def _target_distances(plan: Plan, results: dict[str, Any]) -> dict[str, tuple[float, str]]:
@@ -76,7 +69,7 @@ def _target_distances(plan: Plan, results: dict[str, Any]) -> dict[str, tuple[fl
         return {t: (d, "declared in the study config (targets.distance)") for t, d in declared.items()}
     out = {}
     for t in cfg.targets:
-        sc = _scores_at(results, t.display, cfg.data.image_size)
+        sc = scores_at(results, t.display, cfg.data.image_size)
         if sc is not None:
             out[t.display] = (sc.mmd2_rbf, "measured: MMD^2 (RBF) between P's features of source and target images, "
                                            "unshuffled")
@@ -92,8 +85,8 @@ def _arm_figures(rows, name: str) -> tuple[dict, dict, str]:
         metric = r.metric
         for arm in (PT, RIT):
             per = r.arm(arm).per_seed
-            acc[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.test_acc) for s in per})
-            speed[(arm, r.block_size)] = PerSeed({int(s.seed): _nan(s.speed_mean_acc_k) for s in per})
+            acc[(arm, r.block_size)] = PerSeed({int(s.seed): read_float(s.test_acc) for s in per})
+            speed[(arm, r.block_size)] = PerSeed({int(s.seed): read_float(s.speed_mean_acc_k) for s in per})
     return acc, speed, metric
 
 
@@ -130,7 +123,7 @@ def _liu_figures(results: dict[str, Any], name: str) -> dict[str, dict[str, PerS
         top_eigenvalue={a: _models(flat, a, lambda r: r.top_eigenvalue) for a in (PT, RIT)},
         deviation={a: _models(dev, a, lambda r: _mean_body(r.deviation[-1], r.modules)
                               if r.deviation else math.nan) for a in (PT, RIT)},
-        grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([_nan(v) for p in r.points
+        grad_lipschitz={a: _models(stab, a, lambda r: _finite_mean([read_float(v) for p in r.points
                                                                      for v in p.grad_lipschitz]))
                         for a in (PT, RIT)},
         principal={a: _models(pg, a, lambda r: _mean_body([f[0] if f else None for f in r.fraction],
@@ -175,7 +168,7 @@ def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, 
     targets = [_target_evidence(t.display, results, rows, dist.get(t.display, (math.nan, ""))) for t in cfg.targets]
     cells = []
     for r in rows:
-        sc = _scores_at(results, r.target, r.block_size)
+        sc = scores_at(results, r.target, r.block_size)
         if sc is None:
             continue
         cells.append(ScoreCell(r.target, r.block_size, r.gain, {INPUT_SCORE: -sc.mmd2_rbf, LABEL_SCORE: sc.leep,
@@ -192,4 +185,4 @@ def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, 
 
 def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:
     """A model-to-its-start distance (a 'pair' of one run with its own init) as a per-seed value."""
-    return PerSeed({p.seeds[0]: _nan(p.result.total) for p in (res.of_kind(kind) if res else ())})
+    return PerSeed({p.seeds[0]: read_float(p.result.total) for p in (res.of_kind(kind) if res else ())})

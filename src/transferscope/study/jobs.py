@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -223,8 +223,6 @@ class AnalysisBackend(Protocol):
 @dataclass(frozen=True)
 class LocalAnalyses:
     """Every job in this process, in the registry's order, with ``threads`` torch threads (0: the current count)."""
-
-    name: str = field(default="local")
 
     @contextlib.contextmanager
     def session(self, plan: Plan, store: Store, device: str | None, threads: int) -> Iterator[tuple[Compute, str]]:

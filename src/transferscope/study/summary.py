@@ -15,6 +15,7 @@ import numpy as np
 from .. import metrics as M
 from ..store import RUN_DONE, RUN_FAILED, Store, rerun_hint
 from ..vocab.records import ArmCell, SeedResult
+from ..vocab.results import read_float
 from .plan import Plan
 from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the learning-rate rule reads it
 
@@ -26,10 +27,6 @@ UNINFORMATIVE_CHANCE_MULTIPLE = 2.0
 """A target on which P-T's mean test accuracy, unshuffled, stays under this multiple of chance (1 / classes) tells
 little about transfer. With two classes twice chance is 1, so the threshold is capped at halfway between chance and
 1: ``min(2 / K, (1 + 1 / K) / 2)`` (equal for K = 3)."""
-
-
-def _num(x) -> float:
-    return float("nan") if x is None else float(x)
 
 
 def _mean_std(v: list[float]) -> tuple[float, float]:
@@ -69,8 +66,8 @@ def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list
             m, s = _mean_std([M.value(x, "test") for x in ms])
             k, _ = _mean_std([x["speed_mean_acc_k"] for x in ms])
             st, _ = _mean_std([x["speed_steps_to_frac"] for x in ms])
-            per_seed = tuple(sorted(SeedResult(seed, M.value(x, "test"), _num(x.get("speed_mean_acc_k")),
-                                               _num(x.get("speed_steps_to_frac"))) for seed, x in seeded))
+            per_seed = tuple(sorted(SeedResult(seed, M.value(x, "test"), read_float(x.get("speed_mean_acc_k")),
+                                               read_float(x.get("speed_steps_to_frac"))) for seed, x in seeded))
             row[arm] = ArmCell(len(ms), m, s, k, st, per_seed)
         row["gain"] = row["P-T"].acc_mean - row["RI-T"].acc_mean
         row["metric"] = metric

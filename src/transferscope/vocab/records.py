@@ -46,7 +46,8 @@ __all__ = ["Result", "MistakesResult", "PairMistakes", "CKAResult", "DistanceRes
            "TransferabilityResult", "DeviationResult", "SeedResult", "ArmCell", "PairRow", "PairsResult", "MistakesPairs",
            "CKAPairs", "DistancePairs", "BarrierPairs", "ModelRow", "ModelsResult", "CriticalityModels", "FlatnessModels",
            "DeviationModels", "StabilityModels", "PrincipalModels", "TransferRow", "TransferResult", "BasinRow",
-           "BasinResult", "ScoresResult", "Correlation", "RelatePoint", "RelateResult", "RESULT_TYPES", "result_from_dict"]
+           "BasinResult", "ScoresResult", "scores_at", "Correlation", "RelatePoint", "RelateResult", "RESULT_TYPES",
+           "result_from_dict"]
 
 
 class SeedResult(NamedTuple):
@@ -348,6 +349,13 @@ class ScoresResult:
     @classmethod
     def from_dict(cls, d: dict) -> ScoresResult:
         return cls({int(b): TransferabilityResult.from_dict(r) for b, r in d["blocks"].items()})
+
+
+def scores_at(results: dict[str, Any], target: str, block_size: int) -> TransferabilityResult | None:
+    """The transferability scores of P on ``target`` at ``block_size`` from a study's results by name
+    (``scores/<target>``), or None."""
+    sc: ScoresResult | None = results.get(f"scores/{target}")
+    return sc.at(block_size) if sc else None
 
 
 @dataclass(frozen=True)
