@@ -6,7 +6,7 @@ import torch
 
 from transferscope.config import DataConfig, DomainConfig
 from transferscope.data import DomainError, list_domains, load_domain, split_indices
-from transferscope.data.builtin import load_numpy_pickle
+from transferscope.data.packaged import load_numpy_pickle
 
 from .conftest import make_imagefolder
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from transferscope.config import DataConfig, DomainConfig
 from transferscope.data import DomainError, Split, get_domain_info, load_domain, split_indices, split_multilabel
-from transferscope.data.builtin import MULTI_CLASS_IDS, MULTI_CLASSES, fashion_multi_recipe
 from transferscope.data.images import resize_array
+from transferscope.data.packaged import MULTI_CLASS_IDS, MULTI_CLASSES, fashion_multi_recipe
 
 from .conftest import make_imagefolder
 
