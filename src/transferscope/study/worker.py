@@ -138,12 +138,18 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
     t0 = info["started"]
     if spec.arm == "P" and spec.model.weights:
         return _import_pretrained(spec, store, info, t0, dev)
+    clock = time.perf_counter
+    timing: dict[str, float] = {}  # where the run's seconds went (run.json "timing")
     try:
+        t = clock()
         data = domain_data(spec.domain, spec.data)
         if spec.arm != "P":
             data = data.shuffled(spec.block_size, spec.data.shuffle_seed)
+        timing["data"] = clock() - t
+        t = clock()
         model = _initial_model(spec, store, data.num_classes, dev)
         init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        timing["model"] = clock() - t
         spe = -(-len(data.train) // spec.train.batch_size)
         ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
 
@@ -160,8 +166,11 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
 
         # fp32, the default, is train's own default: passed only when off it
         prec = {"precision": spec.train.precision} if spec.train.precision != "fp32" else {}
+        t = clock()
         result = train(model, data, spec.train, seed=spec.seed, checkpoint_steps=list(ckpt_steps), progress=progress,
                        **prec)
+        timing["train"] = clock() - t
+        timing["steps"] = result.metrics["train_seconds"]
         if tb is not None:
             tb.finish(result.history)
     except TrainingDiverged as e:
@@ -171,6 +180,7 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
     except Exception as e:  # a run's failure must not stop the study; the reason is kept
         log.debug("run %s failed", run_id, exc_info=True)
         return _store_failure(store, info, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
+    t = clock()
     with store.new_run(run_id) as d:
         save_state(init, d / "init.safetensors")
         save_state(model.state_dict(), d / "weights.safetensors")
@@ -184,8 +194,12 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         write_json(d, "history.json", {**result.history, "steps_per_epoch": result.steps_per_epoch})
         info.update(status=RUN_DONE, num_classes=data.num_classes, classes=list(data.classes),
                     n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
-                    domain_meta=data.meta, finished=time.time(), seconds=time.time() - t0,
-                    artefacts=hash_artefacts(d))  # what was written; Store.verify_run checks it later
+                    domain_meta=data.meta, artefacts=hash_artefacts(d))  # what was written; verify_run checks it
+        # seconds: the whole run; timing: its parts (data: load and block-shuffle the domain; model: build or load
+        # the starting weights; train: the trainer, of which steps: the optimiser steps, the rest evaluation and
+        # bookkeeping; write: the files, their hashes), what the throughput benchmark reads
+        timing["write"] = clock() - t
+        info.update(finished=time.time(), seconds=time.time() - t0, timing=timing)
         write_json(d, "run.json", info)  # written last: a run folder with run.json is whole
     return run_id, RUN_DONE, ""
 
