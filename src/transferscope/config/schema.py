@@ -215,6 +215,11 @@ class AnalysisConfig:
     """Minibatch size of the unbiased minibatch CKA estimator (HSIC_1 needs at least 4 examples)."""
     barrier_points: int = field(default=11, metadata=_int(2, 1001))
     """Points on the line between two models (ends included)."""
+    pairs_per_seed: int = field(default=3, metadata=_int(0, 1000))
+    """The pair analyses (mistakes, CKA, distance, barrier) compare each seed's model with this many others of
+    its arm and of the other arm (:func:`transferscope.vocab.arms.balanced`: a balanced design drawn from ``seed``),
+    so that their cost grows with the seeds, not with their square; 0: every pair. With 3 seeds per arm, 3 (the
+    default) is every pair."""
     criticality_alphas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0],
                                             metadata=_list(Check(0, 1), nonempty=True, distinct=True))
     criticality_samples: int = field(default=2, metadata=_int(1, 1000))
