@@ -228,3 +228,45 @@ def test_streamed_cka_keeps_its_precision_at_a_large_feature_mean(n, p, q, dtype
         sums += [_numpy_hsic1(a, b), _numpy_hsic1(a, a), _numpy_hsic1(b, b)]
     ref_mb = sums[0] / np.sqrt(sums[1] * sums[2])
     assert abs(acc.compute()["minibatch"].item() - ref_mb) / abs(ref_mb) < 1e-6
+
+
+def _accumulated(model_a, model_b, images, layers, batch_size, chunk=512, full=True):
+    """The pair computed as before the sides existed: both models over each pass of images, every layer's features
+    streamed into one LinearCKAAccumulator."""
+    from transferscope.models import to_input
+
+    accs = [LinearCKAAccumulator(batch_size, full=full) for _ in layers]
+    with torch.no_grad():
+        for i in range(0, len(images), chunk):
+            xb = to_input(images[i : i + chunk])
+            fa, fb = model_a.eval().features(xb, layers), model_b.eval().features(xb, layers)
+            for acc, name in zip(accs, layers, strict=True):
+                acc.update(fa[name], fb[name])
+    rs = [a.compute() for a in accs]
+    return [float(r["full"]) for r in rs], [float(r["minibatch"]) for r in rs], accs[0]._batches
+
+
+@pytest.mark.parametrize("n,chunk,batch", [(150, 64, 16), (150, 512, 20), (37, 10, 8), (3, 512, 4)])
+def test_sides_give_bitwise_the_accumulated_pair(n, chunk, batch):
+    """A model's side, computed once and combined with any other's, is bitwise the pair streamed through the
+    accumulator: wide layers (Gram path, n < 3p/4) and narrow ones (the accumulator replayed), full and minibatch,
+    over passes that do not divide n."""
+    from transferscope.analyses.cka import cka_of_sides, cka_side
+
+    cfg = ModelConfig(blocks=[1, 1], width=4, norm="groupnorm")
+    a, b, c = (create_model(cfg, 1, 3, seed=s) for s in (0, 1, 2))
+    imgs = torch.randint(0, 256, (n, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
+    layers = a.layer_names()
+    kw = {"layers": layers, "batch_size": batch, "chunk": chunk}
+    sides = {k: cka_side(m, imgs, **kw) for k, m in (("a", a), ("b", b), ("c", c))}
+    assert any(lay.grams for lay in sides["a"].by_layer.values()) and any(lay.chunks for lay in
+                                                                          sides["a"].by_layer.values())
+    for x, y, mx, my in (("a", "b", a, b), ("b", "c", b, c), ("a", "c", a, c), ("c", "a", c, a)):
+        got = cka_of_sides(sides[x], sides[y])
+        full, mini, batches = _accumulated(mx, my, imgs, layers, batch, chunk)
+        assert np.array_equal(got.full, full, equal_nan=True) and np.array_equal(got.minibatch, mini, equal_nan=True)
+        assert got.n_minibatches == batches and got.n_examples == n
+        assert got.to_dict() == feature_similarity(mx, my, imgs, **kw).to_dict()
+    assert cka_of_sides(sides["a"], sides["a"]).full[0] == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="other layers, images or settings"):
+        cka_of_sides(sides["a"], cka_side(b, imgs[: n - 1], **kw))

@@ -23,7 +23,8 @@ from ..devices import model_device
 from ..models import to_input
 from ..vocab.results import CKAResult
 
-__all__ = ["linear_cka", "hsic1", "minibatch_cka", "LinearCKAAccumulator", "CKAResult", "feature_similarity"]
+__all__ = ["linear_cka", "hsic1", "minibatch_cka", "LinearCKAAccumulator", "CKAResult", "feature_similarity", "CKASide",
+           "cka_side", "cka_of_sides"]
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +246,168 @@ class LinearCKAAccumulator:
         return out
 
 
+@dataclass
+class _Layer:
+    """One model's side of one layer's CKA: what every pair the model is part of reads (see :class:`CKASide`)."""
+
+    p: int
+    grams: list[torch.Tensor] = field(default_factory=list)
+    """Held path: the centred Gram matrix in row blocks (float64), as :func:`_held_cka` forms it."""
+    gram_sq: torch.Tensor | None = None
+    """Held path: the sum of its squares, accumulated block by block as :func:`_held_cka` does."""
+    minis: list[torch.Tensor] = field(default_factory=list)
+    """Held path: the Gram matrix of each complete minibatch (float64)."""
+    chunks: list[torch.Tensor] = field(default_factory=list)
+    """Other layers (narrow: the pair's feature-space sums are cheap): the raw features of each pass, replayed
+    into a :class:`LinearCKAAccumulator` per pair."""
+
+
+@dataclass
+class CKASide:
+    """One model's features on a set of images, reduced to what linear CKA with any other model reads, so that a
+    model compared with k others is passed over the images once and its Gram matrices formed once, not k times.
+
+    Per layer, where the pair's full-data estimate keeps the rows and goes through Gram matrices (n < 3p / 4 for
+    p features per example, as :class:`LinearCKAAccumulator` decides for two models of one architecture): the
+    centred Gram matrix in the row blocks of :func:`_held_cka` and the minibatches' Gram matrices; elsewhere the
+    raw features. :func:`cka_of_sides` combines two sides with exactly the operations of the accumulator, so
+    the result is bitwise the pair's computed from the models (:func:`feature_similarity`). Memory: about
+    8 n^2 bytes per wide layer (n^2 / 4 to n^2 for the minibatches' part) and 4 n p per narrow one."""
+
+    layers: list[str]
+    n: int
+    batch_size: int
+    chunk: int
+    full: bool
+    by_layer: dict[str, _Layer]
+
+
+def _held(n: int, p: int) -> bool:
+    """Whether the accumulator of two models with p features each keeps n rows to the end (never streams)."""
+    return n * (2 * p) * 4 * 4 < (3 * p * p) * 8
+
+
 @torch.no_grad()
+def cka_side(model: nn.Module, images: torch.Tensor, *, layers: Sequence[str], batch_size: int = 256,
+             chunk: int = 512, full: bool = True) -> CKASide:
+    """``model``'s :class:`CKASide` on ``images`` (uint8 (N, C, H, W), or floats already scaled as by
+    ``to_input``), in eval mode for the pass (given back in the mode it was in)."""
+    layers = list(layers)
+    dev = model_device(model)
+    mode = model.training
+    model.eval()
+    raw: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    try:
+        for i in range(0, len(images), chunk):
+            xb = images[i : i + chunk].to(dev)
+            xb = to_input(xb) if xb.dtype == torch.uint8 else xb
+            f = model.features(xb, layers)
+            for name in layers:
+                raw[name].append(f[name].detach().reshape(f[name].shape[0], -1))
+    finally:
+        model.train(mode)
+    n = len(images)
+    by_layer = {}
+    for name in layers:
+        p = raw[name][0].shape[1] if raw[name] else 0
+        lay = _Layer(p)
+        if raw[name] and raw[name][0].dtype != torch.float64 and _held(n, p):
+            _reduce(lay, raw[name], n, batch_size, full)
+        else:
+            lay.chunks = raw[name]
+        by_layer[name] = lay
+    return CKASide(layers, n, batch_size, chunk, full, by_layer)
+
+
+def _reduce(lay: _Layer, chunks: list[torch.Tensor], n: int, batch_size: int, full: bool) -> None:
+    """One side of the accumulator's held path, operation for operation: rows shifted by the first pass's means
+    (float64) and held as float32; the Gram matrix of :func:`_held_cka`; the minibatches' Gram matrices."""
+    shift = _flat(chunks[0]).mean(0)
+    rows = [_flat(c) - shift for c in chunks]
+    if full and n > 1:
+        x = torch.cat([r.to(torch.float32) for r in rows])
+        block = 1024  # _held_cka's chunk
+        mx = sum(x[i : i + block].double().sum(0) for i in range(0, n, block)) / n
+
+        def cx(i: int) -> torch.Tensor:
+            return x[i : i + block].double() - mx
+
+        sq = torch.zeros((), dtype=torch.float64, device=x.device)
+        for i in range(0, n, block):
+            xi = cx(i)
+            k = torch.cat([xi @ cx(j).T for j in range(0, n, block)], 1)
+            lay.grams.append(k)
+            sq = sq + k.pow(2).sum()
+        lay.gram_sq = sq
+    if batch_size:
+        pending: list[torch.Tensor] = []
+        for r in rows:  # regrouped into minibatches of exactly batch_size, as LinearCKAAccumulator.update does
+            pending.append(r)
+            have = sum(len(a) for a in pending)
+            if have >= batch_size:
+                px = torch.cat(pending)
+                cut = have - have % batch_size
+                lay.minis += [px[i : i + batch_size] @ px[i : i + batch_size].T for i in range(0, cut, batch_size)]
+                pending = [px[cut:]]
+
+
+def cka_of_sides(a: CKASide, b: CKASide) -> CKAResult:
+    """Linear CKA per layer of the two models whose sides these are, on the same images: bitwise what
+    :func:`feature_similarity` gives for the two models.
+
+    Raises:
+        ValueError: the sides are of other images, layers or settings."""
+    if (a.layers, a.n, a.batch_size, a.chunk, a.full) != (b.layers, b.n, b.batch_size, b.chunk, b.full):
+        raise ValueError("cka_of_sides: the two sides were computed with other layers, images or settings")
+    full, mini, batches = [], [], []
+    for name in a.layers:
+        la, lb = a.by_layer[name], b.by_layer[name]
+        if la.chunks or lb.chunks or la.p != lb.p:  # a narrow layer (or two widths): the accumulator, replayed
+            acc = LinearCKAAccumulator(a.batch_size, full=a.full)
+            for xa, xb in zip(_chunks(la), _chunks(lb), strict=True):
+                acc.update(xa, xb)
+            r = acc.compute()
+            full.append(float(r["full"]))
+            mini.append(float(r["minibatch"]))
+            batches.append(acc._batches)
+            continue
+        f, m, nb = _held_pair(la, lb, a.n, a.full)
+        full.append(f)
+        mini.append(m)
+        batches.append(nb)
+    return CKAResult(a.layers, full, mini, a.batch_size, a.n, batches[0] if batches else 0,
+                     args={"layers": a.layers, "batch_size": a.batch_size, "chunk": a.chunk, "full": a.full})
+
+
+def _chunks(lay: _Layer) -> list[torch.Tensor]:
+    if not lay.chunks:
+        raise ValueError("cka_of_sides: a layer reduced on one side is raw on the other (other widths)")
+    return lay.chunks
+
+
+def _held_pair(la: _Layer, lb: _Layer, n: int, full: bool) -> tuple[float, float, int]:
+    """The full-data and minibatch CKA of one wide layer from two reduced sides (the operations of
+    :func:`_held_cka` and :meth:`LinearCKAAccumulator.compute`)."""
+    f64 = {"dtype": torch.float64, "device": "cpu"}
+    out_full = float("nan")
+    if full and n > 1:
+        num = torch.zeros((), dtype=torch.float64, device=la.grams[0].device)
+        for kx, ky in zip(la.grams, lb.grams, strict=True):
+            num = num + (kx * ky).sum()
+        den = torch.sqrt(la.gram_sq * lb.gram_sq)
+        out_full = float(num / den) if den > 0 else float("nan")
+    hsic = None
+    for k, l in zip(la.minis, lb.minis, strict=True):
+        h = torch.stack([hsic1(k, l), hsic1(k, k), hsic1(l, l)]).double()
+        hsic = h if hsic is None else hsic + h
+    out_mini = torch.tensor(float("nan"), **f64)
+    if la.minis:
+        kl, kk, ll = hsic / len(la.minis)
+        if kk > 0 and ll > 0:
+            out_mini = kl / torch.sqrt(kk * ll)
+    return out_full, float(out_mini), len(la.minis)
+
+
 def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *, layers: Sequence[str],
                        batch_size: int = 256, chunk: int = 512, full: bool = True) -> CKAResult:
     """Linear CKA between the same-named layers of two models on the same images.
@@ -258,26 +420,9 @@ def feature_similarity(model_a: nn.Module, model_b: nn.Module, images: torch.Ten
         chunk: how many images go through the models at a time (memory only; results do not depend on it).
         full: also compute the full-data estimate (memory: see :class:`LinearCKAAccumulator`).
 
-    The models are put in eval mode for the pass and given back in the mode they were in.
+    The models are put in eval mode for the pass and given back in the mode they were in. The same as
+    :func:`cka_of_sides` of the two models' :func:`cka_side` (the form in which a study's pair analysis computes
+    each model's side once for all its pairs).
     """
-    layers = list(layers)
-    dev = model_device(model_a)
-    modes = (model_a.training, model_b.training)
-    model_a.eval()
-    model_b.eval()
-    try:
-        accs = [LinearCKAAccumulator(batch_size, full=full) for _ in layers]
-        for i in range(0, len(images), chunk):
-            xb = images[i : i + chunk].to(dev)
-            xb = to_input(xb) if xb.dtype == torch.uint8 else xb
-            fa = model_a.features(xb, layers)
-            fb = model_b.features(xb, layers)
-            for acc, name in zip(accs, layers, strict=True):
-                acc.update(fa[name], fb[name])
-        results = [a.compute() for a in accs]
-    finally:
-        model_a.train(modes[0])
-        model_b.train(modes[1])
-    return CKAResult(layers, [float(r["full"]) for r in results], [float(r["minibatch"]) for r in results],
-                     batch_size, len(images), accs[0]._batches if accs else 0,
-                     args={"layers": layers, "batch_size": batch_size, "chunk": chunk, "full": full})
+    kw = {"layers": list(layers), "batch_size": batch_size, "chunk": chunk, "full": full}
+    return cka_of_sides(cka_side(model_a, images, **kw), cka_side(model_b, images, **kw))

@@ -54,9 +54,9 @@ from .summary import results_table
 if TYPE_CHECKING:
     from .registry import AnalysisSpec
 
-__all__ = ["transfer_jobs", "transfer_run", "pair_jobs", "mistakes_run", "pairs_run", "barrier_run", "model_jobs", "models_run",
-           "criticality_run", "stability_run", "principal_run", "deviation_run", "basin_jobs", "basin_run",
-           "scores_jobs", "scores_run", "relate_jobs", "relate_run"]
+__all__ = ["transfer_jobs", "transfer_run", "pair_jobs", "mistakes_run", "pairs_run", "cka_run", "barrier_run",
+           "model_jobs", "models_run", "criticality_run", "stability_run", "principal_run", "deviation_run",
+           "basin_jobs", "basin_run", "scores_jobs", "scores_run", "relate_jobs", "relate_run"]
 
 
 # ------------------------------------------------------------------------------------------------ the study's runs
@@ -124,7 +124,7 @@ def _target_pairs(ctx: Context, target: str, missing: dict[str, str], kinds: tup
         missing[f"pairs-{target}"] = (f"needs {min_per_arm} finished P-T and RI-T runs at block {full}; has "
                                       f"{len(pt)} and {len(ri)}")
         return None
-    every = arms.pairs_of(pt, ri)
+    every = arms.pairs_of(pt, ri, ctx.settings.pairs_per_seed, ctx.settings.seed)
     return [p for k in kinds for p in every[k]]
 
 
@@ -183,11 +183,47 @@ def _each_pair(spec: AnalysisSpec, ctx: Context, job: Job, *, from_p: bool, seed
 
 
 def pairs_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
-    """CKA, distance: ``spec.kernel(a, b, target data)`` on each pair, ``a`` the pair's first run's final weights
+    """Distance: ``spec.kernel(a, b, target data)`` on each pair, ``a`` the pair's first run's final weights
     and ``b`` the second's (``which_b``: ``init``, the start of the run: P with the new head for P-T, RI for
-    RI-T). Both draw nothing: their records say seed 0, as every such file has said, so that one cache key (which
-    hashes the study's seed) never names two contents."""
+    RI-T). It draws nothing: its records say seed 0, as every such file has said, so that one cache key (which
+    hashes the study's seed) never names two contents. (CKA, which draws nothing either, is :func:`cka_run`.)"""
     return _each_pair(spec, ctx, job, from_p=False, seed=0)
+
+
+CKA_SIDES_BYTES = 1 << 30
+"""The most memory the sides of one CKA job keep for the pairs still to come (wide layers hold about 8 n^2 bytes
+each for n test images); past it, a side is computed for its pair and dropped."""
+
+
+def cka_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
+    """CKA: as :func:`pairs_run`, with each model passed over the test images once for all its pairs, its features
+    reduced to what CKA with any other model reads (:func:`~transferscope.analyses.cka.cka_side`, kept within
+    :data:`CKA_SIDES_BYTES`): each row is bitwise the kernel's on its two models, in a fraction of the time when a
+    model is in several pairs."""
+    from dataclasses import replace
+
+    from ..analyses.cka import cka_of_sides, cka_side
+
+    data = _target_data(ctx, job.target)
+    options = spec.kernel_options(ctx.settings)
+    kept: dict[tuple[str, str], Any] = {}
+    room = [CKA_SIDES_BYTES]
+
+    def side(run: str, which: str) -> Any:
+        if (run, which) in kept:
+            return kept[run, which]
+        model = _load_model(ctx, run, which)
+        s = cka_side(model, data.test.x, layers=model.layer_names(), batch_size=options["batch_size"])
+        size = sum(t.numel() * t.element_size() for lay in s.by_layer.values()
+                   for t in (*lay.grams, *lay.minis, *lay.chunks))
+        if size <= room[0]:
+            kept[run, which] = s
+            room[0] -= size
+        return s
+
+    rows = [p.row(replace(cka_of_sides(side(p.runs[0], "weights"), side(p.runs[1], p.which_b)), seed=0))
+            for p in job.pairs]
+    return spec.result(tuple(rows))
 
 
 def barrier_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:

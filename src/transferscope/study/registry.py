@@ -159,7 +159,7 @@ register(AnalysisSpec("mistakes", "common and uncommon mistakes of every pair", 
                       ad.mistakes_run, MistakesPairs, kernel=kernels.mistakes, item=MistakesResult,
                       options=_mistakes_options))
 register(AnalysisSpec("cka", "linear CKA per layer of every pair within an arm, and P against P-T", 1,
-                      ad.pairs_of("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), ad.pairs_run,
+                      ad.pairs_of("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), ad.cka_run,
                       CKAPairs, kernel=kernels.cka, item=CKAResult, options=_cka_options))
 register(AnalysisSpec("distance", "l2 parameter distance of every pair within an arm and of each model to its start",
                       1, ad.pairs_of("distance", (PT_PT, RIT_RIT, PT_P, RIT_RI)), ad.pairs_run, DistancePairs,
