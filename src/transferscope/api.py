@@ -84,13 +84,14 @@ class Analysis:
 
 
 def analyze_study(results: str | Path, *, show_progress: bool = True, device: str | None = None,
-                  executor: str = "local", address: str | None = None, threads: int = 0) -> Analysis:
+                  executor: str = "local", address: str | None = None, threads: int = 0, jobs: int = 1) -> Analysis:
     """Compute the missing analyses of a study folder and judge every claim; writes ``analyses/``. ``device``:
     where the analyses compute (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default: the study's
     ``device``, ``auto`` unless set; ``auto`` as for :func:`run_study`). ``executor``, ``address``, ``threads``:
     as ``transferscope analyze --executor local|ray --address --threads`` (``ray``: each analysis job a Ray task
     on the cluster at ``address``; the results folder must be on a path every node shares); the files and
-    verdicts are the same either way."""
+    verdicts are the same either way. ``jobs``: as ``transferscope analyze --jobs`` (local: jobs side by side in
+    that many worker processes; 1, the default here: every job in this process)."""
     from .report.strips import write_image_strips
     from .study import make_plan
     from .study.analyze import analyze
@@ -100,14 +101,14 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     plan = make_plan(cfg, check=False)
     with store.lock():
         run = analyze(plan, store, show_progress=show_progress, device=device,
-                      backend=analysis_backend(executor, address), threads=threads, images=write_image_strips)
+                      backend=analysis_backend(executor, address, jobs), threads=threads, images=write_image_strips)
     by_p = verdicts_by_pretrain(plan, run, store)
     return Analysis(run, by_p, write_claims(store, next(iter(by_p.values())), by_p, plan))
 
 
-def analysis_backend(executor: str = "local", address: str | None = None):
-    """Where ``analyze`` computes the jobs that are not cached: ``local`` (this process) or ``ray`` (the cluster at
-    ``address``)."""
+def analysis_backend(executor: str = "local", address: str | None = None, jobs: int = 1):
+    """Where ``analyze`` computes the jobs that are not cached: ``local`` (this machine: this process, or ``jobs``
+    worker processes side by side) or ``ray`` (the cluster at ``address``; ``jobs`` is not read)."""
     from .config import ConfigError
     from .study.jobs import LocalAnalyses
 
@@ -117,7 +118,9 @@ def analysis_backend(executor: str = "local", address: str | None = None):
         return RayAnalyses(address)
     if executor != "local":
         raise ConfigError(f"--executor {executor!r}: one of 'local', 'ray'")
-    return LocalAnalyses()
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: must be at least 1")
+    return LocalAnalyses(jobs)
 
 
 def render(results: str | Path, out: str | Path | None = None) -> Path:

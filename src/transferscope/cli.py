@@ -208,8 +208,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .api import analyze_study
     from .study.verdicts import format_verdicts
 
+    if args.jobs and args.executor == "ray":
+        log.warning("--jobs %d is ignored with --executor ray: each analysis job is a Ray task", args.jobs)
+    jobs = args.jobs or (1 if args.executor == "ray" else _default_jobs(args.device))
     a = analyze_study(args.results, show_progress=not args.no_progress, device=args.device,
-                      executor=args.executor, address=args.address, threads=args.threads)
+                      executor=args.executor, address=args.address, threads=args.threads, jobs=jobs)
     run = a.run
     for seed, sub in [(None, run), *run.pretrained.items()]:
         under = "" if seed is None else f" (under P of seed {seed})"
@@ -341,15 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "the CPU; with --executor ray, auto is CUDA when the cluster has a GPU, else the CPU); one "
                         "that is not there is an error")
     a.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: every analysis in this process (default); ray: each analysis job a Ray task on a "
+                   help="local: on this machine (default; see --jobs); ray: each analysis job a Ray task on a "
                         "cluster, after the analyses it reads (the results folder must be on a path every node "
                         "shares). The files and verdicts are the same")
     a.add_argument("--address", metavar="HOST:PORT|auto",
                    help="with --executor ray: the Ray cluster to join (default: RAY_ADDRESS, else a Ray started here)")
+    a.add_argument("--jobs", type=int, default=0,
+                   help="local, on the CPU: analysis jobs side by side, each in a worker process (default: cores, "
+                        "at most 4; 1: every job in this process); ignored with --executor ray")
     a.add_argument("--threads", type=int, default=0,
-                   help="torch threads per analysis job (default: local, torch's own count; ray, the count the "
-                        "study's runs were trained with, else 1); on the CPU, results are bitwise the same for the "
-                        "same count on either executor")
+                   help="torch threads per analysis job (default: local, the cores shared out among --jobs, or "
+                        "torch's own count with --jobs 1; ray, the count the study's runs were trained with, else "
+                        "1); on the CPU, results are bitwise the same for the same count on either executor")
     a.set_defaults(fn=cmd_analyze)
 
     c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other")

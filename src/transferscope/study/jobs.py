@@ -4,19 +4,24 @@ A :class:`Job` is one analysis on one target: the runs it reads and its typed pa
 it covers, and the analysis settings it uses). Its cache key (:func:`job_key`) is a hash of the analysis' name and
 version, those parameters and the content of every run it reads, so a result is recomputed exactly when one of
 them changes. A backend (:class:`AnalysisBackend`) computes the jobs that are not cached: :class:`LocalAnalyses`
-in this process; the Ray backend (:mod:`transferscope.study.ray_executor`) on a cluster. The analysis loop
+in this process, or in worker processes of this machine side by side (``jobs``); the Ray backend
+(:mod:`transferscope.study.ray_executor`) on a cluster. The analysis loop
 (:mod:`transferscope.study.analyze`) is given its backend and imports none, so it imports no Ray module.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -222,7 +227,16 @@ class AnalysisBackend(Protocol):
 
 @dataclass(frozen=True)
 class LocalAnalyses:
-    """Every job in this process, in the registry's order, with ``threads`` torch threads (0: the current count)."""
+    """The jobs on this machine, with ``threads`` torch threads each.
+
+    ``jobs`` 1: every job in this process, in the registry's order (``threads`` 0: the current count). ``jobs`` N > 1
+    on the CPU: N worker processes (started with spawn) compute jobs side by side, each job once the analyses it
+    ``needs`` have ended (``threads`` 0: the cores shared out among the N, at least 1 each): small models use one
+    core each better than one process uses all of them. A result differs from one computed at another thread count
+    in the last bits of floating-point sums only (the cache keys do not name it). On a GPU the jobs stay in this
+    process, one after another (one device)."""
+
+    jobs: int = 1
 
     @contextlib.contextmanager
     def session(self, plan: Plan, store: Store, device: str | None, threads: int) -> Iterator[tuple[Compute, str]]:
@@ -231,6 +245,11 @@ class LocalAnalyses:
         from ..devices import resolve_device
 
         device = str(resolve_device(device or plan.config.device))
+        if self.jobs > 1 and device == "cpu":
+            n = threads or max(1, _cores() // self.jobs)
+            yield partial(_compute_pool, partial(cf.ProcessPoolExecutor, self.jobs, mp_context=mp.get_context("spawn"),
+                                                 initializer=_job_threads, initargs=(n,))), device
+            return
         before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
@@ -238,3 +257,63 @@ class LocalAnalyses:
             yield compute_local, device
         finally:
             torch.set_num_threads(before)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _job_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _compute_pool(new_pool: Callable[[], cf.ProcessPoolExecutor], ctx: Context, jobs: list[Pending],
+                  results: dict[str, Any], tick: Callable[[], None]) -> dict[int, Outcome]:
+    """The jobs in worker processes (``new_pool()``), each submitted once no job of the analyses it needs is
+    waiting or running, with their records (see :class:`LocalAnalyses`). When a worker process dies (killed when
+    memory runs out), the jobs in flight are reported missing (``analyze`` again computes them) and a fresh pool
+    takes the rest; a folder that cannot be written stops the analysis."""
+    results, out = dict(results), {}
+    waiting = dict(enumerate(jobs))
+    running: dict[cf.Future, int] = {}
+    pool = new_pool()
+    try:
+        while waiting or running:
+            open_ = {p.spec.name for p in waiting.values()} | {jobs[i].spec.name for i in running.values()}
+            for i, p in list(waiting.items()):
+                if open_.isdisjoint(p.spec.needs):
+                    del waiting[i]
+                    running[pool.submit(compute_job, ctx, p.spec, p.job, inputs_of(p.spec, results), p.path)] = i
+            if not running:  # a cycle of needs cannot be registered; left for safety
+                raise RuntimeError(f"analyses {sorted(open_)} wait for each other")
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            broken = False
+            for f in done:
+                i = running.pop(f)
+                try:
+                    o = out[i] = f.result()
+                except cf.process.BrokenProcessPool:
+                    broken = True
+                    o = out[i] = Outcome(missing="not computed: a worker process died while it was in flight "
+                                                 "(killed, e.g. when memory ran out); run analyze again")
+                    log.warning("analysis %s: %s", jobs[i].name, o.missing)
+                if o.text is not None:
+                    results[jobs[i].name] = record_of(jobs[i].spec, o.text)
+                tick()
+            if broken:  # the pool takes no more work: every job in flight is lost with it
+                for i in running.values():
+                    out[i] = Outcome(missing="not computed: a worker process died while it was in flight "
+                                             "(killed, e.g. when memory ran out); run analyze again")
+                    log.warning("analysis %s: %s", jobs[i].name, out[i].missing)
+                    tick()
+                running.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out

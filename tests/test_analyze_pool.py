@@ -1,0 +1,83 @@
+"""`analyze --jobs N`: the analysis jobs in N worker processes of this machine, side by side, each once the analyses
+it needs have ended, writing the same files as one process at the same thread count (byte for byte but the
+timings), and a worker that dies costs only its job (reported missing, computed by the next `analyze`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from transferscope.api import analysis_backend
+from transferscope.config import ConfigError, load_config
+from transferscope.store import Store
+from transferscope.study import execute, make_plan
+from transferscope.study import jobs as jobs_mod
+from transferscope.study.analyze import analyze
+from transferscope.study.jobs import LocalAnalyses
+from transferscope.study.registry import SPECS
+
+from .conftest import make_imagefolder, tiny_study_toml
+from .test_analyze import FAST
+from .test_analyze_ray import _files
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("anpool")
+    src = make_imagefolder(root / "src", n_classes=4, per_class=40, seed=1)
+    tgt = make_imagefolder(root / "tgt", n_classes=3, per_class=24, seed=2)
+    cfg = root / "study.toml"
+    cfg.write_text(tiny_study_toml(src, tgt))
+    plan = make_plan(load_config(cfg, [f'data.cache_dir="{root / "cache"}"']))
+    store = Store(root / "trained")
+    s = execute(plan, store, jobs=1, threads=1, show_progress=False)
+    assert not s.failed and not s.blocked
+    return plan, store
+
+
+def test_jobs_side_by_side_write_the_files_of_one_process(trained, tmp_path, monkeypatch):
+    plan, store = trained
+    one, two = (Store(shutil.copytree(store.root, tmp_path / n)) for n in ("one", "two"))
+    a = analyze(plan, one, FAST, show_progress=False, threads=1)
+    assert not a.missing, a.missing
+
+    def not_here(*args, **kw):
+        raise AssertionError("a job computed in the driver")
+
+    monkeypatch.setattr(jobs_mod, "compute_local", not_here)
+    b = analyze(plan, two, FAST, show_progress=False, threads=1, backend=LocalAnalyses(jobs=2))
+    assert b.computed == a.computed and b.missing == a.missing and list(b.results) == list(a.results)
+    assert {k.split("/")[0] for k in b.results} == set(SPECS)
+    assert _files(one) == _files(two)
+    # relate started once the jobs it needs had ended (their files are older than its own)
+    adir = two.root / "analyses"
+    when = {k: (adir / f).stat().st_mtime_ns for k, f in b.files.items()}
+    assert when["relate/all"] >= max(t for k, t in when.items() if k.split("/")[0] in SPECS["relate"].needs)
+
+
+def _die_in_flatness(ctx, spec, job, results, path):
+    """compute_job, except that the worker computing flatness dies as the kernel kills it."""
+    if spec.name == "flatness":
+        os._exit(9)
+    return jobs_mod.compute_job(ctx, spec, job, results, path)
+
+
+def test_a_worker_that_dies_costs_its_job_and_the_next_analyze_computes_it(trained, tmp_path, monkeypatch):
+    plan, store = trained
+    s = Store(shutil.copytree(store.root, tmp_path / "s"))
+    monkeypatch.setattr(jobs_mod, "compute_job", _die_in_flatness)  # pickled by name: the workers see it too
+    a = analyze(plan, s, FAST, show_progress=False, threads=1, backend=LocalAnalyses(jobs=2))
+    assert "flatness-tgt" in a.missing and "worker process died" in a.missing["flatness-tgt"]
+    assert "flatness/tgt" not in a.results and "cka/tgt" in a.results or "cka-tgt" in a.missing
+    monkeypatch.undo()
+    b = analyze(plan, s, FAST, show_progress=False, threads=1, backend=LocalAnalyses(jobs=2))
+    assert not b.missing and "flatness/tgt" in b.results
+    assert set(b.cached) >= {k for k in a.computed}
+
+
+def test_jobs_below_one_are_refused():
+    with pytest.raises(ConfigError, match="--jobs 0: must be at least 1"):
+        analysis_backend("local", jobs=0)
+    assert analysis_backend("local", jobs=3) == LocalAnalyses(3)
