@@ -86,3 +86,25 @@ def test_three_seeds_keep_every_pair_at_the_default_bound():
     """The quick study's former design (3 seeds, every pair) is what the default bound gives at 3 seeds."""
     pt, ri = runs(PT, range(3)), runs(RIT, range(3))
     assert pairs_of(pt, ri, per_seed=3, seed=11) == pairs_of(pt, ri)
+
+
+def test_the_pair_analyses_take_the_studys_design(monkeypatch):
+    """The jobs of the pair analyses are formed with the study's pairs_per_seed and analysis seed (an adapter that
+    took every pair, or seed 0, fails here)."""
+    from transferscope.config import AnalysisConfig
+    from transferscope.study import adapters as ad
+
+    pt, ri = runs(PT, range(6)), runs(RIT, range(6))
+    monkeypatch.setattr(ad, "_arm_runs", lambda ctx, target, block, arm, ckpt=-1.0: pt if arm == PT else ri)
+    config = SimpleNamespace(data=SimpleNamespace(image_size=28))
+
+    def pairs(settings):
+        ctx = SimpleNamespace(plan=SimpleNamespace(config=config), settings=settings)
+        return ad._target_pairs(ctx, "t", {}, (PT_PT, RIT_RIT, PT_RIT))
+
+    want = pairs_of(pt, ri, per_seed=2, seed=5)
+    got = pairs(AnalysisConfig(pairs_per_seed=2, seed=5))
+    assert got == want[PT_PT] + want[RIT_RIT] + want[PT_RIT] and len(got) == 6 + 6 + 12
+    assert got != pairs(AnalysisConfig(pairs_per_seed=2, seed=0))
+    every = pairs_of(pt, ri)
+    assert pairs(AnalysisConfig(pairs_per_seed=0, seed=5)) == every[PT_PT] + every[RIT_RIT] + every[PT_RIT]
