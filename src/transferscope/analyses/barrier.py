@@ -172,6 +172,9 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
         bn_policy: for nets with BatchNorm only (see the module docstring); ``recompute`` needs ``train_split``
             and re-estimates the statistics at every point on ``bn_batches`` x ``batch_size`` of its examples,
             drawn with ``seed`` and balanced over the classes (the same examples at every point).
+        batch_size: examples per pass of the BatchNorm re-estimation and of the batched evaluation (``batched``);
+            a point evaluated on its own takes the evaluation's batch
+            (:func:`transferscope.train.evaluation.eval_batch_size`: on a CPU, small batches are faster).
         batched: evaluate several points per pass with ``vmap`` (nets without batch statistics only).
         chunk_points: with ``batched``, points per pass (0: all at once; memory grows with it).
     """
@@ -187,7 +190,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, split: Split, *, points:
     multilabel = is_multilabel(split.y)
 
     def at_point(j: int) -> None:  # the loss and error of ``model`` as it stands, at point j
-        loss[j], score, _ = evaluate(model, split, batch_size)  # score: accuracy or mean AUC
+        loss[j], score, _ = evaluate(model, split)  # score: accuracy or mean AUC; the evaluation's own batch
         err[j] = 1 - score
 
     if not has_batch_statistics(model) and not batched:
