@@ -1,8 +1,8 @@
 """Are the verdicts stable? The default study with disjoint seed sets and different pre-training seeds (by hand).
 
-    .venv/bin/python benchmarks/verdict_stability.py                       # two runs: seeds 0-2 / P 0, seeds 3-5 / P 1
+    .venv/bin/python benchmarks/verdict_stability.py     # two runs: the profile's seeds / its P, as many other seeds / P + 1
     .venv/bin/python benchmarks/verdict_stability.py --run 0,1,2:0 --run 10,11,12:7 --run 20,21,22:3
-    .venv/bin/python benchmarks/verdict_stability.py --existing results/quick --run 3,4,5:1   # beside make demo's
+    .venv/bin/python benchmarks/verdict_stability.py --existing results/quick --run 5,6,7,8,9:1   # beside make demo's
 
 Each ``--run SEEDS:PRETRAIN_SEED`` trains (or resumes) the study into ``ROOT/<name>-s<seeds>-p<seed>``, analyses
 it and judges every claim. It prints claim x run -> outcome, then counts, per claim, the contradictions (holds
@@ -44,7 +44,10 @@ def main() -> int:
     ap.add_argument("--existing", action="append", default=[],
                     help="a finished results folder (e.g. of `make demo`) to judge beside the runs (repeatable)")
     a = ap.parse_args()
-    runs = [_parse(r) for r in (a.run or ([] if a.existing else ["0,1,2:0", "3,4,5:1"]))]
+    base = load_config(a.profile)
+    other = list(range(max(base.seeds) + 1, max(base.seeds) + 1 + len(base.seeds)))  # as many seeds, none shared
+    default = [(list(base.seeds), base.pretrain_seed), (other, base.pretrain_seed + 1)]
+    runs = [_parse(r) for r in a.run] if a.run else ([] if a.existing else default)
     table: dict[str, list] = {}
     names = []
     studies = [(Path(f), from_dict(StudyConfig, json.loads((Path(f) / "study.json").read_text())), True)
