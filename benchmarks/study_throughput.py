@@ -8,7 +8,8 @@ Run by hand (never part of the tests):
 
 For each side (``before``: the source of git revision ``--before``, exported with ``git archive``; ``after``: this
 checkout's source) and each seed count, the quick study with ``seeds = [0, .., n-1]`` is trained (``run_study``,
-two one-thread workers, as ``transferscope run`` on 2 cores), analysed (``analyze_study``) and reported
+two one-thread workers, as ``transferscope run`` on 2 cores), analysed (``analyze_study``, as ``transferscope
+analyze`` on 2 cores: two worker processes where the revision has them, else one process) and reported
 (``render``), each side in a fresh process of its own source and a fresh results folder, with the data cache
 filled beforehand (the cost of preparing the data is not the study's). The configurations run interleaved (3 seeds
 before, 3 after, 8 before, 8 after): a machine that slows down meanwhile slows both sides of a seed count alike.
@@ -17,15 +18,17 @@ parts, and the table is printed from every file there (``--table-only``: print i
 
 The table: runs, the wall seconds of the training phase and runs per minute; the run-seconds of P, P-T and RI-T
 (the sum of their ``seconds`` in ``run.json``: two workers share the wall time); the analyses in all and by name;
-the report. Then the per-run profile, per arm, as medians over the runs: the whole run, its fixed part (outside the
-trainer: model start, data, writing and hashing the files), the optimiser steps, and evaluation with the other
-per-epoch bookkeeping (the trainer's time less its steps), with the steps' images per second.
+the report. Then the per-run profile, per arm, as medians over the runs: the whole run; its optimiser steps (and
+their images per second); the evaluations and other bookkeeping while it trains; and the rest: the final model on
+the whole training split ("did it fit?"), building the model, loading the data, writing and hashing the files (the
+parts as the run recorded them in ``run.json``'s ``timing``, which revisions before it lack).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -48,7 +51,10 @@ over = ["seeds=[" + ",".join(str(s) for s in range(seeds)) + "]"]
 t0 = time.perf_counter()
 run_study("quick", results, overrides=over, jobs=2, show_progress=False)
 t1 = time.perf_counter()
-a = analyze_study(results, show_progress=False)
+try:  # as `transferscope analyze` on 2 cores: jobs side by side where the side has them (--jobs)
+    a = analyze_study(results, show_progress=False, jobs=2)
+except TypeError:  # a revision before analyze --jobs: every job in one process, as its command did
+    a = analyze_study(results, show_progress=False)
 t2 = time.perf_counter()
 render(results)
 t3 = time.perf_counter()
@@ -95,7 +101,7 @@ def measure(src: Path, results: Path, seeds: int, env: dict) -> dict:
 
 
 def _median(xs: list) -> float:
-    xs = [x for x in xs if x is not None]
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
     return statistics.median(xs) if xs else float("nan")
 
 
@@ -115,7 +121,8 @@ def table(out: Path) -> str:
         for c in cols:
             try:
                 v = fn(figs[c])
-                cells.append("-" if v is None else fmt.format(v))
+                missing = v is None or (isinstance(v, float) and math.isnan(v))
+                cells.append("-" if missing else fmt.format(v))
             except (KeyError, TypeError, ValueError, ZeroDivisionError):
                 cells.append("-")
         rows.append((label, cells))
@@ -143,14 +150,16 @@ def table(out: Path) -> str:
             return [r for r in f["runs"] if r["arm"] == a]
 
         row("  whole run, s", lambda f: _median([r["seconds"] for r in runs(f)]), "{:.2f}")
-        row("  fixed (outside the trainer), s",
-            lambda f: _median([r["seconds"] - r["trainer"] for r in runs(f) if r["trainer"] is not None]), "{:.2f}")
         row("  optimiser steps, s", lambda f: _median([r["steps"] for r in runs(f)]), "{:.2f}")
-        row("  evaluation and bookkeeping, s",
-            lambda f: _median([r["trainer"] - r["steps"] for r in runs(f) if r["steps"] is not None]), "{:.2f}")
         row("  steps' images/s", lambda f: _median([r["images_per_s"] for r in runs(f)]), "{:.0f}")
-        for part in ("data", "model", "write"):
-            row(f"  of the fixed part: {part}, s",
+        row("  evaluations while training, s",
+            lambda f: _median([r["trainer"] - r["steps"] for r in runs(f) if r["steps"] is not None]), "{:.2f}")
+        row("  the rest (start, final evaluation, files), s",
+            lambda f: _median([r["seconds"] - r["trainer"] for r in runs(f) if r["trainer"] is not None]), "{:.2f}")
+        row("    of which the final evaluation on the training split, s",
+            lambda f: _median([(r["timing"] or {}).get("train", math.nan) - r["trainer"] for r in runs(f)]), "{:.2f}")
+        for part, what in (("data", "loading the data"), ("model", "building the model"), ("write", "the files")):
+            row(f"    of which {what}, s",
                 lambda f, p=part: _median([(r["timing"] or {}).get(p) for r in runs(f)]), "{:.2f}")
     width = max(len(label) for label, _ in rows)
     cw = max(12, *(len(h) for h in head))
