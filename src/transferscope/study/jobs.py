@@ -19,7 +19,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_VERSION", "PairRef", "ModelRef", "CheckpointRef", "Job", "Context", "Pending", "Outcome", "Compute",
-           "job_key", "inputs_of", "record_of", "compute_job", "compute_local", "AnalysisBackend", "LocalAnalyses"]
+           "job_key", "inputs_of", "record_of", "compute_job", "compute_local", "take_ready", "AnalysisBackend",
+           "LocalAnalyses"]
 
 CACHE_VERSION = 4
 """Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
@@ -272,6 +273,23 @@ def _job_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def take_ready(waiting: dict[int, Pending], running: Iterable[int], jobs: list[Pending]) -> list[tuple[int, Pending]]:
+    """Take out of ``waiting`` (index in ``jobs`` -> job) the jobs none of whose needed analyses has a job waiting
+    or ``running`` (indices in ``jobs``), in order: what a backend that computes jobs side by side submits next.
+
+    Raises:
+        RuntimeError: nothing is running and no waiting job can start (a cycle of needs: the registry refuses one,
+            so this is a safeguard)."""
+    running = list(running)
+    open_ = {p.spec.name for p in waiting.values()} | {jobs[i].spec.name for i in running}
+    ready = [(i, p) for i, p in waiting.items() if open_.isdisjoint(p.spec.needs)]
+    if waiting and not ready and not running:
+        raise RuntimeError(f"analyses {sorted(open_)} wait for each other")
+    for i, _ in ready:
+        del waiting[i]
+    return ready
+
+
 def _compute_pool(new_pool: Callable[[], cf.ProcessPoolExecutor], ctx: Context, jobs: list[Pending],
                   results: dict[str, Any], tick: Callable[[], None]) -> dict[int, Outcome]:
     """The jobs in worker processes (``new_pool()``), each submitted once no job of the analyses it needs is
@@ -284,13 +302,8 @@ def _compute_pool(new_pool: Callable[[], cf.ProcessPoolExecutor], ctx: Context, 
     pool = new_pool()
     try:
         while waiting or running:
-            open_ = {p.spec.name for p in waiting.values()} | {jobs[i].spec.name for i in running.values()}
-            for i, p in list(waiting.items()):
-                if open_.isdisjoint(p.spec.needs):
-                    del waiting[i]
-                    running[pool.submit(compute_job, ctx, p.spec, p.job, inputs_of(p.spec, results), p.path)] = i
-            if not running:  # a cycle of needs cannot be registered; left for safety
-                raise RuntimeError(f"analyses {sorted(open_)} wait for each other")
+            for i, p in take_ready(waiting, running.values(), jobs):
+                running[pool.submit(compute_job, ctx, p.spec, p.job, inputs_of(p.spec, results), p.path)] = i
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             broken = False
             for f in done:

@@ -45,7 +45,7 @@ from functools import partial
 
 from ..config import ConfigError
 from ..store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S, RUN_DONE, RUN_FAILED, RunClaim, Store, StoreError
-from .jobs import Compute, Outcome, inputs_of, record_of
+from .jobs import Compute, Outcome, inputs_of, record_of, take_ready
 from .plan import Plan, RunSpec
 from .scheduler import WORKER_RETRIES, ExecutionSummary, Finished, Work, run_plan
 from .worker import run_one
@@ -366,15 +366,9 @@ def _compute_ray(ray, task, threads: int, device: str, ctx, jobs: list, results:
     running: dict = {}  # ObjectRef -> index in jobs
     try:
         while waiting or running:
-            open_ = {j.spec.name for j in waiting.values()} | {jobs[i].spec.name for i in running.values()}
-            for i, p in list(waiting.items()):
-                if open_.isdisjoint(p.spec.needs):
-                    del waiting[i]
-                    ref = task.remote(ctx_ref, p.spec, p.job, inputs_of(p.spec, results), str(p.path), threads,
-                                      device)
-                    running[ref] = i
-            if not running:  # a cycle of needs cannot be registered; left for safety
-                raise RuntimeError(f"analyses {sorted(open_)} wait for each other")
+            for i, p in take_ready(waiting, running.values(), jobs):
+                running[task.remote(ctx_ref, p.spec, p.job, inputs_of(p.spec, results), str(p.path), threads,
+                                    device)] = i
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 i = running.pop(ref)
