@@ -518,7 +518,7 @@ def test_l4_needs_six_cells_and_drops_undefined_ones():
 def test_l5_best_inner_checkpoint_is_tested_at_a_bonferroni_level():
     v = one("L5", ev(target("a", **basin({0.0: 0.5, 0.5: 0.6, 1.0: 0.8, 2.0: 0.6}, spread=0.5))))
     assert v.outcome == HOLDS and all(e.level == pytest.approx(1 - 0.05 / 2) for e in v.effects)
-    assert "checkpoint 1 " in v.effects[0].name and "the best of 2 inner checkpoints" in v.effects[0].method
+    assert "the best inner checkpoint: 1," in v.effects[0].method and "the best of 2 inner ones" in v.effects[0].method
     single = one("L5", ev(target("a", **basin({0.0: 0.5, 1.0: 0.8, 2.0: 0.6}, spread=0.5))))
     assert single.effects[0].level == pytest.approx(0.95) and "best of" not in single.effects[0].method
 

@@ -18,6 +18,7 @@ the start, the middle or the end of the network.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 import math
 from itertools import product
 from types import SimpleNamespace
@@ -330,7 +331,8 @@ def same(a, b) -> bool:
 
 CHECKED = ("name", "num_classes", "distance", "distance_source", "metric", "accuracy", "speed", "uncommon", "common",
            "cka_layers", "cka", "param_distance", "start_distance", "barrier", "criticality_modules", "criticality",
-           "criticality_note", "basin", "basin_final", "top_eigenvalue", "deviation", "grad_lipschitz", "principal")
+           "criticality_note", "basin", "basin_final", "basin_block", "top_eigenvalue", "deviation", "grad_lipschitz",
+           "principal")
 """The fields of TargetEvidence the tests below check, in the order of their tests."""
 
 
@@ -343,7 +345,7 @@ def test_every_number_of_the_evidence_is_another(study):
     the infinite and the left-out criticality), so that a value read from the wrong place is another value."""
     _, ev = study
     values = [v for t in ev.targets for f in CHECKED[2:] for v in _numbers(getattr(t, f))
-              if math.isfinite(v) and f != "basin_final"]
+              if math.isfinite(v) and f not in ("basin_final", "basin_block")]
     assert len(values) == 2 * 146 and len(set(values)) == len(values)  # 146 finite numbers per target
 
 
@@ -523,6 +525,16 @@ def test_basin_is_each_checkpoints_test_accuracy_per_seed(study):
 def test_basin_final_is_the_final_checkpoint(study):
     _, ev = study
     assert all(ev.target(n).basin_final == CHECKPOINTS[-1] for n in TARGETS)
+
+
+def test_basin_block_is_the_sweeps_block_size(plan, study):
+    """The block size of the basin's runs (where a study that decides in rounds adds their seeds): the image size
+    unless the sweep names one."""
+    _, ev = study
+    assert all(ev.target(n).basin_block == FULL for n in TARGETS)
+    other = replace(plan, config=replace(plan.config, basin=replace(plan.config.basin, block_size=BLOCKS[-1])))
+    ev2 = gather_evidence(other, study_records())
+    assert BLOCKS[-1] != FULL and all(ev2.target(n).basin_block == BLOCKS[-1] for n in TARGETS)
 
 
 def test_top_eigenvalue_is_each_models(study):

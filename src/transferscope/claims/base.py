@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..vocab import caveats as cv
+from ..vocab.arms import Cell
 from ..vocab.caveats import Caveat
 from . import stats
 from .stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_MEASURED, UNRELIABLE, Estimate
 
-__all__ = ["Effect", "TargetVerdict", "Verdict", "Claim", "Measure", "missing", "decide", "ABOVE", "BELOW", "WITHIN",
-           "ALL"]
+__all__ = ["Effect", "Look", "TargetVerdict", "Verdict", "Claim", "Measure", "missing", "decide", "ABOVE", "BELOW",
+           "WITHIN", "ALL", "effect_key", "Cell"]
 
 ABOVE, BELOW, WITHIN = "above", "below", "within"
 """The claim's side of its bound: the statistic is above it, below it, or within +-margin of it (sameness)."""
@@ -49,12 +50,36 @@ class Measure:
     hold: a Bonferroni correction)."""
     unit_n: str = "seeds"
     """What n counts (the statistical unit)."""
+    cells: tuple[Cell, ...] = ()
+    """The cells of runs (arm, target, block size) whose seeds the statistic reads: where more seeds would narrow
+    its interval. Empty when its unit is not the seed (L4 counts (target, block size) cells)."""
 
 
 def missing(target: str, name: str, unit: str, side: str, why: str) -> Measure:
     """A part of a claim that could not be measured on a target: it keeps the target from holding (inconclusive)."""
     nan = Estimate(math.nan, math.nan, math.nan, 0, "not measured")
     return Measure(target, name, unit, nan, side, "", note=why)
+
+
+@dataclass(frozen=True)
+class Look:
+    """An effect at one look of a study that decides in rounds: its seeds, the one-sided level the look spent
+    (Holm's correction over the family ran at it) and what it showed."""
+
+    look: int
+    n: int
+    alpha: float
+    value: float
+    low: float
+    high: float
+    p_holm: float
+    holm_alpha: float
+    outcome: str
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Look:
+        return cls(**{f.name: (math.nan if d.get(f.name) is None and f.name not in ("look", "n", "outcome")
+                               else d[f.name]) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -91,6 +116,20 @@ class Effect:
     holm_alpha: float = math.nan
     """The level :attr:`p_holm` was compared with in Holm's step-down order (ALPHA / (m - rank)); decisive only when
     it is at or under it and every smaller p-value of the family was too."""
+    cells: tuple[Cell, ...] = ()
+    """The cells of runs whose seeds it reads (:attr:`Measure.cells`)."""
+    se: float = math.nan
+    """The standard error of :attr:`value` (on the scale of its interval; for a correlation, of Fisher's z)."""
+    df: float = math.nan
+    """The degrees of freedom of its t-interval (inf: normal)."""
+    looks: tuple[Look, ...] = ()
+    """Each look that judged it, in order; a decisive outcome is that of its first decisive look (a study that
+    decides in rounds stops adding seeds for it there). One look in a study of fixed seeds."""
+
+    @property
+    def decided_at(self) -> int | None:
+        """The look whose outcome it carries, when decisive."""
+        return next((k.look for k in self.looks if k.outcome in (HOLDS, FAILS)), None)
 
     @property
     def claim_side(self) -> str:
@@ -135,10 +174,14 @@ class Verdict:
         """The inverse of :meth:`to_dict`, also after :mod:`transferscope.jsonio` (and of files written before it,
         whose NaN is null)."""
         names = {f.name for f in dataclasses.fields(Effect)}
-        floats = {"value", "low", "high", "level", "bound", "margin", "p_against", "p_for", "p_holm", "holm_alpha"}
+        floats = {"value", "low", "high", "level", "bound", "margin", "p_against", "p_for", "p_holm", "holm_alpha", "se",
+                  "df"}
 
         def effect(e: dict) -> Effect:
-            return Effect(**{k: (math.nan if v is None and k in floats else v) for k, v in e.items() if k in names})
+            d = {k: (math.nan if v is None and k in floats else v) for k, v in e.items() if k in names}
+            d["cells"] = tuple(Cell.from_dict(c) for c in d.get("cells", ()))
+            d["looks"] = tuple(Look.from_dict(k) for k in d.get("looks", ()))
+            return Effect(**d)
 
         targets = tuple(TargetVerdict(t["target"], t["outcome"], tuple(effect(e) for e in t["effects"]), t["why"],
                                       tuple(Caveat.from_dict(c) for c in t.get("caveats", ())),
@@ -228,15 +271,27 @@ def _sentence(m: Measure, outcome: str, lo: float, hi: float, on_side: bool, oth
     return f"{m.name} is {span}: {why}{more}."
 
 
+def effect_key(claim: str, e: Effect | Measure) -> tuple[str, str, str]:
+    """What identifies an effect from one look to the next: its claim, target and name."""
+    return (claim, e.target, e.name)
+
+
 def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
-           caveats: Sequence[Caveat] | None = None) -> list[Verdict]:
+           caveats: Sequence[Caveat] | None = None, *, alpha: float = stats.ALPHA, look: int = 1,
+           earlier: Mapping[tuple[str, str, str], Effect] | None = None) -> list[Verdict]:
     """Judge every claim on ``evidence`` with one rule: Holm's correction over the whole family, in both directions.
 
     An effect is decisive when its p-value (:attr:`Effect.p_holm`: the smaller one-sided p-value, scaled by the
-    Bonferroni factor of its level) survives Holm at :data:`stats.ALPHA` over every decidable effect of every claim
-    on every target; it then holds or does not hold by the side its interval lies on. ``caveats`` (default: the
-    evidence's own ``caveats``) go with each per-target outcome whose claim reads their arm; a decisive outcome
-    resting on a blocking one is :data:`UNRELIABLE` (see :mod:`.caveats`)."""
+    Bonferroni factor of its level) survives Holm at ``alpha`` (:data:`stats.ALPHA`, unless a study that decides
+    in rounds spends less at this look: :mod:`.sequential`) over every decidable effect of every claim on every
+    target; it then holds or does not hold by the side its interval lies on. ``caveats`` (default: the evidence's
+    own ``caveats``) go with each per-target outcome whose claim reads their arm; a decisive outcome resting on a
+    blocking one is :data:`UNRELIABLE` (see :mod:`.caveats`).
+
+    ``look`` and ``earlier`` (the effects of the previous look, by :func:`effect_key`): an effect decisive at an
+    earlier look keeps that outcome (its new look is recorded beside it); every effect still takes part in Holm's
+    correction, so that each look's family is the whole family and its error rate is at most ``alpha`` per
+    direction."""
     if caveats is None:
         caveats = tuple(getattr(evidence, "caveats", ()) or ())
     judged = []
@@ -252,8 +307,8 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
     eligible = [m.estimate.n >= m.min_n for m, *_ in flat]
     p_holm = [min(1.0, min(p_against, p_for) * (1 - stats.LEVEL) / (1 - m.level)) if ok else math.nan
               for (m, _, _, _, _, p_against, p_for), ok in zip(flat, eligible, strict=True)]
-    rejected = stats.holm(p_holm, stats.ALPHA)
-    alphas = stats.holm_thresholds(p_holm, stats.ALPHA)
+    rejected = stats.holm(p_holm, alpha)
+    alphas = stats.holm_thresholds(p_holm, alpha)
     all_targets = [t.name for t in getattr(evidence, "targets", ())]
     out = []
     k = 0
@@ -266,13 +321,20 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
             needed = None
             if outcome == INCONCLUSIVE and math.isfinite(m.estimate.value):
                 # the level this effect's interval would have to clear: its Holm threshold, two-sided, on its scale
-                a = alphas[k] if math.isfinite(alphas[k]) else stats.ALPHA
+                a = alphas[k] if math.isfinite(alphas[k]) else alpha
                 needed = stats.seeds_needed(m.estimate, _gap(m), 1 - 2 * a * (1 - m.level) / (1 - stats.LEVEL))
-            eff = Effect(m.target, m.name, m.unit, m.estimate.shown, lo, hi, m.level, m.estimate.n, m.counted,
-                         m.estimate.method + (f"; {m.note}" if m.note else ""), m.side, m.bound, m.margin, p_against,
-                         outcome, _sentence(m, outcome, lo, hi, on_side and eligible[k], other_side and eligible[k],
-                                            needed, p_holm[k], alphas[k]),
-                         needed, p_for, p_holm[k], alphas[k])
+            this = Look(look, m.estimate.n, alpha, m.estimate.shown, lo, hi, p_holm[k], alphas[k], outcome)
+            prev = earlier.get(effect_key(c.id, m)) if earlier else None
+            if prev is not None and prev.outcome in (HOLDS, FAILS):  # decided at an earlier look: it stays so
+                eff = dataclasses.replace(prev, looks=prev.looks + (this,))
+            else:
+                eff = Effect(m.target, m.name, m.unit, m.estimate.shown, lo, hi, m.level, m.estimate.n, m.counted,
+                             m.estimate.method + (f"; {m.note}" if m.note else ""), m.side, m.bound, m.margin,
+                             p_against, outcome,
+                             _sentence(m, outcome, lo, hi, on_side and eligible[k], other_side and eligible[k],
+                                       needed, p_holm[k], alphas[k]),
+                             needed, p_for, p_holm[k], alphas[k], m.cells, m.estimate.se, m.estimate.df,
+                             (prev.looks if prev else ()) + (this,))
             effects_by_target.setdefault(m.target, []).append(eff)
             k += 1
         targets = []

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from ..vocab.arms import PT, RIT
+from ..vocab.arms import PT, RIT, Cell
 from ..vocab.evidence import Evidence, PerSeed, figure, one_scale
 from .base import ABOVE, ALL, BELOW, Claim, Measure, missing
 from .stats import LEVEL, contrast_interval, fisher_z
@@ -35,7 +35,8 @@ def _arm_contrasts(ev: Evidence, parts: list[tuple[str, str, str]]):
             pt, ri = per.get(PT), per.get(RIT)
             if pt and ri and pt.values and ri.values:
                 got.append(Measure(t.name, f"{name}: P-T minus RI-T", unit,
-                                   contrast_interval([(1.0, pt.list()), (-1.0, ri.list())]), BELOW, SEEDS))
+                                   contrast_interval([(1.0, pt.list()), (-1.0, ri.list())]), BELOW, SEEDS,
+                                   cells=(Cell(PT, t.name, ev.full_block), Cell(RIT, t.name, ev.full_block))))
             else:
                 got.append(missing(t.name, f"{name}: P-T minus RI-T", unit, BELOW, f"needs the {name} of P-T and RI-T"))
         if all(not math.isfinite(m.estimate.value) and m.estimate.n == 0 for m in got):
@@ -101,12 +102,20 @@ def _judge_l5(ev: Evidence):
         peak = max(interior, key=lambda e: float(np.nanmean(acc[e])) if np.isfinite(acc[e]).any() else -math.inf)
         # the inner checkpoint is chosen as the best of K: each contrast is tested at 1 - alpha / K (Bonferroni)
         level = 1 - (1 - LEVEL) / len(interior)
-        note = f"the best of {len(interior)} inner checkpoints, tested at {level:.2%}" if len(interior) > 1 else ""
+        note = (f"the best inner checkpoint: {peak:g}"
+                + (f", the best of {len(interior)} inner ones, tested at {level:.2%}" if len(interior) > 1 else ""))
+        bb = t.basin_block or ev.full_block
+
+        def cell(e: float) -> Cell:
+            return Cell(PT, t.name, bb, -1.0 if e == t.basin_final else float(e))
+
         for other, what in ((order[0], "the first"), (order[-1], "the final one")):
-            ms.append(Measure(t.name, f"test {figure(t, 'word')} from checkpoint {peak:g} (the best inner one) minus from "
+            # the name does not carry the checkpoint chosen, so that the effect is the same one from look to look;
+            # it reads every inner checkpoint (the choice among them) and the one it is compared with
+            ms.append(Measure(t.name, f"test {figure(t, 'word')} from the best inner checkpoint minus from "
                               f"{what} ({other:g})", figure(t, "test"),
                               contrast_interval([(1.0, acc[peak]), (-1.0, acc[other])]), ABOVE, SEEDS, level=level,
-                              note=note))
+                              note=note, cells=tuple(cell(e) for e in (*interior, other))))
     if not ms and not notes:
         notes[ALL] = "the study has no pre-training checkpoint sweep (basin.checkpoint_epochs)"
     return ms, notes

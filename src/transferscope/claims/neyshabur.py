@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import stats as sps
 
-from ..vocab.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT
+from ..vocab.arms import PT, PT_PT, PT_RIT, RIT, RIT_RIT, Cell
 from ..vocab.evidence import Evidence, PerPair, PerSeed, TargetEvidence, figure
 from ..vocab.metric import ACC, AUC, metric_labels
 from .base import ABOVE, ALL, BELOW, WITHIN, Claim, Measure, missing
@@ -35,6 +35,15 @@ def _v(p: PerSeed | None) -> list[float]:
 
 def _gain(t: TargetEvidence, b: int) -> list[tuple[float, list[float]]]:
     return [(1.0, _v(t.accuracy.get((PT, b)))), (-1.0, _v(t.accuracy.get((RIT, b))))]
+
+
+def _cells(t: TargetEvidence, *arm_blocks: tuple[str, int]) -> tuple[Cell, ...]:
+    """The cells of runs of target ``t`` that a statistic reads, by (arm, block size)."""
+    return tuple(Cell(arm, t.name, b) for arm, b in arm_blocks)
+
+
+def _both(t: TargetEvidence, b: int) -> tuple[Cell, ...]:
+    return _cells(t, (PT, b), (RIT, b))
 
 
 def _has(t: TargetEvidence, *cells: tuple[str, int]) -> bool:
@@ -85,7 +94,7 @@ def _judge1(ev: Evidence):
             notes[t.name] = f"needs finished P-T and RI-T runs at block {full}"
             continue
         ms.append(Measure(t.name, f"P-T minus RI-T test {figure(t, 'word')}", figure(t, "test"),
-                          contrast_interval(_gain(t, full)), ABOVE, SEEDS))
+                          contrast_interval(_gain(t, full)), ABOVE, SEEDS, cells=_both(t, full)))
     near = [t for t in _by_distance(ev) if _has(t, (PT, full), (RIT, full))]
     name = "gain on the nearest target minus gain on the farthest"
     if not ms:
@@ -98,7 +107,7 @@ def _judge1(ev: Evidence):
         a, b = near[0], near[-1]
         est = contrast_interval(_gain(a, full) + [(-c, v) for c, v in _gain(b, full)])
         ms.append(Measure(ALL, f"{name} ({a.name} - {b.name})", figure(a, "test"), est, ABOVE, SEEDS,
-                          note=f"target distance: {a.distance_source}"))
+                          note=f"target distance: {a.distance_source}", cells=_both(a, full) + _both(b, full)))
     else:  # the ordering is part of the claim: without it the claim cannot hold
         ms.append(missing(ALL, name, _unit(ev), ABOVE, "it needs at least two measured targets, each with a distance to the "
                           "source (measured by the transferability scores, or `distance` declared on every target)"))
@@ -122,7 +131,7 @@ def _judge2(ev: Evidence):
         for arm in (PT, RIT):
             est = contrast_interval([(1.0, _v(t.accuracy[(arm, full)])), (-1.0, _v(t.accuracy[(arm, small)]))])
             ms.append(Measure(t.name, f"{arm} {figure(t, 'word')} drop from block {full} to {small}", figure(t, "test"),
-                              est, ABOVE, SEEDS))
+                              est, ABOVE, SEEDS, cells=_cells(t, (arm, full), (arm, small))))
         if t.name == farthest:
             continue  # the claim exempts the most distant target from the shrinking gain
         if farthest is None:
@@ -139,7 +148,7 @@ def _judge2(ev: Evidence):
             ms.append(missing(t.name, shrink, figure(t, "test"), ABOVE, why))
             continue
         est = contrast_interval(_gain(t, full) + [(-c, v) for c, v in _gain(t, small)])
-        ms.append(Measure(t.name, shrink, figure(t, "test"), est, ABOVE, SEEDS))
+        ms.append(Measure(t.name, shrink, figure(t, "test"), est, ABOVE, SEEDS, cells=_both(t, full) + _both(t, small)))
     return ms, notes
 
 
@@ -154,7 +163,7 @@ def _judge3(ev: Evidence):
             continue
         ms.append(Measure(t.name, f"P-T minus RI-T {_speed_name(t)} over the first {ev.speed_epochs} epochs "
                           f"(block {small})", figure(t, "train"),
-                          contrast_interval([(1.0, pt), (-1.0, ri)]), ABOVE, SEEDS))
+                          contrast_interval([(1.0, pt), (-1.0, ri)]), ABOVE, SEEDS, cells=_both(t, small)))
     return ms, notes
 
 
@@ -167,7 +176,8 @@ def _judge4(ev: Evidence):
             notes[t.name] = "needs the mistakes of at least two P-T and two RI-T models"
             continue
         ms.append(Measure(t.name, "uncommon mistakes of P-T pairs minus RI-T pairs", figure(t, "mistakes"),
-                          _pair_diff(a, b), BELOW, _pairs_counted((PT_PT, a), (RIT_RIT, b))))
+                          _pair_diff(a, b), BELOW, _pairs_counted((PT_PT, a), (RIT_RIT, b)),
+                          cells=_both(t, ev.full_block)))
     return ms, notes
 
 
@@ -185,7 +195,7 @@ def _judge5(ev: Evidence):
         layers = list(t.cka_layers) or [f"layer {i}" for i in range(len(a))]
         for layer, x, y in zip(layers, a, b, strict=True):
             ms.append(Measure(t.name, f"CKA of P-T pairs minus RI-T pairs at {layer}", "CKA", _pair_diff(x, y), ABOVE,
-                              counted))
+                              counted, cells=_both(t, ev.full_block)))
         half = len(a) // 2
         name = "that difference on the lower half of the layers minus the upper half"
         if half:
@@ -193,7 +203,8 @@ def _judge5(ev: Evidence):
                 d = np.array([x.mean(kept) - y.mean(kept) for x, y in zip(a, b, strict=True)])
                 return float(np.mean(d[:h]) - np.mean(d[h:]))
 
-            ms.append(Measure(t.name, name, "CKA", _pair_jackknife([a[0], b[0]], lower_minus_upper), ABOVE, counted))
+            ms.append(Measure(t.name, name, "CKA", _pair_jackknife([a[0], b[0]], lower_minus_upper), ABOVE, counted,
+                              cells=_both(t, ev.full_block)))
         else:
             ms.append(missing(t.name, name, "CKA", ABOVE, "needs at least two layers"))
     return ms, notes
@@ -209,9 +220,10 @@ def _judge6(ev: Evidence):
             notes[t.name] = "needs the parameter distances of at least two P-T and two RI-T models"
             continue
         ms.append(Measure(t.name, "l2 distance within P-T pairs minus within RI-T pairs", "l2 parameter norm",
-                          _pair_diff(a, b), BELOW, _pairs_counted((PT_PT, a), (RIT_RIT, b))))
+                          _pair_diff(a, b), BELOW, _pairs_counted((PT_PT, a), (RIT_RIT, b)),
+                          cells=_both(t, ev.full_block)))
         ms.append(Measure(t.name, "l2 distance of P-T to P minus of RI-T to RI", "l2 parameter norm",
-                          contrast_interval([(1.0, sa), (-1.0, sb)]), BELOW, SEEDS))
+                          contrast_interval([(1.0, sa), (-1.0, sb)]), BELOW, SEEDS, cells=_both(t, ev.full_block)))
     return ms, notes
 
 
@@ -223,11 +235,14 @@ def _judge7(ev: Evidence):
         if not (pts and ris and cross and pts.values and ris.values and cross.values):
             notes[t.name] = "needs the interpolation barriers of P-T pairs, RI-T pairs and P-T/RI-T pairs"
             continue
-        for kind, p, side in ((PT_PT, pts, WITHIN), (RIT_RIT, ris, ABOVE), (PT_RIT, cross, ABOVE)):
+        full = ev.full_block
+        for kind, p, side, arms in ((PT_PT, pts, WITHIN, (PT,)), (RIT_RIT, ris, ABOVE, (RIT,)),
+                                    (PT_RIT, cross, ABOVE, (PT, RIT))):
             est = jackknife_interval(p.seeds, lambda kept, p=p: p.mean(kept))
             ms.append(Measure(t.name, f"error barrier between {kind} models", figure(t, "error"), est, side,
                               _pairs_counted((kind, p)), bound=0.0 if side == WITHIN else BARRIER_MARGIN,
-                              margin=BARRIER_MARGIN if side == WITHIN else 0.0))
+                              margin=BARRIER_MARGIN if side == WITHIN else 0.0,
+                              cells=_cells(t, *((arm, full) for arm in arms))))
     return ms, notes
 
 
@@ -262,6 +277,7 @@ def _judge8(ev: Evidence):
         dropped = len(rhos) - len(ok)
         ms.append(Measure(t.name, "Spearman's rho between module depth and criticality (P-T)", "rank correlation",
                           mean_interval(ok), ABOVE, f"P-T seeds ({len(t.criticality_modules)} modules each)",
+                          cells=_cells(t, (PT, ev.full_block)),
                           note="; ".join(x for x in (f"{dropped} seed(s) left out: every module equally critical"
                                                      if dropped else "", t.criticality_note) if x)))
     return ms, notes
@@ -280,11 +296,12 @@ def _judge9(ev: Evidence):
             continue
         # any one checkpoint may match: each is tested at 1 - alpha / K (Bonferroni), not at 1 - alpha
         level = 1 - (1 - LEVEL) / len(earlier)
+        bb = t.basin_block or ev.full_block
         for e in earlier:
             est = contrast_interval([(1.0, _v(t.basin[e])), (-1.0, final)])
             ms.append(Measure(t.name, f"test {figure(t, 'word')} fine-tuned from checkpoint {e:g} minus from the final "
                               f"one ({t.basin_final:g})", figure(t, "test"), est, WITHIN, SEEDS, margin=ACCURACY_MARGIN,
-                              level=level,
+                              level=level, cells=(Cell(PT, t.name, bb, float(e)), Cell(PT, t.name, bb)),
                               note=f"{level:.2%} interval: {len(earlier)} checkpoints, any of which may match"
                               if len(earlier) > 1 else ""))
     if not ms and not notes:

@@ -131,7 +131,8 @@ def _liu_figures(results: dict[str, Any], name: str) -> dict[str, dict[str, PerS
                    for a in (PT, RIT)})
 
 
-def _target_evidence(name: str, results: dict[str, Any], rows, distance: tuple[float, str]) -> TargetEvidence:
+def _target_evidence(name: str, results: dict[str, Any], rows, distance: tuple[float, str],
+                     basin_block: int) -> TargetEvidence:
     acc, speed, metric = _arm_figures(rows, name)
     mis: MistakesPairs | None = results.get(f"mistakes/{name}")
     cka: CKAPairs | None = results.get(f"cka/{name}")
@@ -155,7 +156,7 @@ def _target_evidence(name: str, results: dict[str, Any], rows, distance: tuple[f
         start_distance={PT: _pairs_as_seeds(dst, PT_P), RIT: _pairs_as_seeds(dst, RIT_RI)},
         barrier={k: _pairs(bar, k, lambda r: r.barrier_error) for k in (PT_PT, RIT_RIT, PT_RIT)},
         criticality_modules=tuple(modules), criticality=per_crit, criticality_note=crit_note,
-        basin=basin, basin_final=final_e, **_liu_figures(results, name))
+        basin=basin, basin_final=final_e, basin_block=basin_block, **_liu_figures(results, name))
 
 
 def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, ...] = ()) -> Evidence:
@@ -165,7 +166,9 @@ def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, 
     transfer: TransferResult | None = results.get("transfer/all")
     rows = transfer.rows if transfer else ()
     dist = _target_distances(plan, results)
-    targets = [_target_evidence(t.display, results, rows, dist.get(t.display, (math.nan, ""))) for t in cfg.targets]
+    basin_block = cfg.basin.block_size or cfg.data.image_size
+    targets = [_target_evidence(t.display, results, rows, dist.get(t.display, (math.nan, "")), basin_block)
+               for t in cfg.targets]
     cells = []
     for r in rows:
         sc = scores_at(results, r.target, r.block_size)

@@ -26,7 +26,7 @@ from itertools import combinations, product
 from typing import Any
 
 __all__ = ["P", "RI", "PT", "RIT", "TRAINED", "PT_PT", "RIT_RIT", "PT_RIT", "PT_P", "RIT_RI", "P_PT", "Pair",
-           "within", "across", "to_start", "balanced", "pairs_of"]
+           "within", "across", "to_start", "balanced", "pairs_of", "Cell"]
 
 P, RI, PT, RIT = "P", "RI", "P-T", "RI-T"
 TRAINED = (PT, RIT)
@@ -35,6 +35,30 @@ PT_PT, RIT_RIT, PT_RIT = f"{PT}/{PT}", f"{RIT}/{RIT}", f"{PT}/{RIT}"
 PT_P, RIT_RI, P_PT = f"{PT}/{P}", f"{RIT}/{RI}", f"{P}/{PT}"
 START = {PT: P, RIT: RI}
 """The model each trained arm starts from."""
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """The runs of one trained arm on one target at one block size, one per seed: what a statistic over seeds reads
+    and where more seeds can be added. ``checkpoint``: for P-T, the pre-training checkpoint it starts from (the
+    basin sweep); -1, the final P."""
+
+    arm: str
+    target: str
+    block: int
+    checkpoint: float = -1.0
+
+    @property
+    def label(self) -> str:
+        where = f" from checkpoint {self.checkpoint:g}" if self.checkpoint >= 0 else ""
+        return f"{self.arm} on {self.target} at block {self.block}{where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arm": self.arm, "target": self.target, "block": self.block, "checkpoint": self.checkpoint}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        return cls(str(d["arm"]), str(d["target"]), int(d["block"]), float(d.get("checkpoint", -1.0)))
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ class TargetEvidence:
     basin: Mapping[float, PerSeed] = field(default_factory=dict)
     """Pre-training checkpoint (epochs) -> test accuracy of P-T fine-tuned from it, per seed (the final one too)."""
     basin_final: float = math.nan
+    basin_block: int = 0
+    """The block size of the basin sweep's runs (the final checkpoint's are the P-T runs at that block size)."""
     top_eigenvalue: Mapping[str, PerSeed] = field(default_factory=dict)
     """Arm -> top Hessian eigenvalue of the training loss at the end of training."""
     deviation: Mapping[str, PerSeed] = field(default_factory=dict)
