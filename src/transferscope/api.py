@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import StudyConfig, load_config
 
-__all__ = ["run_study", "analyze_study", "render", "Analysis", "study_folder", "analysis_backend"]
+__all__ = ["run_study", "decide_study", "analyze_study", "render", "Analysis", "study_folder", "analysis_backend"]
 
 
 def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None) -> StudyConfig:
@@ -60,12 +60,66 @@ def run_study(config: str | Path | StudyConfig | None = None, results: str | Pat
     from .store import Store
     from .study import execute, make_plan
 
-    plan = make_plan(_config(config, overrides))
+    cfg = _config(config, overrides)
+    if cfg.decide.looks > 0:  # a [decide] table: the study decides in rounds
+        return decide_study(cfg, results, jobs=jobs, threads=threads, retry_failed=retry_failed,
+                            show_progress=show_progress, device=device, runs_per_device=runs_per_device,
+                            deterministic=deterministic, executor=executor, address=address, heartbeat=heartbeat,
+                            stale_after=stale_after)
+    plan = make_plan(cfg)
     store = Store(results or Path("results") / plan.config.name)
     store.check_format()
+    refuse_fixed_run(store)
     return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed, show_progress=show_progress,
                    device=device, runs_per_device=runs_per_device, deterministic=deterministic, executor=executor,
                    address=address, heartbeat=heartbeat, stale_after=stale_after)
+
+
+def refuse_fixed_run(store) -> None:
+    """A folder that decides in rounds is trained by its rounds (``decide.json``): a plain run would rewrite its
+    study without the seeds they added."""
+    from .config import ConfigError
+    from .study.looks import RECORD
+
+    if (store.root / RECORD).is_file():
+        raise ConfigError(f"{store.root} decides in rounds ({store.root / RECORD}): go on with "
+                          f"'transferscope run --until-decided --results {store.root}'")
+
+
+def decide_study(config: str | Path | StudyConfig | None = None, results: str | Path | None = None, *,
+                 overrides: list[str] | None = None, looks: int | None = None, max_seeds: int | None = None,
+                 budget: str | None = None, spending: str | None = None, jobs: int = 1, analysis_jobs: int = 1,
+                 threads: int = 0, retry_failed: bool = False, show_progress: bool = True, device: str | None = None,
+                 runs_per_device: int = 1, deterministic: bool = False, executor: str = "local",
+                 address: str | None = None, heartbeat: float | None = None, stale_after: float | None = None,
+                 say=None):
+    """Run a study in rounds until its verdicts are decided (``transferscope run --until-decided``): after each
+    round it analyses and judges at the level its look spends, then adds seeds to the cells of runs the undecided
+    effects read (:mod:`transferscope.study.decide`). ``looks``, ``max_seeds``, ``budget`` (``"30m"``),
+    ``spending``: the design (None: the config's ``[decide]`` table, the folder's own, or the defaults), fixed
+    before any result. ``analysis_jobs``: analysis worker processes (as ``analyze --jobs``); the other arguments
+    as :func:`run_study`. Returns the :class:`~transferscope.study.decide.DecideSummary`; resumes a stopped study
+    from its last finished round."""
+    from .report.strips import write_image_strips
+    from .store import Store
+    from .study import execute
+    from .study.decide import run_until_decided
+
+    cfg = _config(config, overrides)
+    store = Store(results or Path("results") / cfg.name)
+    store.check_format()
+    backend = analysis_backend(executor, address, analysis_jobs)
+
+    def train(plan):
+        return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed,
+                       show_progress=show_progress, device=device, runs_per_device=runs_per_device,
+                       deterministic=deterministic, executor=executor, address=address, heartbeat=heartbeat,
+                       stale_after=stale_after)
+
+    options = {"show_progress": show_progress, "device": device, "backend": backend, "threads": 0,
+               "images": write_image_strips}
+    return run_until_decided(cfg, store, train=train, analyze_options=options, looks=looks, max_seeds=max_seeds,
+                             budget=budget, spending=spending, **({"say": say} if say else {}))
 
 
 @dataclass
@@ -94,16 +148,14 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     that many worker processes; 1, the default here: every job in this process)."""
     from .report.strips import write_image_strips
     from .study import make_plan
-    from .study.analyze import analyze
-    from .study.verdicts import verdicts_by_pretrain, write_claims
+    from .study.decide import analyze_and_judge
 
     store, cfg = study_folder(results)
     plan = make_plan(cfg, check=False)
-    with store.lock():
-        run = analyze(plan, store, show_progress=show_progress, device=device,
-                      backend=analysis_backend(executor, address, jobs), threads=threads, images=write_image_strips)
-    by_p = verdicts_by_pretrain(plan, run, store)
-    return Analysis(run, by_p, write_claims(store, next(iter(by_p.values())), by_p, plan))
+    run, by_p, path, _ = analyze_and_judge(plan, store, show_progress=show_progress, device=device,
+                                           backend=analysis_backend(executor, address, jobs), threads=threads,
+                                           images=write_image_strips)
+    return Analysis(run, by_p, path)
 
 
 def analysis_backend(executor: str = "local", address: str | None = None, jobs: int = 1):

@@ -68,10 +68,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
         cfg = load_config(args.config or args.profile, prec + args.set)
-    plan = make_plan(cfg)  # validates everything before any training
     results = Path(args.results or Path("results") / cfg.name)
     store = Store(results)
     store.check_format()  # before anything is written or listed: a folder of an older format is refused
+    design = (args.looks, args.max_seeds, args.budget, args.spending)
+    if not args.until_decided and any(x is not None for x in design):
+        raise ConfigError("--looks, --max-seeds, --budget and --spending go with --until-decided")
+    if args.until_decided or cfg.decide.looks > 0:
+        if args.rerun:
+            raise ConfigError("--rerun repairs runs of a folder: give it without --until-decided")
+        return _run_until_decided(args, cfg, store)
+    if not (args.rerun and not args.config):
+        from .api import refuse_fixed_run
+
+        refuse_fixed_run(store)
+    plan = make_plan(cfg)  # validates everything before any training
     if args.dry_run:
         resolved = resolve(plan, store)
         for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
@@ -119,6 +130,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + warnings)
     print(f"\nresults: {results.resolve()}")
     return 1 if summary.failed or summary.blocked else 0
+
+
+def _run_until_decided(args: argparse.Namespace, cfg, store) -> int:
+    from .api import decide_study
+    from .study import make_plan
+    from .study.decide import check_design
+
+    if args.dry_run:  # the runs of the current round, and the design
+        cfg, rec = check_design(cfg, store, args.looks, args.max_seeds, args.budget, args.spending)
+        plan = make_plan(cfg)
+        print(f"deciding in rounds: looks {rec.looks}, levels {', '.join(f'{a:.3g}' for a in rec.levels)}, "
+              f"max seeds {rec.design['max_seeds']}, budget {rec.design.get('budget') or 'none'}; "
+              f"round {len(rec.rounds) or 1}: {plan.size()} runs")
+        return 0
+    if args.executor == "ray":
+        from .study.ray_executor import check_claim_timing
+
+        check_claim_timing(args.claim_heartbeat, args.claim_stale)
+    jobs = args.jobs or _default_jobs(args.device or cfg.device)
+    with _tensorboard(args.tensorboard):
+        out = decide_study(cfg, store.root, looks=args.looks, max_seeds=args.max_seeds, budget=args.budget,
+                           spending=args.spending, jobs=jobs, analysis_jobs=_default_jobs("cpu"), threads=args.threads,
+                           retry_failed=args.retry_failed, show_progress=not args.no_progress, device=args.device,
+                           runs_per_device=args.runs_per_device, deterministic=args.deterministic,
+                           executor=args.executor, address=args.address, heartbeat=args.claim_heartbeat,
+                           stale_after=args.claim_stale)
+    from .claims.compare import format_brief
+
+    print("\nrounds:")
+    for r in out.record.rounds:
+        print(f"  look {r.look}: {r.runs_trained} runs trained, {r.seconds / 60:.1f} min, "
+              f"{r.decisive} of {r.effects} effects decisive ({len(r.decided_here)} decided at this look)")
+    print(f"stopped: {out.stopped}\n\nverdicts ({out.claims}):\n" + format_brief(out.verdicts))
+    print(f"\nresults: {store.root.resolve()}")
+    return 0
 
 
 def _print_tables(plan, store) -> None:
@@ -292,6 +338,19 @@ def _add_run(sub) -> None:
                    help="train this run again (e.g. one whose files are damaged; repeatable); without CONFIG, the "
                         "study is the one the --results folder holds")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    d = r.add_argument_group("deciding in rounds", "train, analyse and judge in rounds, adding seeds where undecided "
+                             "effects need them, with the error rate shared among the looks (README: 'Deciding in "
+                             "rounds'); the design is fixed by the first call and kept by a resumed one")
+    d.add_argument("--until-decided", action="store_true",
+                   help="run the study in rounds until every effect is decided, none can be within the limits, "
+                        "the budget is spent or the last look is done (a [decide] table in the config does the same)")
+    d.add_argument("--max-seeds", type=int, metavar="N", help="the most seeds per cell of runs (default 12)")
+    d.add_argument("--budget", metavar="DURATION", help="the most wall time of the rounds together, e.g. 30m, 1.5h "
+                                                        "(default: none)")
+    d.add_argument("--looks", type=int, metavar="K", help="the most rounds judged, the first on the study's seeds "
+                                                          "(default 3)")
+    d.add_argument("--spending", choices=("obrien-fleming", "pocock", "equal"),
+                   help="how the error rate is shared among the looks (default obrien-fleming: little early)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: each run a Ray task on a cluster "

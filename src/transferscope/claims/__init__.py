@@ -26,6 +26,7 @@ def get_claim(claim_id: str) -> Claim:
     raise KeyError(f"claim {claim_id!r}: unknown; claims are {', '.join(c.id for c in CLAIMS)}")
 
 
-def judge(evidence: Evidence, claims: tuple[Claim, ...] = CLAIMS) -> list[Verdict]:
-    """Every claim's verdict on ``evidence``, with Holm's correction over the whole family."""
-    return decide(claims, evidence, evidence.conditional_on)
+def judge(evidence: Evidence, claims: tuple[Claim, ...] = CLAIMS, **look) -> list[Verdict]:
+    """Every claim's verdict on ``evidence``, with Holm's correction over the whole family; ``look``: the
+    ``alpha``, ``look`` and ``earlier`` effects of a study that decides in rounds (:func:`.base.decide`)."""
+    return decide(claims, evidence, evidence.conditional_on, **look)

@@ -139,14 +139,16 @@ def plan_seeds(vs: Sequence[Verdict], have: Mapping[Cell, int], *, max_seeds: in
     plan = SeedPlan()
     cands: list[Pick] = []
     for claim, e in undecided(vs):
+        if not math.isfinite(e.value):
+            plan.out_of_reach.append(Pick(claim, e, None, f"it could not be computed: {e.why}"))
+            continue
         if not e.cells:
             plan.not_seeds.append(Pick(claim, e, None, f"its unit is the {e.counted or 'cell'}, not the seed: more "
                                                        "seeds do not decide it (add targets or block sizes)"))
             continue
         need = projected_seeds(e, next_alpha, alpha, max_seeds)
         if need is None:
-            why = (f"it could not be computed: {e.why}" if not math.isfinite(e.value) else
-                   "its spread is unknown" if not math.isfinite(e.se) else
+            why = ("its spread is unknown" if not math.isfinite(e.se) else
                    f"more than --max-seeds {max_seeds} seeds per arm would be needed at this effect and spread")
             plan.out_of_reach.append(Pick(claim, e, None, why))
             continue

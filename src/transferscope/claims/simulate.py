@@ -23,7 +23,7 @@ from . import stats
 from .base import ABOVE, BELOW, WITHIN, Claim, Measure, Verdict, decide
 from .stats import FAILS, HOLDS
 
-__all__ = ["KINDS", "null_family", "simulate", "asymmetric_outcomes", "Rates"]
+__all__ = ["KINDS", "null_family", "simulate", "asymmetric_outcomes", "Rates", "simulate_sequential", "SequentialRates"]
 
 KINDS = ("welch", "mean", "jackknife", "within")
 """The kinds of effect in a simulated family: how each is estimated from its seeds."""
@@ -126,3 +126,125 @@ def simulate(studies: int, counts: dict[str, int], n_seeds: int, *, seed: int = 
         wrong_f += f > 0
         decisive += h + f
     return Rates(studies, m, wrong / studies, wrong_h / studies, wrong_f / studies, decisive / studies)
+
+
+# ------------------------------------------------------------------------------------------------ in rounds
+
+@dataclass(frozen=True)
+class SequentialRates:
+    """Simulated studies that decide in rounds (:func:`simulate_sequential`)."""
+
+    studies: int
+    effects: int
+    """Effects per study."""
+    any_wrong: float
+    """Studies with at least one wrong decisive outcome, either way (the true effects on their bounds), as a
+    fraction; with ``shift`` > 0, studies with an outcome on the wrong side."""
+    decisive_per_study: float
+    """Mean decisive outcomes per study (under the null: all wrong; under an effect: the power, in effects)."""
+    seeds_per_cell: float
+    """Mean seeds per cell of runs at the end (what the study trained)."""
+    looks_per_study: float
+
+    @property
+    def se(self) -> float:
+        return math.sqrt(max(self.any_wrong * (1 - self.any_wrong), 1e-12) / self.studies)
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """Wilson score interval of :attr:`any_wrong`."""
+        n, p = self.studies, self.any_wrong
+        c = z * z / n
+        mid = (p + c / 2) / (1 + c)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + c)
+        return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def _target_claims(t: int, draws: dict, have: dict, sd: float, shift: float, kinds: Sequence[str]) -> list[Claim]:
+    """The simulated effects of one target, each reading the first ``have[cell]`` seeds of its cells: a Welch contrast
+    of P-T and RI-T, a mean of a P-T cell at another block size, a pair statistic within P-T (its pairs share the
+    seeds' draws of the P-T cell) and a sameness contrast of a basin cell with the P-T cell. The true values sit on
+    the claim's bound (``shift`` 0) or ``shift`` sd on its side (sameness: that fraction of the way inside)."""
+    from ..vocab.arms import PT, RIT, Cell
+
+    name = f"t{t}"
+    pt, rit, pt2, basin = Cell(PT, name, 28), Cell(RIT, name, 28), Cell(PT, name, 2), Cell(PT, name, 28, 1.0)
+
+    def got(c: Cell) -> np.ndarray:
+        return draws[c][: have[c]]
+
+    ms: list[Measure] = []
+    side = (ABOVE, BELOW)[t % 2]
+    sign = 1.0 if side == ABOVE else -1.0
+    if "welch" in kinds:  # P-T's draws carry the effect; RI-T's are on the bound
+        est = stats.contrast_interval([(1.0, (got(pt) + sign * shift * sd).tolist()), (-1.0, got(rit).tolist())])
+        ms.append(Measure(name, "welch", "unit", est, side, "seeds", cells=(pt, rit)))
+    if "mean" in kinds:
+        ms.append(Measure(name, "mean", "unit", stats.mean_interval((got(pt2) + sign * shift * sd).tolist()), side,
+                          "seeds", cells=(pt2,)))
+    if "jackknife" in kinds:
+        x = got(pt)
+        noise = draws[("pairs", name)]
+        pairs = {(a, b): sign * shift * sd + (x[a] + x[b]) / 2 + noise[a, b] for a, b in combinations(range(len(x)), 2)}
+
+        def stat(kept: frozenset[int]) -> float:
+            v = [p for (a, b), p in pairs.items() if a in kept and b in kept]
+            return float(np.mean(v)) if v else math.nan
+
+        ms.append(Measure(name, "jackknife", "unit", stats.jackknife_interval(range(len(x)), stat), side, "seeds",
+                          cells=(pt,)))
+    if "within" in kinds:
+        centre = MARGIN * (1 - shift) if shift <= 1 else 0.0
+        est = stats.contrast_interval([(1.0, (got(basin) + centre).tolist()), (-1.0, got(pt).tolist())])
+        ms.append(Measure(name, "within", "unit", est, WITHIN, "seeds", margin=MARGIN, cells=(basin, pt)))
+    return [Claim(name, "simulated", ("sim",), lambda _ev, ms=ms: (ms, {}))]
+
+
+def simulate_sequential(studies: int, targets: int, n_seeds: int, max_seeds: int, looks: int, *,
+                        spending: str = "equal", levels: Sequence[float] | None = None, seed: int = 0,
+                        sd: float = 0.03, shift: float = 0.0, kinds: Sequence[str] = KINDS) -> SequentialRates:
+    """Studies that decide in rounds, each judged and grown by the project's own code: :func:`~.base.decide` at
+    each look's level (``spending`` over ``looks``, :func:`~.sequential.spending_levels`; or ``levels`` given, e.g.
+    the fixed design's level at every look, to show what spending prevents) and
+    :func:`~.sequential.plan_seeds` for the seeds of the next round, from ``n_seeds`` up to ``max_seeds`` per cell.
+
+    Every cell's seeds are drawn once, up to ``max_seeds`` (the seeds a study would train, in order), so a cell
+    grown to n reads its first n draws, as a study reads its first n seeds."""
+    from ..vocab.arms import Cell
+    from .sequential import effects_by_key, plan_seeds, spending_levels
+
+    lv = tuple(levels) if levels is not None else spending_levels(looks, spending)
+    if len(lv) != looks:
+        raise ValueError(f"levels: expected {looks}, got {len(lv)}")
+    rng = np.random.default_rng(seed)
+    wrong = decisive = 0
+    seeds_used = 0.0
+    looks_done = 0
+    m = 0
+    for _ in range(studies):
+        draws: dict = {}
+        for t in range(targets):
+            name = f"t{t}"
+            for c in (Cell("P-T", name, 28), Cell("RI-T", name, 28), Cell("P-T", name, 2), Cell("P-T", name, 28, 1.0)):
+                draws[c] = rng.normal(0.0, sd, max_seeds)
+            draws[("pairs", name)] = rng.normal(0.0, sd / 4, (max_seeds, max_seeds))
+        have = {c: n_seeds for c in draws if isinstance(c, Cell)}
+        earlier = None
+        vs: list[Verdict] = []
+        for k in range(looks):
+            claims = [c for t in range(targets) for c in _target_claims(t, draws, have, sd, shift, kinds)]
+            vs = decide(claims, None, alpha=lv[k], look=k + 1, earlier=earlier)
+            earlier = effects_by_key(vs)
+            looks_done += 1
+            if k == looks - 1:
+                break
+            plan = plan_seeds(vs, have, max_seeds=max_seeds, alpha=lv[k], next_alpha=lv[k + 1])
+            if not plan.cells:
+                break
+            have.update(plan.cells)
+        effs = [e for v in vs for e in v.effects]
+        m = len(effs)
+        bad = [e for e in effs if e.outcome == (FAILS if shift > 0 else e.outcome) and e.outcome in (HOLDS, FAILS)]
+        wrong += bool(bad)
+        decisive += sum(e.outcome in (HOLDS, FAILS) for e in effs)
+        seeds_used += float(np.mean(list(have.values())))
+    return SequentialRates(studies, m, wrong / studies, decisive / studies, seeds_used / studies, looks_done / studies)

@@ -16,7 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConfigError", "Check", "field_check", "describe", "check_config", "NAME_MAX", "TEXT_MAX", "PATH_MAX"]
+__all__ = ["ConfigError", "Check", "field_check", "describe", "check_config", "parse_duration", "NAME_MAX", "TEXT_MAX",
+           "PATH_MAX"]
 
 
 class ConfigError(ValueError):
@@ -83,10 +84,25 @@ _TEXTS = {
               f"labels (at most {NAME_MAX} characters, no control character, not blank)"),
     "path": ("a path without control characters", "paths without control characters"),
     "sha256": ("64 lower-case hexadecimal digits (or empty)", "sha256 digests (64 lower-case hexadecimal digits)"),
+    "duration": ("a duration such as '90s', '30m' or '1.5h' (or empty: no limit)", "durations ('90s', '30m', '1.5h')"),
     "device": ("one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'", "devices ('auto', 'cpu', 'cuda', 'cuda:N', 'mps')"),
     "text": (f"text of at most {TEXT_MAX} characters without control characters",
              f"texts of at most {TEXT_MAX} characters without control characters"),
 }
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*")
+_UNIT_S = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a duration written ``90s``, ``30m``, ``1.5h`` (a bare number: seconds); None when it is not one
+    or is not above zero."""
+    m = _DURATION.fullmatch(text)
+    if not m:
+        return None
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    return seconds if 0 < seconds < math.inf else None
 
 
 def describe(c: Check, tp: Any, plural: bool = False) -> str:
@@ -117,6 +133,8 @@ def _text_ok(v: str, c: Check) -> bool:
         return not v or bool(_SHA256.fullmatch(v))
     if c.text == "device":
         return bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
+    if c.text == "duration":
+        return not v or parse_duration(v) is not None
     if _CONTROL.search(v):
         return False
     if c.text == "label":

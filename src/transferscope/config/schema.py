@@ -13,7 +13,7 @@ from typing import Literal
 from .checks import Check
 
 __all__ = ["DataConfig", "DomainConfig", "ModelConfig", "TrainConfig", "PretrainConfig", "BasinConfig",
-           "AnalysisConfig", "StudyConfig", "SEED_MAX", "COUNT_MAX", "EPOCHS_MAX", "SEED", "TYPED"]
+           "AnalysisConfig", "DecideConfig", "AddedSeeds", "StudyConfig", "SEED_MAX", "COUNT_MAX", "EPOCHS_MAX", "SEED", "TYPED"]
 
 SEED_MAX = 2**32 - 1
 """Seeds are non-negative and fit numpy's legacy seeding (32 bits)."""
@@ -256,6 +256,40 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class AddedSeeds:
+    """Seeds a round of a study that decides in rounds added to one cell of runs (written by the rounds)."""
+
+    arm: Literal["P-T", "RI-T"] = field(default="P-T", metadata=TYPED)
+    target: str = field(default="", metadata=_text("label"))
+    """The target's label (its display name)."""
+    block_size: int = field(default=0, metadata=_int(1, 4096))
+    checkpoint: float = field(default=-1.0, metadata=_num(-1, EPOCHS_MAX))
+    """P-T from an earlier pre-training checkpoint (the basin sweep, in epochs); -1: from the final P."""
+    seeds: list[int] = field(default_factory=list, metadata=_list(SEED, nonempty=True, distinct=True))
+
+
+@dataclass(frozen=True)
+class DecideConfig:
+    """A study that decides in rounds (``transferscope run --until-decided``): after each round of runs it judges
+    the claims at a level of its own (the looks share the error rate), then adds seeds to the cells of runs that
+    the undecided effects read, until every effect is decided, none can be within the limits, the budget is spent
+    or the last look is done. Fixed before any result: a folder refuses a change of it."""
+
+    looks: int = field(default=0, metadata=_int(0, 20))
+    """The most looks (rounds judged), the first on ``seeds``; 0: the study does not decide in rounds."""
+    max_seeds: int = field(default=12, metadata=_int(3, 1000))
+    """The most seeds per cell of runs (per arm, target and block size)."""
+    budget: str = field(default="", metadata=_text("duration"))
+    """The most wall time of the rounds together (``90s``, ``30m``, ``1.5h``); empty: no limit."""
+    spending: Literal["obrien-fleming", "pocock", "equal"] = field(default="obrien-fleming", metadata=TYPED)
+    """How the one-sided 2.5% of each direction is shared among the looks (:mod:`transferscope.claims.sequential`):
+    ``obrien-fleming`` spends little at the early looks and most at the last (the most decisions in the
+    simulation of ``benchmarks/decide_error_rates.py``), ``pocock`` more early, ``equal`` the same at each."""
+    added: list[AddedSeeds] = field(default_factory=list, metadata=_meta(Check(max_items=100_000)))
+    """The seeds the rounds added, per cell (written by ``run --until-decided``, not by hand)."""
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str = field(metadata=_text("name"))
     """The study's name: the folder of its results (``results/<name>``), so one folder name."""
@@ -279,6 +313,7 @@ class StudyConfig:
     scratch: TrainConfig = field(default_factory=TrainConfig)
     basin: BasinConfig = field(default_factory=BasinConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    decide: DecideConfig = field(default_factory=DecideConfig)
     lr_rule: Literal["best", "one-se"] = field(default="best", metadata=TYPED)
     """How a learning rate is chosen from its candidates' final validation accuracy: ``best``, the highest; or
     ``one-se``, the smallest rate within one standard error (sqrt(p (1 - p) / n_val)) of the highest, the

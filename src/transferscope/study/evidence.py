@@ -183,7 +183,9 @@ def gather_evidence(plan: Plan, results: dict[str, Any], caveats: tuple[Caveat, 
     return Evidence(tuple(targets), cfg.data.image_size, tuple(sorted(cfg.block_sizes, reverse=True)),
                     cfg.finetune.speed_epochs, tuple(cells),
                     conditional_on=f"one pre-trained model P ({which}, run {p.run_id}); P-T and RI-T "
-                                   f"seeds {', '.join(map(str, cfg.seeds))}", caveats=tuple(caveats))
+                                   f"seeds {', '.join(map(str, cfg.seeds))}"
+                                   + (f" and the seeds the rounds added ({sum(len(a.seeds) for a in cfg.decide.added)} "
+                                      "cell-seeds)" if cfg.decide.added else ""), caveats=tuple(caveats))
 
 
 def _pairs_as_seeds(res: DistancePairs | None, kind: str) -> PerSeed:

@@ -35,6 +35,7 @@ def validate(cfg: StudyConfig) -> None:
     valid = _check_blocks_and_seeds(cfg)
     _check_training(cfg)
     _check_basin(cfg, names, valid)
+    _check_added(cfg, names)
     from ..models import create_model
 
     # the model as the study will build it (factory, head, layers, normalisation): the memory check measures its
@@ -163,6 +164,37 @@ def _check_basin(cfg: StudyConfig, names: list[str], valid: list[int]) -> None:
             raise ConfigError(f"basin.targets[{i}]: {n!r} is not a target; targets are {', '.join(names)}")
     if cfg.basin.block_size and cfg.basin.block_size not in valid:
         raise ConfigError(f"basin.block_size: {cfg.basin.block_size} does not divide the image size {s}")
+
+
+def _sweep_checkpoints(cfg: StudyConfig) -> list[float]:
+    """The pre-training checkpoints the basin sweep fine-tunes from (not the final one)."""
+    if cfg.model.weights:
+        return [float(i + 1) for i in range(len(cfg.basin.checkpoints))]
+    return [float(e) for e in sorted(set(cfg.basin.checkpoint_epochs)) if e != cfg.pretrain.epochs]
+
+
+def _check_added(cfg: StudyConfig, names: list[str]) -> None:
+    """The seeds rounds added (``decide.added``): cells of the study, seeds it does not have there yet."""
+    seen: dict[tuple, set[int]] = {}
+    sweep = _sweep_checkpoints(cfg)
+    basin_block = cfg.basin.block_size or cfg.data.image_size
+    for i, a in enumerate(cfg.decide.added):
+        key = f"decide.added[{i}]"
+        if a.target not in names:
+            raise ConfigError(f"{key}.target: {a.target!r} is not a target; targets are {', '.join(names)}")
+        if a.checkpoint >= 0:
+            if a.arm != "P-T" or a.checkpoint not in sweep or a.block_size != basin_block:
+                raise ConfigError(f"{key}: a cell of the basin sweep is P-T at block {basin_block} from one of the "
+                                  f"checkpoints {sweep}; got {a.arm} at block {a.block_size} from {a.checkpoint:g}")
+        elif a.block_size not in cfg.block_sizes:
+            raise ConfigError(f"{key}.block_size: {a.block_size} is not one of block_sizes {cfg.block_sizes}")
+        cell = (a.arm, a.target, a.block_size, a.checkpoint)
+        have = seen.setdefault(cell, set(cfg.seeds))
+        twice = sorted(have & set(a.seeds))
+        if twice:
+            raise ConfigError(f"{key}.seeds: {twice} are already seeds of {a.arm} on {a.target} at block "
+                              f"{a.block_size}; added seeds must be new")
+        have |= set(a.seeds)
 
 
 def check_model(cfg: StudyConfig, model: Any = None) -> None:
@@ -520,6 +552,18 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
             for p in ps:
                 for seed in cfg.seeds:
                     add("P-T", t, b, seed, cfg.finetune, float(e), p=p)
+    targets = {t.display: t for t in cfg.targets}
+    for a in cfg.decide.added:  # the seeds rounds added: ordinary runs, as if the study had had those seeds
+        t = targets.get(a.target)
+        if t is None:  # a study.json edited by hand (a config is checked by validate first)
+            raise ConfigError(f"decide.added: {a.target!r} is not a target of the study; targets are "
+                              f"{', '.join(targets)}")
+        for seed in a.seeds:
+            if a.arm == "P-T":
+                for p in ps:
+                    add("P-T", t, a.block_size, seed, cfg.finetune, float(a.checkpoint), p=p)
+            else:
+                add("RI-T", t, a.block_size, seed, cfg.scratch)
     ids = [r.run_id for r in runs + tuning]
     assert len(set(ids)) == len(ids), "two runs of the plan share an id"
     return Plan(cfg, runs, tuning, deferred)

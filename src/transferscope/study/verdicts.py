@@ -16,6 +16,7 @@ from ..claims.across import across_pretrained
 from ..store import Store, atomic_write_text, dumps
 from .caveats import study_caveats
 from .evidence import gather_evidence
+from .looks import LookState, write_look
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -24,24 +25,29 @@ if TYPE_CHECKING:
 __all__ = ["verdicts", "verdicts_by_pretrain", "format_verdicts", "write_claims"]
 
 
-def verdicts(plan: Plan, results: dict[str, dict], store: Store | None = None) -> list[Verdict]:
+def verdicts(plan: Plan, results: dict[str, dict], store: Store | None = None,
+             look: LookState | None = None) -> list[Verdict]:
     """The verdict of every claim (N1-N9, L1-L5) on a study's analysis results under its primary P (the results
-    of :func:`analyze`'s returned run); with ``store``, each carries the caveats of the runs it rests on."""
+    of :func:`analyze`'s returned run); with ``store``, each carries the caveats of the runs it rests on. ``look``:
+    the look of a study that decides in rounds (:func:`~.looks.look_state`); None: one look at the full level."""
     view = plan.for_pretrain()
-    return judge(gather_evidence(view, results, study_caveats(view, store) if store is not None else ()))
+    return judge(gather_evidence(view, results, study_caveats(view, store) if store is not None else ()),
+                 **(look.options(plan.pretrain().seed) if look else {}))
 
 
-def verdicts_by_pretrain(plan: Plan, run: AnalysisRun, store: Store | None = None) -> dict[int, list[Verdict]]:
+def verdicts_by_pretrain(plan: Plan, run: AnalysisRun, store: Store | None = None,
+                         look: LookState | None = None) -> dict[int, list[Verdict]]:
     """The verdicts under each pre-trained model P of the study, by pre-training seed (the primary first); each is
     conditional on its P, and with ``store`` carries the caveats of its runs.
     :func:`transferscope.claims.across_pretrained` puts them side by side."""
     ps = plan.pretrains()
-    out = {ps[0].seed: verdicts(plan, run.results, store)}
+    out = {ps[0].seed: verdicts(plan, run.results, store, look)}
     for p in ps[1:]:
         sub = run.pretrained.get(p.seed)
         view = plan.for_pretrain(p.seed)
         out[p.seed] = judge(gather_evidence(view, sub.results if sub else {},
-                                            study_caveats(view, store) if store is not None else ()))
+                                            study_caveats(view, store) if store is not None else ()),
+                            **(look.options(p.seed) if look else {}))
     return out
 
 
@@ -85,7 +91,7 @@ def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | N
 
 
 def write_claims(store: Store, vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | None = None,
-                 plan: Plan | None = None) -> Path:
+                 plan: Plan | None = None, look: LookState | None = None) -> Path:
     """``analyses/claims.json``: the rule, the verdicts under the primary P (``verdicts``) and, per pre-trained
     model, its verdicts (``pretrained``: seed, run id, verdicts) and the claims' outcomes side by side
     (``across_pretrained``, see :func:`transferscope.claims.across_pretrained`)."""
@@ -102,9 +108,13 @@ def write_claims(store: Store, vs: list[Verdict], by_pretrain: dict[int, list[Ve
                  "caveats": "a decisive outcome that rests on runs that did not fit their training data, or whose "
                             "files changed, is 'unreliable'; other caveats are listed beside the verdict",
                  "across_pretrained": "holds (does not hold) when it holds (does not hold) under every P; "
-                                      "'depends on P' when it holds under one and does not under another"},
+                                      "'depends on P' when it holds under one and does not under another",
+                 "looks": look.rule() if look else {"look": 1, "looks": 1, "alpha": stats.ALPHA,
+                                                    "rule": "one look (a study of fixed seeds)"}},
         "verdicts": [v.to_dict() for v in vs],
         "pretrained": [{"seed": s, "run": runs.get(s, ""), "verdicts": [v.to_dict() for v in pvs]}
                        for s, pvs in by_pretrain.items()],
         "across_pretrained": [a.to_dict() for a in across_pretrained(by_pretrain)]}))
+    if look is not None:  # what the next look keeps decided
+        write_look(store, look, by_pretrain or {0: vs})
     return path
