@@ -18,8 +18,8 @@ the start, the middle or the end of the network.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
 import math
+from dataclasses import replace
 from itertools import product
 from types import SimpleNamespace
 

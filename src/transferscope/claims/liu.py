@@ -106,7 +106,7 @@ def _judge_l5(ev: Evidence):
                 + (f", the best of {len(interior)} inner ones, tested at {level:.2%}" if len(interior) > 1 else ""))
         bb = t.basin_block or ev.full_block
 
-        def cell(e: float) -> Cell:
+        def cell(e: float, t=t, bb=bb) -> Cell:
             return Cell(PT, t.name, bb, -1.0 if e == t.basin_final else float(e))
 
         for other, what in ((order[0], "the first"), (order[-1], "the final one")):

@@ -138,8 +138,8 @@ class SequentialRates:
     effects: int
     """Effects per study."""
     any_wrong: float
-    """Studies with at least one wrong decisive outcome, either way (the true effects on their bounds), as a
-    fraction; with ``shift`` > 0, studies with an outcome on the wrong side."""
+    """Studies with at least one wrong decisive outcome, as a fraction: either way when the true effects sit on their
+    bounds (``shift`` 0), else one on the other side of the true effect."""
     decisive_per_study: float
     """Mean decisive outcomes per study (under the null: all wrong; under an effect: the power, in effects)."""
     seeds_per_cell: float
@@ -163,7 +163,8 @@ def _target_claims(t: int, draws: dict, have: dict, sd: float, shift: float, kin
     """The simulated effects of one target, each reading the first ``have[cell]`` seeds of its cells: a Welch contrast
     of P-T and RI-T, a mean of a P-T cell at another block size, a pair statistic within P-T (its pairs share the
     seeds' draws of the P-T cell) and a sameness contrast of a basin cell with the P-T cell. The true values sit on
-    the claim's bound (``shift`` 0) or ``shift`` sd on its side (sameness: that fraction of the way inside)."""
+    the claim's bound (``shift`` 0) or ``shift`` sd on its side (sameness: that fraction of the way inside; a
+    negative ``shift``: on the other side)."""
     from ..vocab.arms import PT, RIT, Cell
 
     name = f"t{t}"
@@ -243,7 +244,9 @@ def simulate_sequential(studies: int, targets: int, n_seeds: int, max_seeds: int
             have.update(plan.cells)
         effs = [e for v in vs for e in v.effects]
         m = len(effs)
-        bad = [e for e in effs if e.outcome == (FAILS if shift > 0 else e.outcome) and e.outcome in (HOLDS, FAILS)]
+        # wrong: any decisive outcome on the bound; the other side's outcome off it
+        wrong_outcomes = (HOLDS, FAILS) if shift == 0 else (FAILS,) if shift > 0 else (HOLDS,)
+        bad = [e for e in effs if e.outcome in wrong_outcomes]
         wrong += bool(bad)
         decisive += sum(e.outcome in (HOLDS, FAILS) for e in effs)
         seeds_used += float(np.mean(list(have.values())))
