@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from transferscope import jsonio
-from transferscope.api import analysis_backend
+from transferscope.api import analysis_backend, decide_study
 from transferscope.cli import main
 from transferscope.config import ConfigError, load_config
 from transferscope.report.strips import write_image_strips
@@ -25,6 +25,7 @@ from transferscope.study.registry import SPECS, AnalysisSpec, register
 
 from .conftest import make_imagefolder, tiny_study_toml
 from .test_analyze import FAST
+from .test_decide import DESIGN, decided, tiny  # noqa: F401  (fixtures)
 
 
 def test_needs_are_declared_and_ordered():
@@ -151,3 +152,17 @@ def _fast() -> dict:
     from transferscope.config import to_dict
 
     return to_dict(FAST)
+
+
+@pytest.mark.slow
+def test_deciding_in_rounds_on_ray_equals_the_local_rounds(cluster, tiny, decided, tmp_path):
+    """`run --until-decided --executor ray`: the runs and the analysis jobs of every round as Ray tasks; the rounds,
+    the seeds they add and the verdicts are those of the local study."""
+    _, cfg = tiny
+    local, _, _ = decided
+    out = decide_study(cfg, tmp_path / "ray", threads=1, show_progress=False, executor="ray",
+                       address=cluster.address, say=lambda s: None, **DESIGN)
+    assert [r.added for r in out.record.rounds] == [r.added for r in local.record.rounds]
+    assert [r.decisive for r in out.record.rounds] == [r.decisive for r in local.record.rounds]
+    assert out.stopped == local.stopped and len(out.record.rounds) >= 2
+    assert [v.to_dict() for v in out.verdicts] == [v.to_dict() for v in local.verdicts]

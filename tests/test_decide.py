@@ -1,0 +1,256 @@
+"""`transferscope run --until-decided` on a tiny real study: rounds that add ordinary seeds to the cells undecided
+effects read, judged at the levels of the design, resumable from the last finished round, refusing to change the
+design or to look again at a study judged at fixed seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from transferscope import jsonio
+from transferscope.api import analyze_study, decide_study, run_study
+from transferscope.cli import main
+from transferscope.config import ConfigError, load_config
+from transferscope.store import Store
+from transferscope.study import execute, make_plan
+from transferscope.study.decide import RoundUnfinished, cell_seeds, check_design
+from transferscope.study.looks import read_record
+
+from .conftest import make_imagefolder, tiny_study_toml
+
+ANALYSIS = """
+[analysis]
+groups = ["neyshabur"]
+cka_batch_size = 8
+barrier_points = 3
+criticality_alphas = [0.0, 1.0]
+criticality_examples = 20
+criticality_s_tol = 0.05
+scores_source_examples = 20
+"""
+DESIGN = {"looks": 3, "max_seeds": 5}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("decide")
+    src = make_imagefolder(root / "src", n_classes=4, per_class=40, seed=1)
+    tgt = make_imagefolder(root / "tgt", n_classes=3, per_class=24, seed=2)
+    path = root / "study.toml"
+    path.write_text(tiny_study_toml(src, tgt).replace("seeds = [0, 1]", "seeds = [0, 1, 2]") + ANALYSIS)
+    cfg = load_config(path, [f'data.cache_dir="{root / "cache"}"'])
+    return root, cfg
+
+
+def _decide(cfg, results, **kw):
+    said = []
+    out = decide_study(cfg, results, threads=1, show_progress=False, say=said.append, **{**DESIGN, **kw})
+    return out, said
+
+
+@pytest.fixture(scope="module")
+def decided(tiny):
+    root, cfg = tiny
+    out, said = _decide(cfg, root / "decided")
+    return out, said, Store(root / "decided")
+
+
+def _weights(store: Store, rid: str) -> str:
+    return hashlib.sha256((store.run_dir(rid) / "weights.safetensors").read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_rounds_add_seeds_to_the_cells_undecided_effects_read_and_say_why(decided):
+    out, said, store = decided
+    rec = out.record
+    assert len(rec.rounds) >= 2, said  # the tiny study has effects a seed or two away: a round is added
+    assert rec.stopped == out.stopped and out.stopped
+    first, second = rec.rounds[0], rec.rounds[1]
+    assert first.added == [] and first.judged and first.runs_trained > 0
+    plan_text = next(s for s in said if s.startswith("round 2 (look 2 of 3"))
+    assert "seeds (for" in plan_text and "runs; estimated" in plan_text and "why:" in plan_text
+    # the cells grown are exactly the cells of the effects the round was for, at most max_seeds each
+    claims = json.loads((store.root / "analyses" / "claims.json").read_text())
+    cells_of = {f"{v['claim']} / {t['target']} / {e['name']}": {(c["arm"], c["target"], c["block"], c["checkpoint"])
+                                                                 for c in e["cells"]}
+                for v in claims["verdicts"] for t in v["targets"] for e in t["effects"]}
+    for r in rec.rounds[1:]:
+        grown = {(a["arm"], a["target"], a["block_size"], a["checkpoint"]) for a in r.added}
+        wanted = set().union(*(cells_of[k] for k in r.plan["effects"]))
+        assert grown == wanted and grown, (r.look, grown, wanted)
+    plan = make_plan(load_config_of(store), check=False)
+    assert max(cell_seeds(plan).values()) <= DESIGN["max_seeds"]
+    assert len(set(cell_seeds(plan).values())) > 1  # only some cells grew
+
+
+def load_config_of(store: Store):
+    from transferscope.api import study_folder
+
+    return study_folder(store.root)[1]
+
+
+@pytest.mark.slow
+def test_each_look_is_judged_at_its_level_and_recorded(decided):
+    out, _, store = decided
+    rec = out.record
+    levels = rec.levels
+    assert sum(levels) == pytest.approx(0.025) and len(levels) == 3 and levels[0] < levels[-1]  # O'Brien-Fleming
+    claims = jsonio.read(store.root / "analyses" / "claims.json")
+    k = len(rec.rounds)
+    assert claims["rule"]["looks"]["look"] == k and claims["rule"]["looks"]["alpha"] == levels[k - 1]
+    effects = [e for v in claims["verdicts"] for t in v["targets"] for e in t["effects"]]
+    for e in effects:
+        assert [x["look"] for x in e["looks"]] == list(range(1, k + 1))
+        assert [x["alpha"] for x in e["looks"]] == list(levels[:k])
+        for x in e["looks"]:  # a look's decision is Holm at its own level, never at the fixed design's
+            if x["outcome"] in ("holds", "does not hold"):
+                assert x["p_holm"] <= x["holm_alpha"] <= x["alpha"]
+    decided_at = {f"{v['claim']} / {t['target']} / {e['name']}": next(
+        (x["look"] for x in e["looks"] if x["outcome"] in ("holds", "does not hold")), None)
+        for v in claims["verdicts"] for t in v["targets"] for e in t["effects"]}
+    for r in rec.rounds:
+        assert all(decided_at[k2] == r.look for k2 in r.decided_here)
+    assert sum(len(r.decided_here) for r in rec.rounds) == rec.rounds[-1].decisive
+    assert all((store.root / "analyses" / "looks" / f"look-{r.look}.json").is_file() for r in rec.rounds)
+
+
+@pytest.mark.slow
+def test_seeds_added_by_rounds_are_the_runs_of_a_study_run_at_once_bitwise(tiny, decided):
+    root, cfg = tiny
+    _, _, grown = decided
+    at_once = Store(root / "at-once")
+    s = execute(make_plan(replace(cfg, seeds=list(range(DESIGN["max_seeds"])))), at_once, threads=1,
+                show_progress=False)
+    assert not s.failed
+    ours = set(grown.list_runs())
+    assert ours <= set(at_once.list_runs()) and len(ours) > 0
+    added = [rid for rid in ours if json.loads((grown.run_dir(rid) / "run.json").read_text())["spec"]["seed"] >= 3]
+    assert added  # seeds 3 and 4 of some cells
+    for rid in ours:
+        assert _weights(grown, rid) == _weights(at_once, rid), rid
+
+
+@pytest.mark.slow
+def test_a_stopped_study_goes_on_from_its_last_finished_round(tiny, decided):
+    root, cfg = tiny
+    full, _, _ = decided
+    results = root / "interrupted"
+    calls = []
+    import transferscope.study.decide as dmod
+
+    real = dmod.run_until_decided
+
+    def stop_in_round_2(cfg_, store, *, train, **kw):
+        def train2(plan):
+            calls.append(plan.size())
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return train(plan)
+        return real(cfg_, store, train=train2, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dmod, "run_until_decided", stop_in_round_2)
+        with pytest.raises(KeyboardInterrupt):
+            _decide(cfg, results)
+    rec = read_record(Store(results))
+    assert len(rec.rounds) == 2 and rec.rounds[0].judged and not rec.rounds[1].judged and not rec.stopped
+    out, said = _decide(cfg, results)  # the same command again
+    assert not any(s.startswith("deciding in rounds") for s in said)  # round 1 is not started again
+    assert out.record.rounds[0].runs_trained == full.record.rounds[0].runs_trained
+    assert [r.added for r in out.record.rounds] == [r.added for r in full.record.rounds]
+    assert [r.decisive for r in out.record.rounds] == [r.decisive for r in full.record.rounds]
+    assert out.stopped == full.stopped
+    assert [v.to_dict() for v in out.verdicts] == [v.to_dict() for v in full.verdicts]
+    # once stopped, a call says so and trains nothing
+    again, said = _decide(cfg, results)
+    assert any("this study stopped" in s for s in said) and again.record.to_dict() == out.record.to_dict()
+
+
+def test_the_design_is_fixed_before_any_result(tiny, tmp_path):
+    _, cfg = tiny
+    store = Store(tmp_path / "r")
+    cfg2, rec = check_design(cfg, store, looks=2, max_seeds=6)
+    assert rec.looks == 2 and rec.design["max_seeds"] == 6 and cfg2.decide.looks == 2
+    from transferscope.study.looks import write_record
+
+    store.root.mkdir(parents=True)
+    write_record(store, rec)
+    _, same = check_design(cfg, store)  # a resumed call takes the folder's design
+    assert same.design == rec.design
+    with pytest.raises(ConfigError, match="looks = 3, but .* decides in rounds with looks = 2"):
+        check_design(cfg, store, looks=3)
+    with pytest.raises(ConfigError, match="decide.spending = 'equal'"):
+        check_design(cfg, store, spending="equal")
+    with pytest.raises(ConfigError, match="started its rounds with seeds"):
+        check_design(replace(cfg, seeds=[0, 1]), store)
+    with pytest.raises(ConfigError, match="--max-seeds 2: the study starts with 3 seeds"):
+        check_design(cfg, Store(tmp_path / "other"), max_seeds=2)
+    with pytest.raises(ConfigError, match="budget"):
+        load_config_with(cfg, budget="soon")
+
+
+def load_config_with(cfg, **decide):
+    from transferscope.config import check_config
+
+    check_config(replace(cfg, decide=replace(cfg.decide, **decide)))
+
+
+def test_a_study_judged_at_fixed_seeds_cannot_start_deciding_in_rounds(tiny, tmp_path):
+    _, cfg = tiny
+    store = Store(tmp_path / "judged")
+    (store.root / "analyses").mkdir(parents=True)
+    (store.root / "analyses" / "claims.json").write_text("{}")
+    with pytest.raises(ConfigError, match="judged at a fixed number of seeds"):
+        check_design(cfg, store)
+
+
+@pytest.mark.slow
+def test_a_folder_that_decides_in_rounds_refuses_a_plain_run_and_an_early_judgement(tiny, decided, tmp_path,
+                                                                                      capsys):
+    root, cfg = tiny
+    _, _, store = decided
+    with pytest.raises(ConfigError, match="decides in rounds .* --until-decided"):
+        run_study(cfg, store.root, threads=1, show_progress=False)
+    # a round planned but not trained: analyze computes, but does not judge a look the design did not plan
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    rec = read_record(Store(copy))
+    from transferscope.study.looks import Round, write_record
+
+    before = (copy / "analyses" / "claims.json").read_bytes()
+    extra = {"arm": "RI-T", "target": "tgt", "block_size": 4, "checkpoint": -1.0, "seeds": [7]}
+    rec.rounds.append(Round(len(rec.rounds) + 1, [extra]))
+    rec.stopped = ""
+    write_record(Store(copy), rec)
+    study = json.loads((copy / "study.json").read_text())
+    study["decide"]["added"].append(extra)
+    (copy / "study.json").write_text(json.dumps(study))
+    with pytest.raises(RoundUnfinished, match="1 runs still to train"):
+        analyze_study(copy, show_progress=False)
+    assert (copy / "analyses" / "claims.json").read_bytes() == before
+    assert main(["analyze", str(copy), "--no-progress", "--jobs", "1"]) == 2
+    assert "not judged" in capsys.readouterr().err
+
+
+def test_the_design_flags_go_with_until_decided(tiny, tmp_path, capsys):
+    root, _ = tiny
+    assert main(["run", str(root / "study.toml"), "--results", str(tmp_path / "r"), "--looks", "2"]) == 2
+    assert "--until-decided" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_until_decided_prints_each_rounds_plan_and_the_rounds(tiny, tmp_path, capsys):
+    root, _ = tiny
+    rc = main(["run", str(root / "study.toml"), "--results", str(tmp_path / "r"), "--until-decided", "--looks", "2",
+               "--max-seeds", "4", "--jobs", "1", "--threads", "1", "--no-progress", "--set",
+               f'data.cache_dir="{root / "cache"}"'])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "deciding in rounds: at most 2 looks" in out.err and "look 1:" in out.err
+    assert "rounds:\n  look 1:" in out.out and "stopped: " in out.out and "N1 " in out.out
+    rec = read_record(Store(tmp_path / "r"))
+    assert rec.looks == 2 and rec.design["max_seeds"] == 4 and rec.stopped
