@@ -254,3 +254,17 @@ def test_cli_until_decided_prints_each_rounds_plan_and_the_rounds(tiny, tmp_path
     assert "rounds:\n  look 1:" in out.out and "stopped: " in out.out and "N1 " in out.out
     rec = read_record(Store(tmp_path / "r"))
     assert rec.looks == 2 and rec.design["max_seeds"] == 4 and rec.stopped
+
+
+@pytest.mark.slow
+def test_the_report_shows_how_each_verdict_was_reached(decided, tmp_path):
+    from transferscope.api import render
+
+    out, _, store = decided
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    html = render(copy).read_text()
+    assert "how the verdicts were reached" in html and "decided at look" in html
+    assert f"at most {DESIGN['looks']} looks" in html and out.stopped in html
+    for r in out.record.rounds:
+        assert f"{r.decisive} of {r.effects}" in html

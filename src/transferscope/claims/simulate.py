@@ -13,7 +13,7 @@ before "does not hold"), kept here only so that the two can be compared on the s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -159,60 +159,86 @@ class SequentialRates:
         return max(0.0, mid - half), min(1.0, mid + half)
 
 
-def _target_claims(t: int, draws: dict, have: dict, sd: float, shift: float, kinds: Sequence[str]) -> list[Claim]:
-    """The simulated effects of one target, each reading the first ``have[cell]`` seeds of its cells: a Welch contrast
-    of P-T and RI-T, a mean of a P-T cell at another block size, a pair statistic within P-T (its pairs share the
-    seeds' draws of the P-T cell) and a sameness contrast of a basin cell with the P-T cell. The true values sit on
-    the claim's bound (``shift`` 0) or ``shift`` sd on its side (sameness: that fraction of the way inside; a
-    negative ``shift``: on the other side)."""
+def _cells(t: int):
     from ..vocab.arms import PT, RIT, Cell
 
     name = f"t{t}"
-    pt, rit, pt2, basin = Cell(PT, name, 28), Cell(RIT, name, 28), Cell(PT, name, 2), Cell(PT, name, 28, 1.0)
+    return {"pt": Cell(PT, name, 28), "rit": Cell(RIT, name, 28), "pt2": Cell(PT, name, 2), "rit2": Cell(RIT, name, 2),
+            "basin": Cell(PT, name, 28, 1.0)}
 
-    def got(c: Cell) -> np.ndarray:
-        return draws[c][: have[c]]
 
+def _effect_cells(kind: str, i: int, c: dict) -> tuple:
+    """The cells an effect of ``kind`` (its ``i``-th on the target) reads: Welch contrasts of P-T and RI-T at one
+    block size or the other, means of one cell, pair statistics within P-T, sameness of a basin cell with P-T."""
+    if kind == "welch":
+        return (c["pt"], c["rit"]) if i % 2 == 0 else (c["pt2"], c["rit2"])
+    if kind == "mean":
+        return (c["pt2"],) if i % 2 == 0 else (c["rit"],)
+    if kind == "jackknife":
+        return (c["pt"],) if i % 2 == 0 else (c["rit"],)
+    return (c["basin"], c["pt"])
+
+
+def _target_claims(t: int, draws: dict, have: dict, sd: float, shift: float, counts: Mapping[str, int]) -> list[Claim]:
+    """The simulated effects of one target, each reading the first ``have[cell]`` seeds of its cells (its own per-seed
+    values: each effect measures something else of the same runs). The true values sit on the claim's bound
+    (``shift`` 0) or ``shift`` sd on its side (sameness: that fraction of the way inside the margin; a negative
+    ``shift``: on the other side)."""
+    name = f"t{t}"
     ms: list[Measure] = []
-    side = (ABOVE, BELOW)[t % 2]
-    sign = 1.0 if side == ABOVE else -1.0
-    if "welch" in kinds:  # P-T's draws carry the effect; RI-T's are on the bound
-        est = stats.contrast_interval([(1.0, (got(pt) + sign * shift * sd).tolist()), (-1.0, got(rit).tolist())])
-        ms.append(Measure(name, "welch", "unit", est, side, "seeds", cells=(pt, rit)))
-    if "mean" in kinds:
-        ms.append(Measure(name, "mean", "unit", stats.mean_interval((got(pt2) + sign * shift * sd).tolist()), side,
-                          "seeds", cells=(pt2,)))
-    if "jackknife" in kinds:
-        x = got(pt)
-        noise = draws[("pairs", name)]
-        pairs = {(a, b): sign * shift * sd + (x[a] + x[b]) / 2 + noise[a, b] for a, b in combinations(range(len(x)), 2)}
+    c = _cells(t)
+    for kind in KINDS:
+        for i in range(counts.get(kind, 0)):
+            cells = _effect_cells(kind, i, c)
+            side = (ABOVE, BELOW)[i % 2]
+            sign = 1.0 if side == ABOVE else -1.0
 
-        def stat(kept: frozenset[int]) -> float:
-            v = [p for (a, b), p in pairs.items() if a in kept and b in kept]
-            return float(np.mean(v)) if v else math.nan
+            def got(cell, kind=kind, i=i):
+                return draws[(kind, i, t, cell)][: have[cell]]
 
-        ms.append(Measure(name, "jackknife", "unit", stats.jackknife_interval(range(len(x)), stat), side, "seeds",
-                          cells=(pt,)))
-    if "within" in kinds:
-        centre = MARGIN * (1 - shift) if shift <= 1 else 0.0
-        est = stats.contrast_interval([(1.0, (got(basin) + centre).tolist()), (-1.0, got(pt).tolist())])
-        ms.append(Measure(name, "within", "unit", est, WITHIN, "seeds", margin=MARGIN, cells=(basin, pt)))
+            label = f"{kind} {i}"
+            if kind == "welch":
+                est = stats.contrast_interval([(1.0, (got(cells[0]) + sign * shift * sd).tolist()),
+                                               (-1.0, got(cells[1]).tolist())])
+                ms.append(Measure(name, label, "unit", est, side, "seeds", cells=cells))
+            elif kind == "mean":
+                ms.append(Measure(name, label, "unit", stats.mean_interval((got(cells[0]) + sign * shift * sd).tolist()),
+                                  side, "seeds", cells=cells))
+            elif kind == "jackknife":  # pairs share their seeds' values
+                x = got(cells[0])
+                noise = draws[("pairs", i, t)]
+                pairs = {(a, b): sign * shift * sd + (x[a] + x[b]) / 2 + noise[a, b]
+                         for a, b in combinations(range(len(x)), 2)}
+
+                def stat(kept: frozenset[int], pairs=pairs) -> float:
+                    v = [p for (a, b), p in pairs.items() if a in kept and b in kept]
+                    return float(np.mean(v)) if v else math.nan
+
+                ms.append(Measure(name, label, "unit", stats.jackknife_interval(range(len(x)), stat), side, "seeds",
+                                  cells=cells))
+            else:
+                centre = MARGIN * (1 - shift) if shift <= 1 else 0.0
+                est = stats.contrast_interval([(1.0, (got(cells[0]) + centre).tolist()), (-1.0, got(cells[1]).tolist())])
+                ms.append(Measure(name, label, "unit", est, WITHIN, "seeds", margin=MARGIN, cells=cells))
     return [Claim(name, "simulated", ("sim",), lambda _ev, ms=ms: (ms, {}))]
 
 
 def simulate_sequential(studies: int, targets: int, n_seeds: int, max_seeds: int, looks: int, *,
-                        spending: str = "equal", levels: Sequence[float] | None = None, seed: int = 0,
-                        sd: float = 0.03, shift: float = 0.0, kinds: Sequence[str] = KINDS) -> SequentialRates:
+                        spending: str = "obrien-fleming", levels: Sequence[float] | None = None, seed: int = 0,
+                        sd: float = 0.03, shift: float = 0.0,
+                        kinds: Sequence[str] | Mapping[str, int] = KINDS) -> SequentialRates:
     """Studies that decide in rounds, each judged and grown by the project's own code: :func:`~.base.decide` at
     each look's level (``spending`` over ``looks``, :func:`~.sequential.spending_levels`; or ``levels`` given, e.g.
     the fixed design's level at every look, to show what spending prevents) and
     :func:`~.sequential.plan_seeds` for the seeds of the next round, from ``n_seeds`` up to ``max_seeds`` per cell.
 
-    Every cell's seeds are drawn once, up to ``max_seeds`` (the seeds a study would train, in order), so a cell
-    grown to n reads its first n draws, as a study reads its first n seeds."""
-    from ..vocab.arms import Cell
+    ``targets`` targets of five cells each (P-T and RI-T at two block sizes, a basin cell); ``kinds``: the effects
+    per target, by kind (a list: one of each). Every effect's seeds are drawn once, up to ``max_seeds`` (the seeds
+    a study would train, in order), so a cell grown to n gives each effect that reads it its first n draws, as a
+    study reads its first n seeds."""
     from .sequential import effects_by_key, plan_seeds, spending_levels
 
+    counts = dict(kinds) if isinstance(kinds, Mapping) else {k: 1 for k in kinds}
     lv = tuple(levels) if levels is not None else spending_levels(looks, spending)
     if len(lv) != looks:
         raise ValueError(f"levels: expected {looks}, got {len(lv)}")
@@ -223,16 +249,21 @@ def simulate_sequential(studies: int, targets: int, n_seeds: int, max_seeds: int
     m = 0
     for _ in range(studies):
         draws: dict = {}
+        cells_all = set()
         for t in range(targets):
-            name = f"t{t}"
-            for c in (Cell("P-T", name, 28), Cell("RI-T", name, 28), Cell("P-T", name, 2), Cell("P-T", name, 28, 1.0)):
-                draws[c] = rng.normal(0.0, sd, max_seeds)
-            draws[("pairs", name)] = rng.normal(0.0, sd / 4, (max_seeds, max_seeds))
-        have = {c: n_seeds for c in draws if isinstance(c, Cell)}
+            c = _cells(t)
+            cells_all |= set(c.values())
+            for kind in KINDS:
+                for i in range(counts.get(kind, 0)):
+                    for cell in _effect_cells(kind, i, c):
+                        draws[(kind, i, t, cell)] = rng.normal(0.0, sd, max_seeds)
+                    if kind == "jackknife":
+                        draws[("pairs", i, t)] = rng.normal(0.0, sd / 4, (max_seeds, max_seeds))
+        have = {c: n_seeds for c in cells_all}
         earlier = None
         vs: list[Verdict] = []
         for k in range(looks):
-            claims = [c for t in range(targets) for c in _target_claims(t, draws, have, sd, shift, kinds)]
+            claims = [c for t in range(targets) for c in _target_claims(t, draws, have, sd, shift, counts)]
             vs = decide(claims, None, alpha=lv[k], look=k + 1, earlier=earlier)
             earlier = effects_by_key(vs)
             looks_done += 1
@@ -249,5 +280,6 @@ def simulate_sequential(studies: int, targets: int, n_seeds: int, max_seeds: int
         bad = [e for e in effs if e.outcome in wrong_outcomes]
         wrong += bool(bad)
         decisive += sum(e.outcome in (HOLDS, FAILS) for e in effs)
-        seeds_used += float(np.mean(list(have.values())))
+        read = {c for e in effs for c in e.cells}
+        seeds_used += float(np.mean([have[c] for c in read])) if read else float(n_seeds)
     return SequentialRates(studies, m, wrong / studies, decisive / studies, seeds_used / studies, looks_done / studies)

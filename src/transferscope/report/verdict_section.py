@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..claims import stats as claim_stats
 from ..claims.compare import load_across
+from ..config import ConfigError
+from ..study.looks import Record, read_record
 from ..study.summary import flags
 from ..vocab.caveats import summary as caveat_summary
 from .page import Section
@@ -54,6 +56,7 @@ def claims_section(r: Reader, out: Path) -> Section:
     sec.table(["claim", "statement", "outcome", "caveats", "why"],
               [[v.claim, v.statement, v.outcome, caveat_summary(v.caveats) or "none", v.why] for v in r.claims],
               caption="one verdict per claim, with the caveats of the runs it rests on")
+    rec = _rounds(r, sec)
     cav_rows = [[v.claim, t.target, t.outcome, t.statistical_outcome or t.outcome,
                  f"{c.kind}{' (blocking)' if c.blocking else ''}", c.message, c.remedy]
                 for v in r.claims for t in v.targets for c in t.caveats]
@@ -65,16 +68,19 @@ def claims_section(r: Reader, out: Path) -> Section:
     for v in r.claims:
         for t in v.targets:
             if not t.effects:
-                rows.append([v.claim, t.target, "", "", "", "", t.why, t.outcome])
+                rows.append([v.claim, t.target, "", "", "", "", t.why, t.outcome] + ([""] if rec else []))
             blocked = any(c.blocking for c in t.caveats)
             for e in t.effects:
                 # a decisive effect on runs that did not fit is not cited as decisive, whatever its target's outcome
                 shown = ("unreliable" if blocked and e.outcome in ("holds", "does not hold") else e.outcome)
                 rows.append([v.claim, t.target, f"{e.name} ({e.unit})", f"{e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}]",
                              e.claim_side, f"{e.n} ({e.counted})",
-                             e.why + (f" (The statistics alone: {e.outcome}.)" if shown != e.outcome else ""), shown])
+                             e.why + (f" (The statistics alone: {e.outcome}.)" if shown != e.outcome else ""), shown]
+                            + ([str(e.decided_at or "")] if rec else []))
     sec.table(["claim", "target", "effect (unit)", "estimate [95% interval]", "claim says", "n (counted)", "why",
-               "outcome"], rows, caption="every effect behind the verdicts; the statistical method is in claims.json")
+               "outcome"] + (["decided at look"] if rec else []), rows,
+              caption="every effect behind the verdicts; the statistical method is in claims.json"
+                      + ("; a decisive effect is shown as its deciding look measured it" if rec else ""))
     from .figures import forest_plot
 
     f = forest_plot(out / "forest.png", r.claims)
@@ -90,3 +96,33 @@ def claims_section(r: Reader, out: Path) -> Section:
         sec.table(["check", "what"], [[x.kind, x.message] for x in fl],
                   caption="runs and targets to look at before citing a verdict")
     return sec
+
+
+def _rounds(r: Reader, sec: Section) -> Record | None:
+    """A study that decided in rounds: its rule and the table of its rounds (how the verdicts were reached)."""
+    try:
+        rec = read_record(r.store)
+    except ConfigError as e:
+        sec.missing(f"the rounds of this study: {e}")
+        return None
+    if rec is None:
+        return None
+    levels = ", ".join(f"{a:.3g}" for a in rec.levels)
+    sec.note(f"This study decided in rounds, with its design fixed before any result: at most {rec.looks} looks, "
+             f"{rec.design.get('spending')} spending (one-sided levels {levels} per direction, which add up to "
+             f"{claim_stats.ALPHA:.3g}: by the union bound a wrong decisive outcome at any look has at most a 5% "
+             f"chance), at most {rec.design.get('max_seeds')} seeds per cell, budget "
+             f"{rec.design.get('budget') or 'none'}. Each look runs the rule above at its own level; an effect "
+             f"decisive at a look keeps that outcome, and later rounds add seeds only where undecided effects need "
+             f"them. Stopped: {rec.stopped or 'not yet (the study goes on with run --until-decided)'}.")
+    rows = []
+    for x in rec.rounds:
+        seeds = sum(len(a.get("seeds", ())) for a in x.added)
+        grown = f"{len(x.added)} cells, {seeds} seeds" if x.added else "the study's seeds"
+        rows.append([x.look, f"{rec.levels[x.look - 1]:.3g}", grown, x.runs_trained, f"{x.seconds / 60:.1f}",
+                     f"{x.decisive} of {x.effects}" if x.judged else "not judged yet", len(x.decided_here),
+                     "; ".join(x.decided_here[:6]) + (" ..." if len(x.decided_here) > 6 else "")])
+    sec.table(["look", "level", "seeds added", "runs trained", "minutes", "effects decisive", "decided here",
+               "which"], rows, caption="how the verdicts were reached: each round, the level its look spent and "
+                                       "what it decided")
+    return rec
