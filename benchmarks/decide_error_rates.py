@@ -8,10 +8,10 @@ round adds to the cells the undecided effects read), from 4 seeds per cell up to
 * Under the null (every true effect on its claim's bound, or on the edge of its margin of sameness) any decisive
   outcome is wrong: the table gives the fraction of studies with at least one, with its 95% (Wilson) interval, for
   each spending function and, to show what the spending prevents, for the fixed design's level at every look.
-* The power: the fraction of effects decisive (and the studies with one on the wrong side) when every true effect lies d per-seed standard
-  deviations on the claim's side, at the sizes the default study observes (``--from RESULTS``: the quartiles of
-  |estimate - bound| / per-seed sd over its effects; else 0.5, 1, 1.5, 2), for the study in rounds and for fixed
-  designs of the first round's seeds and of ``--max-seeds`` seeds, with the seeds per cell each used.
+* The power: the fraction of effects decisive (and the studies with one on the wrong side) when every true effect
+  lies d per-seed standard deviations on the claim's side, at the sizes the default study observes (``--from
+  RESULTS``: the quartiles of |estimate - bound| / per-seed sd over its effects; else 0.5, 1, 1.5, 2), for the
+  study in rounds and for fixed designs of the first round's seeds and of ``--max-seeds`` seeds, with the seeds per cell each used.
 
     .venv/bin/python benchmarks/decide_error_rates.py [--studies 2000] [--from results/quick]
 """

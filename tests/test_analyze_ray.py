@@ -155,7 +155,7 @@ def _fast() -> dict:
 
 
 @pytest.mark.slow
-def test_deciding_in_rounds_on_ray_equals_the_local_rounds(cluster, tiny, decided, tmp_path):
+def test_deciding_in_rounds_on_ray_equals_the_local_rounds(cluster, tiny, decided, tmp_path):  # noqa: F811
     """`run --until-decided --executor ray`: the runs and the analysis jobs of every round as Ray tasks; the rounds,
     the seeds they add and the verdicts are those of the local study."""
     _, cfg = tiny

@@ -69,7 +69,7 @@ def test_rounds_add_seeds_to_the_cells_undecided_effects_read_and_say_why(decide
     rec = out.record
     assert len(rec.rounds) >= 2, said  # the tiny study has effects a seed or two away: a round is added
     assert rec.stopped == out.stopped and out.stopped
-    first, second = rec.rounds[0], rec.rounds[1]
+    first = rec.rounds[0]
     assert first.added == [] and first.judged and first.runs_trained > 0
     plan_text = next(s for s in said if s.startswith("round 2 (look 2 of 3"))
     assert "seeds (for" in plan_text and "runs; estimated" in plan_text and "why:" in plan_text
