@@ -11,7 +11,8 @@ round adds to the cells the undecided effects read), from 4 seeds per cell up to
 * The power: the fraction of effects decisive (and the studies with one on the wrong side) when every true effect
   lies d per-seed standard deviations on the claim's side, at the sizes the default study observes (``--from
   RESULTS``: the quartiles of |estimate - bound| / per-seed sd over its effects; else 0.5, 1, 1.5, 2), for the
-  study in rounds and for fixed designs of the first round's seeds and of ``--max-seeds`` seeds, with the seeds per cell each used.
+  study in rounds and for fixed designs of the first round's seeds and of ``--max-seeds`` seeds, with the seeds
+  per cell each used.
 
     .venv/bin/python benchmarks/decide_error_rates.py [--studies 2000] [--from results/quick]
 """
