@@ -41,7 +41,9 @@ def tiny(tmp_path_factory):
     src = make_imagefolder(root / "src", n_classes=4, per_class=40, seed=1)
     tgt = make_imagefolder(root / "tgt", n_classes=3, per_class=24, seed=2)
     path = root / "study.toml"
-    path.write_text(tiny_study_toml(src, tgt).replace("seeds = [0, 1]", "seeds = [0, 1, 2]") + ANALYSIS)
+    # fine-tuning rates from a grid: the runs of a round wait for the choice the first round made
+    path.write_text(tiny_study_toml(src, tgt).replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
+                    .replace("lr = 0.02", "lr_grid = [0.02, 0.05]") + ANALYSIS)
     cfg = load_config(path, [f'data.cache_dir="{root / "cache"}"'])
     return root, cfg
 
@@ -73,6 +75,8 @@ def test_rounds_add_seeds_to_the_cells_undecided_effects_read_and_say_why(decide
     assert first.added == [] and first.judged and first.runs_trained > 0
     plan_text = next(s for s in said if s.startswith("round 2 (look 2 of 3"))
     assert "seeds (for" in plan_text and "runs; estimated" in plan_text and "why:" in plan_text
+    # the estimate reads the seconds of the runs already trained in the cells that grow (their rates chosen)
+    assert all(r.plan["estimated_train_s"] > 0 and r.plan["runs"] > 0 for r in rec.rounds[1:])
     # the cells grown are exactly the cells of the effects the round was for, at most max_seeds each
     claims = json.loads((store.root / "analyses" / "claims.json").read_text())
     cells_of = {f"{v['claim']} / {t['target']} / {e['name']}": {(c["arm"], c["target"], c["block"], c["checkpoint"])

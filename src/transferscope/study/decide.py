@@ -139,10 +139,13 @@ class _Cost:
     seconds per cell-seed, for the targets it changes)."""
 
     def __init__(self, plan: Plan, store: Store, rec: Record, have: Mapping[Cell, int]) -> None:
+        from .tuning import resolve
+
         per_cell: dict[Cell, list[float]] = {}
         per_arm: dict[str, list[float]] = {}
         p = plan.pretrain().run_id
-        for r in plan.runs:
+        done = resolve(plan, store)  # the runs whose learning rate was chosen from a grid, and its candidates
+        for r in {x.run_id: x for x in done.runs + done.tuning}.values():
             if r.arm not in (PT, "RI-T") or store.run_status(r.run_id) != RUN_DONE:
                 continue
             sec = float((store.run_info(r.run_id) or {}).get("seconds") or math.nan)
@@ -311,6 +314,8 @@ def run_until_decided(cfg: StudyConfig, store: Store, *, train: Callable[[Plan],
                                                           for p in nxt.chosen],
                                               "cells": {c.label: n for c, n in nxt.cells.items()},
                                               "runs": cost.runs(nxt.cells), "estimated_s": nxt.cost,
+                                              "estimated_train_s": cost.train(nxt.cells),
+                                              "estimated_analysis_s": cost.analysis(nxt.cells),
                                               "left_beyond_limits": len(nxt.out_of_reach),
                                               "left_not_seeds": len(nxt.not_seeds),
                                               "left_over_budget": len(nxt.over_budget)}))

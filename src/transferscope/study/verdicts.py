@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..claims import Verdict, judge
+from ..claims import Verdict, judge, stats
 from ..claims.across import across_pretrained
 from ..store import Store, atomic_write_text, dumps
 from .caveats import study_caveats
@@ -64,8 +64,9 @@ def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | N
                     continue
                 span = (f"[{e.low:+.3g}, {e.high:+.3g}]" if math.isfinite(e.low) and math.isfinite(e.high)
                         else "[no interval]")
+                at = f" at look {e.decided_at}" if e.decided_at and len(e.looks) > 1 else ""
                 lines.append(f"     {t.target}: {e.name} = {e.value:+.3g} {span} "
-                             f"(claim: {e.claim_side}; n = {e.n} {e.counted}) -> {e.outcome}")
+                             f"(claim: {e.claim_side}; n = {e.n} {e.counted}) -> {e.outcome}{at}")
             if not t.effects:
                 lines.append(f"     {t.target}: not measured: {t.why}")
             if t.statistical_outcome:
@@ -81,6 +82,11 @@ def format_verdicts(vs: list[Verdict], by_pretrain: dict[int, list[Verdict]] | N
                          + (f"; way out: {c.remedy}" if c.remedy else ""))
     if vs and vs[0].conditional_on:
         lines.append(f"every verdict is conditional on {vs[0].conditional_on}")
+    last = max((e.looks[-1] for v in vs for e in v.effects if e.looks), key=lambda k: k.look, default=None)
+    if last is not None and (last.look > 1 or last.alpha != stats.ALPHA):
+        lines.append(f"judged at look {last.look} of a study that decides in rounds, at a one-sided level of "
+                     f"{last.alpha:.3g} per direction (decide.json); a decisive effect keeps the outcome of the look "
+                     "that decided it")
     if by_pretrain and len(by_pretrain) > 1:
         seeds = list(by_pretrain)
         lines.append(f"\nunder each pre-trained model (P of seed {', '.join(map(str, seeds))}):")
