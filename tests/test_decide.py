@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +273,62 @@ def test_the_report_shows_how_each_verdict_was_reached(decided, tmp_path):
     assert f"at most {DESIGN['looks']} looks" in html and out.stopped in html
     for r in out.record.rounds:
         assert f"{r.decisive} of {r.effects}" in html
+
+
+def _criticality_files(root) -> dict[str, bytes]:
+    import re
+
+    return {p.name: re.sub(rb'"seconds": [0-9.e+-]+', b'"seconds": 0', p.read_bytes())
+            for p in (root / "analyses").glob("criticality-*.json")}
+
+
+@pytest.mark.slow
+def test_a_round_computes_only_the_models_it_adds(decided, tmp_path, monkeypatch):
+    """An analysis of single models keeps each model's row (analyses/rows/): a target's job that gains models in a
+    round reads the others back. Read back or computed afresh, the result is the same, byte for byte."""
+    import transferscope.study.adapters as adapters
+
+    _, _, store = decided
+    index = json.loads((store.root / "analyses" / "index.json").read_text())
+    current = Path(index["results"]["criticality/tgt"]).name
+    want = {current: _criticality_files(store.root)[current]}  # the job of the last round (earlier ones are kept)
+    rows = list((store.root / "analyses" / "rows" / "criticality").glob("*.json"))
+    final = json.loads(want[current])["result"]["models"]
+    assert len(rows) == len(final) > 6  # one row per model, each computed once over the rounds
+    # from the rows alone: no model is loaded
+    reuse = tmp_path / "reuse"
+    shutil.copytree(store.root, reuse)
+    for name in _criticality_files(reuse):
+        (reuse / "analyses" / name).unlink()
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded where its row was kept")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(adapters, "_load_model", no_model)
+        analyze_study(reuse, show_progress=False)
+    assert _criticality_files(reuse) == want
+    # and from scratch, without the rows
+    fresh = tmp_path / "fresh"
+    shutil.copytree(store.root, fresh)
+    shutil.rmtree(fresh / "analyses" / "rows")
+    for name in _criticality_files(fresh):
+        (fresh / "analyses" / name).unlink()
+    analyze_study(fresh, show_progress=False)
+    assert _criticality_files(fresh) == want
+
+
+@pytest.mark.slow
+def test_a_kept_row_is_not_read_for_other_settings(decided, tmp_path):
+    """Rows are keyed by the analysis' settings (and the run's files): other settings compute every row again."""
+    _, _, store = decided
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    rows = copy / "analyses" / "rows" / "criticality"
+    before = {p.name for p in rows.glob("*.json")}
+    study = json.loads((copy / "study.json").read_text())
+    study["analysis"]["criticality_examples"] = 15
+    (copy / "study.json").write_text(json.dumps(study))
+    analyze_study(copy, show_progress=False)
+    after = {p.name for p in rows.glob("*.json")}
+    assert before < after and len(after) == 2 * len(before)

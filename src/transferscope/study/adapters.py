@@ -13,16 +13,20 @@ and each model with its start (P-T with P, RI-T with its random initialisation).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import jsonio
 from .. import metrics as M
 from ..config import to_dict
 from ..devices import cpu_sample
-from ..store import RUN_DONE
+from ..store import RUN_DONE, atomic_write_text, dumps
 from ..vocab import arms
 from ..vocab.arms import P_PT, PT, PT_P, PT_PT, PT_RIT, RIT
 from ..vocab.evidence import ScoreCell, one_scale
@@ -34,6 +38,7 @@ from ..vocab.records import (
     DeviationModels,
     DeviationResult,
     MistakesPairs,
+    ModelRow,
     PairMistakes,
     RelatePoint,
     RelateResult,
@@ -47,7 +52,7 @@ from ..vocab.records import (
 )
 from ..vocab.results import read_float
 from .artefacts import domain_data, load_run_model
-from .jobs import CheckpointRef, Context, Job, ModelRef, PairRef
+from .jobs import CACHE_VERSION, CheckpointRef, Context, Job, ModelRef, PairRef
 from .plan import RunSpec
 from .summary import results_table
 
@@ -254,15 +259,46 @@ def models_of(name: str, prefix: str | None):
     return partial(model_jobs, name=name, prefix=prefix)
 
 
+def _row_path(ctx: Context, spec: AnalysisSpec, job: Job, m: ModelRef) -> Any:
+    """Where one model's row of an analysis of single models is kept: keyed by the analysis (name, version), the
+    target, the job's settings, the model's arm and seed, and the content of its run's files."""
+    key = hashlib.sha256(json.dumps({"cache": CACHE_VERSION, "name": spec.name, "version": spec.version,
+                                     "target": job.target, "settings": dict(job.settings), "model": m.to_dict(),
+                                     "inputs": ctx.store.artefact_hashes(m.run)},
+                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return ctx.root / "analyses" / "rows" / spec.name / f"{key}.json"
+
+
+def _rows(spec: AnalysisSpec, ctx: Context, job: Job, compute: Callable[[ModelRef], Any]) -> Any:
+    """The job's result, one row per model, each computed once per run: a row kept by an earlier job of the same
+    analysis and settings on the same run (a study that grows by rounds adds models to a target's job) is read back
+    (``analyses/rows/``) instead of computed again; each model's row depends on that model alone."""
+    rows = []
+    for m in job.models:
+        path = _row_path(ctx, spec, job, m)
+        if path.is_file():
+            try:
+                rows.append(ModelRow.from_dict(jsonio.loads(path.read_text(encoding="utf-8")), spec.result.inner))
+                continue
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass  # a damaged row file: computed again and rewritten
+        row = m.row(compute(m))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, dumps(row.to_dict()))
+        rows.append(row)
+    return spec.result(tuple(rows))
+
+
 def models_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
     """Flatness: ``spec.kernel(model, model, training data)`` on each model's final weights."""
     data = _target_data(ctx, job.target)
     options = spec.kernel_options(ctx.settings)
-    rows = []
-    for m in job.models:
+
+    def one(m: ModelRef) -> Any:
         model = _load_model(ctx, m.run)
-        rows.append(m.row(spec.kernel(model, model, data, seed=ctx.settings.seed, **options)))
-    return spec.result(tuple(rows))
+        return spec.kernel(model, model, data, seed=ctx.settings.seed, **options)
+
+    return _rows(spec, ctx, job, one)
 
 
 def criticality_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
@@ -270,22 +306,24 @@ def criticality_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -
     its recorded sha256): P with the new head for P-T, RI for RI-T."""
     data = _target_data(ctx, job.target)
     options = spec.kernel_options(ctx.settings)
-    rows = []
-    for m in job.models:
+
+    def one(m: ModelRef) -> Any:
         final, start = _load_model(ctx, m.run), _load_model(ctx, m.run, "init")
-        rows.append(m.row(spec.kernel(final, start, data, seed=ctx.settings.seed, **options)))
-    return spec.result(tuple(rows))
+        return spec.kernel(final, start, data, seed=ctx.settings.seed, **options)
+
+    return _rows(spec, ctx, job, one)
 
 
 def principal_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
     """``spec.kernel`` on each model's start (``init``): the initial gradient, pre-trained against random."""
     data = _target_data(ctx, job.target)
     options = spec.kernel_options(ctx.settings)
-    rows = []
-    for m in job.models:
+
+    def one(m: ModelRef) -> Any:
         start = _load_model(ctx, m.run, "init")
-        rows.append(m.row(spec.kernel(start, start, data, seed=ctx.settings.seed, **options)))
-    return spec.result(tuple(rows))
+        return spec.kernel(start, start, data, seed=ctx.settings.seed, **options)
+
+    return _rows(spec, ctx, job, one)
 
 
 def stability_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> StabilityModels:
@@ -294,8 +332,8 @@ def stability_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> 
     data = _target_data(ctx, job.target)
     options = spec.kernel_options(ctx.settings)
     by_id = ctx.plan.by_id()
-    out = []
-    for m in job.models:
+
+    def one(m: ModelRef) -> StabilityCurve:
         run = by_id[m.run]
         points = [(0.0, "init")] + [(float(e), f"epoch_{e:g}") for e in run.train.checkpoint_epochs] \
             + [(float(run.train.epochs), "weights")]
@@ -304,8 +342,9 @@ def stability_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> 
             model = _load_model(ctx, m.run, which)
             r = spec.kernel(model, model, data, seed=ctx.settings.seed, lr=run.train.lr, **options)
             rows.append(StabilityPoint.of(r, e))
-        out.append(m.row(StabilityCurve(rows)))
-    return StabilityModels(tuple(out))
+        return StabilityCurve(rows)
+
+    return _rows(spec, ctx, job, one)
 
 
 def deviation_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> DeviationModels:
