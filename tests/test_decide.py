@@ -332,3 +332,53 @@ def test_a_kept_row_is_not_read_for_other_settings(decided, tmp_path):
     analyze_study(copy, show_progress=False)
     after = {p.name for p in rows.glob("*.json")}
     assert before < after and len(after) == 2 * len(before)
+
+
+# ------------------------------------------------------------------------------------------------ the parts
+def test_cells_count_the_seeds_of_each_arm_block_and_basin_checkpoint(tiny):
+    from transferscope.config import AddedSeeds
+    from transferscope.vocab.arms import PT, RIT, Cell
+
+    _, cfg = tiny
+    grown = replace(cfg, decide=replace(cfg.decide, added=[AddedSeeds("RI-T", "tgt", 4, -1.0, [3, 4]),
+                                                           AddedSeeds("P-T", "tgt", 16, 1.0, [3])]))
+    have = cell_seeds(make_plan(grown, check=False))
+    assert have == {Cell(PT, "tgt", 16): 3, Cell(RIT, "tgt", 16): 3, Cell(PT, "tgt", 4): 3, Cell(RIT, "tgt", 4): 5,
+                    Cell(PT, "tgt", 16, 1.0): 4}
+
+
+def test_the_estimate_of_a_round(tiny):
+    from transferscope.study import decide as d
+    from transferscope.vocab.arms import PT, RIT, Cell
+
+    assert d.side_by_side(300.0, 100.0) == 3.0 and d.side_by_side(50.0, 100.0) == 1.0
+    assert d.side_by_side(50.0, 0.0) == 1.0
+    assert d._fmt_s(89) == "89 s" and d._fmt_s(90) == "1.5 min"
+    a, b, c = Cell(PT, "a", 28), Cell(RIT, "a", 28), Cell(PT, "b", 28)
+    cost = object.__new__(d._Cost)
+    cost.cell, cost.arm = {a: 10.0}, {PT: 20.0, RIT: 30.0}
+    cost.side_by_side, cost.analysis_per, cost.pretrains = 2.0, 1.5, 1
+    cost.have = {a: 4, b: 4, c: 4}
+    want = {a: 6, b: 5}  # target a grows, b does not
+    assert cost.runs(want) == 3
+    assert cost.train(want) == pytest.approx((2 * 10.0 + 1 * 30.0) / 2)  # a cell's own runs, else its arm's
+    assert cost.analysis(want) == pytest.approx(1.5 * (6 + 5))  # the seeds of the targets that grow, after growing
+    assert cost(want) == pytest.approx(25.0 + 16.5)
+
+
+def test_the_effects_decided_before_a_look(tmp_path):
+    from transferscope.claims import decide
+    from transferscope.claims.sequential import spending_levels
+    from transferscope.study.decide import _decided_keys
+    from transferscope.study.looks import LookState, Record, Round, design_of, write_look, write_record
+
+    from .test_claims_sequential import _claim
+
+    store = Store(tmp_path / "r")
+    (store.root / "analyses").mkdir(parents=True)
+    vs = decide([_claim([0.9, 0.91, 0.92, 0.9], [0.5, 0.52, 0.51, 0.5])], None, alpha=0.01)
+    rec = Record(design_of(2, "equal", 8, "", float("inf"), [0, 1, 2]), [Round(1, judged=True), Round(2)])
+    write_record(store, rec)
+    write_look(store, LookState(1, 2, 0.0125, "equal", spending_levels(2, "equal")), {0: vs})
+    assert _decided_keys(rec, store, 1) == set()
+    assert _decided_keys(rec, store, 2) == {"X / t / gain"}

@@ -110,7 +110,7 @@ def cell_seeds(plan: Plan) -> dict[Cell, int]:
     for r in plan.runs + [t for t, _ in plan.deferred]:
         if r.arm not in (PT, "RI-T") or (r.arm == PT and r.parent != p):
             continue
-        cell = Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint if r.parent_checkpoint >= 0 else -1.0)
+        cell = Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint)  # -1: from the final P
         out.setdefault(cell, set()).add(r.seed)
     return {c: len(s) for c, s in out.items()}
 
@@ -133,6 +133,12 @@ def _added(cfg: StudyConfig, have: Mapping[Cell, int], want: Mapping[Cell, int])
     return out
 
 
+def side_by_side(run_seconds: float, wall_seconds: float) -> float:
+    """How many runs trained at once, as the earlier rounds measured it: their runs' seconds over the wall seconds
+    they took (at least 1; 1 before anything was measured)."""
+    return max(1.0, run_seconds / wall_seconds) if wall_seconds > 0 else 1.0
+
+
 class _Cost:
     """Seconds a round would take: the runs it adds (each cell's mean seconds of its finished runs, else its arm's,
     spread over the runs trained side by side as the earlier rounds were) and the analyses (the first round's
@@ -153,14 +159,13 @@ class _Cost:
                 continue
             if r.arm == PT and r.parent != p:
                 continue
-            c = Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint if r.parent_checkpoint >= 0 else -1.0)
+            c = Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint)
             per_cell.setdefault(c, []).append(sec)
             per_arm.setdefault(r.arm, []).append(sec)
         self.cell = {c: sum(v) / len(v) for c, v in per_cell.items()}
         self.arm = {a: sum(v) / len(v) for a, v in per_arm.items()}
         run_s = sum(sum(v) for v in per_cell.values())
-        wall = sum(r.train_s for r in rec.rounds) or run_s
-        self.side_by_side = max(1.0, run_s / wall) if wall > 0 else 1.0
+        self.side_by_side = side_by_side(run_s, sum(r.train_s for r in rec.rounds))
         first = rec.rounds[0] if rec.rounds else None
         total = sum(have.values()) or 1
         self.analysis_per = (first.analysis_s / total) if first else 0.0
