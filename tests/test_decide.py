@@ -382,3 +382,28 @@ def test_the_effects_decided_before_a_look(tmp_path):
     write_look(store, LookState(1, 2, 0.0125, "equal", spending_levels(2, "equal")), {0: vs})
     assert _decided_keys(rec, store, 1) == set()
     assert _decided_keys(rec, store, 2) == {"X / t / gain"}
+
+
+def test_seeds_added_by_hand_are_checked_against_the_study(tiny):
+    from transferscope.config import AddedSeeds
+
+    _, cfg = tiny
+
+    def added(*a):
+        return replace(cfg, decide=replace(cfg.decide, added=list(a)))
+
+    with pytest.raises(ConfigError, match=r"decide.added\[0\].target: 'nope' is not a target"):
+        make_plan(added(AddedSeeds("P-T", "nope", 16, -1.0, [5])))
+    with pytest.raises(ConfigError, match=r"decide.added\[0\].block_size: 8 is not one of block_sizes"):
+        make_plan(added(AddedSeeds("P-T", "tgt", 8, -1.0, [5])))
+    with pytest.raises(ConfigError, match=r"decide.added\[0\]: a cell of the basin sweep is P-T at block 16"):
+        make_plan(added(AddedSeeds("RI-T", "tgt", 16, 1.0, [5])))
+    with pytest.raises(ConfigError, match=r"decide.added\[0\]: a cell of the basin sweep"):
+        make_plan(added(AddedSeeds("P-T", "tgt", 16, 0.5, [5])))
+    with pytest.raises(ConfigError, match=r"decide.added\[0\].seeds: \[1\] are already seeds"):
+        make_plan(added(AddedSeeds("P-T", "tgt", 16, -1.0, [1, 5])))
+    with pytest.raises(ConfigError, match=r"decide.added\[1\].seeds: \[5\] are already seeds"):
+        make_plan(added(AddedSeeds("P-T", "tgt", 16, -1.0, [5]), AddedSeeds("P-T", "tgt", 16, -1.0, [5])))
+    ok = make_plan(added(AddedSeeds("P-T", "tgt", 16, -1.0, [5]), AddedSeeds("P-T", "tgt", 4, -1.0, [5]),
+                         AddedSeeds("P-T", "tgt", 16, 1.0, [5])))
+    assert ok.size() == make_plan(cfg).size() + 3
