@@ -407,3 +407,18 @@ def test_seeds_added_by_hand_are_checked_against_the_study(tiny):
     ok = make_plan(added(AddedSeeds("P-T", "tgt", 16, -1.0, [5]), AddedSeeds("P-T", "tgt", 4, -1.0, [5]),
                          AddedSeeds("P-T", "tgt", 16, 1.0, [5])))
     assert ok.size() == make_plan(cfg).size() + 3
+
+
+@pytest.mark.slow
+def test_a_run_of_a_folder_that_decides_in_rounds_is_repaired_with_rerun(decided, tmp_path):
+    """The command `status` prints for a damaged run: the folder's own study, with the seeds its rounds added."""
+    _, _, store = decided
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    rec = read_record(Store(copy))
+    added = next(a for r in rec.rounds for a in r.added)
+    rid = next(r for r in Store(copy).list_runs()
+               if json.loads((copy / "runs" / r / "run.json").read_text())["spec"]["seed"] == added["seeds"][0])
+    before = _weights(Store(copy), rid)
+    assert main(["run", "--results", str(copy), "--rerun", rid, "--no-progress", "--jobs", "1"]) == 0
+    assert _weights(Store(copy), rid) == before  # trained again, bitwise

@@ -74,11 +74,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     design = (args.looks, args.max_seeds, args.budget, args.spending)
     if not args.until_decided and any(x is not None for x in design):
         raise ConfigError("--looks, --max-seeds, --budget and --spending go with --until-decided")
-    if args.until_decided or cfg.decide.looks > 0:
+    repair = bool(args.rerun and not args.config)  # the folder's own study, the seeds its rounds added included
+    if args.until_decided or (cfg.decide.looks > 0 and not repair):
         if args.rerun:
-            raise ConfigError("--rerun repairs runs of a folder: give it without --until-decided")
+            raise ConfigError("--rerun repairs runs of a folder: give it with --results and without --until-decided "
+                              "or a config")
         return _run_until_decided(args, cfg, store)
-    if not (args.rerun and not args.config):
+    if not repair:
         from .api import refuse_fixed_run
 
         refuse_fixed_run(store)
