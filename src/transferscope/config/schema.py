@@ -77,6 +77,10 @@ class DomainConfig:
     ``path,<label>,<label>,...`` makes it multi-label)."""
     label: str = field(default="", metadata=_text("label"))
     """Name shown in tables and reports; defaults to ``name``."""
+    classes: list[str] = field(default_factory=list, metadata=_list(Check(text="label"), distinct=True))
+    """Only these classes of the domain, by name, labelled in this order (empty: every class). Two tables of one
+    domain with disjoint classes make a source and a near target of classes P never saw (the A/B split of
+    Yosinski et al. 2014). Single-label domains."""
     n_per_class: int = field(default=0, metadata=_int(0, COUNT_MAX))
     """Training images per class (a low-data target); 0 keeps all. Multi-label: per label, times the number of
     labels."""

@@ -15,7 +15,7 @@ import torch
 
 from ..config import DataConfig, DomainConfig, to_dict
 from .images import conversion_record, describe_conversion
-from .registry import DomainError, get_domain_info
+from .registry import DomainError, RawDomain, get_domain_info
 from .shuffle import block_shuffle
 
 log = logging.getLogger(__name__)
@@ -350,6 +350,32 @@ def _multilabel_labels(labels: np.ndarray, classes: list[str], cfg: DomainConfig
     return y
 
 
+def select_classes(raw: RawDomain, cfg: DomainConfig) -> RawDomain:
+    """The images of ``cfg.classes`` only, labelled 0, 1, ... in that order (the other images are never decoded).
+    A class the domain does not have, or a multi-label domain, is a :class:`DomainError` naming it."""
+    if np.asarray(raw.labels).ndim != 1:
+        raise DomainError(f"domain {cfg.display!r}: classes selects classes of a single-label domain; "
+                          f"{cfg.name} has several labels per image")
+    unknown = [c for c in cfg.classes if c not in raw.classes]
+    if unknown:
+        raise DomainError(f"domain {cfg.display!r}: classes {unknown} are not classes of {cfg.name}; its classes are "
+                          + ", ".join(repr(c) for c in raw.classes))
+    old = [raw.classes.index(c) for c in cfg.classes]
+    keep = np.flatnonzero(np.isin(raw.labels, old))
+    relabel = np.full(len(raw.classes), -1, dtype=np.int64)
+    relabel[old] = np.arange(len(old))
+
+    def load(idx: np.ndarray, base=raw.load, keep=keep) -> np.ndarray:
+        return base(keep[np.asarray(idx, dtype=np.int64)])
+
+    def sub(a):
+        return None if a is None else np.asarray(a)[keep]
+
+    return replace(raw, classes=list(cfg.classes), labels=relabel[np.asarray(raw.labels)[keep]],
+                               load=load, is_test=sub(raw.is_test), modes=sub(raw.modes), sizes=sub(raw.sizes),
+                               meta={**raw.meta, "classes_selected": list(cfg.classes)})
+
+
 def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) -> DomainData:
     """Load a domain, split it and hold every image in memory as uint8 (no block shuffle applied).
 
@@ -369,6 +395,8 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
     if info.needs_path and not cfg.path:
         raise DomainError(f"domain {cfg.display!r}: the {cfg.name} domain needs a path")
     raw = info.loader(cfg, data.image_size, data.channels)
+    if cfg.classes:
+        raw = select_classes(raw, cfg)
     set_policy = [f"{k} = {getattr(cfg, k)!r}" for k, default in (("uncertain", "ignore"), ("blank", "zero"))
                   if getattr(cfg, k) != default]
     if set_policy and np.asarray(raw.labels).ndim == 1:
