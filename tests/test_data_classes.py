@@ -61,3 +61,18 @@ def test_run_ids_of_a_domain_of_every_class_do_not_change():
     b = RunSpec("RI-T", DomainConfig("mnist-digits", classes=["0", "1"]), 28, 0, TrainConfig(), ModelConfig(),
                 DataConfig(image_size=28))
     assert "classes" not in str(a.hashed()) and a.run_id != b.run_id
+
+
+def test_a_domain_of_some_classes_is_a_cache_key(tmp_path):
+    """The study keeps each decoded domain by its config (study.artefacts.domain_data): it must hash, and equal
+    configs hash alike."""
+    from transferscope.study.artefacts import domain_data
+
+    root = make_imagefolder(tmp_path / "d", n_classes=3, per_class=10)
+    a = DomainConfig("imagefolder", path=str(root), classes=["class2", "class0"], n_val_per_class=2)
+    b = DomainConfig("imagefolder", path=str(root), classes=["class2", "class0"], n_val_per_class=2)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert hash(a) != hash(DomainConfig("imagefolder", path=str(root), classes=["class0", "class2"],
+                                        n_val_per_class=2))
+    d = domain_data(a, DataConfig(image_size=16, cache_dir=str(tmp_path / "cache")))
+    assert d.classes == ("class2", "class0")

@@ -108,6 +108,10 @@ class DomainConfig:
     def display(self) -> str:
         return self.label or self.name
 
+    def __hash__(self) -> int:  # a domain is a cache key of its decoded data: its list of classes hashed as a tuple
+        return hash(tuple(tuple(v) if isinstance(v, list) else v
+                          for v in (getattr(self, f) for f in self.__dataclass_fields__)))
+
 
 @dataclass(frozen=True)
 class ModelConfig:
