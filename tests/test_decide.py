@@ -87,12 +87,12 @@ def test_rounds_add_seeds_to_the_cells_undecided_effects_read_and_say_why(decide
         grown = {(a["arm"], a["target"], a["block_size"], a["checkpoint"]) for a in r.added}
         wanted = set().union(*(cells_of[k] for k in r.plan["effects"]))
         assert grown == wanted and grown, (r.look, grown, wanted)
-    plan = make_plan(load_config_of(store), check=False)
+    plan = make_plan(_study_config_of(store), check=False)
     assert max(cell_seeds(plan).values()) <= DESIGN["max_seeds"]
     assert len(set(cell_seeds(plan).values())) > 1  # only some cells grew
 
 
-def load_config_of(store: Store):
+def _study_config_of(store: Store):
     from transferscope.api import study_folder
 
     return study_folder(store.root)[1]
@@ -195,10 +195,10 @@ def test_the_design_is_fixed_before_any_result(tiny, tmp_path):
     with pytest.raises(ConfigError, match="--max-seeds 2: the study starts with 3 seeds"):
         check_design(cfg, Store(tmp_path / "other"), max_seeds=2)
     with pytest.raises(ConfigError, match="budget"):
-        load_config_with(cfg, budget="soon")
+        _checked_with(cfg, budget="soon")
 
 
-def load_config_with(cfg, **decide):
+def _checked_with(cfg, **decide):
     from transferscope.config import check_config
 
     check_config(replace(cfg, decide=replace(cfg.decide, **decide)))

@@ -23,7 +23,7 @@ from . import stats
 from .stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_MEASURED, UNRELIABLE, Estimate
 
 __all__ = ["Effect", "Look", "TargetVerdict", "Verdict", "Claim", "Measure", "missing", "decide", "ABOVE", "BELOW",
-           "WITHIN", "ALL", "effect_key", "Cell"]
+           "WITHIN", "ALL", "effect_key", "Cell", "gap", "seeds_to_decide"]
 
 ABOVE, BELOW, WITHIN = "above", "below", "within"
 """The claim's side of its bound: the statistic is above it, below it, or within +-margin of it (sameness)."""
@@ -235,13 +235,19 @@ def _interval_outcome(m: Measure) -> tuple[float, float, bool, bool, float, floa
     return lo, hi, hi < m.bound, lo > m.bound, est.p_above(m.bound), est.p_below(m.bound)
 
 
-def _gap(m: Measure) -> float:
-    """How far the estimate sits from the bound its interval must clear to be decisive (for a claim of sameness:
+def gap(value: float, side: str, bound: float, margin: float) -> float:
+    """How far an estimate sits from the bound its interval must clear to be decisive (for a claim of sameness:
     from the nearer edge of the margin, inside or outside it)."""
-    v = m.estimate.value
-    if m.side == WITHIN:
-        return abs(m.margin - abs(v - m.bound))
-    return abs(v - m.bound)
+    if side == WITHIN:
+        return abs(margin - abs(value - bound))
+    return abs(value - bound)
+
+
+def seeds_to_decide(est: Estimate, gap_: float, holm_alpha: float, level: float, max_seeds: int = 1000) -> int | None:
+    """Roughly how many seeds would decide an effect at the observed effect and spread when Holm's correction lets
+    it have ``holm_alpha`` (one-sided): the interval at that level, two-sided on the effect's own scale (the
+    Bonferroni factor of its ``level``), narrower than ``gap_`` (:func:`.stats.seeds_needed`)."""
+    return stats.seeds_needed(est, gap_, 1 - 2 * holm_alpha * (1 - level) / (1 - stats.LEVEL), max_seeds)
 
 
 def _sentence(m: Measure, outcome: str, lo: float, hi: float, on_side: bool, other_side: bool, n_needed: int | None,
@@ -322,7 +328,7 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
             if outcome == INCONCLUSIVE and math.isfinite(m.estimate.value):
                 # the level this effect's interval would have to clear: its Holm threshold, two-sided, on its scale
                 a = alphas[k] if math.isfinite(alphas[k]) else alpha
-                needed = stats.seeds_needed(m.estimate, _gap(m), 1 - 2 * a * (1 - m.level) / (1 - stats.LEVEL))
+                needed = seeds_to_decide(m.estimate, gap(m.estimate.value, m.side, m.bound, m.margin), a, m.level)
             this = Look(look, m.estimate.n, alpha, m.estimate.shown, lo, hi, p_holm[k], alphas[k], outcome)
             prev = earlier.get(effect_key(c.id, m)) if earlier else None
             if prev is not None and prev.outcome in (HOLDS, FAILS):  # decided at an earlier look: it stays so

@@ -35,7 +35,7 @@ from scipy import special
 
 from ..vocab.arms import Cell
 from . import stats
-from .base import WITHIN, Effect, Verdict, effect_key
+from .base import Effect, Verdict, effect_key, gap, seeds_to_decide
 from .stats import FAILS, HOLDS, INCONCLUSIVE, Estimate
 
 __all__ = ["SPENDINGS", "spending_levels", "Pick", "SeedPlan", "plan_seeds", "projected_seeds", "settled",
@@ -79,12 +79,6 @@ def undecided(vs: Sequence[Verdict]) -> list[tuple[str, Effect]]:
     return [(v.claim, e) for v in vs for e in v.effects if e.outcome == INCONCLUSIVE]
 
 
-def _gap(e: Effect) -> float:
-    if e.side == WITHIN:
-        return abs(e.margin - abs(e.value - e.bound))
-    return abs(e.value - e.bound)
-
-
 def projected_seeds(e: Effect, next_alpha: float, alpha: float, max_seeds: int = 1000) -> int | None:
     """Seeds per arm at which ``e``'s interval would clear its bound at the next look, at the observed effect and
     spread: its Holm threshold of this look scaled to the next look's level (``next_alpha`` / ``alpha``), two-sided
@@ -93,9 +87,9 @@ def projected_seeds(e: Effect, next_alpha: float, alpha: float, max_seeds: int =
     if not (e.cells and math.isfinite(e.value) and math.isfinite(e.se) and e.n >= 1):
         return None
     a = (e.holm_alpha if math.isfinite(e.holm_alpha) else alpha) * next_alpha / alpha
-    level = 1 - 2 * a * (1 - e.level) / (1 - stats.LEVEL)
     df = e.df if math.isfinite(e.df) else float(e.n - 1)
-    return stats.seeds_needed(Estimate(e.value, e.se, df, e.n, ""), _gap(e), level, max_seeds)
+    return seeds_to_decide(Estimate(e.value, e.se, df, e.n, ""), gap(e.value, e.side, e.bound, e.margin), a, e.level,
+                           max_seeds)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
+from scipy.stats import binomtest
 
 from . import stats
 from .base import ABOVE, BELOW, WITHIN, Claim, Measure, Verdict, decide
@@ -91,8 +92,26 @@ def asymmetric_outcomes(vs: Sequence[Verdict]) -> list[str]:
     return out
 
 
+class _WrongRate:
+    """The share of simulated studies with a wrong decisive outcome (``any_wrong`` of ``studies``): its Monte Carlo
+    standard error and its Wilson interval (scipy's). A mixin of the dataclasses below, which hold both."""
+
+    studies: int
+    any_wrong: float
+
+    @property
+    def se(self) -> float:
+        """Monte Carlo standard error of :attr:`any_wrong`."""
+        return math.sqrt(max(self.any_wrong * (1 - self.any_wrong), 1e-12) / self.studies)
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Wilson score interval of :attr:`any_wrong`."""
+        ci = binomtest(round(self.any_wrong * self.studies), self.studies).proportion_ci(level, method="wilson")
+        return float(ci.low), float(ci.high)
+
+
 @dataclass(frozen=True)
-class Rates:
+class Rates(_WrongRate):
     studies: int
     effects: int
     """Effects per study."""
@@ -102,11 +121,6 @@ class Rates:
     any_wrong_fails: float
     decisive_per_study: float
     """Mean decisive outcomes per study (under the null: all wrong; under an effect: the power)."""
-
-    @property
-    def se(self) -> float:
-        """Monte Carlo standard error of :attr:`any_wrong`."""
-        return math.sqrt(max(self.any_wrong * (1 - self.any_wrong), 1e-12) / self.studies)
 
 
 def simulate(studies: int, counts: dict[str, int], n_seeds: int, *, seed: int = 0, sd: float = 0.03,
@@ -131,7 +145,7 @@ def simulate(studies: int, counts: dict[str, int], n_seeds: int, *, seed: int = 
 # ------------------------------------------------------------------------------------------------ in rounds
 
 @dataclass(frozen=True)
-class SequentialRates:
+class SequentialRates(_WrongRate):
     """Simulated studies that decide in rounds (:func:`simulate_sequential`)."""
 
     studies: int
@@ -145,18 +159,6 @@ class SequentialRates:
     seeds_per_cell: float
     """Mean seeds per cell of runs at the end (what the study trained)."""
     looks_per_study: float
-
-    @property
-    def se(self) -> float:
-        return math.sqrt(max(self.any_wrong * (1 - self.any_wrong), 1e-12) / self.studies)
-
-    def interval(self, z: float = 1.96) -> tuple[float, float]:
-        """Wilson score interval of :attr:`any_wrong`."""
-        n, p = self.studies, self.any_wrong
-        c = z * z / n
-        mid = (p + c / 2) / (1 + c)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + c)
-        return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def _cells(t: int):

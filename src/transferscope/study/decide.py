@@ -29,9 +29,9 @@ from ..claims.stats import FAILS, HOLDS
 from ..config import AddedSeeds, ConfigError, DecideConfig, StudyConfig
 from ..config.checks import parse_duration
 from ..store import RUN_DONE, Store
-from ..vocab.arms import PT, Cell
+from ..vocab.arms import PT, RIT, Cell
 from .looks import LookState, Record, Round, design_of, look_state, read_record, write_record
-from .plan import Plan, make_plan
+from .plan import Plan, RunSpec, make_plan
 
 __all__ = ["run_until_decided", "DecideSummary", "analyze_and_judge", "check_design", "RoundUnfinished",
            "DEFAULT_LOOKS", "cell_seeds"]
@@ -102,16 +102,22 @@ def check_design(cfg: StudyConfig, store: Store, looks: int | None = None, max_s
     return replace(cfg, decide=d), rec
 
 
+def _cell_of(r: RunSpec, primary: str) -> Cell | None:
+    """The cell of a P-T (of the primary P, run id ``primary``) or RI-T run; None for any other run."""
+    if r.arm not in (PT, RIT) or (r.arm == PT and r.parent != primary):
+        return None
+    return Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint)  # checkpoint -1: from the final P
+
+
 def cell_seeds(plan: Plan) -> dict[Cell, int]:
     """Seeds per cell of runs of the primary P: P-T and RI-T by target and block size, and the basin sweep's P-T
     runs by checkpoint (runs waiting for a learning-rate choice count)."""
     p = plan.pretrain().run_id
     out: dict[Cell, set[int]] = {}
     for r in plan.runs + [t for t, _ in plan.deferred]:
-        if r.arm not in (PT, "RI-T") or (r.arm == PT and r.parent != p):
-            continue
-        cell = Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint)  # -1: from the final P
-        out.setdefault(cell, set()).add(r.seed)
+        cell = _cell_of(r, p)
+        if cell is not None:
+            out.setdefault(cell, set()).add(r.seed)
     return {c: len(s) for c, s in out.items()}
 
 
@@ -152,14 +158,12 @@ class _Cost:
         p = plan.pretrain().run_id
         done = resolve(plan, store)  # the runs whose learning rate was chosen from a grid, and its candidates
         for r in {x.run_id: x for x in done.runs + done.tuning}.values():
-            if r.arm not in (PT, "RI-T") or store.run_status(r.run_id) != RUN_DONE:
+            c = _cell_of(r, p)
+            if c is None or store.run_status(r.run_id) != RUN_DONE:
                 continue
             sec = float((store.run_info(r.run_id) or {}).get("seconds") or math.nan)
             if not math.isfinite(sec):
                 continue
-            if r.arm == PT and r.parent != p:
-                continue
-            c = Cell(r.arm, r.domain.display, r.block_size, r.parent_checkpoint)
             per_cell.setdefault(c, []).append(sec)
             per_arm.setdefault(r.arm, []).append(sec)
         self.cell = {c: sum(v) / len(v) for c, v in per_cell.items()}

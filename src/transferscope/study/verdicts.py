@@ -102,8 +102,6 @@ def write_claims(store: Store, vs: list[Verdict], by_pretrain: dict[int, list[Ve
     model, its verdicts (``pretrained``: seed, run id, verdicts) and the claims' outcomes side by side
     (``across_pretrained``, see :func:`transferscope.claims.across_pretrained`)."""
     path = store.root / "analyses" / "claims.json"
-    from ..claims import stats
-
     by_pretrain = by_pretrain or {}
     runs = {p.seed: p.run_id for p in plan.pretrains()} if plan is not None else {}
     atomic_write_text(path, dumps({
