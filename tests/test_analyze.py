@@ -260,7 +260,8 @@ ROW_MODELS = {
     "flatness": lambda row: ((row.run, "weights"), (row.run, "weights")),
     "principal": lambda row: ((row.run, "init"), (row.run, "init")),  # the initial gradient
 }
-# the seed a row records: the study's, except CKA and distance, which draw nothing and have always recorded 0
+# the seed a row records: the study's, except CKA on the whole test split (the default) and distance, which draw
+# nothing and have always recorded 0
 SEED = {"cka": lambda s: 0, "distance": lambda s: 0}
 
 
@@ -363,6 +364,48 @@ def test_the_scores_adapter_scores_p_on_the_target_at_every_block_size(study):
         assert (got.leep, got.logme, got.h_score, got.n_target) == (want.leep, want.logme, want.h_score, want.n_target)
 
 
+@pytest.mark.parametrize("name", ["cka", "barrier"])
+def test_cka_and_the_barrier_read_a_balanced_sample_of_the_test_split_when_asked(study, name):
+    """``cka_examples`` / ``barrier_examples``: a job's row is the analysis of the two models on the test images
+    that ``Split.sample`` draws with the study's seed (computed here from the analyses' own functions, not the
+    kernel), balanced over the classes; not the whole-split row; and the sample is the same for every pair."""
+    from dataclasses import replace
+
+    from transferscope.analyses.barrier import interpolate
+    from transferscope.analyses.cka import feature_similarity
+    from transferscope.study.jobs import Context, Job
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec, by_id = get_analysis(name), plan.by_id()
+    data = _target(plan)
+    k = data.num_classes * 4
+    assert k < len(data.test)
+    settings = replace(FAST, seed=3, **{f"{name}_examples": k})
+    ctx = Context(plan, store.root, settings, "cpu")
+    job = spec.jobs(ctx, {})[0]
+    assert dict(job.params)[f"{name}_examples"] == k
+    two = Job(job.analysis, job.target, job.runs, pairs=job.pairs[-2:], settings=job.settings)
+    record = spec.run(ctx, two, {})
+    sample = data.test.sample(k, 3)
+    assert torch.bincount(sample.y, minlength=data.num_classes).tolist() == [4] * data.num_classes
+    full = {(r.kind, r.seeds): r for r in first.results[f"{name}/tgt"].pairs}
+    for row in record.pairs:
+        (ra, wa), (rb, wb) = ROW_MODELS[name](row)
+        a, b = _model_of(store, by_id[ra], wa), _model_of(store, by_id[rb], wb)
+        if name == "cka":
+            want = feature_similarity(a, b, sample.x, layers=a.layer_names(), batch_size=FAST.cka_batch_size)
+            assert row.result.seed == 3 and row.result.layers == want.layers
+            assert row.result.full == pytest.approx(want.full, abs=1e-6)
+            assert row.result.minibatch == pytest.approx(want.minibatch, abs=1e-6)
+        else:
+            want = interpolate(a, b, sample, points=FAST.barrier_points, train_split=data.train, seed=3)
+            assert row.result.error == pytest.approx(want.error, abs=1e-9)
+            assert row.result.loss == pytest.approx(want.loss, rel=1e-5)
+        assert row.result.n_examples == k
+        assert not _same(row.result, full[row.kind, row.seeds].result, leave_out=("seed", "args"))
+
+
 def test_every_setting_a_kernel_reads_is_in_its_jobs_cache_key(study):
     """The options a kernel gets come from settings that are in its jobs' parameters (hashed into the cache key):
     a setting read but not hashed would serve a stale result when it changes."""
@@ -398,8 +441,8 @@ def _other(v):
 # each kernel option and the [analysis] setting it is, as the README documents them
 OPTION_SETTING = {
     "mistakes": {"threshold": "multilabel_threshold"},
-    "cka": {"batch_size": "cka_batch_size"},
-    "barrier": {"points": "barrier_points"},
+    "cka": {"batch_size": "cka_batch_size", "examples": "cka_examples"},
+    "barrier": {"points": "barrier_points", "examples": "barrier_examples"},
     "criticality": {"alphas": "criticality_alphas", "samples": "criticality_samples",
                     "n_examples": "criticality_examples", "tolerance": "criticality_tolerance",
                     "s_tol": "criticality_s_tol"},

@@ -65,10 +65,18 @@ def mistakes(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, t
 
 
 def cka(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, batch_size: int = 100,
-        device: Device = None) -> CKAResult:
-    """Linear CKA per layer, full-data and minibatch, on the test images."""
+        examples: int = 0, device: Device = None) -> CKAResult:
+    """Linear CKA per layer, full-data and minibatch, on the test images (``examples`` > 0: that many of them,
+    balanced over the classes, drawn with ``seed``)."""
     a, b = on_device(a, device), on_device(b, device)
-    return replace(feature_similarity(a, b, domain.test.x, layers=a.layer_names(), batch_size=batch_size), seed=seed)
+    return replace(feature_similarity(a, b, test_sample(domain, examples, seed).x, layers=a.layer_names(),
+                                      batch_size=batch_size), seed=seed)
+
+
+def test_sample(domain: DomainData, examples: int, seed: int):
+    """The test split, or ``examples`` of it balanced over the classes (drawn with ``seed``) when ``examples`` is
+    positive and under its size: what CKA and the barrier read."""
+    return domain.test.sample(examples, seed) if examples > 0 else domain.test
 
 
 def distance(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, device: Device = None
@@ -78,9 +86,10 @@ def distance(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, d
 
 
 def barrier(a: nn.Module, b: nn.Module, domain: DomainData, *, seed: int = 0, points: int = 11,
-            device: Device = None) -> BarrierResult:
-    """Test loss and error along the line from ``a`` (lambda 0) to ``b`` (lambda 1), and the barrier."""
-    return interpolate(on_device(a, device), on_device(b, device), domain.test, points=points,
+            examples: int = 0, device: Device = None) -> BarrierResult:
+    """Test loss and error along the line from ``a`` (lambda 0) to ``b`` (lambda 1), and the barrier
+    (``examples`` > 0: on that many test images, balanced over the classes, drawn with ``seed``)."""
+    return interpolate(on_device(a, device), on_device(b, device), test_sample(domain, examples, seed), points=points,
                        train_split=domain.train, seed=seed)
 
 

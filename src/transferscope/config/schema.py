@@ -221,8 +221,14 @@ class AnalysisConfig:
 
     cka_batch_size: int = field(default=100, metadata=_int(4, 100_000))
     """Minibatch size of the unbiased minibatch CKA estimator (HSIC_1 needs at least 4 examples)."""
+    cka_examples: int = field(default=0, metadata=_int(0, COUNT_MAX))
+    """Test images CKA reads: a sample balanced over the classes, drawn with ``seed`` (the same images for every
+    model); 0: the whole test split. The accuracy figures always read the whole split."""
     barrier_points: int = field(default=11, metadata=_int(2, 1001))
     """Points on the line between two models (ends included)."""
+    barrier_examples: int = field(default=0, metadata=_int(0, COUNT_MAX))
+    """Test images the barrier evaluates each point on: a sample balanced over the classes, drawn with ``seed``
+    (the same images at every point and for every pair); 0: the whole test split."""
     pairs_per_seed: int = field(default=3, metadata=_int(0, 1000))
     """The pair analyses (mistakes, CKA, distance, barrier) compare each seed's model with this many others of
     its arm and of the other arm (:func:`transferscope.vocab.arms.balanced`: a balanced design drawn from ``seed``),

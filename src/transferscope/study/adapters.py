@@ -208,9 +208,12 @@ def cka_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
     from dataclasses import replace
 
     from ..analyses.cka import cka_of_sides, cka_side
+    from ..analyses.kernels import test_sample
 
     data = _target_data(ctx, job.target)
     options = spec.kernel_options(ctx.settings)
+    x = test_sample(data, options["examples"], ctx.settings.seed).x  # the kernel's images, once for every model
+    seed = ctx.settings.seed if options["examples"] > 0 else 0  # it draws only when it samples
     kept: dict[tuple[str, str], Any] = {}
     room = [CKA_SIDES_BYTES]
 
@@ -218,7 +221,7 @@ def cka_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
         if (run, which) in kept:
             return kept[run, which]
         model = _load_model(ctx, run, which)
-        s = cka_side(model, data.test.x, layers=model.layer_names(), batch_size=options["batch_size"])
+        s = cka_side(model, x, layers=model.layer_names(), batch_size=options["batch_size"])
         size = sum(t.numel() * t.element_size() for lay in s.by_layer.values()
                    for t in (*lay.grams, *lay.minis, *lay.chunks))
         if size <= room[0]:
@@ -226,7 +229,7 @@ def cka_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Any:
             room[0] -= size
         return s
 
-    rows = [p.row(replace(cka_of_sides(side(p.runs[0], "weights"), side(p.runs[1], p.which_b)), seed=0))
+    rows = [p.row(replace(cka_of_sides(side(p.runs[0], "weights"), side(p.runs[1], p.which_b)), seed=seed))
             for p in job.pairs]
     return spec.result(tuple(rows))
 

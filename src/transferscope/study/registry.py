@@ -125,11 +125,11 @@ def _mistakes_options(s: AnalysisConfig) -> dict[str, Any]:
 
 
 def _cka_options(s: AnalysisConfig) -> dict[str, Any]:
-    return {"batch_size": s.cka_batch_size}
+    return {"batch_size": s.cka_batch_size, "examples": s.cka_examples}
 
 
 def _barrier_options(s: AnalysisConfig) -> dict[str, Any]:
-    return {"points": s.barrier_points}
+    return {"points": s.barrier_points, "examples": s.barrier_examples}
 
 
 def _criticality_options(s: AnalysisConfig) -> dict[str, Any]:
@@ -159,13 +159,13 @@ register(AnalysisSpec("mistakes", "common and uncommon mistakes of every pair", 
                       ad.mistakes_run, MistakesPairs, kernel=kernels.mistakes, item=MistakesResult,
                       options=_mistakes_options))
 register(AnalysisSpec("cka", "linear CKA per layer of every pair within an arm, and P against P-T", 1,
-                      ad.pairs_of("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size",)), ad.cka_run,
+                      ad.pairs_of("cka", (PT_PT, RIT_RIT), with_p=True, settings=("cka_batch_size", "cka_examples")), ad.cka_run,
                       CKAPairs, kernel=kernels.cka, item=CKAResult, options=_cka_options))
 register(AnalysisSpec("distance", "l2 parameter distance of every pair within an arm and of each model to its start",
                       1, ad.pairs_of("distance", (PT_PT, RIT_RIT, PT_P, RIT_RI)), ad.pairs_run, DistancePairs,
                       kernel=kernels.distance, item=DistanceResult))
 register(AnalysisSpec("barrier", "interpolation curves and barriers of every pair, and from P to P-T", 1,
-                      ad.pairs_of("barrier", (PT_PT, RIT_RIT, PT_RIT), with_p=True, settings=("barrier_points",)),
+                      ad.pairs_of("barrier", (PT_PT, RIT_RIT, PT_RIT), with_p=True, settings=("barrier_points", "barrier_examples")),
                       ad.barrier_run, BarrierPairs, kernel=kernels.barrier, item=BarrierResult, options=_barrier_options))
 register(AnalysisSpec("criticality", "module criticality and rewinding curves of every P-T and RI-T model", 1,
                       ad.models_of("criticality", "criticality"), ad.criticality_run, CriticalityModels,

@@ -125,7 +125,7 @@ class MistakesResult(Result):
     """Positions in the test set that model a gets wrong and model b right."""
     only_b_wrong: list[int]
     seed: int = 0
-    """No randomness: recorded for the common result contract."""
+    """The seed of the sample of test images (``cka_examples``); 0 on the whole test split, which draws nothing."""
     args: dict = field(default_factory=dict)
     schema_version: int = 1
     unit: str = "example"
@@ -185,7 +185,7 @@ class CKAResult(Result):
     n_examples: int
     n_minibatches: int
     seed: int = 0
-    """No randomness: recorded for the common result contract."""
+    """The seed of the sample of test images (``cka_examples``); 0 on the whole test split, which draws nothing."""
     args: dict = field(default_factory=dict)
     schema_version: int = 1
 
@@ -218,7 +218,7 @@ class DistanceResult(Result):
     excluded: dict[str, str]
     """Parameters left out, with the reason (e.g. a head whose shape differs)."""
     seed: int = 0
-    """No randomness: recorded for the common result contract."""
+    """The seed of the sample of test images (``cka_examples``); 0 on the whole test split, which draws nothing."""
     args: dict = field(default_factory=dict)
     schema_version: int = 1
 
