@@ -406,6 +406,35 @@ def test_cka_and_the_barrier_read_a_balanced_sample_of_the_test_split_when_asked
         assert not _same(row.result, full[row.kind, row.seeds].result, leave_out=("seed", "args"))
 
 
+def test_the_basins_barriers_read_the_barriers_sample_of_the_test_split(study):
+    """``barrier_examples`` also sizes the basin sweep's barriers (each P-T run from an earlier checkpoint to the
+    same seed's P-T run from the final one): equal to the interpolation computed here on the sample."""
+    from dataclasses import replace
+
+    from transferscope.analyses.barrier import interpolate
+    from transferscope.study.jobs import Context
+    from transferscope.study.registry import get_analysis
+
+    plan, store, first = study
+    spec, by_id = get_analysis("basin"), plan.by_id()
+    data = _target(plan)
+    k = data.num_classes * 4
+    settings = replace(FAST, seed=3, barrier_examples=k)
+    job = spec.jobs(Context(plan, store.root, settings, "cpu"), {})[0]
+    assert dict(job.params)["barrier_examples"] == k
+    record = spec.run(Context(plan, store.root, settings, "cpu"), job, {})
+    final = {r.seed: r.run for r in record.rows if r.checkpoint == record.final_checkpoint}
+    earlier = [r for r in record.rows if r.checkpoint != record.final_checkpoint]
+    assert earlier
+    sample = data.test.sample(k, 3)
+    for r in earlier:
+        want = interpolate(_model_of(store, by_id[r.run]), _model_of(store, by_id[final[r.seed]]), sample,
+                           points=FAST.barrier_points, train_split=data.train, seed=3)
+        assert r.barrier_error == pytest.approx(want.barrier_error, abs=1e-9)
+    before = {(r.checkpoint, r.seed): r for r in first.results["basin/tgt"].rows}
+    assert any(before[r.checkpoint, r.seed].barrier_loss != pytest.approx(r.barrier_loss, rel=1e-9) for r in earlier)
+
+
 def test_every_setting_a_kernel_reads_is_in_its_jobs_cache_key(study):
     """The options a kernel gets come from settings that are in its jobs' parameters (hashed into the cache key):
     a setting read but not hashed would serve a stale result when it changes."""

@@ -84,3 +84,45 @@ def test_a_job_waits_for_the_analyses_it_needs():
     a, b = (Pending(SimpleNamespace(name=n, needs=(m,)), None, None) for n, m in (("a", "b"), ("b", "a")))
     with pytest.raises(RuntimeError, match="wait for each other"):
         take_ready({0: a, 1: b}, [], [a, b])
+
+
+_KILLED_PARENT = """
+import concurrent.futures as cf, multiprocessing as mp, os, signal, sys, time
+from transferscope.study.jobs import _job_threads
+if __name__ == "__main__":
+    pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_job_threads, initargs=(1,))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)  # a long job in flight
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)  # analyze killed, as by the OOM killer or kill -9
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc; the death signal is Linux's")
+def test_a_worker_dies_with_analyze_when_analyze_is_killed(tmp_path):
+    """A worker of the analysis pool does not go on computing, an orphan, when ``analyze`` is killed: it gets the
+    parent-death signal its initializer sets."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_PARENT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == -9, out.stderr
+    worker = int(out.stdout.split()[0])
+    end = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < end:
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, 9)
+    assert not alive, "the analysis worker outlived analyze"

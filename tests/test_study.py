@@ -182,7 +182,18 @@ def test_lr_grid_chosen_on_validation_and_winner_reused(tmp_path, folders):
         assert winner.run_id in {r.run_id for r in main_runs}
         losers = {cand.run_id for cand in c.selection.candidates} - {winner.run_id}
         assert not losers & {r.run_id for r in main_runs}
-    assert all(row["P-T"].n == 2 and row["RI-T"].n == 2 for row in results_table(plan, store))
+    rows = results_table(plan, store)
+    assert all(row["P-T"].n == 2 and row["RI-T"].n == 2 for row in rows)
+    # each row's test images are the target's test split, and one run's test noise is the binomial sd on them
+    import math
+
+    from transferscope.study.artefacts import domain_data
+    from transferscope.study.summary import test_noise
+
+    n = len(domain_data(plan.config.targets[0], plan.config.data).test)
+    for row in rows:
+        a = sum(s.test_acc for arm in ("P-T", "RI-T") for s in row[arm].per_seed) / 4
+        assert row["n_test"] == n and test_noise(row) == pytest.approx(math.sqrt(a * (1 - a) / n))
     # a second call finds everything (choices included) and trains nothing
     again = execute(plan, store, jobs=1, threads=1, show_progress=False)
     assert not again.done and len(again.skipped) == plan.size()

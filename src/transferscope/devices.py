@@ -4,10 +4,14 @@ versions a run records."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
 import platform
 import re
+import signal
+import sys
 
 import torch
 
@@ -120,3 +124,12 @@ def cpu_sample(split, n: int, seed: int = 0):
     analyses move what they take to their model's device)."""
     with torch.device("cpu"):
         return split.sample(n, seed)
+
+
+def die_with_parent() -> None:
+    """In a worker process (the training pool's, the analysis pool's): be killed when the process that started it
+    dies, even by SIGKILL, so that no orphan goes on computing for nobody (Linux: ``PR_SET_PDEATHSIG``; elsewhere
+    nothing: a worker there ends when its pool's pipe breaks, at its next job)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG

@@ -14,7 +14,7 @@ from .. import metrics as M
 from ..config import StudyConfig
 from ..store import RUN_DONE, RUN_FAILED
 from ..study.plan import file_safe
-from ..study.summary import results_table
+from ..study.summary import results_table, test_noise
 from ..study.tuning import choices
 from .page import Section, fmt, label_caption
 from .reader import NO_ANALYSES, Reader
@@ -148,10 +148,14 @@ def _gain_section(r: Reader, out: Path, rows: list[dict], metric_of: dict[str, s
             mw = M.metric_label(m)
             f = gain_bars(out / ("gain.png" if m == M.ACC or not by_metric[M.ACC] else "gain-auc.png"), xs, m)
             s2.figure(f.name, f"final test {mw} per target: mean over seeds, whiskers one sample standard deviation")
-            s2.table(["target", f"P-T {mw}", f"RI-T {mw}", "gain (P-T - RI-T)", "seeds P-T / RI-T"],
+            s2.table(["target", f"P-T {mw}", f"RI-T {mw}", "gain (P-T - RI-T)", "seeds P-T / RI-T", "test images",
+                      "test noise of one run"],
                      [[x["target"], f"{fmt(x['P-T'].acc_mean)} ± {fmt(x['P-T'].acc_std)}",
                        f"{fmt(x['RI-T'].acc_mean)} ± {fmt(x['RI-T'].acc_std)}", fmt(x["gain"], "+.3f"),
-                       f"{x['P-T'].n} / {x['RI-T'].n}"] for x in xs])
+                       f"{x['P-T'].n} / {x['RI-T'].n}", x["n_test"] or "n/a", fmt(test_noise(x))] for x in xs],
+                     caption=f"± : the standard deviation over seeds. Test noise: the binomial standard deviation "
+                             f"sqrt(a (1 - a) / n) of one run's {mw} a on n test images, a part of that spread "
+                             "(n/a for a mean AUC)" if m == M.ACC else "± : the standard deviation over seeds")
         per_label = _per_label_auc(r, [x["target"] for x in by_metric[M.AUC]], full)
         for t, d in per_label.items():
             s2.table(["label", "P-T AUC", "RI-T AUC"],

@@ -381,7 +381,7 @@ def basin_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
         rows += [CheckpointRef(e, r.seed, r.run_id) for e in sweep for r in _arm_runs(ctx, t, bsize, PT, e)]
         out.append(Job("basin", t, tuple(r.run for r in rows), models=tuple(rows),
                        settings=(("block_size", bsize), ("barrier_points", ctx.settings.barrier_points),
-                                 ("seed", ctx.settings.seed))))
+                                 ("barrier_examples", ctx.settings.barrier_examples), ("seed", ctx.settings.seed))))
     return out
 
 
@@ -399,7 +399,7 @@ def basin_run(spec: AnalysisSpec, ctx: Context, job: Job, results: dict) -> Basi
         f = finals.get(m.seed)
         if f is not None and f != m.run:
             b = barrier(_load_model(ctx, m.run), _load_model(ctx, f), data, points=job.setting("barrier_points"),
-                        seed=ctx.settings.seed)
+                        examples=job.setting("barrier_examples"), seed=ctx.settings.seed)
             heights = (b.barrier_error, b.barrier_loss)
         else:
             heights = (0.0, 0.0)

@@ -268,8 +268,13 @@ def _cores() -> int:
 
 
 def _job_threads(n: int) -> None:
+    """A worker of the analysis pool: ``n`` torch threads, and it dies with ``analyze`` (no orphan computes on when
+    ``analyze`` is killed)."""
     import torch
 
+    from ..devices import die_with_parent
+
+    die_with_parent()
     torch.set_num_threads(n)
 
 

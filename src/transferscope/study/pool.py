@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
 import queue as queue_mod
 import signal
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import die_with_parent
 from ..store import Store
 from .plan import Plan, RunSpec, estimate_memory, format_bytes
 from .scheduler import WORKER_RETRIES, Finished, Work
@@ -111,9 +110,7 @@ class InProcess(_Local):
 
 def _worker_init(q) -> None:
     report_to(q.put, worker=True)  # epoch progress goes to the parent's progress bar
-    if sys.platform.startswith("linux"):  # die with the parent, even when it is killed with SIGKILL
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent()
 
 
 def _death(exitcode: int | None) -> str:

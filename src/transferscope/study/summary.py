@@ -19,7 +19,7 @@ from ..vocab.results import read_float
 from .plan import Plan
 from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the learning-rate rule reads it
 
-__all__ = ["ArmCell", "SeedResult", "results_table", "format_table", "status_counts", "checkpoint_gains", "Flag",
+__all__ = ["ArmCell", "SeedResult", "results_table", "test_noise", "format_table", "status_counts", "checkpoint_gains", "Flag",
            "flags", "format_flags", "uninformative_threshold", "UNDERFIT_TRAIN_ACC", "UNINFORMATIVE_CHANCE_MULTIPLE"]
 
 
@@ -44,21 +44,24 @@ def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list
     (None: the primary P).
 
     Each row: ``target``, ``block_size``, ``P-T`` and ``RI-T`` (:class:`ArmCell`, with the figures of every seed in
-    ``per_seed``), ``gain`` (P-T's mean test figure minus RI-T's) and ``metric`` (``acc`` or ``auc``, of the runs
-    read; ``acc`` when none is).
+    ``per_seed``), ``gain`` (P-T's mean test figure minus RI-T's), ``metric`` (``acc`` or ``auc``, of the runs
+    read; ``acc`` when none is) and ``n_test`` (the test images each run is scored on; 0 before any is done).
 
     Only the main P-T runs (from the final pre-training weights) count here; the checkpoint sweep is separate.
     """
     rows: dict[tuple[str, int], dict[str, list[tuple[int, dict]]]] = {}
+    n_test: dict[tuple[str, int], int] = {}
     for r in resolve(plan.for_pretrain(pretrain), store).runs:
         if r.arm == "P" or r.parent_checkpoint >= 0:
             continue
         cell = rows.setdefault((r.domain.display, r.block_size), {"P-T": [], "RI-T": []})
         if store.run_status(r.run_id) == RUN_DONE:
             cell[r.arm].append((r.seed, store.read_json(r.run_id, "metrics.json")))
+            if (r.domain.display, r.block_size) not in n_test:
+                n_test[r.domain.display, r.block_size] = int(store.run_info(r.run_id).get("n_test") or 0)
     out = []
     for (target, b), arms in rows.items():
-        row = {"target": target, "block_size": b}
+        row = {"target": target, "block_size": b, "n_test": n_test.get((target, b), 0)}
         metric = M.ACC
         for arm, seeded in arms.items():
             ms = [x for _, x in seeded]
@@ -73,6 +76,17 @@ def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list
         row["metric"] = metric
         out.append(row)
     return out
+
+
+def test_noise(row: dict) -> float:
+    """One run's test noise on a row's target: the binomial standard deviation sqrt(a (1 - a) / n) of an accuracy
+    ``a`` (the mean of the two arms) measured on ``n`` test images; NaN for a mean AUC or before any run is done. It
+    is part of each seed's spread (``acc_std``), which it should be small against."""
+    a = (row["P-T"].acc_mean + row["RI-T"].acc_mean) / 2
+    n = row.get("n_test", 0)
+    if row.get("metric", M.ACC) != M.ACC or not n or not math.isfinite(a):
+        return float("nan")
+    return math.sqrt(a * (1 - a) / n)
 
 
 def format_table(rows: list[dict], speed_k: int, speed_fraction: float) -> str:
