@@ -36,7 +36,7 @@ from transferscope.api import study_folder
 from transferscope.devices import cpu_sample
 from transferscope.study import make_plan
 from transferscope.study.artefacts import domain_data, load_run_model
-from transferscope.study.summary import results_table
+from transferscope.study.summary import results_table, test_noise
 from transferscope.study.tuning import resolve
 
 FAMILY = 75
@@ -69,13 +69,6 @@ def design_rows(folder: Path, block: int) -> tuple[dict, list[dict]]:
             **{f"{arm} run-s": s for arm, s in sorted(cost.items())}}
     p_model = load_run_model(store, p_spec, "weights", "cpu")
     src = cpu_sample(domain_data(cfg.source, cfg.data).test, 300, 0).x
-    n_test = {}
-    for r in runs:
-        if r.arm == "RI-T" and r.domain.display not in n_test:
-            try:
-                n_test[r.domain.display] = int(store.read_json(r.run_id, "run.json")["n_test"])
-            except (FileNotFoundError, KeyError):
-                pass
     rows = []
     for row in results_table(plan, store):
         if row["block_size"] != block:
@@ -85,11 +78,9 @@ def design_rows(folder: Path, block: int) -> tuple[dict, list[dict]]:
         d = row["gain"] / sd if sd > 0 else math.nan
         t = next(t for t in cfg.targets if t.display == row["target"])
         sc = scores(p_model, p_model, domain_data(t, cfg.data), seed=0, source_x=src, layer="pool")
-        a = (pt.acc_mean + ri.acc_mean) / 2
-        n = n_test.get(row["target"], 0)
         rows.append({"target": row["target"], "P-T": (pt.acc_mean, pt.acc_std), "RI-T": (ri.acc_mean, ri.acc_std),
-                     "gain": row["gain"], "d": d, "n80": seeds_for_power(d), "n_test": n,
-                     "test sd": math.sqrt(a * (1 - a) / n) if n else math.nan, "MMD2": sc.mmd2_rbf,
+                     "gain": row["gain"], "d": d, "n80": seeds_for_power(d), "n_test": row["n_test"],
+                     "test sd": test_noise(row), "MMD2": sc.mmd2_rbf,
                      "LEEP": sc.leep})
     return head, rows
 

@@ -79,6 +79,16 @@ def test_report_renders_without_torch(finished_study, tmp_path):
     assert page.index('id="claims"') < page.index('id="study"')
     assert re.search(r"[+-]\d[.\d]*(e-?\d+)? \[[+-]", page) and "conditional on one pre-trained model P" in page
     assert "Missing:" not in page  # the study is complete: every figure is drawn
+    # the gain table states each target's test images and one run's test noise beside the seeds' spread
+    from transferscope.api import study_folder
+    from transferscope.study import make_plan, results_table
+    from transferscope.study.summary import test_noise
+
+    store, cfg = study_folder(finished_study)
+    row = next(x for x in results_table(make_plan(cfg, check=False), store) if x["block_size"] == cfg.data.image_size)
+    gain = page[page.index('id="gain"'):page.index('id="shuffle"')]
+    assert "test noise of one run" in gain and row["n_test"] > 0
+    assert re.search(rf"<td>{row['n_test']}</td>\s*<td>{test_noise(row):.3f}</td>", gain), gain[-3000:]
     pngs = sorted(x.name for x in out.glob("*.png"))
     for name in ("gain.png", "shuffle.png", "curves.png", "cka.png", "distance.png", "barrier.png", "basin.png",
                  "forest.png"):
