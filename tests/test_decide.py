@@ -422,3 +422,22 @@ def test_a_run_of_a_folder_that_decides_in_rounds_is_repaired_with_rerun(decided
     before = _weights(Store(copy), rid)
     assert main(["run", "--results", str(copy), "--rerun", rid, "--no-progress", "--jobs", "1"]) == 0
     assert _weights(Store(copy), rid) == before  # trained again, bitwise
+
+
+@pytest.mark.slow
+def test_a_folder_trained_before_its_first_round_is_not_estimated_as_free(tiny, tmp_path):
+    """Round 1 of a folder whose runs a plain `run` trained (before any judgement) trains nothing in no time: the
+    next round's estimate still reads the runs' own seconds (one at a time, not the runs over ~0 s of wall time)
+    and the analyses' recorded seconds, so that the budget means what it says."""
+    root, cfg = tiny
+    store = Store(tmp_path / "pre")
+    run_study(cfg, tmp_path / "pre", jobs=1, threads=1, show_progress=False)
+    out, said = _decide(cfg, tmp_path / "pre")
+    rec = out.record
+    assert rec.rounds[0].runs_trained == 0 and len(rec.rounds) >= 2, said
+    done = [r for r in store.root.joinpath("runs").iterdir() if (r / "run.json").is_file()]
+    per_run = sorted(json.loads((r / "run.json").read_text())["seconds"] for r in done)
+    nxt = rec.rounds[1].plan
+    assert nxt["runs"] > 0
+    assert nxt["estimated_train_s"] >= nxt["runs"] * per_run[0] * 0.99  # at least the fastest run, one at a time
+    assert nxt["estimated_analysis_s"] > 0

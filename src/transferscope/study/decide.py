@@ -15,6 +15,7 @@ design and each round (:mod:`.looks`); a study stopped in the middle goes on fro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import jsonio
 from ..claims import Verdict
 from ..claims.sequential import SeedPlan, plan_seeds, settled
 from ..claims.stats import FAILS, HOLDS
@@ -145,6 +147,16 @@ def side_by_side(run_seconds: float, wall_seconds: float) -> float:
     return max(1.0, run_seconds / wall_seconds) if wall_seconds > 0 else 1.0
 
 
+def _recorded_analysis_s(store: Store) -> float:
+    """The compute seconds of the analysis records in a results folder (``analyses/*.json``, ``seconds``)."""
+    total = 0.0
+    for f in (store.root / "analyses").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+            sec = jsonio.loads(f.read_text(encoding="utf-8")).get("seconds")
+            total += float(sec) if isinstance(sec, (int, float)) and math.isfinite(sec) else 0.0
+    return total
+
+
 class _Cost:
     """Seconds a round would take: the runs it adds (each cell's mean seconds of its finished runs, else its arm's,
     spread over the runs trained side by side as the earlier rounds were) and the analyses (the first round's
@@ -168,11 +180,21 @@ class _Cost:
             per_arm.setdefault(r.arm, []).append(sec)
         self.cell = {c: sum(v) / len(v) for c, v in per_cell.items()}
         self.arm = {a: sum(v) / len(v) for a, v in per_arm.items()}
-        run_s = sum(sum(v) for v in per_cell.values())
-        self.side_by_side = side_by_side(run_s, sum(r.train_s for r in rec.rounds))
+        # how many ran side by side: the runs the rounds trained (at the runs' mean seconds) over the rounds' wall
+        # time; runs trained before the first round (a folder trained by a plain `run`, or resumed) count in
+        # neither, and with no run trained by a round it is 1 (the estimate errs long, never short)
+        n = sum(len(v) for v in per_cell.values())
+        mean_run = sum(sum(v) for v in per_cell.values()) / n if n else 0.0
+        self.side_by_side = side_by_side(mean_run * sum(r.runs_trained for r in rec.rounds),
+                                         sum(r.train_s for r in rec.rounds))
+        # the analyses: the first round's seconds; when it trained nothing (its analyses were found cached, computed
+        # before it), the seconds the analysis records on disk took, as many side by side as the runs
         first = rec.rounds[0] if rec.rounds else None
         total = sum(have.values()) or 1
-        self.analysis_per = (first.analysis_s / total) if first else 0.0
+        seconds = first.analysis_s if first else 0.0
+        if first is not None and not first.runs_trained:
+            seconds = max(seconds, _recorded_analysis_s(store) / self.side_by_side)
+        self.analysis_per = seconds / total
         self.have = dict(have)
         self.pretrains = len(plan.pretrains())
 
