@@ -21,6 +21,9 @@ def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None
     if isinstance(config, StudyConfig):
         if overrides:
             raise ValueError("overrides apply to a config file or a built-in study name, not a StudyConfig")
+        from .config import trust_factory
+
+        trust_factory(config.model.name)  # a study the caller built: its factory is the caller's own
         return config
     return load_config(config, overrides)
 
@@ -151,6 +154,9 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     from .study.decide import analyze_and_judge
 
     store, cfg = study_folder(results)
+    from .config import check_trusted
+
+    check_trusted(cfg.model.name, str(Path(results) / "study.json"))  # its models are built: never a folder's code
     plan = make_plan(cfg, check=False)
     run, by_p, path, _ = analyze_and_judge(plan, store, show_progress=show_progress, device=device,
                                            backend=analysis_backend(executor, address, jobs), threads=threads,

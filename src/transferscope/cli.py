@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .api import study_folder
-from .config import BUILTIN_STUDIES, ConfigError, load_config
+from .config import BUILTIN_STUDIES, ConfigError, check_trusted, load_config
 from .store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S
 
 log = logging.getLogger("transferscope")
@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--set with --rerun and no CONFIG: the study is the folder's own (study.json); give "
                               "the study's CONFIG to change it")
         cfg = study_folder(args.results)[1]
+        check_trusted(cfg.model.name, str(Path(args.results) / "study.json"))  # a folder's own factory: never run
     else:
         prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
         cfg = load_config(args.config or args.profile, prec + args.set)
@@ -322,6 +323,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_trust(p) -> None:
+    p.add_argument("--trust-factory", action="append", default=[], metavar="NAME",
+                   help="run the model factory NAME ('package.module:function') that the results folder names; "
+                        "without it, a factory named only by a folder (not by your own study config) is refused, "
+                        "never imported (repeatable)")
+
+
 def _add_run(sub) -> None:
     r = sub.add_parser("run", help="train every unfinished run of a study (resumable)")
     r.add_argument("config", nargs="?", help="study TOML file (default: the built-in quick study)")
@@ -382,6 +390,7 @@ def _add_run(sub) -> None:
     r.add_argument("--tensorboard", action="store_true",
                    help="TensorBoard logs of each run's curves in RESULTS/tensorboard/<run_id> (watch live: "
                         "tensorboard --logdir RESULTS/tensorboard; needs pip install 'transferscope[tensorboard]')")
+    _add_trust(r)
     r.set_defaults(fn=cmd_run)
 
 
@@ -417,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads per analysis job (default: local, the cores shared out among --jobs, or "
                         "torch's own count with --jobs 1; ray, the count the study's runs were trained with, else "
                         "1); on the CPU, results are bitwise the same for the same count on either executor")
+    _add_trust(a)
     a.set_defaults(fn=cmd_analyze)
 
     c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other")
@@ -430,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--figures", default="png", metavar="png,svg,pdf",
                     help="formats to save each figure in (default png); the page shows the PNG (else the SVG) and "
                          "links the others")
+    _add_trust(rp)
     rp.set_defaults(fn=cmd_report)
 
     d = sub.add_parser("domains", help="list the registered image domains")
@@ -445,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--out", required=True, metavar="FILE", help="weights file to write, e.g. model.safetensors")
     em.add_argument("--which", default="weights", metavar="weights|init|epoch_<e>",
                     help="final weights (default), the weights at step 0, or a kept pre-training checkpoint")
+    _add_trust(em)
     em.set_defaults(fn=cmd_export)
     et = what.add_parser("table", help="the runs (one row each) and each analysis (long format) as CSV or Parquet "
                                        "tables")
@@ -463,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     from .store import StoreError, write_error
 
     try:
+        if getattr(args, "trust_factory", None):
+            from .config import trust_factory
+
+            trust_factory(*args.trust_factory)
         return args.fn(args)
     except Exception as e:
         if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):

@@ -32,8 +32,15 @@ from .schema import (
     StudyConfig,
     TrainConfig,
 )
+from .trust import TRUST_ENV, check_trusted, is_factory, trust_factory, trusted_factories, untrusted_message
 
 __all__ = [
+    "TRUST_ENV",
+    "check_trusted",
+    "is_factory",
+    "trust_factory",
+    "trusted_factories",
+    "untrusted_message",
     "ConfigError",
     "DataConfig",
     "DomainConfig",

@@ -16,6 +16,7 @@ from typing import Any
 from .checks import ConfigError, check_config, field_check
 from .convert import from_dict
 from .schema import StudyConfig
+from .trust import trust_factory
 
 __all__ = ["load_config", "apply_overrides", "builtin_study", "BUILTIN_STUDIES", "resolve_paths"]
 
@@ -151,4 +152,5 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
         check_config(cfg)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
+    trust_factory(cfg.model.name)  # the user's own study names it: theirs to run (a results folder's never is)
     return cfg

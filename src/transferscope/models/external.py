@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, ModelConfig, trusted_factories, untrusted_message
 
 __all__ = ["ModelError", "Hooked", "resolve_factory", "build_external", "default_head", "load_weights", "ENTRY_POINT_GROUP",
            "HEAD_CANDIDATES"]
@@ -63,6 +63,8 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
     if sep:
         if not lib or not rest:
             raise ModelError(f"model.name {name!r}: expected 'package.module:function'")
+        if name not in trusted_factories():  # before anything is imported
+            raise ModelError(untrusted_message(name))
         try:
             mod = importlib.import_module(lib)
         except ImportError as e:

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from ..config import ConfigError
+from ..config import TRUST_ENV, ConfigError, trusted_factories
 from ..store import CLAIM_HEARTBEAT_S, CLAIM_STALE_S, RUN_DONE, RUN_FAILED, RunClaim, Store, StoreError
 from .jobs import Compute, Outcome, inputs_of, record_of, take_ready
 from .plan import Plan, RunSpec
@@ -110,7 +110,10 @@ def _joined(address: str | None) -> Iterator:
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+        # the factories the user trusts go with the job to every worker (a folder's own never do)
+        trusted = ",".join(sorted(trusted_factories()))
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False,
+                 **({"runtime_env": {"env_vars": {TRUST_ENV: trusted}}} if trusted else {}))
     try:
         yield ray
     finally:

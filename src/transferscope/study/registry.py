@@ -165,7 +165,8 @@ register(AnalysisSpec("distance", "l2 parameter distance of every pair within an
                       1, ad.pairs_of("distance", (PT_PT, RIT_RIT, PT_P, RIT_RI)), ad.pairs_run, DistancePairs,
                       kernel=kernels.distance, item=DistanceResult))
 register(AnalysisSpec("barrier", "interpolation curves and barriers of every pair, and from P to P-T", 1,
-                      ad.pairs_of("barrier", (PT_PT, RIT_RIT, PT_RIT), with_p=True, settings=("barrier_points", "barrier_examples")),
+                      ad.pairs_of("barrier", (PT_PT, RIT_RIT, PT_RIT), with_p=True,
+                                  settings=("barrier_points", "barrier_examples")),
                       ad.barrier_run, BarrierPairs, kernel=kernels.barrier, item=BarrierResult, options=_barrier_options))
 register(AnalysisSpec("criticality", "module criticality and rewinding curves of every P-T and RI-T model", 1,
                       ad.models_of("criticality", "criticality"), ad.criticality_run, CriticalityModels,
