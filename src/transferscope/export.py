@@ -15,7 +15,16 @@ from pathlib import Path
 from . import __version__, jsonio
 from .config import ConfigError
 from .metrics import metric_of
-from .store import RUN_DONE, RUN_FAILED, Store, atomic_write_bytes, atomic_write_text, file_sha256, rerun_hint
+from .store import (
+    RUN_DONE,
+    RUN_FAILED,
+    Store,
+    atomic_write_bytes,
+    atomic_write_text,
+    file_sha256,
+    read_analysis_index,
+    rerun_hint,
+)
 
 __all__ = ["ExportError", "export_model", "export_tables", "WRAPPED_PREFIX", "RUN_COLUMNS", "ANALYSIS_COLUMNS"]
 
@@ -409,7 +418,7 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
     unreadable = []
     for idx in indexes:
         seed = int(idx.stem.removeprefix("index-P")) if idx.stem.startswith("index-P") else primary
-        for name, file in jsonio.read(idx).get("results", {}).items():
+        for name, file in read_analysis_index(idx, results)["results"].items():
             try:
                 stored = jsonio.read(adir / file)["result"]
                 record = result_from_dict(name, stored)  # the typed record: a file of another shape is refused

@@ -16,7 +16,7 @@ from .. import metrics as M
 from ..claims import Verdict
 from ..claims.compare import load_verdicts
 from ..config import ConfigError, StudyConfig, from_dict
-from ..store import Store, read_stored_json
+from ..store import Store, read_analysis_index
 from ..study.plan import make_plan
 from ..study.tuning import resolve
 from ..vocab.records import ModelsResult, PairsResult, result_from_dict
@@ -42,8 +42,7 @@ class Reader:
         self.plan = resolve(self.base_plan, self.store)
         adir = root / "analyses"
         idx = adir / "index.json"
-        self.index = read_stored_json(idx, f"remove it: transferscope analyze {root} writes it again") \
-            if idx.is_file() else None
+        self.index = read_analysis_index(idx, root) if idx.is_file() else None  # checked: files of analyses/ only
         self.results: dict[str, Any] = {}
         """Result name (``<analysis>/<target>``) -> its record (:mod:`transferscope.vocab.records`)."""
         self.unreadable: dict[str, str] = {}

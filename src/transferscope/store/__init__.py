@@ -49,6 +49,7 @@ from .files import (
     file_sha256,
     hash_artefacts,
     make_dirs,
+    read_analysis_index,
     read_stored_json,
     rerun_hint,
     study_recovery,
@@ -60,5 +61,6 @@ from .folder import RESULTS_FORMAT, RUN_DONE, RUN_FAILED, Store
 
 __all__ = ["Store", "StoreError", "StoreLocked", "StoreFormatError", "RunDamaged", "StoredFileError",
            "StoreWriteError", "atomic_write_text", "atomic_write_bytes", "write_new", "write_json", "read_stored_json",
+           "read_analysis_index",
            "rerun_hint", "file_sha256", "hash_artefacts", "RUN_DONE", "RUN_FAILED", "RESULTS_FORMAT", "RunClaim",
            "CLAIM_HEARTBEAT_S", "CLAIM_STALE_S", "write_error", "dumps", "make_dirs", "study_recovery", "write_npz"]

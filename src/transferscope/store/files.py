@@ -18,7 +18,8 @@ import numpy as np
 from .. import jsonio
 from .errors import StoredFileError, writing
 
-__all__ = ["rerun_hint", "read_stored_json", "study_recovery", "file_sha256", "hash_artefacts", "dumps", "write_new",
+__all__ = ["rerun_hint", "read_stored_json", "read_analysis_index",
+           "study_recovery", "file_sha256", "hash_artefacts", "dumps", "write_new",
            "make_dirs", "atomic_write_bytes", "atomic_write_text", "verified_sha256", "fsync_dir", "write_json",
            "write_npz"]
 
@@ -47,6 +48,30 @@ def read_stored_json(path: str | Path, recovery: str) -> Any:
         return jsonio.loads(data)
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise StoredFileError(f"{path} is not valid JSON ({_json_problem(e)}); {recovery}") from None
+
+
+def read_analysis_index(path: str | Path, root: str | Path) -> dict[str, dict[str, str]]:
+    """An ``analyses/index*.json`` of the results folder ``root``: an object whose ``results`` and ``images`` map
+    names to files of the folder the index is in. Anything else (not JSON, another shape, a file named outside that
+    folder: an absolute path, ``..``, a link that leads out) is a :class:`StoredFileError` naming the index and the
+    way out; no file it names is read before every one is checked."""
+    path = Path(path)
+    recovery = f"remove it: transferscope analyze {root} writes it again"
+    d = read_stored_json(path, recovery)
+    if not isinstance(d, dict) or not all(isinstance(d.get(k, {}), dict) for k in ("results", "images")):
+        raise StoredFileError(f"{path}: not an index of analyses (expected an object whose 'results' and 'images' map "
+                              f"names to file names); {recovery}")
+    folder = path.parent.resolve()
+    for section in ("results", "images"):
+        for name, file in d.get(section, {}).items():
+            inside = isinstance(file, str) and file and not Path(file).is_absolute() and ".." not in Path(file).parts
+            if inside:
+                inside = (folder / file).resolve().is_relative_to(folder)
+            if not inside:
+                raise StoredFileError(f"{path}: {section} entry {name!r} names {file!r}, not a file of {path.parent}; "
+                                      f"{recovery}")
+    return {"results": dict(d.get("results", {})), "images": dict(d.get("images", {})),
+            **{k: v for k, v in d.items() if k not in ("results", "images")}}
 
 
 def study_recovery(root: str | Path) -> str:

@@ -1,0 +1,56 @@
+"""`analyses/index.json` names the result files `report` and `export table` read: a damaged index (not JSON, another
+shape) or one that names a file outside its folder (an absolute path, ``..``, a link leading out) is refused with one
+line that names the index and the way out; nothing it names is read (issue: faults 2 and 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from transferscope.cli import main
+
+from .test_report import finished_study  # noqa: F401  the tiny study, trained and analysed once per module
+
+SECRET = "a file outside the results folder"
+
+
+def _cases(outside):
+    return {
+        "truncated": '{"results": {"transfer/all": "tra',
+        "a list": "[1, 2]",
+        "results a number": '{"results": 5}',
+        "images a list": '{"results": {}, "images": []}',
+        "absolute": json.dumps({"results": {"transfer/all": str(outside)}}),
+        "dot-dot": json.dumps({"results": {"transfer/all": "../../../../../../../../" + str(outside).lstrip("/")}}),
+        "a link out": json.dumps({"results": {"transfer/all": "leak.json"}}),
+        "an image out": json.dumps({"results": {}, "images": {"tgt": "../../x.npz"}}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases("/x")))
+def test_a_damaged_or_escaping_index_is_refused_by_name(finished_study, tmp_path, capsys, case):  # noqa: F811
+    folder = shutil.copytree(finished_study, tmp_path / "res")
+    outside = tmp_path / "secret.json"
+    outside.write_text(json.dumps({"result": SECRET}))
+    (folder / "analyses" / "leak.json").symlink_to(outside)
+    idx = folder / "analyses" / "index.json"
+    idx.write_text(_cases(outside)[case])
+    for argv in (["report", str(folder), "--out", str(tmp_path / "rep")],
+                 ["export", "table", str(folder), "--out", str(tmp_path / "tab")]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (case, argv, err)
+        assert str(idx) in err and "transferscope analyze" in err and "Traceback" not in err, (case, err)
+        assert err.strip().count("\n") == 0, err
+        assert SECRET not in err
+    assert not (tmp_path / "rep" / "index.html").exists()
+
+
+def test_a_sound_index_still_reads_every_result(finished_study, tmp_path, capsys):  # noqa: F811
+    folder = shutil.copytree(finished_study, tmp_path / "res")
+    assert main(["export", "table", str(folder), "--out", str(tmp_path / "tab")]) == 0
+    assert any(p.name.startswith("barrier") for p in (tmp_path / "tab").iterdir())
+    assert os.path.isfile(tmp_path / "tab" / "runs.csv")
