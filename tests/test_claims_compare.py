@@ -28,6 +28,9 @@ def test_contradictions_are_holds_against_does_not_hold_only():
 
 
 def test_load_verdicts_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a results folder"):
+        load_verdicts(tmp_path)  # no study.json
+    (tmp_path / "study.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="claims.json"):
         load_verdicts(tmp_path)
     (tmp_path / "analyses").mkdir()

@@ -54,3 +54,31 @@ def test_a_sound_index_still_reads_every_result(finished_study, tmp_path, capsys
     assert main(["export", "table", str(folder), "--out", str(tmp_path / "tab")]) == 0
     assert any(p.name.startswith("barrier") for p in (tmp_path / "tab").iterdir())
     assert os.path.isfile(tmp_path / "tab" / "runs.csv")
+
+
+@pytest.mark.parametrize("argv", [["status", "{res}", "--runs"], ["compare", "{res}", "{res}"],
+                                  ["run", "--results", "{res}", "--rerun", "x", "--dry-run"], ["domains"]])
+def test_output_cut_short_by_its_reader_ends_quietly(finished_study, argv):  # noqa: F811
+    """`transferscope status RESULTS | head -1`: when the reader of the output goes away, the command exits 0 with
+    nothing on stderr (no BrokenPipeError traceback, during the command or at the interpreter's exit)."""
+    import subprocess
+    import sys
+
+    args = [a.format(res=finished_study) for a in argv]
+    code = "import sys; from transferscope.cli import main; sys.exit(main(sys.argv[1:]))"
+    p = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0 and "BrokenPipe" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "a file"])
+def test_compare_says_when_a_side_is_not_a_results_folder(finished_study, tmp_path, capsys, kind):  # noqa: F811
+    b = tmp_path / "b"
+    if kind == "empty":
+        b.mkdir()
+    elif kind == "a file":
+        b.write_text("x")
+    assert main(["compare", str(finished_study), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert f"{b}: not a results folder" in err and "run 'transferscope analyze" not in err, err

@@ -479,7 +479,14 @@ def main(argv: list[str] | None = None) -> int:
             from .config import trust_factory
 
             trust_factory(*args.trust_factory)
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # a reader that went away (| head) is met here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the output was cut short by its reader (status | head): quietly, as a command in a pipe does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:
         if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
             e = write_error(e, e.filename or "a file")  # a full or read-only disk: one line, not a traceback

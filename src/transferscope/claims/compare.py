@@ -32,8 +32,20 @@ class Row:
         return {self.a, self.b} == {HOLDS, FAILS}
 
 
+def _results_folder(results: str | Path) -> None:
+    """A :class:`FileNotFoundError` saying that ``results`` is not a results folder: missing, a file, or a folder
+    without the ``study.json`` that ``transferscope run`` writes."""
+    p = Path(results)
+    what = ("does not exist" if not p.exists() else "is a file" if not p.is_dir()
+            else "has no study.json" if not (p / "study.json").is_file() else "")
+    if what:
+        raise FileNotFoundError(f"{results}: not a results folder ({what}); give a folder written by "
+                                "'transferscope run' and judged by 'transferscope analyze'")
+
+
 def load_verdicts(results: str | Path) -> list[Verdict]:
     """The verdicts a results folder holds (``analyses/claims.json``, written by ``transferscope analyze``)."""
+    _results_folder(results)
     path = Path(results) / "analyses" / "claims.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
