@@ -82,3 +82,18 @@ def test_compare_says_when_a_side_is_not_a_results_folder(finished_study, tmp_pa
     assert main(["compare", str(finished_study), str(b)]) == 2
     err = capsys.readouterr().err
     assert f"{b}: not a results folder" in err and "run 'transferscope analyze" not in err, err
+
+
+@pytest.mark.parametrize("edit", [{"seeds": "abc"}, {"model": 5}, None])
+def test_a_study_json_that_does_not_fit_is_named_with_the_way_out(finished_study, tmp_path, capsys, edit):  # noqa: F811
+    folder = shutil.copytree(finished_study, tmp_path / "res")
+    study = folder / "study.json"
+    d = json.loads(study.read_text())
+    study.write_text(json.dumps([d] if edit is None else {**d, **edit}))
+    for argv in (["status", str(folder)], ["analyze", str(folder), "--no-progress", "--jobs", "1"],
+                 ["report", str(folder), "--out", str(tmp_path / "rep")],
+                 ["export", "table", str(folder), "--out", str(tmp_path / "tab")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{study}:" in err and "transferscope run STUDY.toml --results" in err and "Traceback" not in err, err
+        assert err.strip().count("\n") == 0, err

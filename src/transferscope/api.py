@@ -34,7 +34,7 @@ def study_folder(results: str | Path):
     :func:`analyze_study` share: a folder ``transferscope run`` did not write is a :class:`ConfigError` that says so;
     one of an older format a :class:`~transferscope.store.StoreFormatError` (its run ids differ: its runs would
     look missing)."""
-    from .config import ConfigError, from_dict
+    from .config import ConfigError
     from .store import Store
 
     results = Path(results)
@@ -42,7 +42,7 @@ def study_folder(results: str | Path):
         raise ConfigError(f"{results}: no study.json; is this a results folder written by 'transferscope run'?")
     store = Store(results)
     store.check_format()
-    return store, from_dict(StudyConfig, store.read_study())
+    return store, store.study_config()
 
 
 def run_study(config: str | Path | StudyConfig | None = None, results: str | Path | None = None, *,

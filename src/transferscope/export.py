@@ -395,7 +395,6 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
         ExportError: ``results`` is not a results folder, ``fmt`` is unknown, pyarrow is missing for parquet, or
             ``out`` cannot be written.
     """
-    from .config import StudyConfig, from_dict
     from .study.plan import make_plan
     from .vocab.records import result_from_dict
 
@@ -405,7 +404,7 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
         _pyarrow()  # before anything is read
     results = Path(results)
     store = _store_of(results)
-    plan = make_plan(from_dict(StudyConfig, store.read_study()), check=False)
+    plan = make_plan(store.study_config(), check=False)
     out = Path(out) if out else results / "tables"
     runs = run_rows(store, plan)
     columns = list(RUN_COLUMNS)

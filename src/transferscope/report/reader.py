@@ -15,7 +15,7 @@ from .. import jsonio
 from .. import metrics as M
 from ..claims import Verdict
 from ..claims.compare import load_verdicts
-from ..config import ConfigError, StudyConfig, from_dict
+from ..config import ConfigError, StudyConfig
 from ..store import Store, read_analysis_index
 from ..study.plan import make_plan
 from ..study.tuning import resolve
@@ -37,7 +37,7 @@ class Reader:
         if not study.is_file():
             raise ReportError(f"{root}: no study.json; is this a results folder written by 'transferscope run'?")
         self.store = Store(root)
-        self.cfg: StudyConfig = from_dict(StudyConfig, self.store.read_study())
+        self.cfg: StudyConfig = self.store.study_config()
         self.base_plan = make_plan(self.cfg, check=False)  # learning-rate choices still open
         self.plan = resolve(self.base_plan, self.store)
         adir = root / "analyses"

@@ -176,6 +176,20 @@ class Store:
         """``study.json``, as a dict; :class:`StoredFileError` naming it when it is unreadable."""
         return read_stored_json(self.root / "study.json", study_recovery(self.root))
 
+    def study_config(self):
+        """``study.json`` as the :class:`~transferscope.config.StudyConfig` it records; a value that is not what the
+        study allows (``"seeds": "abc"``, another shape) is a :class:`StoredFileError` naming the file, the key and
+        the way out, as an unreadable file is."""
+        from ..config import ConfigError, StudyConfig, from_dict
+
+        d = self.read_study()
+        try:
+            if not isinstance(d, dict):
+                raise ConfigError(f"expected a study (a JSON object), got a {type(d).__name__}")
+            return from_dict(StudyConfig, d)
+        except (ConfigError, TypeError, ValueError, AttributeError) as e:
+            raise StoredFileError(f"{self.root / 'study.json'}: {e}; {study_recovery(self.root)}") from None
+
     def recorded_threads(self) -> int | None:
         """The torch threads per run this study's first ``run`` fixed (``threads.json``); None when not recorded."""
         p = self.root / "threads.json"
