@@ -48,3 +48,8 @@ def fixed_init_stuck() -> nn.Module:
     net = fixed_init_cnn()
     net.add_module("scale", _Scale())  # after the classifier: outputs keep their shape
     return net
+
+
+def raises(**kwargs):
+    """A factory whose own code fails (e.g. it needs a GPU, or a file that is not there)."""
+    raise RuntimeError("this factory needs a file that is not there")

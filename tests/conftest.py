@@ -35,7 +35,8 @@ def make_imagefolder(root: Path, n_classes: int = 3, per_class: int = 24, size: 
 # the test suite's own model factories (and two that do not exist, for the errors), trusted in every test as a
 # user's own config would trust them; tests/test_faults_trust.py takes the trust away to show what is refused
 TEST_FACTORIES = ("tests.byo_models:odd_cnn", "tests.byo_models:not_a_module", "tests.byo_models:nope",
-                  "tests.byo_models:fixed_init_stuck", "tests.byo_models:fixed_init_cnn", "no_such_package_xyz:f")
+                  "tests.byo_models:fixed_init_stuck", "tests.byo_models:fixed_init_cnn", "tests.byo_models:raises",
+                  "no_such_package_xyz:f")
 
 
 @pytest.fixture(autouse=True)

@@ -85,6 +85,14 @@ def test_a_model_that_cannot_be_built_is_an_error_naming_the_key(cfg, match):
         create_model(cfg, 1, 3, seed=0)
 
 
+def test_a_factory_that_raises_is_one_line_naming_it_on_a_dry_run(tmp_path, folders, capsys):
+    path = _study(tmp_path, folders, '[model]\nname = "tests.byo_models:raises"\nhead = "classifier"\n')
+    assert main(["run", path, "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "tests.byo_models:raises" in err and "RuntimeError: this factory needs a file" in err, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+
+
 def test_default_head_is_found_or_asked_for():
     m = create_model(ModelConfig(name=FACTORY), 1, 3, seed=0)  # "classifier" is one of the names tried
     assert m.head_name == "classifier"

@@ -97,3 +97,23 @@ def test_a_study_json_that_does_not_fit_is_named_with_the_way_out(finished_study
         err = capsys.readouterr().err
         assert f"{study}:" in err and "transferscope run STUDY.toml --results" in err and "Traceback" not in err, err
         assert err.strip().count("\n") == 0, err
+
+
+def test_a_folder_holding_another_study_is_never_overwritten(finished_study, tmp_path, capsys):  # noqa: F811
+    """`run --results X` with no config runs X's own study (never the built-in one over it); a config or profile
+    of another study is refused by name; the folder's study.json is unchanged."""
+    folder = shutil.copytree(finished_study, tmp_path / "res")
+    before = (folder / "study.json").read_bytes()
+    name = json.loads(before)["name"]
+    assert name != "quick"
+    assert main(["run", "--results", str(folder), "--dry-run"]) == 0  # its own study: everything done
+    out = capsys.readouterr().out
+    assert "pending" not in out and "done" in out
+    assert main(["run", "--profile", "quick", "--results", str(folder), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds the study {name!r}" in err and "'quick'" in err, err
+    from transferscope.api import run_study
+
+    with pytest.raises(Exception, match="holds the study"):
+        run_study("quick", folder, show_progress=False)
+    assert (folder / "study.json").read_bytes() == before

@@ -72,10 +72,26 @@ def run_study(config: str | Path | StudyConfig | None = None, results: str | Pat
     plan = make_plan(cfg)
     store = Store(results or Path("results") / plan.config.name)
     store.check_format()
+    refuse_other_study(store.root, cfg.name)
     refuse_fixed_run(store)
     return execute(plan, store, jobs=jobs, threads=threads, retry_failed=retry_failed, show_progress=show_progress,
                    device=device, runs_per_device=runs_per_device, deterministic=deterministic, executor=executor,
                    address=address, heartbeat=heartbeat, stale_after=stale_after)
+
+
+def refuse_other_study(results: str | Path, name: str) -> None:
+    """A folder holds one study: running another there (another name) would overwrite its ``study.json``."""
+    from .config import ConfigError
+    from .store import Store
+
+    results = Path(results)
+    if not (results / "study.json").is_file():
+        return
+    held = Store(results).read_study()
+    held = held.get("name") if isinstance(held, dict) else None
+    if held is not None and held != name:
+        raise ConfigError(f"{results} holds the study {held!r} (study.json); running {name!r} there would overwrite "
+                          f"it: give that study's config, or no config (the folder's own study), or another --results")
 
 
 def refuse_fixed_run(store) -> None:

@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study.summary import flags, format_flags
     from .study.tuning import choices, format_choices, resolve
 
+    own = Path(args.results or Path("results") / "quick")
     if args.rerun and not args.config and args.results:
         # repairing runs of a folder: its own study (what the --rerun hint of a damaged run prints)
         if args.set:
@@ -66,10 +67,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "the study's CONFIG to change it")
         cfg = study_folder(args.results)[1]
         check_trusted(cfg.model.name, str(Path(args.results) / "study.json"))  # a folder's own factory: never run
+    elif not args.config and args.profile is None and (own / "study.json").is_file():
+        # no study named: the folder's own (with any --set), never the built-in one written over it
+        from .config import apply_overrides, from_dict
+        from .config.schema import StudyConfig
+
+        store_ = study_folder(own)[0]
+        prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
+        try:
+            cfg = from_dict(StudyConfig, apply_overrides(store_.read_study(), prec + args.set))
+        except ConfigError as e:
+            raise ConfigError(f"{own / 'study.json'} with --set: {e}") from None
+        check_trusted(cfg.model.name, str(own / "study.json"))
     else:
         prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
         cfg = load_config(args.config or args.profile, prec + args.set)
     results = Path(args.results or Path("results") / cfg.name)
+    from .api import refuse_other_study
+
+    refuse_other_study(results, cfg.name)
     store = Store(results)
     store.check_format()  # before anything is written or listed: a folder of an older format is refused
     design = (args.looks, args.max_seeds, args.budget, args.spending)
@@ -333,7 +349,9 @@ def _add_trust(p) -> None:
 def _add_run(sub) -> None:
     r = sub.add_parser("run", help="train every unfinished run of a study (resumable)")
     r.add_argument("config", nargs="?", help="study TOML file (default: the built-in quick study)")
-    r.add_argument("--profile", choices=BUILTIN_STUDIES, default="quick", help="built-in study when no CONFIG")
+    r.add_argument("--profile", choices=BUILTIN_STUDIES, default=None,
+                   help="built-in study when no CONFIG (default: the --results folder's own study if it holds one, "
+                        "else quick)")
     r.add_argument("--results", help="results folder (default: results/<study name>)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set finetune.lr=0.01 (repeatable)")

@@ -225,6 +225,9 @@ def _call(factory: Callable[..., nn.Module], cfg: ModelConfig, seed: int) -> nn.
             net = factory(**cfg.kwargs)
         except TypeError as e:
             raise ModelError(f"model.name {cfg.name!r} with model.kwargs {cfg.kwargs}: {e}") from None
+        except Exception as e:  # the user's code failed: one line naming it, what it raised, and the kwargs given
+            raise ModelError(f"model.name {cfg.name!r}: the factory raised {type(e).__name__}: {e} (called with "
+                             f"model.kwargs {cfg.kwargs})") from None
     if not isinstance(net, nn.Module):
         raise ModelError(f"model.name {cfg.name!r}: the factory returned a {type(net).__name__}, not an nn.Module")
     return net
