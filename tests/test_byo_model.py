@@ -140,6 +140,17 @@ def test_a_model_that_does_not_take_the_images_is_refused_before_training(tmp_pa
         make_plan(load_config(path))
 
 
+def test_weights_of_other_shapes_are_named_with_both_shapes_before_training(tmp_path, folders, capsys):
+    _, w = _weights(tmp_path)  # width 6
+    model = f'[model]\nname = "{FACTORY}"\nhead = "classifier"\nweights = "{w}"\nkwargs = {{width = 8}}\n'
+    path = _study(tmp_path, folders, model)
+    assert main(["run", path, "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "model.weights" in err and "features_in.weight: (6, 1, 3, 3) in the file, (8, 1, 3, 3) in the model" in err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "r" / "runs").exists()  # before anything trained
+
+
 def test_given_weights_are_pinned_by_content(tmp_path, folders):
     _, w = _weights(tmp_path)
     model = f'[model]\nname = "{FACTORY}"\nhead = "classifier"\nweights = "{w}"\nkwargs = {{width = 6}}\n'

@@ -8,11 +8,11 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
-from .external import Hooked, ModelError, build_external, load_weights
+from .external import Hooked, ModelError, build_external, check_shapes, load_weights
 from .resnet import LayerError, ResNet
 
 __all__ = ["ResNet", "LayerError", "register_model", "list_models", "create_model", "to_input", "ModelError", "Hooked",
-           "load_weights"]
+           "load_weights", "check_shapes"]
 
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}

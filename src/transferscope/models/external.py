@@ -31,7 +31,7 @@ import torch.nn as nn
 from ..config import ConfigError, ModelConfig, trusted_factories, untrusted_message
 
 __all__ = ["ModelError", "Hooked", "resolve_factory", "build_external", "default_head", "load_weights", "ENTRY_POINT_GROUP",
-           "HEAD_CANDIDATES"]
+           "HEAD_CANDIDATES", "check_shapes"]
 
 log = logging.getLogger(__name__)
 
@@ -307,3 +307,15 @@ def load_weights(path: str) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
+
+
+def check_shapes(body: nn.Module, state: dict[str, torch.Tensor], key: str, path: str, skip: str = "") -> None:
+    """Weights that do not fit the model in shape: a :class:`ModelError` naming the config ``key`` and file, and the
+    first mismatched tensors with both shapes (``skip``: a prefix not compared, the head, whose classes differ)."""
+    own = body.state_dict()
+    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+           if k in own and not (skip and k.startswith(skip)) and tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        shown = "; ".join(f"{k}: {f} in the file, {m} in the model" for k, f, m in bad[:4])
+        raise ModelError(f"{key} {path!r}: {len(bad)} tensors of other shapes than the model's: {shown}"
+                         + (" (and more)" if len(bad) > 4 else ""))

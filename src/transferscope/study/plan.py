@@ -202,13 +202,16 @@ def check_model(cfg: StudyConfig, model: Any = None) -> None:
     images of the study's size through it: any error names the ``[model]`` key, before training."""
     import torch
 
-    from ..models import create_model, load_weights
+    from ..models import check_shapes, create_model, load_weights
 
     m, d = cfg.model, cfg.data
     if model is None:
         model = create_model(m, d.channels, 3, seed=0)
     if m.weights:
-        load_weights(m.weights)  # readable as weights; whether they fit is checked when P is stored
+        state = load_weights(m.weights)  # readable as weights, and of the model's shapes (its head aside)
+        body = getattr(model, "net", model)
+        head = getattr(model, "head_name", "head")
+        check_shapes(body, state, "model.weights", m.weights, skip=f"{head}.")
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, d.channels, d.image_size, d.image_size))

@@ -208,7 +208,7 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float, dev: 
                        ) -> tuple[str, str, str]:
     """P given as weights (``[model] weights``): stored as a finished run without training. Its head keeps the
     size of the weights; where it matches the source's classes, P is evaluated on the source's test split."""
-    from ..models import Hooked, load_weights
+    from ..models import Hooked, check_shapes, load_weights
     from ..store import file_sha256
     from ..train import evaluate
 
@@ -229,6 +229,7 @@ def _import_pretrained(spec: RunSpec, store: Store, info: dict, t0: float, dev: 
         model.reset_head(k)
 
         def fit(key: str, path: str, state: dict) -> None:
+            check_shapes(body, state, key, path)  # names the tensors and both shapes (load_state_dict raises a wall)
             missing, unexpected = body.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise ModelError(f"{key} {path!r} do not fit model.name {cfg.name!r}: "
