@@ -113,7 +113,8 @@ def test_a_folder_holding_another_study_is_never_overwritten(finished_study, tmp
     err = capsys.readouterr().err
     assert f"holds the study {name!r}" in err and "'quick'" in err, err
     from transferscope.api import run_study
+    from transferscope.config import ConfigError
 
-    with pytest.raises(Exception, match="holds the study"):
+    with pytest.raises(ConfigError, match="holds the study"):
         run_study("quick", folder, show_progress=False)
     assert (folder / "study.json").read_bytes() == before

@@ -60,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study.tuning import choices, format_choices, resolve
 
     own = Path(args.results or Path("results") / "quick")
+    prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
     if args.rerun and not args.config and args.results:
         # repairing runs of a folder: its own study (what the --rerun hint of a damaged run prints)
         if args.set:
@@ -68,19 +69,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = study_folder(args.results)[1]
         check_trusted(cfg.model.name, str(Path(args.results) / "study.json"))  # a folder's own factory: never run
     elif not args.config and args.profile is None and (own / "study.json").is_file():
-        # no study named: the folder's own (with any --set), never the built-in one written over it
-        from .config import apply_overrides, from_dict
+        # no study named: the folder's own (with any --set, checked as a config file's), never the built-in one
+        from .config import apply_overrides, check_config, from_dict
         from .config.schema import StudyConfig
 
-        store_ = study_folder(own)[0]
-        prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
         try:
-            cfg = from_dict(StudyConfig, apply_overrides(store_.read_study(), prec + args.set))
+            cfg = from_dict(StudyConfig, apply_overrides(study_folder(own)[0].read_study(), prec + args.set))
+            check_config(cfg)
         except ConfigError as e:
-            raise ConfigError(f"{own / 'study.json'} with --set: {e}") from None
+            raise ConfigError(f"{own / 'study.json'}{' with --set' if args.set else ''}: {e}") from None
         check_trusted(cfg.model.name, str(own / "study.json"))
     else:
-        prec = [f"{t}.precision={args.precision}" for t in ("pretrain", "finetune", "scratch")] if args.precision else []
         cfg = load_config(args.config or args.profile, prec + args.set)
     results = Path(args.results or Path("results") / cfg.name)
     from .api import refuse_other_study
