@@ -14,13 +14,17 @@ the parts of the page, and the sections are drawn by :mod:`~transferscope.report
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..claims import OUTCOMES
 from ..config import to_dict
+from ..store import StoreError, write_error, writing
 from ..study.plan import file_safe
 from .analysis_sections import (
     barrier_section,
@@ -58,12 +62,43 @@ def render_report(results: str | Path, out: str | Path | None = None,
                   figures: str | Sequence[str] = ("png",)) -> Path:
     """Write ``<out>/index.html`` (default ``<results>/report``) and its figures, each in every format of
     ``figures`` (``png``, ``svg``, ``pdf``; the page shows the PNG, else the SVG, and links the others). Returns
-    the HTML path."""
+    the HTML path.
+
+    The page and its figures are drawn into a hidden folder inside ``out`` and moved into place only once all of
+    them are written, the page last: a disk that cannot take them (full, read-only) is a :class:`StoreWriteError`
+    naming the file, with no partial file left and the report already there as it was."""
     formats = _figure_formats(figures)
     root = Path(results)
     r = Reader(root)
     out = Path(out) if out else root / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".partial-"))
+    try:
+        with _written_as(staging, out):
+            _draw(r, root, staging, formats)
+        for f in sorted(staging.iterdir(), key=lambda f: f.name == "index.html"):  # the page last
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "index.html"
+
+
+@contextlib.contextmanager
+def _written_as(staging: Path, out: Path) -> Iterator[None]:
+    """A disk that cannot take a file of ``staging`` as a :class:`StoreWriteError` naming the file it was to be."""
+    try:
+        yield
+    except OSError as e:
+        name = Path(e.filename).name if e.filename else ""
+        err = write_error(e, out / name if name and Path(e.filename).parent == staging else e.filename or out,
+                          elsewhere="another --out folder")
+        if err is e:
+            raise
+        raise err from None
+
+
+def _draw(r: Reader, root: Path, out: Path, formats: tuple[str, ...]) -> None:
     with figure_formats(formats):
         sections = _sections(r, out)
     for s in sections:
@@ -75,11 +110,7 @@ def render_report(results: str | Path, out: str | Path | None = None,
     html = render_html(title=f"transferscope report: {r.cfg.name}", sections=sections, study=to_dict(r.cfg),
                        outcomes=list(OUTCOMES),
                        generated=time.strftime("%Y-%m-%d %H:%M:%S"), root=str(root.resolve().name))
-    path = out / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    (out / "index.html").write_text(html, encoding="utf-8")
 
 
 def _sections(r: Reader, out: Path) -> list[Section]:
@@ -92,9 +123,23 @@ def _sections(r: Reader, out: Path) -> list[Section]:
     for build, title in zip(builders, titles, strict=True):
         try:
             got = build()
+        except OSError as e:
+            if write_error(e, out) is not e:  # a disk that cannot take the figures: no section can be drawn
+                raise
+            got = _not_drawn(title, e)
         except Exception as e:  # one broken section must not lose the report
-            log.warning("report section %s failed", title, exc_info=True)
-            got = Section(file_safe(title), title)
-            got.missing(f"this section could not be drawn: {type(e).__name__}: {e}")
+            got = _not_drawn(title, e)
         sections.extend(got if isinstance(got, list) else [got])
     return sections
+
+
+def _not_drawn(title: str, e: Exception) -> Section:
+    """A section that could not be drawn: one console line saying why (the traceback under ``--verbose``), and a
+    note in the page."""
+    known = isinstance(e, StoreError | ReportError | ValueError | KeyError)
+    log.warning("report section %s: not drawn: %s: %s%s", title, type(e).__name__, " ".join(str(e).split()),
+                "" if known else " (--verbose shows where)")
+    log.debug("report section %s", title, exc_info=True)
+    got = Section(file_safe(title), title)
+    got.missing(f"this section could not be drawn: {type(e).__name__}: {e}")
+    return got

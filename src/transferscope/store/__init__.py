@@ -41,7 +41,16 @@ was one module.
 """
 
 from .claims import CLAIM_HEARTBEAT_S, CLAIM_STALE_S, RunClaim
-from .errors import RunDamaged, StoredFileError, StoreError, StoreFormatError, StoreLocked, StoreWriteError, write_error
+from .errors import (
+    RunDamaged,
+    StoredFileError,
+    StoreError,
+    StoreFormatError,
+    StoreLocked,
+    StoreWriteError,
+    write_error,
+    writing,
+)
 from .files import (
     atomic_write_bytes,
     atomic_write_text,
@@ -63,4 +72,4 @@ __all__ = ["Store", "StoreError", "StoreLocked", "StoreFormatError", "RunDamaged
            "StoreWriteError", "atomic_write_text", "atomic_write_bytes", "write_new", "write_json", "read_stored_json",
            "read_analysis_index",
            "rerun_hint", "file_sha256", "hash_artefacts", "RUN_DONE", "RUN_FAILED", "RESULTS_FORMAT", "RunClaim",
-           "CLAIM_HEARTBEAT_S", "CLAIM_STALE_S", "write_error", "dumps", "make_dirs", "study_recovery", "write_npz"]
+           "CLAIM_HEARTBEAT_S", "CLAIM_STALE_S", "write_error", "writing", "dumps", "make_dirs", "study_recovery", "write_npz"]

@@ -56,14 +56,14 @@ _WRITE_ERRNOS = {errno.ENOSPC: "no space left on device (ENOSPC)", errno.EDQUOT:
                  errno.EPERM: "operation not permitted (EPERM)"}
 
 
-def write_error(e: OSError, path: str | Path) -> StoreWriteError | OSError:
+def write_error(e: OSError, path: str | Path, elsewhere: str = "another --results folder") -> StoreWriteError | OSError:
     """``e`` as the one-line :class:`StoreWriteError` when it is a disk that cannot take the write (full, read-only,
-    no permission); else ``e`` itself."""
+    no permission); else ``e`` itself. ``elsewhere`` is the way round it the line offers."""
     why = _WRITE_ERRNOS.get(e.errno)
     if why is None:
         return e
-    advice = ("free some space (or use another --results folder)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
-              "make the folder writable (or use another --results folder)")
+    advice = (f"free some space (or use {elsewhere})" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+              f"make the folder writable (or use {elsewhere})")
     return StoreWriteError(f"cannot write {path}: {why}; {advice} and run the same command again; what was written "
                            "before is kept")
 
