@@ -120,6 +120,21 @@ def test_bad_rows_and_headers(tmp_path):
         raw_csv(path, blank="ignore")
 
 
+@pytest.mark.parametrize("header", ["path,Edema", "Path,Edema", "path, Cardiomegaly "])
+def test_a_header_of_one_label_column_says_what_each_format_expects(tmp_path, header):
+    path = write_csv(tmp_path, header, ["1", "0", "-1", ""])
+    label = header.split(",")[1]
+    with pytest.raises(DomainError, match=rf"labels\.csv line 1: header '{re.escape(header)}' names one label column; "
+                                          r"a multi-label CSV needs two or more .* name the column 'label' to read "
+                                          r"its values as classes$"):
+        raw_csv(path)
+    # the single-label header, and no header, read as before: the values are the classes
+    for first in ("path,label", None):
+        text = path.read_text().splitlines()[1:]
+        path.write_text("\n".join(([first] if first else []) + [r for r in text if not r.endswith(",")]) + "\n")
+        assert raw_csv(path).classes == ["-1", "0", "1"], (first, label)
+
+
 def test_duplicates_follow_the_single_label_policy(tmp_path):
     write_images(tmp_path / "img", 3)
     same = "path,A,B\nimg/im000.png,1,-1\nimg/im001.png,0,1\nimg/im002.png,1,1\n./img/im000.png,1,0\n"

@@ -89,10 +89,17 @@ def _csv_header(path: Path, cfg: DomainConfig) -> list[str] | None:
                 break
         else:
             return None
-    if len(row) < 3 or row[0].strip().lower() != "path":
+    if row[0].strip().lower() != "path" or len(row) < 2:
         return None
     names = [c.strip() for c in row[1:]]
     where = f"domain {cfg.display!r} (csv): {path} line {reader.line_num}"
+    if len(names) == 1:
+        if names[0].lower() == "label":
+            return None  # the single-label format's optional header
+        raise DomainError(f"{where}: header {','.join(row)!r} names one label column; a multi-label CSV needs two or "
+                          "more (path,<label>,<label>,..., each cell 1, 0, -1 or empty) and a single-label CSV has rows "
+                          "path,<class> under an optional header 'path,label': add the other label columns, or name "
+                          "the column 'label' to read its values as classes")
     for k, c in enumerate(names):
         if not c:
             raise DomainError(f"{where}: multi-label header path,<label>,...: column {k + 2} has no label name")
