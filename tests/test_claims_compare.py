@@ -7,7 +7,7 @@ import json
 import pytest
 
 from transferscope.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, TargetVerdict, Verdict
-from transferscope.claims.compare import compare_verdicts, format_comparison, load_verdicts
+from transferscope.claims.compare import CLAIMS_FORMAT, compare_verdicts, format_comparison, load_verdicts
 
 
 def v(claim, outcome, **targets):
@@ -37,5 +37,6 @@ def test_load_verdicts_names_the_file(tmp_path):
     (tmp_path / "analyses" / "claims.json").write_text("[{]")
     with pytest.raises(ValueError, match="claims.json"):
         load_verdicts(tmp_path)
-    (tmp_path / "analyses" / "claims.json").write_text(json.dumps({"verdicts": [v("N1", HOLDS, x=HOLDS).to_dict()]}))
+    (tmp_path / "analyses" / "claims.json").write_text(json.dumps({"format": CLAIMS_FORMAT,
+                                                                    "verdicts": [v("N1", HOLDS, x=HOLDS).to_dict()]}))
     assert load_verdicts(tmp_path)[0].targets[0].target == "x"

@@ -118,3 +118,67 @@ def test_a_folder_holding_another_study_is_never_overwritten(finished_study, tmp
     with pytest.raises(ConfigError, match="holds the study"):
         run_study("quick", folder, show_progress=False)
     assert (folder / "study.json").read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------------ 11. claims.json
+
+def _edit_claims(folder, edit):
+    path = folder / "analyses" / "claims.json"
+    d = json.loads(path.read_text())
+    edit(d)
+    path.write_text(json.dumps(d))
+    return path
+
+
+def _first_effect(d):
+    return next(t["effects"][0] for v in d["verdicts"] for t in v["targets"] if t["effects"])
+
+
+CLAIMS_EDITS = {
+    "an outcome 'banana'": lambda d: d["verdicts"][0].update(outcome="banana"),
+    "a target's outcome 'banana'": lambda d: d["verdicts"][0]["targets"][0].update(outcome="banana"),
+    "an estimate 'NaNx'": lambda d: _first_effect(d).update(value="NaNx"),
+    "an interval of a list": lambda d: _first_effect(d).update(low=[1]),
+    "n of 2.5 seeds": lambda d: _first_effect(d).update(n=2.5),
+    "n true": lambda d: _first_effect(d).update(n=True),
+    "a side 'sideways'": lambda d: _first_effect(d).update(side="sideways"),
+    "a caveat of an unknown kind": lambda d: d["verdicts"][0]["targets"][0].update(
+        caveats=[{"kind": "banana", "target": "x"}]),
+    "no format": lambda d: d.pop("format"),
+    "format 99": lambda d: d.update(format=99),
+    "verdicts an object": lambda d: d.update(verdicts={"N1": 1}),
+    "a verdict a number": lambda d: d["verdicts"].append(5),
+    "an across outcome 'banana'": lambda d: d.update(across_pretrained=[{"claim": "N1", "outcomes": {"0": "banana"},
+                                                                          "outcome": "holds", "why": ""}]),
+}
+
+
+@pytest.mark.parametrize("edit", list(CLAIMS_EDITS))
+def test_a_verdict_file_that_does_not_fit_is_refused_by_name(finished_study, tmp_path, capsys, caplog,  # noqa: F811
+                                                             edit):
+    folder = shutil.copytree(finished_study, tmp_path / "res")
+    path = _edit_claims(folder, CLAIMS_EDITS[edit])
+    capsys.readouterr()
+    assert main(["compare", str(folder), str(finished_study)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and err.strip().count("\n") == 0, (edit, err)
+    assert "transferscope analyze" in err and "Traceback" not in err, err
+    assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 0
+    page = (tmp_path / "rep" / "index.html").read_text()
+    missing = [line for line in page.splitlines() if "Missing:" in line and "claims.json" in line]
+    assert len(missing) == 1 and ("does not fit a verdict file" in missing[0] or "verdict file of" in missing[0])
+    assert page.count("banana") <= 1 and page.count("NaNx") <= 1, edit  # named in the note, never shown as a verdict
+    assert main(["status", str(folder)]) == 0
+    assert f"verdicts not shown: {path}" in capsys.readouterr().out
+
+
+def test_the_verdict_file_written_reads_back_equal(finished_study):  # noqa: F811
+    from transferscope.claims.compare import CLAIMS_FORMAT, load_across, load_verdicts
+
+    d = json.loads((finished_study / "analyses" / "claims.json").read_text())
+    assert d["format"] == CLAIMS_FORMAT
+    vs = load_verdicts(finished_study)
+    assert [v.to_dict() for v in vs] == [v.to_dict() for v in load_verdicts(finished_study)]
+    assert json.loads(json.dumps([v.to_dict() for v in vs], default=str)) is not None
+    assert len(vs) == len(d["verdicts"]) and [v.claim for v in vs] == [x["claim"] for x in d["verdicts"]]
+    assert len(load_across(finished_study)) == len(d["across_pretrained"])

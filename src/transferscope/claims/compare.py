@@ -5,16 +5,30 @@ shown under its row."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..store import StoredFileError, read_stored_json
-from ..vocab.caveats import Caveat, summary
-from .across import Across
-from .base import Verdict
-from .stats import FAILS, HOLDS, NOT_MEASURED
+from ..vocab.caveats import KINDS, Caveat, summary
+from .across import DEPENDS, Across
+from .base import ABOVE, BELOW, WITHIN, Verdict
+from .stats import FAILS, HOLDS, NOT_MEASURED, OUTCOMES
 
-__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison", "format_brief"]
+__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison", "format_brief",
+           "CLAIMS_FORMAT", "check_stored"]
+
+CLAIMS_FORMAT = 1
+"""The version of ``analyses/claims.json``'s layout (its ``"format"``): a file of another version, or of none, is
+refused by name with the way out (analyze again), never read as if it fitted."""
+
+_WORDS = {"outcome": (*OUTCOMES, DEPENDS), "outcomes": OUTCOMES, "statistical_outcome": ("", *OUTCOMES),
+          "side": (ABOVE, BELOW, WITHIN),
+          "kind": KINDS}
+"""The fields whose value is one of a few words, and those words (``kind``: a caveat's)."""
 
 
 @dataclass(frozen=True)
@@ -43,36 +57,113 @@ def _results_folder(results: str | Path) -> None:
                                 "'transferscope run' and judged by 'transferscope analyze'")
 
 
-def load_verdicts(results: str | Path) -> list[Verdict]:
-    """The verdicts a results folder holds (``analyses/claims.json``, written by ``transferscope analyze``)."""
-    _results_folder(results)
+def _read_claims(results: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``analyses/claims.json`` of a results folder, its format checked: (path, contents)."""
     path = Path(results) / "analyses" / "claims.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
+    again = f"run 'transferscope analyze {results}' again (the analyses are cached: only the verdicts are recomputed)"
     try:
         d = read_stored_json(path, f"remove it: transferscope analyze {results} writes it again")
-        return [Verdict.from_dict(v) for v in d["verdicts"]]
     except StoredFileError as e:  # names the file and the recovery
         raise ValueError(str(e)) from None
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
-                         f"'transferscope analyze {results}' again") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: not a verdict file (it holds a {type(d).__name__}, not an object); {again}")
+    if d.get("format") != CLAIMS_FORMAT:
+        got = "no format (written by an earlier transferscope)" if "format" not in d else f"format {d['format']!r}"
+        raise ValueError(f"{path}: verdict file of {got}; this transferscope reads format {CLAIMS_FORMAT}: {again}")
+    return path, d
+
+
+def check_stored(obj: Any, where: str) -> None:
+    """Every field of the dataclass ``obj`` (and of those it holds) of the type it declares: a string, a number (a
+    float is also NaN or infinite, read from the file's ``"NaN"``, ``"Infinity"``), a whole number, a tuple of
+    such, one of the few words of :data:`_WORDS`. :class:`ValueError` naming the first field that is not."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        _check_value(getattr(obj, f.name), hints[f.name], f"{where}.{f.name}", f.name)
+
+
+def _check_value(v: Any, tp: Any, where: str, name: str) -> None:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return
+        tp, origin, args = args[0], typing.get_origin(args[0]), typing.get_args(args[0])
+    ok = True
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(v, tp):
+            raise ValueError(f"{where}: expected an object, got {v!r}")
+        check_stored(v, where)
+    elif origin is tuple:
+        ok = isinstance(v, tuple)
+        for k, x in enumerate(v if ok else ()):
+            _check_value(x, args[0], f"{where}[{k}]", name)
+    elif origin is dict:
+        ok = isinstance(v, dict)
+        for k, x in (v.items() if ok else ()):
+            _check_value(k, args[0], f"{where} key {k!r}", name)
+            _check_value(x, args[1], f"{where}[{k!r}]", name)
+    elif tp is float:
+        ok = isinstance(v, int | float) and not isinstance(v, bool)
+    elif tp is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif tp is str:
+        ok = isinstance(v, str) and (name not in _WORDS or v in _WORDS[name])
+        if ok is False and isinstance(v, str):
+            raise ValueError(f"{where}: {v!r} is not one of {', '.join(map(repr, _WORDS[name]))}")
+    if not ok:
+        want = {float: "a number", int: "a whole number", str: "a string"}.get(tp, f"a {getattr(origin, '__name__', tp)}")
+        raise ValueError(f"{where}: expected {want}, got {v!r}")
+
+
+def load_verdicts(results: str | Path) -> list[Verdict]:
+    """The verdicts a results folder holds (``analyses/claims.json``, written by ``transferscope analyze``). The
+    whole file is checked (:func:`check_stored`: the verdicts, each P's, and those across P): a file of another
+    format, or one edited into values that do not fit, is a :class:`ValueError` naming the file, the field and the
+    way out."""
+    _results_folder(results)
+    return _load(results)[0]
 
 
 def load_across(results: str | Path) -> list[Across]:
     """Each claim's outcomes under every pre-trained model of a study (``across_pretrained`` of claims.json);
-    empty when the file has none (written before several P were supported). Errors as :func:`load_verdicts`."""
-    path = Path(results) / "analyses" / "claims.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
+    empty when the file has none. Errors as :func:`load_verdicts`."""
+    return _load(results)[1]
+
+
+def _load(results: str | Path) -> tuple[list[Verdict], list[Across]]:
+    path, d = _read_claims(results)
+    verdicts = _checked(path, results, d, "verdicts", Verdict)
+    pretrained = d.get("pretrained", [])
+    if not isinstance(pretrained, list) or not all(isinstance(p, dict) for p in pretrained):
+        raise ValueError(f"{path}: does not fit a verdict file (pretrained: expected a list of objects, got "
+                         f"{pretrained!r}); run 'transferscope analyze {results}' again")
+    for k, p in enumerate(pretrained):
+        _checked(path, results, {f"pretrained[{k}].verdicts": p.get("verdicts", [])}, f"pretrained[{k}].verdicts",
+                 Verdict)
+    across = _checked(path, results, {"across_pretrained": d.get("across_pretrained", [])}, "across_pretrained",
+                      Across)
+    return verdicts, across
+
+
+def _checked(path: Path, results: str | Path, d: dict[str, Any], key: str, cls: type) -> list:
+    out = []
     try:
-        d = read_stored_json(path, f"remove it: transferscope analyze {results} writes it again")
-        return [Across.from_dict(a) for a in d.get("across_pretrained", [])]
-    except StoredFileError as e:
-        raise ValueError(str(e)) from None
+        items = d[key]
+        if not isinstance(items, list):
+            raise ValueError(f"{key}: expected a list, got {items!r}")
+        for k, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ValueError(f"{key}[{k}]: expected an object, got {item!r}")
+            obj = cls.from_dict(item)
+            check_stored(obj, f"{key}[{k}]")
+            out.append(obj)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"{path}: not a verdict file of this version ({type(e).__name__}: {e}); run "
-                         f"'transferscope analyze {results}' again") from None
+        what = f"missing {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+        raise ValueError(f"{path}: does not fit a verdict file ({what}); run 'transferscope analyze {results}' "
+                         "again") from None
+    return out
 
 
 def compare_verdicts(a: list[Verdict], b: list[Verdict]) -> list[Row]:

@@ -66,8 +66,9 @@ class Reader:
         if (adir / "claims.json").is_file():
             try:
                 self.claims = load_verdicts(root)
-            except ValueError as e:  # a verdict file of an older version: say so, draw the rest
+            except ValueError as e:  # a verdict file of an older version, or edited: say so, draw the rest
                 self.claims_error = str(e)
+                log.warning("verdicts not drawn: %s", e)
 
     def metric_of(self, target: str) -> str:
         """``acc`` or ``auc``: what a target's runs are judged by (from the transfer record; ``acc`` without one)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..claims import Verdict, judge, stats
 from ..claims.across import across_pretrained
+from ..claims.compare import CLAIMS_FORMAT
 from ..store import Store, atomic_write_text, dumps
 from .caveats import study_caveats
 from .evidence import gather_evidence
@@ -105,6 +106,7 @@ def write_claims(store: Store, vs: list[Verdict], by_pretrain: dict[int, list[Ve
     by_pretrain = by_pretrain or {}
     runs = {p.seed: p.run_id for p in plan.pretrains()} if plan is not None else {}
     atomic_write_text(path, dumps({
+        "format": CLAIMS_FORMAT,
         "rule": {"level": stats.LEVEL, "min_seeds": stats.MIN_SEEDS,
                  "correction": "Holm over claims x targets x effects at one-sided 0.025, in both directions: an "
                                "effect holds or does not hold only when the smaller of its one-sided p-values "
