@@ -268,6 +268,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_stale(stale: dict[str, dict[str, tuple[str, ...]]], results: str) -> None:
+    """The cached results read from runs damaged since: per run, its changed files, those results and the repair."""
+    by_run: dict[str, tuple[tuple[str, ...], list[str]]] = {}
+    for name, bad in stale.items():
+        for rid, files in bad.items():
+            by_run.setdefault(rid, (files, []))[1].append(name)
+    if by_run:
+        print("  runs whose files changed since they ended (nothing is computed again from them; the cached results "
+              "read from them were computed before the change):")
+    for rid, (files, names) in by_run.items():
+        print(f"    {rid}: {', '.join(files)} changed; cached results from it: {', '.join(names)}; repair: "
+              f"transferscope run --results {results} --rerun {rid}, then analyze again")
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .api import analyze_study
     from .study.verdicts import format_verdicts
@@ -285,8 +299,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"  missing {k}: {why}")
         if sub.seconds:
             print("  computed in " + ", ".join(f"{k} {v:.1f} s" for k, v in sub.seconds.items()))
+        _print_stale(sub.stale, args.results)
     print()
     print(format_verdicts(a.primary, a.verdicts))
+    rest = list(dict.fromkeys(f"{v.claim} ({t.target})" for vs in a.verdicts.values() for v in vs
+                              for t in v.targets if any(c.kind == "changed-artefacts" for c in t.caveats)))
+    if rest:
+        print(f"\nverdicts that rest on runs whose files changed (results computed before the change; decisive ones "
+              f"are reported unreliable): {', '.join(rest)}")
     print(f"\nanalyses: {a.claims.parent.resolve()}")
     return 0
 

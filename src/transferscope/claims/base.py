@@ -206,7 +206,8 @@ class Claim:
     ``judge(evidence) -> (measures, notes)``: the statistics per target, and per target not measured the
     reason. ``combine``: a target holds when ``all`` its effects hold (does not hold when any does not), or, for
     a claim that something *can* happen, when ``any`` of them holds (does not hold when all do not). ``arms``: the
-    trained arms whose runs the statistics read (``P-T``, ``RI-T``, ``basin``): their caveats go with the verdict."""
+    arms whose runs the statistics read (``P-T``, ``RI-T``, ``basin``; ``P``, the pre-trained model itself): their
+    caveats go with the verdict."""
 
     id: str
     statement: str

@@ -126,9 +126,10 @@ LIU = (
           "to the pre-trained ones.", ("top_eigenvalue", "deviation"), _judge_l1, source="Liu et al. 2019"),
     Claim("L2", "Pre-trained weights make the loss landscape smoother: the gradient is more Lipschitz along training.",
           ("grad_lipschitz",), _judge_l2, source="Liu et al. 2019"),
-    # L3 reads the models at their start (P's weights and RI's): how their runs trained does not bear on it
+    # L3 reads the models at their start (P's weights and RI's): how their runs trained does not bear on it, whether
+    # P's files are intact does
     Claim("L3", "In pre-trained weights the gradient's principal component is suppressed.", ("principal",), _judge_l3,
-          source="Liu et al. 2019", arms=()),
+          source="Liu et al. 2019", arms=("P",)),
     Claim("L4", "Transferability follows the similarity of both inputs and labels between source and target.",
           ("cells",), _judge_l4, source="Liu et al. 2019"),
     Claim("L5", "Transferability changes along pre-training: it first rises and then falls.", ("basin",), _judge_l5,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import to_dict
 from ..store import Store
-from ..study.plan import Plan, file_safe
+from ..study.plan import Plan, data_identity, file_safe
 from ..vocab.arms import PT_RIT
 from ..vocab.records import (
     MistakesPairs,
@@ -38,8 +38,9 @@ def write_image_strips(plan: Plan, store: Store, results: dict[str, Any], per_ro
         mis: MistakesPairs | None = results.get(f"mistakes/{name}")
         pair: PairMistakes | None = mis.first(PT_RIT) if mis else None
         pair_hash = hashlib.sha256(json.dumps(pair.to_dict() if pair else None, sort_keys=True).encode()).hexdigest()
-        key = _key("images", name, {"per_row": per_row, "role": role, "blocks": cfg.block_sizes,
-                                    "domain": to_dict(d), "data": to_dict(cfg.data), "pair": pair_hash})
+        # keyed by what the data is, not by its label (renaming a target redraws nothing)
+        key = _key("images", d.name, {"per_row": per_row, "role": role, "blocks": cfg.block_sizes,
+                                        "domain": data_identity(d), "data": to_dict(cfg.data), "pair": pair_hash})
         path = store.root / "analyses" / f"{key}.npz"
         out[name] = path.name
         if path.is_file():

@@ -52,8 +52,8 @@ from ..vocab.records import (
 )
 from ..vocab.results import read_float
 from .artefacts import domain_data, load_run_model
-from .jobs import CACHE_VERSION, CheckpointRef, Context, Job, ModelRef, PairRef
-from .plan import RunSpec
+from .jobs import CACHE_VERSION, CheckpointRef, Context, Job, ModelRef, PairRef, target_key
+from .plan import RunSpec, data_identity
 from .summary import results_table
 
 if TYPE_CHECKING:
@@ -266,7 +266,8 @@ def _row_path(ctx: Context, spec: AnalysisSpec, job: Job, m: ModelRef) -> Any:
     """Where one model's row of an analysis of single models is kept: keyed by the analysis (name, version), the
     target, the job's settings, the model's arm and seed, and the content of its run's files."""
     key = hashlib.sha256(json.dumps({"cache": CACHE_VERSION, "name": spec.name, "version": spec.version,
-                                     "target": job.target, "settings": dict(job.settings), "model": m.to_dict(),
+                                     "target": target_key(ctx.plan, job.target)[1], "settings": dict(job.settings),
+                                     "model": m.to_dict(),
                                      "inputs": ctx.store.artefact_hashes(m.run)},
                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
     return ctx.root / "analyses" / "rows" / spec.name / f"{key}.json"
@@ -417,7 +418,8 @@ def scores_jobs(ctx: Context, missing: dict[str, str]) -> list[Job]:
         missing["scores"] = "needs the pre-trained model P"
         return []
     return [Job("scores", t.display, (p.run_id,), settings=(
-        ("blocks", list(cfg.block_sizes)), ("target", to_dict(t)), ("source", to_dict(cfg.source)),
+        # what the data is, for the cache key (no label: renaming a domain recomputes nothing)
+        ("blocks", list(cfg.block_sizes)), ("target", data_identity(t)), ("source", data_identity(cfg.source)),
         ("data", to_dict(cfg.data)), ("n_source", ctx.settings.scores_source_examples), ("seed", ctx.settings.seed)))
         for t in cfg.targets]
 

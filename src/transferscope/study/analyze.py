@@ -21,8 +21,8 @@ from typing import Any
 
 from .. import jsonio
 from ..config import AnalysisConfig, ConfigError, check_config
-from ..store import Store, atomic_write_text, dumps
-from .jobs import AnalysisBackend, Compute, Context, LocalAnalyses, Pending, job_key, record_of
+from ..store import RUN_DONE, Store, atomic_write_text, dumps
+from .jobs import AnalysisBackend, Compute, Context, LocalAnalyses, Pending, job_key, record_of, relabel
 from .plan import Plan
 from .registry import list_analyses
 from .tuning import resolve
@@ -47,6 +47,10 @@ class AnalysisRun:
     """Result name -> its file under ``analyses/`` (written to ``analyses/index.json`` for the report)."""
     pretrained: dict[int, AnalysisRun] = field(default_factory=dict)
     """A study with several pre-trained models: the analyses under each P but the primary, by pre-training seed."""
+    stale: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    """Cached results read from runs whose files changed since they ended (damaged after the result was computed):
+    result name -> {run id: the changed files}. Nothing is recomputed from a damaged run; the verdicts carry a
+    ``changed-artefacts`` caveat for it."""
 
 
 def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, show_progress: bool = True,
@@ -67,9 +71,10 @@ def analyze(plan: Plan, store: Store, settings: AnalysisConfig | None = None, sh
     ``backend``: where the jobs that are not cached are computed (:class:`~transferscope.study.jobs.LocalAnalyses`,
     the default: every job in this process, in the registry's order; or the Ray backend of
     :mod:`transferscope.study.ray_executor`: each job a Ray task, a job waiting for the analyses it ``needs``).
-    Either writes the same files. ``threads``: torch threads per job (0: locally, torch's current count; on Ray,
-    the count the study's runs were trained with, ``threads.json``, else 1); on the CPU, a result is bitwise the
-    same for the same count, whichever backend computed it. ``images``: writes the images the report shows
+    Either writes the same files. ``threads``: torch threads per job (0: the count the study's runs were trained
+    with, ``threads.json``; without one, locally the cores shared out among the jobs, on Ray 1); on the CPU, a
+    result is bitwise the same for the same count, whichever backend and however many jobs computed it.
+    ``images``: writes the images the report shows
     (:func:`transferscope.report.strips.write_image_strips`; the command line and the API pass it), their files
     named in ``analyses/index.json``; None: no images."""
     check_config(settings or plan.config.analysis, "analysis.")  # a hand-edited study.json was planned unchecked
@@ -113,13 +118,26 @@ def _analyze_one(plan: Plan, store: Store, settings: AnalysisConfig | None, show
             continue
         if path.is_file():
             try:
-                cached[i] = (key, spec.result.from_dict(jsonio.read(path)["result"]))
+                stored = jsonio.read(path)
+                renamed = relabel(stored, ctx.plan)
+                if renamed is not None:  # a target renamed since: the result speaks of its name now
+                    atomic_write_text(path, dumps(renamed))
+                cached[i] = (key, spec.result.from_dict((renamed or stored)["result"]))
                 bar.update(1)
                 continue
             except (KeyError, TypeError, ValueError) as e:  # not JSON, or not of the record's shape
                 log.warning("%s: unreadable (%s); computing it again", path, e)
         slot[i] = (key, len(pending))
         pending.append(Pending(spec, job, path))
+    changed: dict[str, tuple[str, ...]] = {}  # run id -> its changed files, each run checked once
+    for i in cached:
+        spec, job = todo[i]
+        for rid in job.runs:
+            if rid not in changed:
+                changed[rid] = tuple(store.verify_run(rid)) if store.run_status(rid) == RUN_DONE else ()
+        bad = {rid: changed[rid] for rid in job.runs if changed[rid]}
+        if bad:
+            out.stale[f"{spec.name}/{job.target}"] = bad
     known = {f"{todo[i][0].name}/{todo[i][1].target}": r for i, (_, r) in cached.items()}
     done = compute(ctx, pending, known, lambda: bar.update(1)) if pending else {}
     first: set[int] = set()

@@ -9,7 +9,7 @@ rule is in :mod:`transferscope.vocab.caveats`).
 from __future__ import annotations
 
 from ..store import RUN_DONE, RUN_FAILED, Store
-from ..vocab.arms import PT, RIT
+from ..vocab.arms import PT, RIT, P
 from ..vocab.caveats import Caveat
 from .plan import Plan, RunSpec
 from .summary import flags
@@ -56,6 +56,13 @@ def study_caveats(plan: Plan, store: Store) -> tuple[Caveat, ...]:
             "no-fitting-lr": f"train longer ({_EPOCHS.get(arm, 'epochs')}) or widen {_GRID.get(arm, 'the lr_grid')} "
                              f"as the message says, then run and analyze again",
         }.get(f.kind, "")
+        if f.kind == "changed-artefacts" and f.arm == P:  # every P-T run, and every analysis of P, rests on P
+            for t in plan.config.targets:
+                for a in (P, PT, BASIN):
+                    out.append(Caveat(f.kind, t.display, a, f"{f.run_id}, the pre-trained model P that every {PT} "
+                                                           f"run on {t.display} starts from: {', '.join(f.files)} "
+                                                           "changed since the run ended", remedy))
+            continue
         out.append(Caveat(f.kind, f.target, "" if f.kind == "uninformative-target" else arm, f.message, remedy))
     for (target, arm), rows in underfit.items():
         rs = [r for r, _, _ in rows if r is not None]

@@ -29,7 +29,7 @@ from .. import jsonio
 from ..config import AnalysisConfig
 from ..store import Store, StoreError, StoreWriteError, atomic_write_text, dumps
 from ..vocab.records import ModelRow, PairRow
-from .plan import Plan, file_safe
+from .plan import Plan, data_identity, file_safe
 
 if TYPE_CHECKING:
     from .registry import Analysis
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_VERSION", "PairRef", "ModelRef", "CheckpointRef", "Job", "Context", "Pending", "Outcome", "Compute",
-           "job_key", "inputs_of", "record_of", "compute_job", "compute_local", "take_ready", "AnalysisBackend",
-           "LocalAnalyses"]
+           "job_key", "target_ids", "target_key", "relabel", "inputs_of", "record_of", "compute_job", "compute_local",
+           "take_ready", "AnalysisBackend", "LocalAnalyses"]
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 """Bumped when the layout of every cached result changes (results of an older layout are then recomputed)."""
 
 
@@ -132,14 +132,50 @@ class Context:
         return Store(self.root)
 
 
+def target_ids(plan: Plan) -> dict[str, str]:
+    """Each target's label -> its identity (a hash of :func:`~transferscope.study.plan.data_identity`): what a cache
+    key holds instead of the label, and what a cached result's labels are mapped back through (:func:`relabel`)."""
+    return {t.display: hashlib.sha256(data_identity(t).encode()).hexdigest()[:16] for t in plan.config.targets}
+
+
+def target_key(plan: Plan, target: str) -> tuple[str, str]:
+    """``(stem, identity)`` of a job's target: the domain's name for a file name and the label-free identity, or
+    ``(target, target)`` for a job over every target (``all``)."""
+    t = next((t for t in plan.config.targets if t.display == target), None)
+    return (target, target) if t is None else (t.name, target_ids(plan)[target])
+
+
 def job_key(ctx: Context, spec: Analysis, job: Job) -> str:
-    """The cache key: the analysis' name and version, the job's parameters and the content of every run it reads."""
+    """The cache key: the analysis' name and version, the target's identity (not its label: renaming a target
+    recomputes nothing), the job's parameters and the content of every run it reads."""
     store = ctx.store
+    stem, ident = target_key(ctx.plan, job.target)
     contents = {rid: store.artefact_hashes(rid) for rid in job.runs}
     h = hashlib.sha256(json.dumps({"cache": CACHE_VERSION, "name": spec.name, "version": spec.version,
-                                   "target": job.target, "params": job.params, "inputs": contents},
+                                   "target": ident, "params": job.params, "inputs": contents},
                                   sort_keys=True, default=str).encode())
-    return f"{spec.name}-{file_safe(job.target)}-{h.hexdigest()[:12]}"
+    return f"{spec.name}-{file_safe(stem)}-{h.hexdigest()[:12]}"
+
+
+def relabel(stored: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
+    """A cached result file's contents under the plan's labels, or None when they are already: every ``"target"`` of
+    its ``result`` that names a target by the label it had when computed (the file's ``labels``: label ->
+    identity) takes the label that target has now, and ``labels`` is the plan's."""
+    ids = target_ids(plan)
+    now = {ident: label for label, ident in ids.items()}
+    rename = {old: now[i] for old, i in stored.get("labels", {}).items() if i in now and now[i] != old}
+    if not rename:
+        return None
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: (rename.get(v, v) if k == "target" and isinstance(v, str) else walk(v)) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        return o
+
+    return stored | {"target": rename.get(stored.get("target"), stored.get("target")), "labels": ids,
+                     "result": walk(stored["result"])}
 
 
 @dataclass(frozen=True)
@@ -200,8 +236,8 @@ def compute_job(ctx: Context, spec: Analysis, job: Job, results: dict[str, Any],
     seconds = time.perf_counter() - t0
     d = result.to_dict()
     atomic_write_text(Path(path), dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
-                                         "runs": list(job.runs), "params": job.params, "seconds": seconds,
-                                         "result": d}))
+                                         "labels": target_ids(ctx.plan), "runs": list(job.runs), "params": job.params,
+                                         "seconds": seconds, "result": d}))
     return Outcome(dumps(d), seconds)
 
 
@@ -230,12 +266,16 @@ class AnalysisBackend(Protocol):
 class LocalAnalyses:
     """The jobs on this machine, with ``threads`` torch threads each.
 
-    ``jobs`` 1: every job in this process, in the registry's order (``threads`` 0: the current count). ``jobs`` N > 1
-    on the CPU: N worker processes (started with spawn) compute jobs side by side, each job once the analyses it
-    ``needs`` have ended (``threads`` 0: the cores shared out among the N, at least 1 each): small models use one
-    core each better than one process uses all of them. A result differs from one computed at another thread count
-    in the last bits of floating-point sums only (the cache keys do not name it). On a GPU the jobs stay in this
-    process, one after another (one device)."""
+    Each job computes with the study's torch threads per run (``threads.json``, as on Ray), or ``threads`` where
+    given (a warning where it differs), whatever ``jobs`` is: the thread count sets the order of floating-point
+    sums, so a result computed again (a cache emptied, a run repaired) is bitwise the one computed before, with any
+    ``jobs``. A study with no count recorded: the cores shared out among the ``jobs`` (at least 1 each; ``jobs`` 1:
+    torch's current count).
+
+    ``jobs`` 1: every job in this process, in the registry's order. ``jobs`` N > 1 on the CPU: worker processes
+    (started with spawn) compute jobs side by side, each job once the analyses it ``needs`` have ended; N, or fewer
+    where N times the threads per job would exceed the cores. On a GPU the jobs stay in this process, one after
+    another (one device)."""
 
     jobs: int = 1
 
@@ -246,14 +286,21 @@ class LocalAnalyses:
         from ..devices import resolve_device
 
         device = str(resolve_device(device or plan.config.device))
+        recorded = store.recorded_threads()
+        if threads and recorded and threads != recorded:
+            log.warning("analysis threads %d differ from the %d this study's runs were trained with (%s): results "
+                        "computed now may differ from those computed before in their last bits", threads, recorded,
+                        store.root / "threads.json")
+        n = threads or recorded or 0
         if self.jobs > 1 and device == "cpu":
-            n = threads or max(1, _cores() // self.jobs)
-            yield partial(_compute_pool, partial(cf.ProcessPoolExecutor, self.jobs, mp_context=mp.get_context("spawn"),
+            n = n or max(1, _cores() // self.jobs)
+            workers = min(self.jobs, max(1, _cores() // n))
+            yield partial(_compute_pool, partial(cf.ProcessPoolExecutor, workers, mp_context=mp.get_context("spawn"),
                                                  initializer=_job_threads, initargs=(n,))), device
             return
         before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
+        if n:
+            torch.set_num_threads(n)
         try:
             yield compute_local, device
         finally:

@@ -20,7 +20,7 @@ from typing import Any
 from ..config import ConfigError, DomainConfig, PretrainConfig, StudyConfig, TrainConfig, check_config, to_dict
 from .runs import ARMS, Plan, RunSpec, Selection, file_safe
 
-__all__ = ["RunSpec", "Plan", "Selection", "make_plan", "validate", "ARMS", "MemoryEstimate", "estimate_memory",
+__all__ = ["RunSpec", "Plan", "Selection", "make_plan", "validate", "data_identity", "ARMS", "MemoryEstimate", "estimate_memory",
            "check_memory", "available_memory", "file_safe"]
 
 
@@ -84,7 +84,7 @@ def _check_domains(cfg: StudyConfig) -> list[str]:
                               "in those")
     same = {}
     for i, t in enumerate(cfg.targets):
-        key = json.dumps(to_dict(replace(t, label="", distance=-1.0)), sort_keys=True)
+        key = data_identity(t)
         if key in same:
             j = same[key]
             raise ConfigError(f"targets[{i}] ({t.display!r}) is the same data as targets[{j}] "
@@ -570,3 +570,10 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
     ids = [r.run_id for r in runs + tuning]
     assert len(set(ids)) == len(ids), "two runs of the plan share an id"
     return Plan(cfg, runs, tuning, deferred)
+
+
+def data_identity(d: DomainConfig) -> str:
+    """What a domain's data is, without the names it is shown under: its settings with the ``label`` (a name) and
+    the declared ``distance`` (read by the claims, never by a computation) left out. Two targets of one identity
+    are the same data; an analysis cache key holds this, not the label, so renaming a target recomputes nothing."""
+    return json.dumps(to_dict(replace(d, label="", distance=-1.0)), sort_keys=True)

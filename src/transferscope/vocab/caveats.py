@@ -68,11 +68,13 @@ class Caveat:
 
 def applicable(caveats: Iterable[Caveat], targets: Iterable[str], arms: Sequence[str]) -> tuple[Caveat, ...]:
     """The caveats of ``targets`` that bear on a claim reading ``arms``: those of one of its arms, and those of the
-    target as a whole (arm ``""``) when the claim reads any arm. In a stable order, without repeats."""
+    target as a whole (arm ``""``) when the claim reads any arm trained on the target (not only ``P``, the
+    pre-trained model, whose caveats are those of its files). In a stable order, without repeats."""
     ts = set(targets)
+    trained = [a for a in arms if a != "P"]
     out: dict[Caveat, None] = {}
     for c in caveats:
-        if c.target in ts and (c.arm in arms or (not c.arm and arms)):
+        if c.target in ts and (c.arm in arms or (not c.arm and trained)):
             out[c] = None
     return tuple(out)
 
