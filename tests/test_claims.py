@@ -239,7 +239,7 @@ def test_n5_does_not_hold_when_the_upper_layers_gain_most():
 
 def test_n5_with_one_layer_cannot_hold():
     v = one("N5", ev(target("a", cka_layers=("l1",), cka=cka([0.9], [0.5]))))
-    assert [e.outcome for e in v.effects] == [HOLDS, INCONCLUSIVE] and v.outcome == INCONCLUSIVE
+    assert [e.outcome for e in v.effects] == [HOLDS, NOT_MEASURED] and v.outcome == INCONCLUSIVE
 
 
 def test_n5_inconclusive():
@@ -501,7 +501,7 @@ def test_n9_tests_each_of_several_checkpoints_at_a_bonferroni_level():
 def test_l1_with_a_part_missing_cannot_hold():
     t = target("a", top_eigenvalue={PT: per_seed(1.0), RIT: per_seed(3.0)})
     v = one("L1", ev(t))
-    assert [e.outcome for e in v.effects] == [HOLDS, INCONCLUSIVE] and v.outcome == INCONCLUSIVE
+    assert [e.outcome for e in v.effects] == [HOLDS, NOT_MEASURED] and v.outcome == INCONCLUSIVE
     assert [x.target for x in v.targets] == ["a"]
 
 
@@ -599,3 +599,25 @@ def test_l4_ranks_gains_on_one_scale_only():
     # the same cells all in accuracy would be ranked together, and the contradicting ones pull rho down
     mixed = one("L4", ev(target("a"), cells=agree + tuple(_replace(c, metric="acc") for c in against)))
     assert all(e.n == 15 for e in mixed.effects) and mixed.outcome != HOLDS
+
+
+def test_a_statistic_that_could_not_be_computed_is_not_measured_with_its_reason():
+    """Never ``+nan [+nan, +nan] (n = 0) -> inconclusive``: the effect is not measured, with why; a target none of
+    whose effects could be computed is not measured; one part missing still keeps a target from holding."""
+    from transferscope.claims import Claim, Measure
+    from transferscope.claims.base import ABOVE, decide, missing
+    from transferscope.claims.stats import mean_interval
+
+    def judge_(e):
+        return ([missing("a", "gain", "acc", ABOVE, "no accuracy on a multi-label target"),
+                 Measure("b", "gain", "acc", mean_interval([1.0, 1.1, 0.9, 1.05, 0.95]), ABOVE, "s"),
+                 missing("b", "drop", "acc", ABOVE, "needs two block sizes")], {})
+
+    (v,) = decide([Claim("X", "x", ("x",), judge_)], ev())
+    by = {t.target: t for t in v.targets}
+    assert by["a"].outcome == NOT_MEASURED and "no accuracy on a multi-label target" in by["a"].why
+    assert [e.outcome for e in by["a"].effects] == [NOT_MEASURED]
+    assert [e.outcome for e in by["b"].effects] == [HOLDS, NOT_MEASURED]
+    assert by["b"].outcome == INCONCLUSIVE  # a part missing keeps it from holding
+    assert v.outcome == INCONCLUSIVE and "not measured on a" in v.why
+    assert "could not be computed: needs two block sizes" in by["b"].effects[1].why

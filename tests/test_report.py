@@ -91,7 +91,7 @@ def test_report_renders_without_torch(finished_study, tmp_path):
     assert re.search(rf"<td>{row['n_test']}</td>\s*<td>{test_noise(row):.3f}</td>", gain), gain[-3000:]
     pngs = sorted(x.name for x in out.glob("*.png"))
     for name in ("gain.png", "shuffle.png", "curves.png", "cka.png", "distance.png", "barrier.png", "basin.png",
-                 "forest.png"):
+                 "forest-N1.png", "forest-L1.png"):
         assert name in pngs
     assert any(n.startswith("criticality-") for n in pngs) and any(n.startswith("mistakes-") for n in pngs)
     assert sum(n.startswith("samples-") for n in pngs) == 2  # source and target
@@ -188,3 +188,38 @@ def test_the_metric_word_reads_a_generator_once():
     assert metric_labels(["auc", "acc", "acc"], "/", short=True) == "acc/AUC"
     assert metric_labels(["auc"], " / ", short=True) == "AUC" and metric_labels([], "/", short=True) == "acc"
     assert (metric_label("acc"), metric_label("auc"), metric_label("auc", short=True)) == ("accuracy", "mean AUC", "AUC")
+
+
+def test_every_figure_prints_plain_numbers_and_embeds_truetype(finished_study, tmp_path):
+    """No figure writes raw mathtext (a log axis' ``$\\mathdefault{6\\times10^{1}}$``) in any format, and PDFs embed
+    TrueType fonts, not the Type 3 that journals refuse."""
+    out = tmp_path / "rep"
+    assert main(["report", str(finished_study), "--out", str(out), "--figures", "png,svg,pdf"]) == 0
+    svgs, pdfs = sorted(out.glob("*.svg")), sorted(out.glob("*.pdf"))
+    assert len(svgs) >= 10 and len(pdfs) == len(svgs)
+    logs = 0
+    for svg in svgs:
+        text = " ".join(re.findall(r"<!-- (.*?) -->", svg.read_text()))  # every text drawn, as matplotlib notes it
+        assert "\\mathdefault" not in text and "$" not in text.replace(EVIL, ""), (svg.name, text[:300])
+        logs += svg.stem in ("distance", "flatness", "deviation", "stability", "principal")
+    assert logs == 5  # the five figures with log axes were drawn and checked
+    for pdf in pdfs:
+        raw = pdf.read_bytes()
+        assert b"/Type3" not in raw and (b"/TrueType" in raw or b"/CIDFontType2" in raw), pdf.name
+
+
+def test_a_score_with_no_value_is_a_panel_that_says_why(tmp_path):
+    from transferscope.report import figures
+    from transferscope.vocab.records import Correlation, RelatePoint, RelateResult
+
+    nan = float("nan")
+    pts = tuple(RelatePoint(t, b, g, 0.0, nan, 0.5 + g, nan, -0.1 * g) for t, b, g in
+                (("a", 16, 0.1), ("a", 4, 0.05), ("b", 16, 0.2)))
+    corr = {f"{s}/gain": Correlation(nan, nan, nan, 0, nan) for s in ("leep", "logme", "h_score", "mmd2_rbf")}
+    with figures.figure_formats(("svg",)):
+        f = figures.score_scatter(tmp_path / "s.png", RelateResult(pts, corr),
+                                  {"leep": "not applicable to multi-label targets"})
+    text = " ".join(" ".join(re.findall(r"<!-- (.*?) -->", f.read_text(), re.DOTALL)).split())
+    assert "not applicable: not applicable to multi-label targets" in text  # LEEP: the reason given
+    assert "not applicable: no value on any target" in text  # H-score: no reason given, none invented
+    assert "rho +nan" not in text and "LogME of P on the target" in text

@@ -46,3 +46,20 @@ def test_svg_only_is_shown_and_a_bad_format_is_refused(study, tmp_path, capsys):
     assert shown and all(s.endswith(".svg") for s in shown) and not list(out.glob("*.png"))
     assert main(["report", str(study), "--out", str(out), "--figures", "png,eps"]) == 2
     assert "eps is not one" in capsys.readouterr().err
+
+
+def test_one_seed_has_no_spread_and_says_so(study, tmp_path):
+    """With one seed the spread over seeds is undefined: n/a, never 0.000 (as if the seeds agreed)."""
+    from transferscope.api import study_folder
+    from transferscope.study import make_plan
+    from transferscope.study.summary import format_table, results_table
+
+    store, cfg = study_folder(study)
+    rows = results_table(make_plan(cfg, check=False), store)
+    assert rows and all(r["P-T"].n == 1 for r in rows)
+    text = format_table(rows, 1, 0.9)
+    assert "±n/a" in text and "±0.000" not in text
+    out = tmp_path / "rep"
+    assert main(["report", str(study), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "± n/a" in page and "± 0.000" not in page

@@ -56,7 +56,8 @@ class Measure:
 
 
 def missing(target: str, name: str, unit: str, side: str, why: str) -> Measure:
-    """A part of a claim that could not be measured on a target: it keeps the target from holding (inconclusive)."""
+    """A part of a claim that could not be measured on a target: its effect is not measured (with ``why``), and it
+    keeps the target from holding (inconclusive; not measured when no part of the claim is)."""
     nan = Estimate(math.nan, math.nan, math.nan, 0, "not measured")
     return Measure(target, name, unit, nan, side, "", note=why)
 
@@ -325,6 +326,8 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
             _, lo, hi, on_side, other_side, p_against, p_for = flat[k]
             decisive = eligible[k] and rejected[k]
             outcome = HOLDS if decisive and on_side else FAILS if decisive and other_side else INCONCLUSIVE
+            if not math.isfinite(m.estimate.value):  # could not be computed: not measured, with its reason
+                outcome = NOT_MEASURED
             needed = None
             if outcome == INCONCLUSIVE and math.isfinite(m.estimate.value):
                 # the level this effect's interval would have to clear: its Holm threshold, two-sided, on its scale
@@ -347,6 +350,11 @@ def decide(claims: Sequence[Claim], evidence: Any, conditional_on: str = "",
         targets = []
         for t, effs in effects_by_target.items():
             outs = [e.outcome for e in effs]
+            # no part of the claim could be computed on this target: not measured (an ordering over every target,
+            # part of a claim about all of them, stays inconclusive: the claim cannot hold without it)
+            if t != ALL and all(x == NOT_MEASURED for x in outs):
+                targets.append(TargetVerdict(t, NOT_MEASURED, tuple(effs), " ".join(e.why for e in effs)))
+                continue
             if c.combine == "any":
                 o = HOLDS if HOLDS in outs else FAILS if all(x == FAILS for x in outs) else INCONCLUSIVE
             else:

@@ -200,7 +200,9 @@ def liu_section(r: Reader, out: Path) -> Section:
         sec.missing("principal gradient component: " + r.why_missing("no results", "principal"))
     rel = r.results.get("relate/all")
     if rel and rel.points:
-        f = score_scatter(out / "scores.png", rel)
+        why = {k: v for name, res in r.results.items() if name.startswith("scores/")
+               for tr in res.blocks.values() for k, v in tr.not_applicable.items()}
+        f = score_scatter(out / "scores.png", rel, why)
         sec.figure(f.name, "scores of P on each target and block size (labels) against the measured gain; Spearman "
                    "rho with a 90% bootstrap interval (MMD enters with its sign flipped)")
         multi = sorted({p.target for p in rel.points if r.metric_of(p.target) == M.AUC})

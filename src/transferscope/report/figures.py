@@ -8,6 +8,7 @@ import contextvars
 import functools
 import logging
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -41,9 +42,23 @@ PAIR_COLOURS = {"P-T/P-T": "#1f77b4", "RI-T/RI-T": "#d62728", "P-T/RI-T": "#9467
                 "P-T/P": "#2ca02c", "RI-T/RI": "#ff7f0e"}
 
 
-PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False, "pdf.fonttype": 42, "ps.fonttype": 42}
 """Every text of a figure is drawn as given: user strings (labels, target names, run and module names, titles) are
-never parsed as mathtext or LaTeX, so ``$x$`` shows its dollars and ``$a^b^c$`` cannot fail a figure."""
+never parsed as mathtext or LaTeX, so ``$x$`` shows its dollars and ``$a^b^c$`` cannot fail a figure. The axes' own
+tick labels are plain numbers too (:func:`_plain_ticks`: a log axis' ``6x10^1`` is written ``60``), and PDF and
+PostScript embed TrueType (Type 42) fonts, which journals take, not Type 3."""
+
+
+def _plain_ticks(fig) -> None:
+    """Tick labels of every log axis of ``fig`` as plain numbers: matplotlib's log formatter writes mathtext
+    (``$\\mathdefault{6\\times10^{1}}$``), which :data:`PLAIN_TEXT` would print raw."""
+    from matplotlib.ticker import LogFormatter
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+                axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def _plain_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -77,6 +92,7 @@ def figure_formats(formats: Sequence[str]):
 def _save(fig, path: Path) -> Path:
     """Save ``fig`` as ``path`` with the suffix of each asked format; returns the first."""
     try:
+        _plain_ticks(fig)
         paths = [path.with_suffix(f".{fmt}") for fmt in _FORMATS.get()]
         for p in paths:
             # no creation date in the SVG and PDF metadata: the same results give the same files
@@ -100,7 +116,12 @@ def _tile(img: np.ndarray) -> np.ndarray:
 def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], title: str) -> Path:
     """One row per (row label, images (N, C, H, W) uint8, caption per image)."""
     ncol = max(1, max((len(x) for _, x, _ in rows), default=1))
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.25 * ncol + 1.2, 1.45 * len(rows) + 0.4), squeeze=False)
+    # a caption is wrapped to the width of its image (a multi-label caption joins several labels): rows as tall
+    # as their longest caption, so no caption runs into its neighbour or the row above
+    wrapped = [[textwrap.fill(str(c), 14, break_long_words=True) for c in caps] for _, _, caps in rows]
+    lines = [max((w.count("\n") + 1 for w in ws), default=1) for ws in wrapped]
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.25 * ncol + 1.2, sum(1.3 + 0.13 * k for k in lines) + 0.4),
+                             squeeze=False, gridspec_kw={"height_ratios": [1.3 + 0.13 * k for k in lines]})
     for r, (label, imgs, caps) in enumerate(rows):
         for c in range(ncol):
             ax = axes[r][c]
@@ -111,7 +132,7 @@ def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]]
             if c < len(imgs):
                 ax.imshow(_tile(imgs[c]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
                 if c < len(caps):
-                    ax.set_title(caps[c], fontsize=7)
+                    ax.set_title(wrapped[r][c], fontsize=6.5)
         axes[r][0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
         if not len(imgs):
             axes[r][0].text(0.0, 0.5, "(none)", fontsize=8, transform=axes[r][0].transAxes)
@@ -235,7 +256,7 @@ def cka_lines(path: Path, per_target: dict[str, dict[str, CKAResult]]) -> Path:
 
 @_plain_text
 def distance_bars(path: Path, per_target: dict[str, dict[str, DistanceResult]]) -> Path:
-    fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(per_target), figsize=(4.8 * len(per_target), 4.2), squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
         pairs = list(res)
         modules = list(next(iter(res.values())).per_module)
@@ -244,10 +265,11 @@ def distance_bars(path: Path, per_target: dict[str, dict[str, DistanceResult]]) 
         for k, pair in enumerate(pairs):
             ax.bar(x + (k - (len(pairs) - 1) / 2) * w, [res[pair].per_module.get(m, math.nan) for m in modules], w,
                    color=PAIR_COLOURS.get(pair), label=f"{pair} (total {res[pair].total:.1f})")
-        ax.set_xticks(x, modules, rotation=60, fontsize=7)
+        ax.set_xticks(x, modules, rotation=60, ha="right", fontsize=7)
         ax.set_yscale("log")
+        ax.set_ylabel("l2 distance", fontsize=7)
         ax.set_title(f"{t}: l2 distance per module", fontsize=8)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -261,8 +283,9 @@ def barrier_lines(path: Path, per_target: dict[str, dict[str, BarrierResult]]) -
             for pair, r in res.items():
                 ax.plot(r.lambdas, [_finite(v) for v in getattr(r, key)], marker=".", color=PAIR_COLOURS.get(pair),
                         label=f"{pair}: barrier {_finite(getattr(r, bkey)):.3f}")
-            ax.set_title(f"{t}: {label} along (1 - l) a + l b", fontsize=8)
-            ax.set_xlabel("l", fontsize=7)
+            ax.set_title(f"{t}: {label} along (1 - \u03bb) a + \u03bb b", fontsize=8)
+            ax.set_xlabel("\u03bb (0: model a, 1: model b)", fontsize=7)
+            ax.set_ylabel(label, fontsize=7)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6)
     fig.tight_layout()
@@ -282,9 +305,11 @@ def criticality_maps(path: Path, t: str, res: dict[str, CriticalityResult]) -> P
         im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(grid) if grid.size else 1))
         ax.set_yticks(range(len(r.modules)), r.modules, fontsize=7)
         ax.set_xticks(range(len(r.alphas)), [f"{a:g}" for a in r.alphas], fontsize=7)
-        ax.set_xlabel("a (0: module rewound to theta^0, 1: final)", fontsize=7)
+        ax.set_xlabel("\u03b1 (0: module rewound to \u03b8\u2070, 1: final)", fontsize=7)
         ax.set_title(f"{t}, {arm}: largest feasible s", fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.05)
+        bar = fig.colorbar(im, ax=ax, fraction=0.05)
+        bar.set_label("largest noise scale s that keeps the loss feasible", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     ax = axes[0][-1]
     mods = res[arms[0]].modules
     y = np.arange(len(mods))
@@ -405,7 +430,9 @@ def stability_lines(path: Path, per_target: dict[str, dict[str, StabilityCurve]]
 @_plain_text
 def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradientResult]]) -> Path:
     """Fraction of the gradient's energy on the top singular direction of each weight, pre-trained vs random."""
-    fig, axes = plt.subplots(1, len(per_target), figsize=(4.6 * len(per_target), 3.3), squeeze=False)
+    most = max((len(res["P-T"].weights) for res in per_target.values()), default=1)
+    fig, axes = plt.subplots(1, len(per_target), figsize=(max(4.6, 0.28 * most + 1.6) * len(per_target), 3.8),
+                             squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
         names = res["P-T"].weights
         x = np.arange(len(names))
@@ -413,8 +440,9 @@ def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradient
             ax.bar(x + (k - 0.5) * 0.38, [_finite(f[0]) for f in res[arm].fraction], 0.38, color=ARM_COLOURS[arm],
                    label=label)
         ax.plot(x, [f[0] for f in res["P-T"].random_fraction], "k_", markersize=10, label="isotropic chance")
-        ax.set_xticks(x, [n.replace(".weight", "") for n in names], rotation=70, fontsize=6)
+        ax.set_xticks(x, [n.replace(".weight", "") for n in names], rotation=60, ha="right", fontsize=6)
         ax.set_yscale("log")
+        ax.set_ylabel("energy fraction", fontsize=7)
         ax.set_title(f"{t}: gradient energy on the top singular direction (k = {res['P-T'].top_k[0]})", fontsize=8)
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -422,13 +450,27 @@ def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradient
 
 
 @_plain_text
-def score_scatter(path: Path, rel: RelateResult) -> Path:
-    """Each transferability score of P against the measured gain, one point per (target, block size)."""
+def score_scatter(path: Path, rel: RelateResult, not_applicable: dict[str, str] | None = None) -> Path:
+    """Each transferability score of P against the measured gain, one point per (target, block size). A score with
+    no value on any target (LEEP and H-score of multi-label targets) is a panel saying so, with the reason
+    (``not_applicable``: score name -> why), not an empty axis titled ``rho +nan``."""
     scores = SCORE_NAMES
     pts = rel.points
     fig, axes = plt.subplots(1, len(scores), figsize=(3.4 * len(scores), 3.0), squeeze=False)
     targets = list(dict.fromkeys(p.target for p in pts))
+    words = {"leep": "LEEP of P on the target", "logme": "LogME of P on the target",
+             "h_score": "H-score of P on the target",
+             "mmd2_rbf": "MMD\u00b2 (RBF) of P's features, source vs target"}
     for ax, s in zip(axes[0], scores, strict=True):
+        ax.set_xlabel(words.get(s, s), fontsize=7)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+        if not any(math.isfinite(_finite(p.score(s))) for p in pts):  # e.g. LEEP of a multi-label target
+            why = (not_applicable or {}).get(s) or "no value on any target"
+            ax.text(0.5, 0.5, textwrap.fill(f"not applicable: {why}", 30), ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes, color="#555555")
+            ax.set_title(s, fontsize=8)
+            ax.set_xticks([])
+            continue
         for j, t in enumerate(targets):
             sel = [p for p in pts if p.target == t]
             ax.scatter([_finite(p.score(s)) for p in sel], [_finite(p.gain) for p in sel], s=18,
@@ -436,7 +478,8 @@ def score_scatter(path: Path, rel: RelateResult) -> Path:
             for p in sel:
                 ax.annotate(str(p.block_size), (_finite(p.score(s)), _finite(p.gain)), fontsize=6)
         c = rel.correlations[f"{s}/gain"]
-        ax.set_title(f"{s}: rho {_finite(c.rho):+.2f} [{_finite(c.low):+.2f}, {_finite(c.high):+.2f}]", fontsize=8)
+        ax.set_title(f"{s}: rho {_finite(c.rho):+.2f} [{_finite(c.low):+.2f}, {_finite(c.high):+.2f}]"
+                     if math.isfinite(_finite(c.rho)) else f"{s}: rho n/a ({c.n} cells; it needs 3)", fontsize=8)
         ax.set_ylabel("gain P-T - RI-T", fontsize=7)
         ax.axhline(0, color="grey", lw=0.5)
         ax.tick_params(labelsize=7)
@@ -464,9 +507,17 @@ OUTCOME_COLOURS = {"holds": "#186a1a", "does not hold": "#a51d1d", "inconclusive
 
 
 @_plain_text
+def forest_plots(out: Path, verdicts: Sequence) -> list[Path]:
+    """One forest plot per claim, ``forest-<claim>.png`` (:func:`forest_plot`); their paths, in claim order."""
+    return [forest_plot(out / f"forest-{v.claim}.png", [v]) for v in verdicts]
+
+
+@_plain_text
 def forest_plot(path: Path, verdicts: Sequence) -> Path:
-    """One panel per claim: each effect (per target) as its estimate and confidence interval, coloured by its
-    outcome, with the claim's bound (a vertical line; the margin shaded for claims of sameness)."""
+    """One panel per claim (and unit, where a claim's effects have several): each effect (per target) as its
+    estimate and confidence interval, coloured by its outcome, with the claim's bound (a vertical line; the margin
+    shaded for claims of sameness). Labels are written whole (wrapped, never cut); an effect that could not be
+    computed is marked "not measured"."""
     panels = []  # one per claim and unit (a claim's effects may have different units, e.g. L1)
     for v in verdicts:
         units: dict[str, list] = {}
@@ -478,11 +529,15 @@ def forest_plot(path: Path, verdicts: Sequence) -> Path:
         ax.text(0.5, 0.5, "no claim could be measured", ha="center", va="center")
         ax.axis("off")
         return _save(fig, path)
-    heights = [0.45 * len(effs) + 0.7 for _, _, effs in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, sum(heights)), squeeze=False,
+    labels = {id(e): textwrap.fill(f"{e.target}: {e.name} (n={e.n})", 58) for _, _, effs in panels for e in effs}
+    rows = [[labels[id(e)].count("\n") + 1 for e in effs] for _, _, effs in panels]
+    heights = [0.2 * sum(r) + 0.16 * len(r) + 0.8 for r in rows]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
-    for ax, (v, unit, effs) in zip(axes[:, 0], panels, strict=True):
-        y = np.arange(len(effs))[::-1]
+    for ax, (v, unit, effs), lines in zip(axes[:, 0], panels, rows, strict=True):
+        # each effect's row as tall as its label
+        y = np.cumsum([0] + [max(1, k) for k in lines[:-1]]).astype(float)
+        y = y.max() - y
         # a decisive effect of a target that rests on runs that did not fit (a blocking caveat) is drawn unreliable
         blocked = {t.target for t in getattr(v, "targets", ())
                    if t.outcome == "unreliable" or any(c.blocking for c in getattr(t, "caveats", ()))}
@@ -490,6 +545,10 @@ def forest_plot(path: Path, verdicts: Sequence) -> Path:
             decisive = e.outcome in ("holds", "does not hold")
             c = OUTCOME_COLOURS.get("unreliable" if e.target in blocked and decisive else e.outcome, "#333333")
             lo, hi = _finite(e.low), _finite(e.high)
+            if not math.isfinite(_finite(e.value)):
+                ax.text(e.bound, yy, "  not measured", color=OUTCOME_COLOURS["not measured"], fontsize=6.5,
+                        va="center")
+                continue
             if math.isfinite(lo) and math.isfinite(hi):
                 ax.plot([lo, hi], [yy, yy], color=c, lw=2)
             ax.plot([_finite(e.value)], [yy], "o", color=c, ms=5)
@@ -498,9 +557,10 @@ def forest_plot(path: Path, verdicts: Sequence) -> Path:
                 ax.axvspan(e.bound - e.margin, e.bound + e.margin, color="#dddddd", zorder=0)
             ax.axvline(e.bound, color="black", lw=0.8, ls="--" if e.bound else "-")
         ax.axvline(0.0, color="black", lw=0.5)
-        labels = [f"{e.target[:20]}: {e.name[:64]} (n={e.n})" for e in effs]
-        ax.set_yticks(y, labels, fontsize=6.5)
+        ax.set_yticks(y, [labels[id(e)] for e in effs], fontsize=6.5)
+        ax.set_ylim(-0.7, y.max() + 0.7)
         ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel(unit, fontsize=7)
         ax.set_title(f"{v.claim}: {v.outcome} ({unit}; 95% intervals)", fontsize=8, loc="left",
                      color=OUTCOME_COLOURS.get(v.outcome, "#333333"))
     fig.tight_layout()

@@ -23,8 +23,12 @@ class Section:
     def figure(self, file: str, caption: str) -> None:
         self.items.append({"kind": "figure", "file": file, "caption": caption})
 
-    def table(self, headers: list[str], rows: list[list[Any]], caption: str = "") -> None:
-        self.items.append({"kind": "table", "headers": headers, "rows": rows, "caption": caption})
+    def table(self, headers: list[str], rows: list[list[Any]], caption: str = "", *, fold: bool = False,
+              tints: list[str] | None = None) -> None:
+        """A table; ``fold``: folded away under its caption (a click opens it); ``tints``: per row, an outcome whose
+        colour tints the row (``""``: none)."""
+        self.items.append({"kind": "table", "headers": headers, "rows": rows, "caption": caption, "fold": fold,
+                           "tints": [t.replace(" ", "-") for t in tints] if tints else [""] * len(rows)})
 
     def note(self, text: str) -> None:
         self.items.append({"kind": "note", "text": text})

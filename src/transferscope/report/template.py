@@ -26,6 +26,10 @@ figcaption { font-size: .85em; color: #555; }
 .verdict-holds { color: #186a1a; font-weight: 600; } .verdict-does-not-hold { color: #a51d1d; font-weight: 600; }
 .verdict-inconclusive { color: #9a6700; font-weight: 600; } .verdict-not-measured { color: #666; }
 .verdict-unreliable { color: #6a3d9a; font-weight: 600; }
+.tint-holds { background: #e8f4e8; } .tint-does-not-hold { background: #f8e6e6; }
+.tint-inconclusive { background: #fbf3e0; } .tint-unreliable { background: #efe8f5; }
+.tint-not-measured { background: #f2f2f2; }
+details > summary { cursor: pointer; font-size: .9em; color: #333; margin: .6em 0; }
 </style>
 </head>
 <body>
@@ -43,17 +47,19 @@ Every figure says what was measured and over how many seeds.</p>
 {%- if it.links %} (also as {% for fmt, f in it.links %}<a href="{{ f }}">{{ fmt }}</a>
 {{- ", " if not loop.last }}{% endfor %}){% endif %}</figcaption></figure>
 {% elif it.kind == "table" %}
+{% if it.fold %}<details><summary>{{ it.caption }} ({{ it.rows|length }} rows; click to open)</summary>{% endif %}
 <table>
 {% if it.caption %}<caption>{{ it.caption }}</caption>{% endif %}
 <thead><tr>{% for h in it.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for row in it.rows %}<tr>{% for c in row %}
+{% for row in it.rows %}<tr{% if it.tints[loop.index0] %} class="tint-{{ it.tints[loop.index0] }}"{% endif %}>{% for c in row %}
 {% if c is string and c in outcomes %}<td class="verdict-{{ c|replace(' ', '-') }}">{{ c }}</td>
 {% else %}<td>{{ c }}</td>{% endif %}
 {% endfor %}</tr>
 {% endfor %}
 </tbody>
 </table>
+{% if it.fold %}</details>{% endif %}
 {% elif it.kind == "missing" %}
 <p class="missing">Missing: {{ it.text }}</p>
 {% else %}

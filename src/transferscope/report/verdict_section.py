@@ -4,6 +4,7 @@ verdicts under each pre-trained model, every effect behind them, their forest pl
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..claims import stats as claim_stats
@@ -53,9 +54,11 @@ def claims_section(r: Reader, out: Path) -> Section:
     elif across:
         sec.note("The study has one pre-trained model P: whether a verdict depends on it is not measured "
                  "(set pretrain_seeds to several seeds to measure it).")
+    _at_a_glance(r, sec, out)
     sec.table(["claim", "statement", "outcome", "caveats", "why"],
               [[v.claim, v.statement, v.outcome, caveat_summary(v.caveats) or "none", v.why] for v in r.claims],
-              caption="one verdict per claim, with the caveats of the runs it rests on")
+              caption="one verdict per claim, with the caveats of the runs it rests on",
+              tints=[v.outcome for v in r.claims])
     rec = _rounds(r, sec)
     cav_rows = [[v.claim, t.target, t.outcome, t.statistical_outcome or t.outcome,
                  f"{c.kind}{' (blocking)' if c.blocking else ''}", c.message, c.remedy]
@@ -63,30 +66,29 @@ def claims_section(r: Reader, out: Path) -> Section:
     if cav_rows:
         sec.table(["claim", "target", "outcome", "the statistics alone", "caveat", "what", "way out"], cav_rows,
                   caption="what each verdict rests on: a blocking caveat (runs that did not fit, changed files) makes "
-                          "a decisive outcome unreliable")
-    rows = []
+                          "a decisive outcome unreliable", fold=True)
+    rows, tints = [], []
     for v in r.claims:
         for t in v.targets:
             if not t.effects:
-                rows.append([v.claim, t.target, "", "", "", "", t.why, t.outcome] + ([""] if rec else []))
+                rows.append([v.claim, t.target, "", "not measured", "", "", "", "", t.why]
+                            + ([""] if rec else []))
+                tints.append(t.outcome)
             blocked = any(c.blocking for c in t.caveats)
             for e in t.effects:
                 # a decisive effect on runs that did not fit is not cited as decisive, whatever its target's outcome
                 shown = ("unreliable" if blocked and e.outcome in ("holds", "does not hold") else e.outcome)
-                rows.append([v.claim, t.target, f"{e.name} ({e.unit})", f"{e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}]",
-                             e.claim_side, f"{e.n} ({e.counted})",
-                             e.why + (f" (The statistics alone: {e.outcome}.)" if shown != e.outcome else ""), shown]
+                rows.append([v.claim, t.target, f"{e.name} ({e.unit})", _estimate(e), e.claim_side,
+                             f"{e.n} ({e.counted})" if e.n else "", _p(e.p_holm),
+                             "" if e.seeds_needed is None else e.seeds_needed, shown,
+                             e.why + (f" (The statistics alone: {e.outcome}.)" if shown != e.outcome else "")]
                             + ([str(e.decided_at or "")] if rec else []))
-    sec.table(["claim", "target", "effect (unit)", "estimate [95% interval]", "claim says", "n (counted)", "why",
-               "outcome"] + (["decided at look"] if rec else []), rows,
+                tints.append(shown)
+    sec.table(["claim", "target", "effect (unit)", "estimate [95% interval]", "claim says", "n (counted)",
+               "p (Holm-scaled)", "seeds to decide", "outcome", "why"] + (["decided at look"] if rec else []), rows,
               caption="every effect behind the verdicts; the statistical method is in claims.json"
-                      + ("; a decisive effect is shown as its deciding look measured it" if rec else ""))
-    from .figures import forest_plot
-
-    f = forest_plot(out / "forest.png", r.claims)
-    sec.figure(f.name, "forest plot: each effect with its 95% interval, coloured by outcome (green holds, red does "
-               "not hold, amber inconclusive, purple unreliable); the line is the claim's bound, the grey band a "
-               "margin of sameness")
+                      + ("; a decisive effect is shown as its deciding look measured it" if rec else ""),
+              fold=True, tints=tints)
     try:
         fl = flags(r.base_plan, r.store)
     except Exception as e:  # flags read every run; a damaged one must not lose the verdicts
@@ -96,6 +98,50 @@ def claims_section(r: Reader, out: Path) -> Section:
         sec.table(["check", "what"], [[x.kind, x.message] for x in fl],
                   caption="runs and targets to look at before citing a verdict")
     return sec
+
+
+def _estimate(e) -> str:
+    """An effect's estimate and interval, or why there is none: never ``+nan [+nan, +nan]``."""
+    if not math.isfinite(e.value):
+        return "not measured"
+    if e.n < 2 or not (math.isfinite(e.low) and math.isfinite(e.high)):
+        return f"{e.value:+.3g} [n/a: {'one seed' if e.n == 1 else 'no interval'}]"
+    return f"{e.value:+.3g} [{e.low:+.3g}, {e.high:+.3g}]"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if math.isfinite(p) else "n/a"
+
+
+def _headline(effects):
+    """The effect that speaks for a target: a decisive one, else the one nearest to deciding (smallest p)."""
+    def key(e):
+        return (e.outcome not in ("holds", "does not hold"), not math.isfinite(e.value),
+                e.p_holm if math.isfinite(e.p_holm) else math.inf)
+    return min(effects, key=key) if effects else None
+
+
+def _at_a_glance(r: Reader, sec: Section, out: Path) -> None:
+    """One row per claim and target (its outcome, the effect that speaks for it with its 95% interval, the seeds),
+    tinted by outcome; then the forest plots, one per claim."""
+    from .figures import forest_plots
+
+    rows, tints = [], []
+    for v in r.claims:
+        for t in v.targets:
+            e = _headline(t.effects)
+            more = f" (+{len(t.effects) - 1} more)" if len(t.effects) > 1 else ""
+            rows.append([v.claim, t.target, t.outcome, (e.name + more) if e else "",
+                         _estimate(e) if e else "not measured", e.n if e and e.n else "",
+                         caveat_summary(t.caveats) or "" if e else t.why])
+            tints.append(t.outcome)
+    sec.table(["claim", "target", "outcome", "effect", "estimate [95% interval]", "seeds", "caveats / why"], rows,
+              caption="at a glance: each claim on each target, with the effect that speaks for it (a decisive one, "
+                      "else the nearest to deciding); every effect is in the folded table below", tints=tints)
+    for f in forest_plots(out, r.claims):
+        sec.figure(f.name, f"{f.stem.split('-', 1)[1]}: each effect with its 95% interval, coloured by outcome (green "
+                   "holds, red does not hold, amber inconclusive, purple unreliable, grey not measured); the dashed "
+                   "line is the claim's bound, the grey band a margin of sameness")
 
 
 def _rounds(r: Reader, sec: Section) -> Record | None:

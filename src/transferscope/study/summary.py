@@ -30,10 +30,12 @@ little about transfer. With two classes twice chance is 1, so the threshold is c
 
 
 def _mean_std(v: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values; the deviation of one value is undefined (NaN, shown
+    as n/a), not 0."""
     a = np.asarray([x for x in v if x is not None and math.isfinite(x)], dtype=float)
     if len(a) == 0:
         return float("nan"), float("nan")
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan")
 
 
 def results_table(plan: Plan, store: Store, pretrain: int | None = None) -> list[dict]:
