@@ -1,7 +1,9 @@
 """Bring your own pre-trained model: a factory, given weights, layers by name, the head, the input."""
 
+import importlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -317,3 +319,19 @@ def test_basin_sweep_from_given_checkpoints(tmp_path, folders):
         make_plan(plan.config)
     with pytest.raises(ConfigError, match="basin.checkpoints: given checkpoints belong to a given P"):
         make_plan(load_config(p, ['model.weights=""', 'model.name="resnet"']))
+
+
+def test_a_library_that_fails_as_it_is_imported_is_one_line_naming_why(tmp_path, monkeypatch):
+    """timm installed beside a torchvision built for another torch (a CUDA wheel beside the CPU torch) fails as it
+    is imported: one line saying so, not a traceback, and not "timm is not installed"."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "timm", raising=False)
+    for body, match in (("raise RuntimeError('operator torchvision::nms does not exist')\n",
+                         "timm is installed but importing it raised RuntimeError: operator torchvision::nms"),
+                        ("import torchvision_missing_xyz.ops\n",
+                         "timm is installed but importing it needs torchvision_missing_xyz, which is not")):
+        (tmp_path / "timm.py").write_text(body)
+        importlib.invalidate_caches()
+        monkeypatch.delitem(sys.modules, "timm", raising=False)
+        with pytest.raises(ModelError, match=match):
+            create_model(ModelConfig(name="timm:resnet18"), 1, 3, seed=0)

@@ -32,10 +32,21 @@ from .schema import (
     StudyConfig,
     TrainConfig,
 )
-from .trust import TRUST_ENV, check_trusted, is_factory, trust_factory, trusted_factories, untrusted_message
+from .trust import (
+    FOLDER_ENV,
+    TRUST_ENV,
+    check_trusted,
+    factory_folder,
+    is_factory,
+    trust_factory,
+    trusted_factories,
+    untrusted_message,
+)
 
 __all__ = [
     "TRUST_ENV",
+    "FOLDER_ENV",
+    "factory_folder",
     "check_trusted",
     "is_factory",
     "trust_factory",

@@ -8,15 +8,26 @@ written: reading, analysing or repairing it never runs a factory it alone names 
 
 The trusted names live in this process's environment (:data:`TRUST_ENV`, comma-separated), so that the worker
 processes it starts inherit them; a Ray task is given them with its arguments.
+
+A factory's module is imported from the folder of the study config that names it (``mymodels/cnn.py`` beside the
+study file, named ``mymodels.cnn:small_cnn``), as a script imports the modules beside it, then from the Python path.
+The folder is recorded by the loading of the user's own config (:func:`trust_factory` with ``folder``, in
+:data:`FOLDER_ENV`, which worker processes inherit too); a folder that only a results folder records is never
+one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
-__all__ = ["TRUST_ENV", "is_factory", "trust_factory", "trusted_factories", "untrusted_message", "check_trusted"]
+__all__ = ["TRUST_ENV", "FOLDER_ENV", "is_factory", "trust_factory", "trusted_factories", "factory_folder",
+           "untrusted_message", "check_trusted"]
 
 TRUST_ENV = "TRANSFERSCOPE_TRUSTED_FACTORIES"
+FOLDER_ENV = "TRANSFERSCOPE_FACTORY_FOLDERS"
+"""The folder each factory is imported from first: a JSON object, factory name to the folder of the study config
+that named it."""
 SAFE_LIBRARIES = ("torchvision", "timm")
 """``torchvision:NAME`` and ``timm:NAME`` build a model registered in that library by name: no code is named."""
 
@@ -31,11 +42,31 @@ def trusted_factories() -> frozenset[str]:
     return frozenset(n for n in os.environ.get(TRUST_ENV, "").split(",") if n)
 
 
-def trust_factory(*names: str) -> None:
-    """Let this process (and the workers it starts) run these factories."""
+def _folders() -> dict[str, str]:
+    try:
+        folders = json.loads(os.environ.get(FOLDER_ENV) or "{}")
+    except ValueError:
+        return {}
+    return {k: v for k, v in folders.items() if isinstance(v, str)} if isinstance(folders, dict) else {}
+
+
+def factory_folder(name: str) -> str:
+    """The folder of the study config that named the factory ``name`` (in this process, or in the one that started
+    it), where its module is looked for first; empty when none did (a factory trusted by name only)."""
+    return _folders().get(name, "")
+
+
+def trust_factory(*names: str, folder: str = "") -> None:
+    """Let this process (and the workers it starts) run these factories. ``folder``: the folder of the user's own
+    study config that names them, from which their modules are imported (before the Python path); the last one
+    given for a name holds."""
     new = trusted_factories() | {n for n in names if n and is_factory(n)}
     if new:
         os.environ[TRUST_ENV] = ",".join(sorted(new))
+    named = [n for n in names if n and is_factory(n)]
+    if folder and named:
+        os.environ[FOLDER_ENV] = json.dumps({**_folders(), **dict.fromkeys(named, os.path.abspath(folder))},
+                                            sort_keys=True)
 
 
 def untrusted_message(name: str, where: str = "") -> str:

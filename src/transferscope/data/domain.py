@@ -20,7 +20,7 @@ from .shuffle import block_shuffle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Split", "DomainData", "load_domain", "split_indices", "split_multilabel", "cache_dir"]
+__all__ = ["Split", "DomainData", "load_domain", "check_split", "split_indices", "split_multilabel", "cache_dir"]
 
 LOADER_VERSION = 3
 """Part of the cache key: bumped when decoding, splitting or the cache's contents change, so old caches are not
@@ -140,7 +140,8 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
     the validation set is ``n_val_per_class`` images of the rest; the training set is ``n_per_class`` of
     what remains (0: all of it). The three never overlap. With ``classes``, every class named there must have
     images (a class without any is an error, not an empty class of the model). When a class has too few images,
-    the error says how many it has for train + val (what the test split leaves) and how many were asked.
+    the error says how many it has for train + val (what the test split leaves) and how many were asked, and what
+    to ask for instead (:func:`_advice`).
     """
     out = {"train": [], "val": [], "test": []}
     n_classes = len(classes) if classes else (int(labels.max()) + 1 if len(labels) else 0)
@@ -162,6 +163,7 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
                 raise DomainError(
                     f"domain {cfg.display!r}: class {name!r} has {_n(len(pool), 'image')}{outside}, too few for the "
                     f"{n_test} asked for test (n_test_per_class={n_test}) and any for train + val"
+                    + _advice(cfg, len(pool) - n_test, n_test, is_test is not None)
                 )
             test, pool = pool[:n_test], pool[n_test:]
             rule = f"{'20%, ' if not cfg.n_test_per_class else ''}n_test_per_class={cfg.n_test_per_class}"
@@ -172,9 +174,8 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
         if len(pool) < need:
             asked = (f"n_per_class={cfg.n_per_class} + n_val_per_class={cfg.n_val_per_class}" if cfg.n_per_class
                      else f"n_val_per_class={cfg.n_val_per_class} + 1 to train on, n_per_class=0 taking the rest")
-            fit = len(pool) - cfg.n_val_per_class
-            hint = (f"; ask for at most n_per_class={fit} with n_val_per_class={cfg.n_val_per_class}" if fit >= 1
-                    else f"; ask for at most n_val_per_class={len(pool) - 1}" if len(pool) >= 2 else "")
+            hint = _advice(cfg, len(pool), len(test) if cfg.n_test_per_class else 0, is_test is not None,
+                           drawn=not (is_test is not None and cfg.n_test_per_class == 0))
             raise DomainError(
                 f"domain {cfg.display!r}: class {name!r} has {_n(len(pool), 'image')} for train + val, too few for the "
                 f"{need} asked ({asked}); it has {len(idx)} in all, of which {aside}{hint}"
@@ -185,6 +186,36 @@ def split_indices(labels: np.ndarray, is_test: np.ndarray | None, cfg: DomainCon
         out["val"].append(val)
         out["test"].append(np.sort(test))
     return {s: np.concatenate(v) if v else np.zeros(0, np.int64) for s, v in out.items()}
+
+
+def _advice(cfg: DomainConfig, left: int, n_test: int, official: bool, drawn: bool = True) -> str:
+    """What to ask for instead when a class is too small for its split: ``left`` images are what the test split
+    leaves for train + val (below zero: the test split asked for more than the class holds), ``n_test`` the images
+    ``n_test_per_class`` takes for test (0 when it is not set: the official test split, or 20%), ``official``
+    whether the domain has an official test split (the counts are then of the images outside it), ``drawn`` whether
+    the test images come out of the class's pool (then at least one).
+
+    Each setting that, lowered alone, makes the split fit, with the most it may be while the others stay as asked
+    (``; ask for at most n_per_class=6 with n_val_per_class=4, or at most n_val_per_class=2 with n_per_class=8``);
+    when none does alone, the most their sum may be; when the class is too small for any split, the fewest images
+    it needs."""
+    n_val, n_train = cfg.n_val_per_class, cfg.n_per_class
+    need = n_val + max(n_train, 1)  # n_per_class = 0 takes the rest: at least one image
+    ways = []
+    if n_train and left - n_val >= 1:
+        ways.append(f"n_per_class={left - n_val} with n_val_per_class={n_val}")
+    if left - max(n_train, 1) >= 1:
+        ways.append(f"n_val_per_class={left - max(n_train, 1)}" + (f" with n_per_class={n_train}" if n_train else ""))
+    if n_test and n_test + left - need >= 1:
+        ways.append(f"n_test_per_class={n_test + left - need}")
+    if ways:
+        return "; ask for at most " + ", or at most ".join(ways)
+    if left + n_test >= 2 + bool(n_test):
+        names = "n_per_class + n_val_per_class" + (" + n_test_per_class" if n_test else "")
+        return f"; {names} can be at most {left + n_test} together"
+    outside = " outside the official test split" if official else ""
+    return (f"; the class needs at least 3{outside} (one image each for train, val and test)" if drawn else
+            f"; the class needs at least 2{outside} (one image each for train and val)")
 
 
 MULTILABEL_SALT = 0x6D6C
@@ -374,6 +405,33 @@ def select_classes(raw: RawDomain, cfg: DomainConfig) -> RawDomain:
     return replace(raw, classes=list(cfg.classes), labels=relabel[np.asarray(raw.labels)[keep]],
                                load=load, is_test=sub(raw.is_test), modes=sub(raw.modes), sizes=sub(raw.sizes),
                                meta={**raw.meta, "classes_selected": list(cfg.classes)})
+
+
+def check_split(cfg: DomainConfig, data: DataConfig) -> None:
+    """Refuse, before anything is decoded, a split that :func:`load_domain` would refuse with the same
+    :class:`DomainError` (a class too small for ``n_per_class``, ``n_val_per_class`` and ``n_test_per_class``, a class
+    of ``classes`` the domain does not have), for a domain whose images are counted from the file listing alone:
+    ``imagefolder``. Other domains, and a folder that is not there or lists no image (the loading says so), are left
+    to the loading. The listing counts files whose header may not read (the loading skips them), so a class it
+    passes can still be too small; one it refuses always is."""
+    if cfg.name != "imagefolder" or not cfg.path:
+        return
+    from .user import imagefolder_listing
+
+    try:
+        listing = imagefolder_listing(cfg)
+    except DomainError:
+        return
+    if not listing.files:
+        return
+
+    def never(idx: np.ndarray) -> np.ndarray:  # pragma: no cover - nothing is decoded here
+        raise AssertionError("check_split decodes nothing")
+
+    raw = RawDomain(list(listing.classes), np.asarray(listing.labels, dtype=np.int64), never)
+    if cfg.classes:
+        raw = select_classes(raw, cfg)
+    split_indices(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
 
 
 def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) -> DomainData:

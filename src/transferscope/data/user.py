@@ -22,17 +22,34 @@ from ..config import DomainConfig
 from .reading import IMAGE_SUFFIXES, LOGGER, files_domain, images_under, inside, plural, reading_file, say_outside
 from .registry import DomainError, RawDomain, register_domain
 
-__all__ = ["imagefolder", "csv_domain", "PRESENT", "ABSENT", "UNCERTAIN"]
+__all__ = ["imagefolder", "imagefolder_listing", "ImageFolderListing", "csv_domain", "PRESENT", "ABSENT", "UNCERTAIN"]
 
 log = logging.getLogger(LOGGER)
 
 
-@register_domain("imagefolder", summary="Your images: PATH/<class>/<image>, one subfolder per class (the DomainNet layout)",
-                 needs_path=True)
-def imagefolder(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
-    """One class per subfolder (hidden ones aside). A subfolder without image files is not a class (skipped with a
-    warning naming it); class folders and files that lead out of the folder (symlinks) are refused, counted and
-    named in a warning."""
+@dataclass(frozen=True)
+class ImageFolderListing:
+    """The image files of an ``imagefolder`` domain, as its loader finds them, before any is opened."""
+
+    root: Path
+    base: Path
+    """``root`` resolved: nothing outside it is read."""
+    classes: list[str]
+    files: list[Path]
+    labels: list[int]
+    """The class index of each of ``files``."""
+    empty: list[str]
+    """Subfolders without image files: not classes."""
+    out_dirs: list[str]
+    """Class folders that lead out of ``base`` (symlinks): refused."""
+    out_files: list[Path]
+    """Image files that lead out of ``base``: refused."""
+
+
+def imagefolder_listing(cfg: DomainConfig) -> ImageFolderListing:
+    """The classes and image files of an ``imagefolder`` domain from the file listing alone (no image is opened):
+    what :func:`imagefolder` reads, and what the plan counts to check the split before anything is decoded. One class
+    per subfolder (hidden ones aside); a path that is not a folder is a :class:`DomainError`."""
     root = Path(cfg.path)
     if not cfg.path or not root.is_dir():
         raise DomainError(f"domain {cfg.display!r} (imagefolder): path {cfg.path!r} is not a folder; expected "
@@ -51,6 +68,18 @@ def imagefolder(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
         labels += [len(classes)] * len(found)
         classes.append(d.name)
         files += found
+    return ImageFolderListing(root, base, classes, files, labels, empty, out_dirs, out_files)
+
+
+@register_domain("imagefolder", summary="Your images: PATH/<class>/<image>, one subfolder per class (the DomainNet layout)",
+                 needs_path=True)
+def imagefolder(cfg: DomainConfig, size: int, channels: int) -> RawDomain:
+    """One class per subfolder (hidden ones aside). A subfolder without image files is not a class (skipped with a
+    warning naming it); class folders and files that lead out of the folder (symlinks) are refused, counted and
+    named in a warning."""
+    listing = imagefolder_listing(cfg)
+    root, base, classes, files, labels = listing.root, listing.base, listing.classes, listing.files, listing.labels
+    empty, out_dirs, out_files = listing.empty, listing.out_dirs, listing.out_files
     say_outside(cfg, "imagefolder", base, out_dirs, out_files)
     if empty:
         log.warning("domain %r (imagefolder): %s: skipped %s without images: %s", cfg.display, root,

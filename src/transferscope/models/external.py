@@ -3,7 +3,8 @@
 A model is named in ``[model] name``:
 
 * a built-in model (``resnet``), registered with :func:`transferscope.models.register_model`;
-* a factory ``"package.module:function"``, imported when the study starts and called with ``[model] kwargs``;
+* a factory ``"package.module:function"``, imported when the study starts (from the folder of the study config
+  that names it, then the Python path: :func:`resolve_factory`) and called with ``[model] kwargs``;
 * a plugin: an entry point of the group ``transferscope.models`` (declared by any installed package, as timm and
   pytest plugins are) whose object is such a factory;
 * ``"torchvision:NAME"`` or ``"timm:NAME"``: built by ``torchvision.models.get_model(NAME, weights=None, **kwargs)``
@@ -17,10 +18,12 @@ module, and the input normalisation of the config.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
@@ -28,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, ModelConfig, trusted_factories, untrusted_message
+from ..config import ConfigError, ModelConfig, factory_folder, trusted_factories, untrusted_message
 
 __all__ = ["ModelError", "Hooked", "resolve_factory", "build_external", "default_head", "load_weights", "ENTRY_POINT_GROUP",
            "HEAD_CANDIDATES", "check_shapes"]
@@ -48,15 +51,40 @@ def _adapter(library: str, name: str) -> Callable[..., nn.Module]:
     try:
         mod = importlib.import_module("torchvision.models" if library == "torchvision" else "timm")
     except ImportError as e:
-        raise ModelError(f"model.name {library}:{name}: needs the {library} package, which is not installed "
-                               f"({e}); install it ('pip install {library}') with a torch build it supports") from None
+        missing = (getattr(e, "name", None) or library).split(".")[0]
+        if missing == library:
+            raise ModelError(f"model.name {library}:{name}: needs the {library} package, which is not installed "
+                             f"({e}); install it ('pip install {library}') with a torch build it supports") from None
+        raise ModelError(f"model.name {library}:{name}: {library} is installed but importing it needs {missing}, "
+                         f"which is not ({e}); install {missing} built for this torch ({torch.__version__})") from None
+    except Exception as e:  # installed, but it fails as it is imported: most often a build made for another torch
+        raise ModelError(f"model.name {library}:{name}: {library} is installed but importing it raised "
+                         f"{type(e).__name__}: {e}; torchvision (which timm imports) must be the build made for this "
+                         f"torch ({torch.__version__}): a CUDA build beside a CPU-only torch fails so") from None
     if library == "torchvision":
         return lambda **kw: mod.get_model(name, weights=None, **kw)
     return lambda **kw: mod.create_model(name, pretrained=False, **kw)
 
 
-def resolve_factory(name: str) -> Callable[..., nn.Module]:
-    """The callable that builds the model ``name`` (not a built-in): see the module docstring for the forms."""
+def _import(module: str, folder: str) -> Any:
+    """``importlib.import_module(module)`` with ``folder`` (when given) first on ``sys.path`` for this import only:
+    the entry is taken out again afterwards, whatever the import did (modules it imported stay imported)."""
+    if not folder:
+        return importlib.import_module(module)
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(module)
+    finally:
+        with contextlib.suppress(ValueError):  # ValueError: the import took it out itself
+            sys.path.remove(folder)  # the first equal entry: the one put there (or an equal one it shadowed)
+
+
+def resolve_factory(name: str, folder: str | None = None) -> Callable[..., nn.Module]:
+    """The callable that builds the model ``name`` (not a built-in): see the module docstring for the forms.
+
+    A factory's module is imported from ``folder`` first, then the Python path; ``folder`` None: the folder of the
+    user's own study config that named the factory (:func:`~transferscope.config.factory_folder`, recorded by
+    :func:`~transferscope.config.load_config`), none for a factory trusted by name only (a results folder's)."""
     lib, sep, rest = name.partition(":")
     if sep and lib in ("torchvision", "timm"):
         return _adapter(lib, rest)
@@ -65,10 +93,16 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
             raise ModelError(f"model.name {name!r}: expected 'package.module:function'")
         if name not in trusted_factories():  # before anything is imported
             raise ModelError(untrusted_message(name))
+        where = factory_folder(name) if folder is None else folder
         try:
-            mod = importlib.import_module(lib)
+            mod = _import(lib, where)
         except ImportError as e:
-            raise ModelError(f"model.name {name!r}: cannot import {lib!r} ({e})") from None
+            looked = (f"looked in the study config's folder {where} and on the Python path" if where else
+                      "a factory's module is imported from the folder of the study config that names it, or from the "
+                      "Python path (PYTHONPATH)")
+            raise ModelError(f"model.name {name!r}: cannot import {lib!r} ({e}); {looked}") from None
+        except Exception as e:  # the user's module failed as it was imported: one line naming it and what it raised
+            raise ModelError(f"model.name {name!r}: importing {lib!r} raised {type(e).__name__}: {e}") from None
         obj: Any = mod
         for part in rest.split("."):
             if not hasattr(obj, part):

@@ -47,7 +47,8 @@ def validate(cfg: StudyConfig) -> None:
 
 def _check_domains(cfg: StudyConfig) -> list[str]:
     """The source and the targets: registered domains with their paths and counts, targets with distinct labels,
-    file names and data. Returns the targets' display names."""
+    file names and data, and image folders whose classes hold the split asked (counted from the file listing:
+    :func:`~transferscope.data.check_split`). Returns the targets' display names."""
     from ..data import get_domain_info
     from ..data.registry import DomainError
 
@@ -91,6 +92,10 @@ def _check_domains(cfg: StudyConfig) -> list[str]:
                               f"({cfg.targets[j].display!r}): only the label differs, so every run would be the same; "
                               "remove one, or make them differ (e.g. n_per_class, or another path)")
         same[key] = i
+    from ..data.domain import check_split
+
+    for _, d in domains:  # a class too small for the split: the error its loading would give, from the file listing
+        check_split(d, cfg.data)
     return names
 
 
