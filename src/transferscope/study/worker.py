@@ -26,7 +26,7 @@ from ..devices import describe, library_versions, resolve_device, set_determinis
 from ..metrics import AUC, is_multilabel, key, metric_of
 from ..models import ModelError, create_model
 from ..store import RUN_DONE, RUN_FAILED, RunDamaged, Store, hash_artefacts, write_json, write_npz
-from ..train import TrainingDiverged, train
+from ..train import TrainingDiverged, learning_rates, train
 from .artefacts import checkpoint_name, domain_data, load_state, save_state
 from .plan import RunSpec
 
@@ -140,6 +140,7 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         return _import_pretrained(spec, store, info, t0, dev)
     clock = time.perf_counter
     timing: dict[str, float] = {}  # where the run's seconds went (run.json "timing")
+    tb = None
     try:
         t = clock()
         data = domain_data(spec.domain, spec.data)
@@ -153,7 +154,10 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         spe = -(-len(data.train) // spec.train.batch_size)
         ckpt_steps = {round(e * spe): e for e in spec.train.checkpoint_epochs}
 
-        tb = tblog.run_log(root, run_id, spe)  # None unless --tensorboard
+        # None unless --tensorboard; the run's hyperparameters for the hparams dashboard, its learning rate per step
+        tb = tblog.run_log(root, run_id, spe, lrs=lambda: learning_rates(spec.train, spe),
+                           hparams=tblog.hparams(spec.arm, spec.domain.display, spec.block_size, spec.seed,
+                                                 spec.train.lr, spec.parent, spec.parent_checkpoint))
 
         def progress(epoch: int, figs: dict) -> None:
             if tb is not None:
@@ -172,12 +176,16 @@ def run_one(spec: RunSpec, root: str | Path, threads: int = 0, prov: dict | None
         timing["train"] = clock() - t
         timing["steps"] = result.metrics["train_seconds"]
         if tb is not None:
-            tb.finish(result.history)
+            tb.finish(result.history, result.metrics)
     except TrainingDiverged as e:
+        if tb is not None:
+            tb.close()  # its hparams session ends failed
         return _store_failure(store, info, f"diverged: {e}")
     except RunDamaged as e:  # the run it starts from is damaged: store nothing, it trains once that one is repaired
         return run_id, None, str(e)
     except Exception as e:  # a run's failure must not stop the study; the reason is kept
+        if tb is not None:
+            tb.close()
         log.debug("run %s failed", run_id, exc_info=True)
         return _store_failure(store, info, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
     t = clock()

@@ -24,9 +24,10 @@ run records, :class:`TrainResult`), :mod:`~transferscope.train.evaluation` (:fun
 
 from .device import PRECISIONS, choose_memory_format, keep_freed_memory, model_device
 from .evaluation import evaluate
-from .loop import train
+from .loop import learning_rates, train
 from .measures import auc_speed, optimisation_speed, relative_deviation, speed_subset
 from .record import TrainingDiverged, TrainResult
 
 __all__ = ["TrainResult", "TrainingDiverged", "train", "evaluate", "optimisation_speed", "relative_deviation",
-           "choose_memory_format", "model_device", "keep_freed_memory", "PRECISIONS", "auc_speed", "speed_subset"]
+           "choose_memory_format", "model_device", "keep_freed_memory", "PRECISIONS", "auc_speed", "speed_subset",
+           "learning_rates"]

@@ -20,7 +20,7 @@ from ..models import to_input
 from .device import autocast_for, choose_memory_format, grad_scaler, keep_freed_memory, model_device, to_device
 from .record import RunRecord, TrainResult
 
-__all__ = ["train"]
+__all__ = ["train", "learning_rates"]
 
 
 def _sgd(groups: list[dict], cfg: TrainConfig, dev: torch.device, scaled: bool) -> torch.optim.SGD:
@@ -56,6 +56,21 @@ def _optimiser(model: nn.Module, cfg: TrainConfig, dev: torch.device, scaled: bo
         return w
 
     return params, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+
+
+def learning_rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    """The learning rate after each step ``k`` = 0 .. ``steps_per_epoch x cfg.epochs`` of a run (element ``k`` is the
+    rate step ``k + 1`` uses; the last, after the last step, is used by none): the trainer's own schedule
+    (:func:`_optimiser`) replayed on a parameter without gradient, so equal to what its optimiser holds after ``k``
+    steps, the ``lr`` that the history records at the evaluated epochs' ends. For the per-step ``lr`` curve of
+    TensorBoard logs (:mod:`transferscope.tblog`)."""
+    _, opt, sched = _optimiser(nn.Linear(1, 1, bias=False), cfg, torch.device("cpu"), False, steps_per_epoch)
+    opt.step()  # no gradient: nothing moves (and the schedule does not warn of a step before the optimiser's)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(steps_per_epoch * cfg.epochs):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
 
 
 def _step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, opt: torch.optim.SGD,
