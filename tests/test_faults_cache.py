@@ -6,6 +6,7 @@ the cached results read from it and the verdicts that rest on them."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -58,7 +59,12 @@ def test_a_result_computed_again_is_bitwise_the_one_computed_before(finished_stu
     before = _results(folder)
     shutil.rmtree(folder / "analyses")
     assert main(["analyze", str(folder), "--no-progress", "--jobs", jobs]) == 0
-    assert "13 computed, 0 cached" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "13 computed, 0 cached" in cap.out
+    if jobs == "1":  # --no-progress: no bar, so each job says when it starts and ends, with its time (workers too)
+        started = re.findall(r"^analysis (\S+): started \(\d\d:\d\d:\d\d\)$", cap.err, re.M)
+        ended = re.findall(r"^analysis (\S+): done in \d+\.\d s$", cap.err, re.M)
+        assert len(started) == 13 and sorted(started) == sorted(ended), cap.err
     after = _results(folder)
     assert after.keys() == before.keys()
     assert [k for k in before if before[k] != after[k]] == []

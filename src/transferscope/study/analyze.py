@@ -100,7 +100,7 @@ def _analyze_one(plan: Plan, store: Store, settings: AnalysisConfig | None, show
     from tqdm.auto import tqdm
 
     settings = settings or plan.config.analysis
-    ctx = Context(resolve(plan, store), store.root, settings, device)
+    ctx = Context(resolve(plan, store), store.root, settings, device, announce=not show_progress)
     out = AnalysisRun()
     adir = store.root / "analyses"
     specs = [s for s in list_analyses() if s.group == "neyshabur" or s.group in settings.groups]

@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -126,6 +127,9 @@ class Context:
     root: Path
     settings: AnalysisConfig
     device: str = "cpu"
+    announce: bool = False
+    """Print a line to stderr as each job starts and ends, with its time (``analyze --no-progress``: no bar shows
+    that the analysis goes on), from whichever process computes it."""
 
     @property
     def store(self) -> Store:
@@ -223,22 +227,33 @@ def compute_job(ctx: Context, spec: Analysis, job: Job, results: dict[str, Any],
     returned as ``missing`` (one analysis failing must not lose the others); a folder that cannot be written
     raises :class:`StoreWriteError`."""
     t0 = time.perf_counter()
+    name = f"{spec.name}/{job.target}"
+    if ctx.announce:
+        print(f"analysis {name}: started ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
     try:
         result = spec.run(ctx, job, results)
     except StoreWriteError:
         raise
     except StoreError as e:  # a run's file is damaged: the message names it and the --rerun that repairs it
         log.warning("analysis %s on %s not computed: %s", spec.name, job.target, e)
+        _ended(ctx, name, t0, "not computed")
         return Outcome(missing=f"not computed: {e}")
     except Exception as e:
         log.warning("analysis %s on %s failed: %s", spec.name, job.target, e, exc_info=True)
+        _ended(ctx, name, t0, "failed")
         return Outcome(missing=f"failed: {type(e).__name__}: {e}")
     seconds = time.perf_counter() - t0
+    _ended(ctx, name, t0, "done")
     d = result.to_dict()
     atomic_write_text(Path(path), dumps({"analysis": spec.name, "version": spec.version, "target": job.target,
                                          "labels": target_ids(ctx.plan), "runs": list(job.runs), "params": job.params,
                                          "seconds": seconds, "result": d}))
     return Outcome(dumps(d), seconds)
+
+
+def _ended(ctx: Context, name: str, t0: float, how: str) -> None:
+    if ctx.announce:
+        print(f"analysis {name}: {how} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def compute_local(ctx: Context, jobs: list[Pending], results: dict[str, Any], tick: Callable[[], None]
