@@ -351,3 +351,35 @@ def test_fashion_mnist_6000_plus_200_is_refused_with_what_is_available():
     msg = _one_line(e)
     assert "has 6000 images for train + val, too few for the 6200 asked" in msg
     assert "at most n_per_class=5800 with n_val_per_class=200" in msg
+
+
+@pytest.mark.parametrize("mode,size,channels,image_size,lost", [
+    ("RGB", 20, 1, 8, ("their colour is lost (set [data] channels = 3", "they are shrunk to 8x8 (most are 20x20")),
+    ("RGB", 8, 1, 8, ("their colour is lost",)),
+    ("L", 20, 1, 8, ("they are shrunk to 8x8",)),
+    ("L", 8, 3, 8, ()),  # grey made RGB: nothing lost
+    ("L", 6, 1, 8, ()),  # enlarged: nothing lost
+])
+def test_your_own_images_losing_colour_or_size_is_a_warning_once(tmp_path, caplog, mode, size, channels, image_size,
+                                                                 lost):
+    import logging
+
+    from transferscope.config import DataConfig, DomainConfig
+    from transferscope.data import load_domain
+
+    from .conftest import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "mine", n_classes=2, per_class=12, size=size, mode=mode)
+    cfg = DomainConfig("imagefolder", path=str(root), label="my photos", n_per_class=4, n_val_per_class=2,
+                       n_test_per_class=4)
+    data = DataConfig(image_size=image_size, channels=channels, cache_dir=str(tmp_path / "cache"))
+    for first in (True, False):  # decoded, then read from the cache: the warning comes once
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="transferscope"):
+            load_domain(cfg, data)
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        if lost and first:
+            assert len(warned) == 1 and "domain 'my photos'" in warned[0], warned
+            assert all(x in warned[0] for x in lost), warned[0]
+        else:
+            assert warned == [], warned

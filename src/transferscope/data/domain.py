@@ -476,11 +476,13 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
     idx = splitter(raw.labels, raw.is_test, cfg, data.split_seed, raw.classes)
     shape = (data.channels, data.image_size, data.image_size)
     arrays = None
+    decoded = False  # the images were decoded (and converted) by this call, not read from the cache
     if use_cache and path.is_file():
         arrays, problem = _read_cache(path, key, idx, raw.labels, shape)
         if problem:
             log.warning("domain cache %s is unusable (%s); decoding the domain again", path, problem)
     if arrays is None:
+        decoded = True
         arrays = {"key": np.array(key)}
         for s, i in idx.items():
             arrays[f"{s}_x"] = raw.load(i) if len(i) else np.zeros((0, *shape), np.uint8)
@@ -507,7 +509,34 @@ def load_domain(cfg: DomainConfig, data: DataConfig, *, use_cache: bool = True) 
     if conversion is not None:
         meta["conversion"] = conversion
         if conversion:
-            log.info("domain %r: %d of %d images converted to the study's format: %s", cfg.display,
-                     conversion["converted"], conversion["images"], describe_conversion(conversion))
+            lost = reduction(conversion, data) if cfg.name in ("imagefolder", "csv") else ""
+            # a user's own images losing their colour or their size: a warning that says how to keep them, when
+            # they are converted (once: the cache holds them converted, and says so at INFO after)
+            log.log(logging.WARNING if lost and decoded else logging.INFO, "domain %r: %d of %d images converted to the study's "
+                    "format: %s%s", cfg.display, conversion["converted"], conversion["images"],
+                    describe_conversion(conversion), lost)
     return DomainData(cfg.display, tuple(raw.classes), splits["train"], splits["val"], splits["test"],
                       block_size=data.image_size, meta=meta)
+
+
+COLOUR_MODES = ("RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+"""Pillow's colour modes: an image of one of them made grey loses its colour."""
+
+
+def reduction(conversion: dict, data: DataConfig) -> str:
+    """What a conversion takes away from the images (their colour, their size) and how to keep it, as the end of a
+    log line (``"; their colour is lost: set [data] channels = 3 ..."``); empty when it takes nothing away (grey
+    made RGB, a smaller image enlarged)."""
+    parts = []
+    colour = conversion.get("colour", {})
+    if colour.get("to") == "L" and any(m in COLOUR_MODES for m in colour.get("from", {})):
+        parts.append("their colour is lost (set [data] channels = 3 to keep it)")
+    size = conversion.get("size", {})
+    larger = [k for k in size.get("from", {}) if max(int(v) for v in k.split("x")) > data.image_size]
+    if larger:
+        common = max(size.get("from", {}).items(), key=lambda kv: kv[1], default=("", 0))[0]
+        parts.append(f"they are shrunk to {data.image_size}x{data.image_size} (most are {common}; set [data] "
+                     f"image_size to keep more of them, at a cost in time)")
+    return "; " + "; ".join(parts) if parts else ""
+
+
