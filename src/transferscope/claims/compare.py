@@ -62,7 +62,7 @@ def _read_claims(results: str | Path) -> tuple[Path, dict[str, Any]]:
     path = Path(results) / "analyses" / "claims.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no verdicts; run 'transferscope analyze {results}' first")
-    again = f"run 'transferscope analyze {results}' again (the analyses are cached: only the verdicts are recomputed)"
+    again = f"run 'transferscope analyze {results}' again"
     try:
         d = read_stored_json(path, f"remove it: transferscope analyze {results} writes it again")
     except StoredFileError as e:  # names the file and the recovery
@@ -71,7 +71,8 @@ def _read_claims(results: str | Path) -> tuple[Path, dict[str, Any]]:
         raise ValueError(f"{path}: not a verdict file (it holds a {type(d).__name__}, not an object); {again}")
     if d.get("format") != CLAIMS_FORMAT:
         got = "no format (written by an earlier transferscope)" if "format" not in d else f"format {d['format']!r}"
-        raise ValueError(f"{path}: verdict file of {got}; this transferscope reads format {CLAIMS_FORMAT}: {again}")
+        raise ValueError(f"{path}: verdict file of {got}; this transferscope reads format {CLAIMS_FORMAT}: run "
+                         f"'transferscope analyze {results}' again")
     return path, d
 
 
@@ -162,7 +163,7 @@ def _checked(path: Path, results: str | Path, d: dict[str, Any], key: str, cls: 
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
         raise ValueError(f"{path}: does not fit a verdict file ({what}); run 'transferscope analyze {results}' "
-                         "again") from None
+                         "again (the analyses are cached: only the verdicts are judged again)") from None
     return out
 
 
