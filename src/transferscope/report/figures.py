@@ -118,7 +118,8 @@ def image_grid(path: Path, rows: Sequence[tuple[str, np.ndarray, Sequence[str]]]
     ncol = max(1, max((len(x) for _, x, _ in rows), default=1))
     # a caption is wrapped to the width of its image (a multi-label caption joins several labels): rows as tall
     # as their longest caption, so no caption runs into its neighbour or the row above
-    wrapped = [[textwrap.fill(str(c), 14, break_long_words=True) for c in caps] for _, _, caps in rows]
+    wrapped = [[textwrap.fill(str(c).replace("+", " +"), 14, break_on_hyphens=False) for c in caps]
+               for _, _, caps in rows]  # lines broken between a multi-label caption's labels, not inside one
     lines = [max((w.count("\n") + 1 for w in ws), default=1) for ws in wrapped]
     fig, axes = plt.subplots(len(rows), ncol, figsize=(1.25 * ncol + 1.2, sum(1.3 + 0.13 * k for k in lines) + 0.4),
                              squeeze=False, gridspec_kw={"height_ratios": [1.3 + 0.13 * k for k in lines]})
@@ -431,7 +432,7 @@ def stability_lines(path: Path, per_target: dict[str, dict[str, StabilityCurve]]
 def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradientResult]]) -> Path:
     """Fraction of the gradient's energy on the top singular direction of each weight, pre-trained vs random."""
     most = max((len(res["P-T"].weights) for res in per_target.values()), default=1)
-    fig, axes = plt.subplots(1, len(per_target), figsize=(max(4.6, 0.28 * most + 1.6) * len(per_target), 3.8),
+    fig, axes = plt.subplots(1, len(per_target), figsize=(max(4.6, 0.28 * most + 1.6) * len(per_target) + 2.4, 4.0),
                              squeeze=False)
     for ax, (t, res) in zip(axes[0], per_target.items(), strict=True):
         names = res["P-T"].weights
@@ -444,7 +445,7 @@ def principal_bars(path: Path, per_target: dict[str, dict[str, PrincipalGradient
         ax.set_yscale("log")
         ax.set_ylabel("energy fraction", fontsize=7)
         ax.set_title(f"{t}: gradient energy on the top singular direction (k = {res['P-T'].top_k[0]})", fontsize=8)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside, not on, the bars
     fig.tight_layout()
     return _save(fig, path)
 
@@ -466,10 +467,12 @@ def score_scatter(path: Path, rel: RelateResult, not_applicable: dict[str, str] 
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         if not any(math.isfinite(_finite(p.score(s))) for p in pts):  # e.g. LEEP of a multi-label target
             why = (not_applicable or {}).get(s) or "no value on any target"
-            ax.text(0.5, 0.5, textwrap.fill(f"not applicable: {why}", 30), ha="center", va="center", fontsize=7,
+            why = why if why.startswith("not applicable") else f"not applicable: {why}"
+            ax.text(0.5, 0.5, textwrap.fill(why, 30), ha="center", va="center", fontsize=7,
                     transform=ax.transAxes, color="#555555")
             ax.set_title(s, fontsize=8)
             ax.set_xticks([])
+            ax.set_yticks([])
             continue
         for j, t in enumerate(targets):
             sel = [p for p in pts if p.target == t]
@@ -483,7 +486,9 @@ def score_scatter(path: Path, rel: RelateResult, not_applicable: dict[str, str] 
         ax.set_ylabel("gain P-T - RI-T", fontsize=7)
         ax.axhline(0, color="grey", lw=0.5)
         ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=6)
+    drawn = [ax for ax in axes[0] if ax.get_legend_handles_labels()[0]]
+    if drawn:  # the targets' legend, on the first panel with points
+        drawn[0].legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
 
