@@ -21,23 +21,27 @@ __all__ = ["claims_section"]
 
 def claims_section(r: Reader, out: Path) -> Section:
     sec = Section("claims", "Verdicts: the claims of Neyshabur et al. (N1-N9) and Liu et al. (L1-L5)",
-                  f"The rule, fixed before any result: the statistical unit is the seed (an independent run). A "
-                  f"per-seed statistic gets a Welch t-interval; a statistic over pairs of models is averaged over every "
-                  f"pair and gets a leave-one-seed-out jackknife interval (seeds, not pairs, are resampled). One error "
-                  f"control in both directions: an effect is decisive only when its p-value survives Holm's correction "
-                  f"over all claims x targets x effects; it then holds when its {claim_stats.LEVEL:.0%} interval lies "
-                  f"on the claim's side of the bound and does not hold when it lies on the other side; otherwise it "
-                  f"is inconclusive (so a wrong decisive outcome, either way, has at most a 5% chance per study). "
-                  f"Fewer than {claim_stats.MIN_SEEDS} seeds is inconclusive by rule. Claims of sameness are "
-                  f"equivalence tests with a stated margin. A claim about every target holds when every target holds "
-                  f"and does not hold when any target does not. A decisive outcome that rests on runs that did not "
-                  f"fit their training data (or whose files changed) is unreliable, never decisive; other caveats of "
-                  f"the runs are listed beside the verdicts.")
+                  "Each claim on each target at a glance, then one forest plot per claim; the rule the verdicts follow "
+                  "is stated below them.")
+    rule = (f"The rule, fixed before any result: the statistical unit is the seed (an independent run). A "
+            f"per-seed statistic gets a Welch t-interval; a statistic over pairs of models is averaged over every "
+            f"pair and gets a leave-one-seed-out jackknife interval (seeds, not pairs, are resampled). One error "
+            f"control in both directions: an effect is decisive only when its p-value survives Holm's correction "
+            f"over all claims x targets x effects; it then holds when its {claim_stats.LEVEL:.0%} interval lies "
+            f"on the claim's side of the bound and does not hold when it lies on the other side; otherwise it "
+            f"is inconclusive (so a wrong decisive outcome, either way, has at most a 5% chance per study). "
+            f"Fewer than {claim_stats.MIN_SEEDS} seeds is inconclusive by rule. Claims of sameness are "
+            f"equivalence tests with a stated margin. A claim about every target holds when every target holds "
+            f"and does not hold when any target does not. A decisive outcome that rests on runs that did not "
+            f"fit their training data (or whose files changed) is unreliable, never decisive; other caveats of "
+            f"the runs are listed beside the verdicts.")
     if r.claims is None:
         sec.missing(r.claims_error or NO_ANALYSES)
         return sec
     if r.claims and r.claims[0].conditional_on:
         sec.note(f"Every verdict below is conditional on {r.claims[0].conditional_on}.")
+    _at_a_glance(r, sec, out)
+    sec.note(rule)
     try:
         across = load_across(r.root)
     except (FileNotFoundError, ValueError) as e:
@@ -54,7 +58,6 @@ def claims_section(r: Reader, out: Path) -> Section:
     elif across:
         sec.note("The study has one pre-trained model P: whether a verdict depends on it is not measured "
                  "(set pretrain_seeds to several seeds to measure it).")
-    _at_a_glance(r, sec, out)
     sec.table(["claim", "statement", "outcome", "caveats", "why"],
               [[v.claim, v.statement, v.outcome, caveat_summary(v.caveats) or "none", v.why] for v in r.claims],
               caption="one verdict per claim, with the caveats of the runs it rests on",
