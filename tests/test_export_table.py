@@ -63,7 +63,7 @@ def test_analysis_tables_equal_the_records(study, tmp_path):
     assert main(["export", "table", str(study), "--out", str(out), "--format", "parquet"]) == 0
     index = json.loads((study / "analyses" / "index.json").read_text())["results"]
     names = {n.split("/")[0] for n in index}
-    assert {p.stem for p in out.iterdir()} == names | {"runs"}
+    assert {p.stem for p in out.iterdir()} == names | {"runs", "claims"}  # the verdicts, one row per effect
     # CKA: one row per pair x layer x field, each the stored number
     cka = pd.read_parquet(out / "cka.parquet")
     assert list(cka.columns) == list(ANALYSIS_COLUMNS)

@@ -14,7 +14,8 @@ from typing import Any
 
 from .config import StudyConfig, load_config
 
-__all__ = ["run_study", "decide_study", "analyze_study", "render", "Analysis", "study_folder", "analysis_backend"]
+__all__ = ["run_study", "decide_study", "analyze_study", "render", "Analysis", "study_folder", "analysis_backend",
+           "tables"]
 
 
 def _config(config: str | Path | StudyConfig | None, overrides: list[str] | None) -> StudyConfig:
@@ -144,16 +145,56 @@ def decide_study(config: str | Path | StudyConfig | None = None, results: str | 
 @dataclass
 class Analysis:
     """What :func:`analyze_study` computed: the analyses (``run``), the verdicts under each pre-trained model
-    (by pre-training seed, the primary first), and the path of ``claims.json``."""
+    (by pre-training seed, the primary first), the path of ``claims.json`` and the results folder (``results``).
+    :meth:`runs_frame` and :meth:`effects_frame` give the runs and the effects as pandas DataFrames."""
 
     run: Any
     verdicts: dict[int, list]
     claims: Path
+    results: Path | None = None
 
     @property
     def primary(self) -> list:
         """The verdicts under the primary P."""
         return next(iter(self.verdicts.values()))
+
+    def runs_frame(self):
+        """The runs of the study as a pandas DataFrame, one row per run: the columns of ``export table``'s
+        ``runs.csv`` (:data:`transferscope.export.RUN_COLUMNS`, then each run's metrics), read as pandas reads that
+        file. Its ``role`` tells the runs the verdicts read (``chosen``) from the learning-rate candidates that lost
+        (``candidate``), the basin runs and P: a mean over the rows of role ``chosen`` at a target and block size is
+        the mean the tool reports there. Needs pandas (``pip install 'transferscope[tables]'``)."""
+        from .export import runs_frame
+
+        if self.results is None:
+            raise ValueError("this Analysis does not name its results folder: tables(results) reads one")
+        return runs_frame(self.results)
+
+    def effects_frame(self):
+        """Every effect behind the verdicts as a pandas DataFrame: the columns of ``export table``'s ``claims.csv``
+        (:data:`transferscope.export.CLAIM_COLUMNS`: one row per effect, and per target no effect measured, under
+        each pre-trained model), read as pandas reads that file. Needs pandas (``pip install
+        'transferscope[tables]'``)."""
+        from .export import CLAIM_COLUMNS, claim_rows, data_frame
+
+        return data_frame(claim_rows(self.verdicts), CLAIM_COLUMNS)
+
+
+def tables(results: str | Path):
+    """The runs and the effects of an analysed results folder as pandas DataFrames, ``(runs, effects)``, as
+    :meth:`Analysis.runs_frame` and :meth:`Analysis.effects_frame` give them, read from the folder's files (the
+    verdicts of its last ``analyze``, ``analyses/claims.json``) without computing anything. A folder without
+    verdicts is a :class:`ConfigError` that says how to make them. Needs pandas (``pip install
+    'transferscope[tables]'``)."""
+    from .config import ConfigError
+    from .export import CLAIM_COLUMNS, claim_rows, data_frame, read_verdicts, runs_frame
+
+    _, cfg = study_folder(results)
+    try:
+        by_p = read_verdicts(results, cfg.pretrain_seed_list[0])
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    return runs_frame(results), data_frame(claim_rows(by_p), CLAIM_COLUMNS)
 
 
 def analyze_study(results: str | Path, *, show_progress: bool = True, device: str | None = None,
@@ -177,7 +218,7 @@ def analyze_study(results: str | Path, *, show_progress: bool = True, device: st
     run, by_p, path, _ = analyze_and_judge(plan, store, show_progress=show_progress, device=device,
                                            backend=analysis_backend(executor, address, jobs), threads=threads,
                                            images=write_image_strips)
-    return Analysis(run, by_p, path)
+    return Analysis(run, by_p, path, Path(results))
 
 
 def analysis_backend(executor: str = "local", address: str | None = None, jobs: int = 1):

@@ -212,6 +212,7 @@ def _print_verdicts(results: Path) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .export import ROLES, run_roles
     from .store import RUN_DONE, RUN_FAILED, RunDamaged, StoreError
     from .study import make_plan, status_counts
     from .study.summary import flags, format_flags
@@ -226,9 +227,13 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"of {plan.size()} runs")
     damaged: dict[str, str] = {}  # run id -> why it needs to be trained again
     resolved = resolve(plan, store)
+    roles = run_roles(plan, store)
+    candidates = {r.run_id for r in resolved.tuning}
+    table = []  # with --runs: one row per run, its notes last
     for r in {r.run_id: r for r in resolved.tuning + resolved.runs}.values():
         st = store.run_status(r.run_id)
         extra = ""
+        figure = ""
         if st == RUN_DONE:
             changed = [f for f in store.verify_run(r.run_id) if f != "run.json"]  # run.json: recorded no hashes
             if changed:
@@ -237,7 +242,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 from . import metrics as M
 
                 m = store.read_json(r.run_id, "metrics.json")
-                extra = f"test_{M.metric_of(m)}={M.value(m, 'test'):.3f}"  # accuracy, or a multi-label mean AUC
+                figure = f"test_{M.metric_of(m)}={M.value(m, 'test'):.3f}"  # accuracy, or a multi-label mean AUC
             except RunDamaged as e:
                 damaged.setdefault(r.run_id, str(e).split("; it needs")[0].removeprefix(f"run {r.run_id}: "))
             if r.run_id in damaged:
@@ -247,8 +252,27 @@ def cmd_status(args: argparse.Namespace) -> int:
                 extra += f"  (its worker process died before ({'; '.join(deaths)}); ran again)"
         elif st == RUN_FAILED:
             extra = store.run_info(r.run_id).get("reason", "").splitlines()[0]
-        if args.runs:
-            print(f"  {st or 'pending':<8} {r.run_id}  ({r.label})  {extra}")
+        role = roles.get(r.run_id, "") + ("*" if r.run_id in candidates and roles.get(r.run_id) == "chosen" else "")
+        where = ([f"from epoch {r.parent_checkpoint:g} of P"] if r.parent_checkpoint >= 0 else []) + \
+                ([f"P of seed {r.pretrain_seed}"] if r.pretrain_seed >= 0 else [])
+        table.append([st or "pending", role, r.run_id, "-" if r.arm == "P" else r.domain.display, str(r.block_size),
+                      str(r.seed), f"{r.train.lr:g}", figure or "-",
+                      "  ".join(x for x in (", ".join(where), extra.strip()) if x)])
+    for rid, role in roles.items():  # stored runs the study no longer plans (e.g. of a seed taken out)
+        if role == "not in the study":
+            table.append([store.run_status(rid) or "?", role, rid, "", "", "", "", "", "stored, not planned"])
+    if args.runs:
+        head = ["status", "role", "run id", "target", "block", "seed", "lr", "test figure", "notes"]
+        widths = [max(len(x) for x in col) for col in zip(head, *table, strict=True)]
+        for row in [head, *table]:
+            print(("  " + "  ".join(x.ljust(w) for x, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1])
+                  .rstrip())
+        print(f"  (role: {', '.join(ROLES)}; chosen*: the learning-rate candidate chosen, a run the verdicts read)")
+        for ch in choices(plan, store):  # where the one-SE rule did not take the highest validation score
+            if ch.state == "chosen" and ch.selection.rule == "one-se" and ch.lr != ch.best:
+                print(f"  {ch.selection.key}: one-se: chose {ch.lr:g}, within one standard error of the best "
+                      f"{ch.best:g} (validation {ch.metric_label} {ch.val_acc[ch.lr]:.3f} against "
+                      f"{ch.val_acc[ch.best]:.3f}); the smallest rate within noise of it")
     if damaged:
         print(f"\n{len(damaged)} runs need to be trained again (their files are damaged):")
         for rid, why in damaged.items():
@@ -319,8 +343,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
     rows = compare_verdicts(a, b)
-    print(format_comparison(rows, str(args.results_a), str(args.results_b)))
-    return 1 if any(r.contradiction for r in rows) else 0
+    bad = sum(r.contradiction for r in rows)
+    if args.json:  # the same rows as a document (target "": the claim's overall outcome)
+        import json
+
+        from .vocab.caveats import summary
+
+        print(json.dumps({"a": str(args.results_a), "b": str(args.results_b),
+                          "rows": [{"claim": r.claim, "target": r.target, "a": r.a, "b": r.b,
+                                    "contradiction": r.contradiction, "caveats_a": summary(r.caveats_a),
+                                    "caveats_b": summary(r.caveats_b)} for r in rows],
+                          "counts": {"rows": len(rows), "claims": len({r.claim for r in rows}), "contradictions": bad}},
+                         indent=2))
+    else:
+        print(format_comparison(rows, str(args.results_a), str(args.results_b)))
+    return 1 if bad else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -440,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="what is done, failed and pending in a results folder")
     s.add_argument("results", nargs="?", default="results/quick")
-    s.add_argument("--runs", action="store_true", help="list every run")
+    s.add_argument("--runs", action="store_true",
+                   help="list every run: its status, role (chosen: read by the verdicts; candidate: a learning rate "
+                        "not chosen; basin; pretrain), target, block size, seed, learning rate and test figure")
     s.set_defaults(fn=cmd_status)
 
     a = sub.add_parser("analyze", help="compute the missing analyses of a study and judge the paper's claims")
@@ -466,9 +505,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust(a)
     a.set_defaults(fn=cmd_analyze)
 
-    c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other")
-    c.add_argument("results_a")
-    c.add_argument("results_b")
+    c = sub.add_parser("compare", help="two studies' verdicts side by side; exit 1 if any contradicts the other",
+                       description="Two analysed studies' verdicts side by side, per claim and target; a "
+                                   "contradiction is a claim (or target) that holds in one and does not hold in the "
+                                   "other (an unreliable or inconclusive outcome contradicts nothing).",
+                       epilog="exit status: 0 no contradiction, 1 at least one contradiction, 2 an error (e.g. not "
+                              "a results folder, or no verdicts: run 'transferscope analyze' first)")
+    c.add_argument("results_a", help="results folder judged by 'transferscope analyze'")
+    c.add_argument("results_b", help="the other results folder")
+    c.add_argument("--json", action="store_true",
+                   help="print a JSON document instead of the table: rows (claim, target: '' for the claim's overall "
+                        "outcome, a, b, contradiction, caveats_a, caveats_b) and counts (rows, claims, "
+                        "contradictions); the exit status is the same")
     c.set_defaults(fn=cmd_compare)
 
     rp = sub.add_parser("report", help="render the HTML report (and PNG figures) of a study's stored results")
@@ -495,12 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="final weights (default), the weights at step 0, or a kept pre-training checkpoint")
     _add_trust(em)
     em.set_defaults(fn=cmd_export)
-    et = what.add_parser("table", help="the runs (one row each) and each analysis (long format) as CSV or Parquet "
-                                       "tables")
+    et = what.add_parser("table", help="the runs (one row each, with its role and learning rate), the claims (one "
+                                       "row per effect of the verdicts) and each analysis (long format) as CSV or "
+                                       "Parquet tables")
     et.add_argument("results", help="results folder")
     et.add_argument("--format", choices=("csv", "parquet"), default="csv",
                     help="csv (needs nothing) or parquet (needs pyarrow: pip install 'transferscope[tables]')")
-    et.add_argument("--out", metavar="DIR", help="folder for runs.<format> and <analysis>.<format> "
+    et.add_argument("--out", metavar="DIR", help="folder for runs.<format>, claims.<format> and <analysis>.<format> "
                                                  "(default: RESULTS/tables)")
     et.set_defaults(fn=cmd_export)
     return p

@@ -10,6 +10,8 @@ strict=True)``), and says so in the JSON (``"prefix_stripped": "net."``).
 from __future__ import annotations
 
 import difflib
+import math
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, jsonio
@@ -26,7 +28,9 @@ from .store import (
     rerun_hint,
 )
 
-__all__ = ["ExportError", "export_model", "export_tables", "WRAPPED_PREFIX", "RUN_COLUMNS", "ANALYSIS_COLUMNS"]
+__all__ = ["ExportError", "export_model", "export_tables", "WRAPPED_PREFIX", "RUN_COLUMNS", "ANALYSIS_COLUMNS",
+           "CLAIM_COLUMNS", "CLAIM_NUMBERS", "ROLES", "run_roles", "run_rows", "claim_rows", "read_verdicts",
+           "data_frame", "runs_frame"]
 
 WRAPPED_PREFIX = "net."
 """Where :class:`~transferscope.models.Hooked` keeps the wrapped module's parameters."""
@@ -159,14 +163,43 @@ def export_model(results: str | Path, run_id: str, out: str | Path, which: str =
 
 TABLE_FORMATS = ("csv", "parquet")
 
-RUN_COLUMNS = ("run_id", "status", "arm", "domain", "target", "block_size", "seed", "pretrain_seed", "parent",
+RUN_COLUMNS = ("run_id", "status", "role", "arm", "domain", "target", "block_size", "seed", "pretrain_seed", "parent",
                "parent_checkpoint", "model", "lr", "epochs", "batch_size", "momentum", "weight_decay", "schedule",
                "warmup_epochs", "grad_clip", "eval_every", "speed_epochs", "speed_fraction", "metric")
-"""The leading columns of the runs table (from each run's spec; ``metric``: what the run is judged by, ``acc`` or
-``auc`` for a multi-label target, also for runs stored before metrics.json said it); the metrics of
-``metrics.json`` follow under their own names (``test_acc`` or ``test_auc`` ...; a multi-label run's per-label test
-AUC as ``test_auc[<label>]``, its excluded labels as one ``test_auc_excluded`` text, ``; ``-separated), then
-``run_seconds`` (the run's wall time, run.json ``seconds``) and the other scalars of run.json."""
+"""The leading columns of the runs table (from each run's spec; ``role``: what the run is to the study, one of
+:data:`ROLES`; ``lr``: the rate the run trains at, a learning-rate candidate's own; ``metric``: what the run is
+judged by, ``acc`` or ``auc`` for a multi-label target, also for runs stored before metrics.json said it); the
+metrics of ``metrics.json`` follow under their own names (``test_acc`` or ``test_auc`` ...; a multi-label run's
+per-label test AUC as ``test_auc[<label>]``, its excluded labels as one ``test_auc_excluded`` text, ``; ``-separated),
+then ``run_seconds`` (the run's wall time, run.json ``seconds``) and the other scalars of run.json."""
+
+_TRAIN_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("lr"):]
+"""The columns read from the run's training settings (``metric`` is none of them: None until the run is done)."""
+
+ROLE_PRETRAIN, ROLE_CHOSEN, ROLE_CANDIDATE, ROLE_BASIN, ROLE_OUTSIDE = (
+    "pretrain", "chosen", "candidate", "basin", "not in the study")
+ROLES = (ROLE_PRETRAIN, ROLE_CHOSEN, ROLE_CANDIDATE, ROLE_BASIN, ROLE_OUTSIDE)
+"""What a run is to the study (the runs table's ``role``): ``pretrain``, a pre-trained model P; ``chosen``, a run
+the verdicts and the results table read (P-T or RI-T from the final P: the learning-rate candidate that was chosen,
+every seed trained at the chosen rate, or a run of a fixed rate); ``candidate``, a learning-rate candidate that was
+not chosen (or whose choice is not made yet); ``basin``, P-T from an earlier pre-training checkpoint; ``not in the
+study``, a stored run the study no longer plans (e.g. of a seed taken out). A mean over the rows of role ``chosen``
+at a target and block size is the mean the tool reports there."""
+
+CLAIM_COLUMNS = ("claim", "target", "statistic", "unit", "estimate", "low", "high", "level", "n", "counted", "side",
+                 "bound", "margin", "outcome", "target_outcome", "claim_outcome", "p_holm", "holm_alpha",
+                 "seeds_needed", "pretrain_seed", "caveats", "why")
+"""The columns of the claims table: one row per effect (``statistic``: its name; ``estimate``, ``low``, ``high``:
+the statistic and its interval at confidence ``level``; ``n``: what it counted, ``counted``; ``side``, ``bound``,
+``margin``: what the claim says of it; ``outcome``: the effect's outcome as the report shows it, ``unreliable`` for
+a decisive one on runs that did not fit or whose files changed; ``p_holm``, ``holm_alpha``: the p-value Holm's
+correction judged and the level it met; ``seeds_needed``: for an undecided one, about how many seeds would decide
+it; ``pretrain_seed``: the pre-trained model P the verdict is conditional on; ``caveats``: those of the target, in
+a few words; ``why``: the effect's sentence), and one row per target measured by no effect (its numbers empty)."""
+
+CLAIM_NUMBERS = ("estimate", "low", "high", "level", "n", "bound", "margin", "p_holm", "holm_alpha", "seeds_needed",
+                 "pretrain_seed")
+"""The numeric columns of the claims table (NaN, or empty in a CSV file, where there is no number)."""
 
 ANALYSIS_COLUMNS = ("analysis", "target", "pretrain_seed", "block_size", "checkpoint", "group", "seed_a", "run_a",
                     "seed_b", "run_b", "which_b", "field", "i", "at_i", "j", "at_j", "value")
@@ -297,35 +330,59 @@ def _per_label(metrics: dict, classes) -> dict:
     return out
 
 
-def run_rows(store: Store, plan) -> list[dict]:
-    """One row per run of the study (planned or stored): its spec's settings, the metrics of a finished run, its
-    status (``done``, ``failed``, ``pending``; ``damaged`` where a file no longer reads) and its times."""
+def run_roles(plan, store: Store) -> dict[str, str]:
+    """The role (:data:`ROLES`) of every run of ``plan`` (its learning-rate choices made from ``store``) and of every
+    run ``store`` holds, by run id: the candidates first, then the runs of the study, then the stored runs it no
+    longer plans."""
+    return _roles(plan, store)[1]
+
+
+def _roles(plan, store: Store) -> tuple[dict, dict[str, str]]:
+    """(the :class:`~transferscope.study.plan.RunSpec` of each run of the study by run id, its learning-rate choices
+    made; the role of each run, stored ones outside the study included), in the order of :func:`run_roles`."""
     from .store import StoreError
-    from .study.tuning import resolve
+    from .study.tuning import concrete, resolve
 
     try:
         resolved = resolve(plan, store)
-        ids = list(dict.fromkeys(r.run_id for r in resolved.tuning + resolved.runs))
     except StoreError:
-        ids = []
-    ids += [r for r in store.list_runs() if r not in ids]
-    specs = {r.run_id: r.to_dict() for r in plan.tuning + plan.runs}
+        # a candidate no longer reads, so the choices are unknown: a stored run that waited for one is one of the
+        # study's all the same (at whichever rate it trained); every candidate stays a candidate
+        stored = set(store.list_runs()) - {r.run_id for r in plan.tuning}
+        maybe = {r.run_id: r for t, sel in plan.deferred for r in (concrete(t, c.train.lr) for c in sel.candidates)}
+        resolved = replace(plan, runs=list(plan.runs) + [r for rid, r in maybe.items() if rid in stored])
+    roles = dict.fromkeys((r.run_id for r in resolved.tuning), ROLE_CANDIDATE)
+    for r in resolved.runs:  # the chosen candidate is one of these too: the verdicts read it
+        roles[r.run_id] = ROLE_PRETRAIN if r.arm == "P" else ROLE_BASIN if r.parent_checkpoint >= 0 else ROLE_CHOSEN
+    for rid in store.list_runs():
+        roles.setdefault(rid, ROLE_OUTSIDE)
+    return {r.run_id: r for r in resolved.tuning + resolved.runs}, roles
+
+
+def run_rows(store: Store, plan) -> list[dict]:
+    """One row per run of the study (planned or stored): its spec's settings, the metrics of a finished run, its
+    status (``done``, ``failed``, ``pending``; ``damaged`` where a file no longer reads), its role (:data:`ROLES`)
+    and its times."""
+    from .store import StoreError
+
+    specs, roles = _roles(plan, store)
     rows = []
-    for rid in ids:
+    for rid, role in roles.items():
         row: dict = {"run_id": rid}
         try:
             info = store.run_info(rid) or {}
         except StoreError as e:
             info, row["status"], row["note"] = {}, "damaged", str(e)
-        spec = info.get("spec") or specs.get(rid) or {}
+        spec = info.get("spec") or (specs[rid].to_dict() if rid in specs else {})
         row.setdefault("status", info.get("status") or "pending")
+        row["role"] = role
         dom, train = spec.get("domain") or {}, spec.get("train") or {}
         row.update(arm=spec.get("arm"), domain=dom.get("label") or dom.get("name"),
                    target=(dom.get("label") or dom.get("name")) if spec.get("arm") not in (None, "P") else None,
                    block_size=spec.get("block_size"), seed=spec.get("seed"), pretrain_seed=spec.get("pretrain_seed"),
                    parent=spec.get("parent") or None, parent_checkpoint=spec.get("parent_checkpoint"),
                    model=(spec.get("model") or {}).get("name"))
-        for k in RUN_COLUMNS[11:]:
+        for k in _TRAIN_COLUMNS:
             row[k] = train.get(k)
         if row["status"] == RUN_DONE:
             try:
@@ -343,25 +400,121 @@ def run_rows(store: Store, plan) -> list[dict]:
     return rows
 
 
-def _write_table(rows: list[dict], columns: list[str], path: Path, fmt: str) -> Path:
+def _runs(store: Store, plan) -> tuple[list[dict], list[str]]:
+    """The rows of the runs table and its columns (:data:`RUN_COLUMNS`, then the others of the rows)."""
+    rows = run_rows(store, plan)
+    columns = list(RUN_COLUMNS)
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    return rows, columns
+
+
+def read_verdicts(results: str | Path, primary: int) -> dict[int, list]:
+    """The verdicts ``analyses/claims.json`` of the results folder ``results`` holds under each pre-trained model, by
+    its seed (``primary``: that of the primary P, whose verdicts are the file's ``verdicts``), the whole file checked
+    first (:func:`transferscope.claims.compare.load_verdicts`). Raises :class:`FileNotFoundError` (no verdicts, not a
+    results folder) or :class:`ValueError` (a file that does not fit), each naming the file and the way out."""
+    from .claims.base import Verdict
+    from .claims.compare import load_verdicts
+
+    out = {primary: load_verdicts(results)}
+    path = Path(results) / "analyses" / "claims.json"
+    for k, p in enumerate(jsonio.read(path).get("pretrained", [])):
+        seed = p.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"{path}: does not fit a verdict file (pretrained[{k}].seed: expected a whole number, got "
+                             f"{seed!r}); run 'transferscope analyze {results}' again")
+        if seed not in out:
+            out[seed] = [Verdict.from_dict(v) for v in p.get("verdicts", [])]
+    return out
+
+
+def claim_rows(by_pretrain: dict[int, list]) -> list[dict]:
+    """The rows of the claims table (:data:`CLAIM_COLUMNS`) of the verdicts under each pre-trained model (by its
+    seed, as :attr:`transferscope.api.Analysis.verdicts` and :func:`read_verdicts` give them): one per effect, and
+    one per target that no effect measured. An effect decisive on runs with a blocking caveat (that did not fit
+    their training data, or whose files changed) shows ``unreliable``, as the report shows it."""
+    from .claims.stats import FAILS, HOLDS, UNRELIABLE
+    from .vocab.caveats import summary
+
+    rows = []
+    for seed, verdicts in by_pretrain.items():
+        for v in verdicts:
+            for t in v.targets:
+                base = {"claim": v.claim, "target": t.target, "target_outcome": t.outcome, "claim_outcome": v.outcome,
+                        "pretrain_seed": seed, "caveats": summary(t.caveats) or None}
+                if not t.effects:
+                    rows.append({**base, "outcome": t.outcome, "why": t.why or None})
+                blocked = any(c.blocking for c in t.caveats)
+                for e in t.effects:
+                    rows.append({**base, "statistic": e.name, "unit": e.unit or None, "estimate": e.value, "low": e.low,
+                                 "high": e.high, "level": e.level, "n": e.n, "counted": e.counted or None,
+                                 "side": e.side, "bound": e.bound, "margin": e.margin,
+                                 "outcome": UNRELIABLE if blocked and e.outcome in (HOLDS, FAILS) else e.outcome,
+                                 "p_holm": e.p_holm, "holm_alpha": e.holm_alpha, "seeds_needed": e.seeds_needed,
+                                 "why": e.why or None})
+    return [{c: r.get(c) for c in CLAIM_COLUMNS} for r in rows]
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("the tables as DataFrames need pandas: pip install 'transferscope[tables]'") from None
+    return pd
+
+
+def data_frame(rows: list[dict], columns: list[str] | tuple[str, ...]):
+    """``rows`` as a pandas DataFrame of ``columns``: exactly what ``pandas.read_csv`` reads from the CSV file
+    :func:`export_tables` writes of them (an empty cell, NaN; a column of numbers, numbers)."""
+    import io
+
+    pd = _pandas()
+    return pd.read_csv(io.StringIO(_csv_text(rows, list(columns))))
+
+
+def runs_frame(results: str | Path):
+    """The runs table of the results folder ``results`` (as ``runs.csv``) as a pandas DataFrame."""
+    from .study.plan import make_plan
+
+    store = _store_of(Path(results))
+    return data_frame(*_runs(store, make_plan(store.study_config(), check=False)))
+
+
+def _cell(v):
+    """A value as a CSV cell: None and NaN empty, a float as Python writes it (exact), anything else as text."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return repr(v) if isinstance(v, float) else v
+
+
+def _csv_text(rows: list[dict], columns: list[str]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _cell(r.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def _write_table(rows: list[dict], columns: list[str], path: Path, fmt: str, numbers: tuple[str, ...] = ()) -> Path:
+    """``rows`` as the table ``path`` (its suffix ``fmt``); ``numbers``: columns that are floats in a Parquet file
+    whatever they hold (whole numbers, or none), as a CSV reader reads them."""
     path = path.with_suffix(f".{fmt}")
     if fmt == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else repr(r[k]) if isinstance(r[k], float) else r[k] for k in columns})
-        atomic_write_text(path, buf.getvalue())
+        atomic_write_text(path, _csv_text(rows, columns))
         return path
     pa, pq = _pyarrow()
     arrays = {}
     for c in columns:
         vals = [r.get(c) for r in rows]
         present = [v for v in vals if v is not None]
-        if present and all(isinstance(v, bool) for v in present):
+        if c in numbers:
+            typ, vals = pa.float64(), [None if v is None else float(v) for v in vals]
+        elif present and all(isinstance(v, bool) for v in present):
             typ = pa.bool_()
         elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
             typ = pa.int64()
@@ -387,9 +540,11 @@ def _pyarrow():
 
 
 def export_tables(results: str | Path, out: str | Path | None = None, fmt: str = "csv") -> tuple[list[Path], str]:
-    """Write the runs table (``runs.<fmt>``) and one long table per analysis (``<analysis>.<fmt>``, columns
-    :data:`ANALYSIS_COLUMNS`) of the results folder ``results`` into ``out`` (default ``RESULTS/tables``).
-    Returns (the paths written, a note on what is missing: empty when every analysis was exported).
+    """Write the runs table (``runs.<fmt>``, one row per run with its role: :data:`RUN_COLUMNS`), the claims table
+    (``claims.<fmt>``, one row per effect of the verdicts of ``analyses/claims.json``: :data:`CLAIM_COLUMNS`) and
+    one long table per analysis (``<analysis>.<fmt>``, columns :data:`ANALYSIS_COLUMNS`) of the results folder
+    ``results`` into ``out`` (default ``RESULTS/tables``). Returns (the paths written, a note on what is missing:
+    empty when the verdicts and every analysis were exported).
 
     Raises:
         ExportError: ``results`` is not a results folder, ``fmt`` is unknown, pyarrow is missing for parquet, or
@@ -406,14 +561,11 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
     store = _store_of(results)
     plan = make_plan(store.study_config(), check=False)
     out = Path(out) if out else results / "tables"
-    runs = run_rows(store, plan)
-    columns = list(RUN_COLUMNS)
-    for r in runs:
-        columns += [k for k in r if k not in columns]
+    runs, columns = _runs(store, plan)
     tables: dict[str, list[dict]] = {}
     adir = results / "analyses"
     indexes = sorted(adir.glob("index*.json")) if adir.is_dir() else []
-    primary = plan.pretrains()[0].seed if plan.pretrains() else None
+    primary = plan.config.pretrain_seed_list[0]
     unreadable = []
     for idx in indexes:
         seed = int(idx.stem.removeprefix("index-P")) if idx.stem.startswith("index-P") else primary
@@ -426,15 +578,28 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
                 continue
             tables.setdefault(name.split("/", 1)[0], []).extend(
                 analysis_rows(name, jsonio.loads(jsonio.dumps(record.to_dict())), seed))
+    claims, no_claims = None, ""
+    if (adir / "claims.json").is_file():
+        try:
+            claims = claim_rows(read_verdicts(results, primary))
+        except (FileNotFoundError, ValueError) as e:
+            no_claims = f"no claims table: {e}"
+    elif indexes:
+        no_claims = (f"no claims table: {adir / 'claims.json'} is missing (transferscope analyze {results} writes the "
+                     "verdicts)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         paths = [_write_table(runs, columns, out / "runs", fmt)]
+        if claims is not None:
+            paths.append(_write_table(claims, list(CLAIM_COLUMNS), out / "claims", fmt, CLAIM_NUMBERS))
         paths += [_write_table(rows, list(ANALYSIS_COLUMNS), out / name, fmt) for name, rows in sorted(tables.items())]
     except OSError as e:
         raise ExportError(f"--out {out}: cannot be written ({e.strerror or e})") from None
-    note = ""
+    notes = [no_claims] if no_claims else []
     if not indexes:
-        note = f"no analyses in {results} (transferscope analyze {results} computes them): only the runs table written"
+        notes.append(f"no analyses in {results} (transferscope analyze {results} computes them): "
+                     + ("only the runs and claims tables written" if claims is not None else
+                        "only the runs table written (no claims table: no analyses/claims.json)"))
     elif unreadable:
-        note = "not exported, unreadable (run transferscope analyze again): " + "; ".join(unreadable)
-    return paths, note
+        notes.append("not exported, unreadable (run transferscope analyze again): " + "; ".join(unreadable))
+    return paths, "\n".join(notes)
