@@ -58,7 +58,7 @@ def _plain_ticks(fig) -> None:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
                 axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-                axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+                axis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # minor labels only on short axes
 
 
 def _plain_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -373,7 +373,7 @@ def flatness_bars(path: Path, per_target: dict[str, dict[str, FlatnessResult]]) 
             axes[1].errorbar(r.radii, r.loss_increase, yerr=r.loss_increase_std, marker="o", capsize=2,
                              color=ARM_COLOURS[arm], alpha=0.8, ls="-" if t == targets[0] else "--",
                              label=f"{arm}, {t}")
-    axes[0].set_xticks(x, targets, fontsize=8)
+    axes[0].set_xticks(x, targets, fontsize=8, rotation=20, ha="right")
     axes[0].set_yscale("log")
     axes[0].set_title("top eigenvalue of the training-loss Hessian (lower: flatter)", fontsize=8)
     axes[0].legend(fontsize=7)
