@@ -36,8 +36,10 @@ def test_an_rgb_folder_in_a_grey_study_records_and_logs_its_conversion(tmp_path,
                                     "size": {"from": {"20x20": 24, "24x12": 1}, "to": "16x16", "padded": 1},
                                     "images": 25, "converted": 25}
     [record] = _logged(caplog)  # once for the domain, not per split or per image
-    assert record.levelno == logging.INFO
+    # a user's own images lose their colour and are shrunk: a warning that says how to keep them
+    assert record.levelno == logging.WARNING
     message = record.getMessage()
+    assert "their colour is lost (set [data] channels = 3" in message and "shrunk to 16x16 (most are 20x20" in message
     assert "'imagefolder': 25 of 25 images" in message and "RGB (25) -> grey" in message
     assert "20x20 (24), 24x12 (1) -> 16x16, 1 padded to a square first" in message
     assert d.shuffled(4, 0).meta["conversion"] == d.meta["conversion"]  # what the runs store
@@ -53,11 +55,13 @@ def test_the_record_survives_the_cache(tmp_path, caplog, monkeypatch):
         raise AssertionError("decoded again: the cache was not used")
 
     monkeypatch.setattr("transferscope.data.reading.pil_to_array", no_decoding)
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger=LOGGER):
         cached = load_domain(_cfg(root), data)
     assert cached.meta["conversion"] == first.meta["conversion"]
     assert cached.meta["conversion"]["colour"] == {"from": {"RGB": 24}, "to": "L"}
-    assert len(_logged(caplog)) == 1
+    [record] = _logged(caplog)
+    assert record.levelno == logging.INFO  # read back from the cache: said again, warned about once only
 
 
 def test_a_grey_folder_at_the_study_size_records_no_conversion(tmp_path, caplog):
