@@ -223,3 +223,24 @@ def test_a_score_with_no_value_is_a_panel_that_says_why(tmp_path):
     assert "not applicable to multi-label targets" in text and "not applicable: not applicable" not in text
     assert "not applicable: no value on any target" in text  # H-score: no reason given, none invented
     assert "rho +nan" not in text and "LogME of P on the target" in text
+
+
+def test_the_glance_table_has_one_row_per_claim_and_target_with_its_headline_effect(finished_study, tmp_path):
+    """Each (claim, target) once, with its outcome, the effect that speaks for it and how many more there are."""
+    from transferscope.claims.compare import load_verdicts
+
+    out = tmp_path / "rep"
+    assert main(["report", str(finished_study), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    glance = page[page.index('id="claims"'):]
+    glance = glance[glance.index("<table>"):glance.index("</table>")]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", glance, re.S)[1:]
+    vs = load_verdicts(finished_study)
+    assert len(rows) == sum(len(v.targets) for v in vs)
+    pairs = [(x, t) for x in vs for t in x.targets]
+    for row, (v, t) in zip(rows, pairs, strict=True):
+        cells = [html.unescape(c.strip()) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        assert cells[:3] == [v.claim, t.target, t.outcome], (cells, v.claim, t.target)
+        more = len(t.effects) - 1
+        assert (f"(+{more} more)" in cells[3]) == (more > 0), cells[3]
+        assert "nan" not in cells[4]
