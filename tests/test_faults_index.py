@@ -173,12 +173,39 @@ def test_a_verdict_file_that_does_not_fit_is_refused_by_name(finished_study, tmp
 
 
 def test_the_verdict_file_written_reads_back_equal(finished_study):  # noqa: F811
-    from transferscope.claims.compare import CLAIMS_FORMAT, load_across, load_verdicts
+    """What is read back is what was written, field for field (the check refuses nothing a sound file holds)."""
+    from transferscope import jsonio
+    from transferscope.claims.compare import CLAIMS_FORMAT, load_across, load_by_pretrain, load_verdicts
 
-    d = json.loads((finished_study / "analyses" / "claims.json").read_text())
-    assert d["format"] == CLAIMS_FORMAT
+    text = (finished_study / "analyses" / "claims.json").read_text()
+    raw = json.loads(text)  # non-finite numbers stay their strings, as written
+    assert raw["format"] == CLAIMS_FORMAT
     vs = load_verdicts(finished_study)
-    assert [v.to_dict() for v in vs] == [v.to_dict() for v in load_verdicts(finished_study)]
-    assert json.loads(json.dumps([v.to_dict() for v in vs], default=str)) is not None
-    assert len(vs) == len(d["verdicts"]) and [v.claim for v in vs] == [x["claim"] for x in d["verdicts"]]
-    assert len(load_across(finished_study)) == len(d["across_pretrained"])
+    assert json.loads(jsonio.dumps([v.to_dict() for v in vs])) == raw["verdicts"]
+    assert json.loads(jsonio.dumps([a.to_dict() for a in load_across(finished_study)])) == raw["across_pretrained"]
+    by_p = load_by_pretrain(finished_study, raw["pretrained"][0]["seed"])
+    assert list(by_p) == [p["seed"] for p in raw["pretrained"]]
+    assert [json.loads(jsonio.dumps([v.to_dict() for v in pvs])) for pvs in by_p.values()] == \
+        [p["verdicts"] for p in raw["pretrained"]]
+
+
+def test_the_verdicts_under_each_p_are_each_ps_own(finished_study, tmp_path):  # noqa: F811
+    """A second P's verdicts are read as that P's, checked as the primary's are (an unknown outcome there refused)."""
+    from transferscope.claims.compare import load_by_pretrain
+
+    folder = shutil.copytree(finished_study, tmp_path / "res")
+    path = folder / "analyses" / "claims.json"
+    d = json.loads(path.read_text())
+    primary = d["pretrained"][0]["seed"]
+    other = json.loads(json.dumps(d["pretrained"][0]))
+    other["seed"] = primary + 7
+    other["verdicts"][0]["outcome"] = "holds" if other["verdicts"][0]["outcome"] != "holds" else "inconclusive"
+    d["pretrained"].append(other)
+    path.write_text(json.dumps(d))
+    by_p = load_by_pretrain(folder, primary)
+    assert list(by_p) == [primary, primary + 7]
+    assert by_p[primary + 7][0].outcome == other["verdicts"][0]["outcome"] != by_p[primary][0].outcome
+    other["verdicts"][0]["outcome"] = "banana"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"pretrained\[1\]\.verdicts\[0\]\.outcome: 'banana'"):
+        load_by_pretrain(folder, primary)

@@ -186,12 +186,13 @@ def tables(results: str | Path):
     verdicts of its last ``analyze``, ``analyses/claims.json``) without computing anything. A folder without
     verdicts is a :class:`ConfigError` that says how to make them. Needs pandas (``pip install
     'transferscope[tables]'``)."""
+    from .claims.compare import load_by_pretrain
     from .config import ConfigError
-    from .export import CLAIM_COLUMNS, claim_rows, data_frame, read_verdicts, runs_frame
+    from .export import CLAIM_COLUMNS, claim_rows, data_frame, runs_frame
 
     _, cfg = study_folder(results)
     try:
-        by_p = read_verdicts(results, cfg.pretrain_seed_list[0])
+        by_p = load_by_pretrain(results, cfg.pretrain_seed_list[0])
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
     return runs_frame(results), data_frame(claim_rows(by_p), CLAIM_COLUMNS)

@@ -29,7 +29,7 @@ from .store import (
 )
 
 __all__ = ["ExportError", "export_model", "export_tables", "WRAPPED_PREFIX", "RUN_COLUMNS", "ANALYSIS_COLUMNS",
-           "CLAIM_COLUMNS", "CLAIM_NUMBERS", "ROLES", "run_roles", "run_rows", "claim_rows", "read_verdicts",
+           "CLAIM_COLUMNS", "CLAIM_NUMBERS", "ROLES", "run_roles", "run_rows", "claim_rows",
            "data_frame", "runs_frame"]
 
 WRAPPED_PREFIX = "net."
@@ -409,32 +409,12 @@ def _runs(store: Store, plan) -> tuple[list[dict], list[str]]:
     return rows, columns
 
 
-def read_verdicts(results: str | Path, primary: int) -> dict[int, list]:
-    """The verdicts ``analyses/claims.json`` of the results folder ``results`` holds under each pre-trained model, by
-    its seed (``primary``: that of the primary P, whose verdicts are the file's ``verdicts``), the whole file checked
-    first (:func:`transferscope.claims.compare.load_verdicts`). Raises :class:`FileNotFoundError` (no verdicts, not a
-    results folder) or :class:`ValueError` (a file that does not fit), each naming the file and the way out."""
-    from .claims.base import Verdict
-    from .claims.compare import load_verdicts
-
-    out = {primary: load_verdicts(results)}
-    path = Path(results) / "analyses" / "claims.json"
-    for k, p in enumerate(jsonio.read(path).get("pretrained", [])):
-        seed = p.get("seed")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"{path}: does not fit a verdict file (pretrained[{k}].seed: expected a whole number, got "
-                             f"{seed!r}); run 'transferscope analyze {results}' again")
-        if seed not in out:
-            out[seed] = [Verdict.from_dict(v) for v in p.get("verdicts", [])]
-    return out
-
-
 def claim_rows(by_pretrain: dict[int, list]) -> list[dict]:
     """The rows of the claims table (:data:`CLAIM_COLUMNS`) of the verdicts under each pre-trained model (by its
-    seed, as :attr:`transferscope.api.Analysis.verdicts` and :func:`read_verdicts` give them): one per effect, and
+    seed, as :attr:`transferscope.api.Analysis.verdicts` and
+    :func:`transferscope.claims.compare.load_by_pretrain` give them): one per effect, and
     one per target that no effect measured. An effect decisive on runs with a blocking caveat (that did not fit
     their training data, or whose files changed) shows ``unreliable``, as the report shows it."""
-    from .claims.stats import FAILS, HOLDS, UNRELIABLE
     from .vocab.caveats import summary
 
     rows = []
@@ -445,12 +425,11 @@ def claim_rows(by_pretrain: dict[int, list]) -> list[dict]:
                         "pretrain_seed": seed, "caveats": summary(t.caveats) or None}
                 if not t.effects:
                     rows.append({**base, "outcome": t.outcome, "why": t.why or None})
-                blocked = any(c.blocking for c in t.caveats)
                 for e in t.effects:
                     rows.append({**base, "statistic": e.name, "unit": e.unit or None, "estimate": e.value, "low": e.low,
                                  "high": e.high, "level": e.level, "n": e.n, "counted": e.counted or None,
                                  "side": e.side, "bound": e.bound, "margin": e.margin,
-                                 "outcome": UNRELIABLE if blocked and e.outcome in (HOLDS, FAILS) else e.outcome,
+                                 "outcome": t.shown(e),
                                  "p_holm": e.p_holm, "holm_alpha": e.holm_alpha, "seeds_needed": e.seeds_needed,
                                  "why": e.why or None})
     return [{c: r.get(c) for c in CLAIM_COLUMNS} for r in rows]
@@ -550,6 +529,7 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
         ExportError: ``results`` is not a results folder, ``fmt`` is unknown, pyarrow is missing for parquet, or
             ``out`` cannot be written.
     """
+    from .claims.compare import load_by_pretrain
     from .study.plan import make_plan
     from .vocab.records import result_from_dict
 
@@ -581,7 +561,7 @@ def export_tables(results: str | Path, out: str | Path | None = None, fmt: str =
     claims, no_claims = None, ""
     if (adir / "claims.json").is_file():
         try:
-            claims = claim_rows(read_verdicts(results, primary))
+            claims = claim_rows(load_by_pretrain(results, primary))
         except (FileNotFoundError, ValueError) as e:
             no_claims = f"no claims table: {e}"
     elif indexes:

@@ -150,6 +150,12 @@ class TargetVerdict:
     statistical_outcome: str = ""
     """What the statistics alone said, when it differs from :attr:`outcome` (an ``unreliable`` outcome); else ``""``."""
 
+    def shown(self, e: Effect) -> str:
+        """The outcome effect ``e`` of this target is cited with: a decisive one that rests on a blocking caveat (runs
+        that did not fit their training data, or whose files changed) is ``unreliable``, whatever its target's."""
+        blocked = any(c.blocking for c in self.caveats)
+        return UNRELIABLE if blocked and e.outcome in (HOLDS, FAILS) else e.outcome
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -18,7 +18,7 @@ from .across import DEPENDS, Across
 from .base import ABOVE, BELOW, WITHIN, Verdict
 from .stats import FAILS, HOLDS, NOT_MEASURED, OUTCOMES
 
-__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "format_comparison", "format_brief",
+__all__ = ["Row", "compare_verdicts", "load_verdicts", "load_across", "load_by_pretrain", "format_comparison", "format_brief",
            "CLAIMS_FORMAT", "check_stored"]
 
 CLAIMS_FORMAT = 1
@@ -130,22 +130,31 @@ def load_verdicts(results: str | Path) -> list[Verdict]:
 def load_across(results: str | Path) -> list[Across]:
     """Each claim's outcomes under every pre-trained model of a study (``across_pretrained`` of claims.json);
     empty when the file has none. Errors as :func:`load_verdicts`."""
-    return _load(results)[1]
+    return _load(results)[2]
 
 
-def _load(results: str | Path) -> tuple[list[Verdict], list[Across]]:
+def load_by_pretrain(results: str | Path, primary: int) -> dict[int, list[Verdict]]:
+    """The verdicts under each pre-trained model, by its seed, the primary's first (``primary``: its seed; its
+    verdicts are the file's ``verdicts``), the whole file checked as :func:`load_verdicts` checks it."""
+    _results_folder(results)
+    verdicts, pretrained, _ = _load(results)
+    return {primary: verdicts, **{s: vs for s, vs in pretrained if s != primary}}
+
+
+def _load(results: str | Path) -> tuple[list[Verdict], list[tuple[int, list[Verdict]]], list[Across]]:
+    """(the primary P's verdicts, each P's by seed, the claims across P) of ``claims.json``, every field checked."""
     path, d = _read_claims(results)
     verdicts = _checked(path, results, d, "verdicts", Verdict)
     pretrained = d.get("pretrained", [])
-    if not isinstance(pretrained, list) or not all(isinstance(p, dict) for p in pretrained):
-        raise ValueError(f"{path}: does not fit a verdict file (pretrained: expected a list of objects, got "
-                         f"{pretrained!r}); run 'transferscope analyze {results}' again")
-    for k, p in enumerate(pretrained):
-        _checked(path, results, {f"pretrained[{k}].verdicts": p.get("verdicts", [])}, f"pretrained[{k}].verdicts",
-                 Verdict)
+    if not isinstance(pretrained, list) or not all(isinstance(p, dict) and isinstance(p.get("seed"), int)
+                                                   and not isinstance(p.get("seed"), bool) for p in pretrained):
+        raise ValueError(f"{path}: does not fit a verdict file (pretrained: expected a list of objects, each with a "
+                         f"whole-number seed, got {pretrained!r}); run 'transferscope analyze {results}' again")
+    by_p = [(p["seed"], _checked(path, results, {f"pretrained[{k}].verdicts": p.get("verdicts", [])},
+                                 f"pretrained[{k}].verdicts", Verdict)) for k, p in enumerate(pretrained)]
     across = _checked(path, results, {"across_pretrained": d.get("across_pretrained", [])}, "across_pretrained",
                       Across)
-    return verdicts, across
+    return verdicts, by_p, across
 
 
 def _checked(path: Path, results: str | Path, d: dict[str, Any], key: str, cls: type) -> list:

@@ -77,10 +77,8 @@ def claims_section(r: Reader, out: Path) -> Section:
                 rows.append([v.claim, t.target, "", "not measured", "", "", "", "", t.why]
                             + ([""] if rec else []))
                 tints.append(t.outcome)
-            blocked = any(c.blocking for c in t.caveats)
             for e in t.effects:
-                # a decisive effect on runs that did not fit is not cited as decisive, whatever its target's outcome
-                shown = ("unreliable" if blocked and e.outcome in ("holds", "does not hold") else e.outcome)
+                shown = t.shown(e)  # a decisive effect on runs that did not fit is not cited as decisive
                 rows.append([v.claim, t.target, f"{e.name} ({e.unit})", _estimate(e), e.claim_side,
                              f"{e.n} ({e.counted})" if e.n else "", _p(e.p_holm),
                              "" if e.seeds_needed is None else e.seeds_needed, shown,
