@@ -24,8 +24,11 @@ def test_builtin_studies_load_and_plan():
         assert len(cfg.seeds) >= MIN_SEEDS and len(cfg.block_sizes) >= (2 if profile == "quick" else 3)
         assert cfg.data.image_size in cfg.block_sizes
         assert arms.count("RI-T") == len(cfg.targets) * len(cfg.block_sizes) * len(cfg.seeds)
-        for arm, grid in (("P-T", cfg.finetune.lr_grid), ("RI-T", cfg.scratch.lr_grid)):  # chosen per target
-            assert sum(r.arm == arm for r in plan.tuning) == len(cfg.targets) * len(grid)
+        # chosen per target, and for P-T also per checkpoint of the basin sweep (basin.lr = "own")
+        starts = {"P-T": 1 + len(cfg.basin.checkpoint_epochs), "RI-T": 1}
+        assert cfg.basin.lr == "own" and cfg.basin.checkpoint_epochs
+        for arm, grid in (("P-T", cfg.finetune.lr_grid), ("RI-T", cfg.scratch.lr_grid)):
+            assert sum(r.arm == arm for r in plan.tuning) == (len(cfg.targets) - 1 + starts[arm]) * len(grid)
 
 
 def test_round_trip_through_dict():

@@ -130,3 +130,41 @@ def test_multilabel_candidates_are_judged_on_their_training_auc(tmp_path, folder
     assert "training mean AUC 0.01: 0.600, 0.02: 0.700, 0.03: 0.800" in c.fit_warning
     assert "extend scratch.lr_grid above 0.03" in c.fit_warning
     assert [(f.kind, f.value) for f in flags(plan, store) if f.kind == "no-fitting-lr"] == [("no-fitting-lr", 0.03)]
+
+
+def test_each_checkpoint_of_the_basin_sweep_chooses_its_own_rate(tmp_path, folders):
+    """basin.lr = "own": the sweep's runs from each pre-training checkpoint get a selection of their own (candidates
+    fine-tuned from that checkpoint, seed 0); its winner is that checkpoint's seed-0 run, and the other seeds take
+    its rate, not the final P-T's. basin.lr = "final": the sweep takes the final P-T's rate, as one selection."""
+    from transferscope.study.tuning import choose, format_choices, resolve
+
+    grid = [0.01, 0.1]
+    over = [f"finetune.lr_grid={grid}", "block_sizes=[16]", "seeds=[0,1]"]
+    (tmp_path / "own").mkdir()
+    (tmp_path / "final").mkdir()
+    plan = _plan(tmp_path / "own", folders, overrides=over)
+    pt = [s for s in plan.selections if s.arm == "P-T"]
+    assert sorted(s.start for s in pt) == [-1.0, 1.0]
+    final, basin = sorted(pt, key=lambda s: s.start)
+    assert all(c.parent_checkpoint == 1.0 for c in basin.candidates)
+    assert all(c.parent_checkpoint == -1.0 for c in final.candidates)
+    assert basin.key.endswith("/from1") and final.key != basin.key and "from pre-training epoch 1" in basin.where
+    # the final P-T's best rate is 0.01, the basin's 0.1: each waiting run takes its own selection's rate
+    store = Store(tmp_path / "own" / "res")
+    for sel, best in ((final, 0.01), (basin, 0.1)):
+        for c in sel.candidates:
+            _fake_done(store, c, {"val_acc": 0.9 if c.train.lr == best else 0.5, "val_loss": 1.0,
+                                  "train_acc_final": 1.0})
+    assert (choose(final, store).lr, choose(basin, store).lr) == (0.01, 0.1)
+    done = resolve(plan, store)
+    lrs = {(r.parent_checkpoint, r.seed): r.train.lr for r in done.runs if r.arm == "P-T"}
+    assert lrs == {(-1.0, 0): 0.01, (-1.0, 1): 0.01, (1.0, 0): 0.1, (1.0, 1): 0.1}
+    # the basin's seed-0 run is its winning candidate itself (no second run of it)
+    assert {r.run_id for r in done.runs if r.parent_checkpoint == 1.0 and r.seed == 0} <= \
+        {c.run_id for c in basin.candidates}
+    table = format_choices([choose(s, store) for s in pt])
+    assert "from 1" in table
+    # basin.lr = "final": one P-T selection (unshuffled, from the final P) decides the sweep's rate too
+    plan_f = _plan(tmp_path / "final", folders, overrides=over + ['basin.lr="final"'])
+    assert [s.start for s in plan_f.selections if s.arm == "P-T"] == [-1.0]
+    assert {t.parent_checkpoint for t, s in plan_f.deferred if s.arm == "P-T"} == {-1.0, 1.0}

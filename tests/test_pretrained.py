@@ -60,7 +60,8 @@ def test_a_view_per_p_holds_that_p_its_p_t_and_every_ri_t(tmp_path, folders):
 def test_each_p_chooses_its_own_fine_tuning_rate(tmp_path, folders):
     plan = make_plan(_config(tmp_path, folders, grid=True))
     keys = sorted(s.key for s in plan.selections if s.arm == "P-T")
-    assert keys == ["P-T/tgt/b16/P0", "P-T/tgt/b16/P1"]
+    # and each P's basin checkpoint its own (basin.lr = "own")
+    assert keys == ["P-T/tgt/b16/P0", "P-T/tgt/b16/P0/from1", "P-T/tgt/b16/P1", "P-T/tgt/b16/P1/from1"]
     assert len([s for s in plan.selections if s.arm == "RI-T"]) == 1
     for s in plan.selections:
         if s.arm == "P-T":

@@ -22,7 +22,8 @@ GRID = (0.005, 0.05)
 @pytest.fixture(scope="module")
 def lr_study(tmp_path_factory):
     """One target at the unshuffled block size, two seeds, P-T's rate chosen from two candidates, RI-T's fixed,
-    and a basin run per seed from P's epoch-1 checkpoint."""
+    and a basin run per seed from P's epoch-1 checkpoint, at a rate chosen from the same two candidates fine-tuned
+    from that checkpoint (basin.lr = "own")."""
     root = tmp_path_factory.mktemp("roles")
     src = make_imagefolder(root / "src", n_classes=4, per_class=40, seed=1)
     tgt = make_imagefolder(root / "tgt", n_classes=3, per_class=24, seed=2)
@@ -51,10 +52,12 @@ def test_the_chosen_rows_average_to_what_the_tool_reports(lr_study, tmp_path):
     assert main(["export", "table", str(lr_study), "--out", str(out)]) == 0
     df = pd.read_csv(out / "runs.csv")
     assert list(df.columns[:3]) == ["run_id", "status", "role"]
-    assert df["role"].value_counts().to_dict() == {"chosen": 4, "basin": 2, "pretrain": 1, "candidate": 1}
+    # one losing candidate per choice: the final P-T's and the basin checkpoint's
+    assert df["role"].value_counts().to_dict() == {"chosen": 4, "basin": 2, "pretrain": 1, "candidate": 2}
     plan, store = _plan_store(lr_study)
-    (c,) = choices(plan, store)
-    assert c.state == "chosen" and c.selection.arm == "P-T"
+    c, cb = sorted(choices(plan, store), key=lambda ch: ch.selection.start)
+    assert c.state == cb.state == "chosen" and c.selection.arm == cb.selection.arm == "P-T"
+    assert (c.selection.start, cb.selection.start) == (-1.0, 1.0)
     pt = df[(df["arm"] == "P-T") & (df["target"] == "tgt") & (df["block_size"] == 16)]
     chosen = pt[pt["role"] == "chosen"]
     (row,) = [r for r in results_table(plan, store) if (r["target"], r["block_size"]) == ("tgt", 16)]
@@ -65,8 +68,10 @@ def test_the_chosen_rows_average_to_what_the_tool_reports(lr_study, tmp_path):
     if not (others == row["P-T"].acc_mean).all():
         assert pt["test_acc"].mean() != pytest.approx(row["P-T"].acc_mean, rel=0, abs=1e-12)
     # each row's own rate: a swap of roles would show here
-    assert set(chosen["lr"]) == {c.lr} and set(pt[pt["role"] == "candidate"]["lr"]) == set(GRID) - {c.lr}
-    assert set(pt[pt["role"] == "basin"]["lr"]) == {c.lr} and (pt[pt["role"] == "basin"]["parent_checkpoint"] == 1).all()
+    cand = pt[pt["role"] == "candidate"]
+    assert set(chosen["lr"]) == {c.lr} and set(cand[cand["parent_checkpoint"] != 1]["lr"]) == set(GRID) - {c.lr}
+    assert set(cand[cand["parent_checkpoint"] == 1]["lr"]) == set(GRID) - {cb.lr}
+    assert set(pt[pt["role"] == "basin"]["lr"]) == {cb.lr} and (pt[pt["role"] == "basin"]["parent_checkpoint"] == 1).all()
     winner = next(x.run_id for x in c.selection.candidates if x.train.lr == c.lr)
     assert df.set_index("run_id").loc[winner, "role"] == "chosen"
     ri = df[df["arm"] == "RI-T"]
@@ -82,7 +87,7 @@ def test_runs_outside_the_plan_and_pending_ones_have_their_role_and_rate(lr_stud
     res = tmp_path / "res"
     shutil.copytree(lr_study, res)
     plan, store = _plan_store(res)
-    (c,) = choices(plan, store)
+    c = next(ch for ch in choices(plan, store) if ch.selection.start < 0)  # the final P-T's (not the basin's)
     # a study that no longer has seed 1: its runs are stored, not in the study
     rows = run_rows(store, make_plan(replace(plan.config, seeds=[0]), check=False))
     outside = [r for r in rows if r["role"] == "not in the study"]
@@ -110,7 +115,7 @@ def test_status_runs_has_headers_roles_rates_and_names_the_one_se_rule(lr_study,
     from transferscope.study.tuning import choices
 
     plan, store = _plan_store(lr_study)
-    (c,) = choices(plan, store)
+    c = next(ch for ch in choices(plan, store) if ch.selection.start < 0)  # the final P-T's (not the basin's)
     capsys.readouterr()
     assert main(["status", str(lr_study), "--runs"]) == 0
     out = capsys.readouterr().out

@@ -213,6 +213,11 @@ class BasinConfig:
     K of the sweep and the given weights at K + 1 (``checkpoint_epochs`` is then left empty)."""
     checkpoints_sha256: list[str] = field(default_factory=list, metadata=_list(Check(text="sha256")))
     """The sha256 of each of ``checkpoints``, pinned when the study is planned (as ``model.weights_sha256``)."""
+    lr: Literal["own", "final"] = field(default="own", metadata=TYPED)
+    """The fine-tuning learning rate of the sweep's runs when ``finetune.lr_grid`` is set: ``own``, chosen on
+    validation data for each checkpoint as for every arm (the first seed, one run per candidate; a P of fewer
+    epochs is further from the target's solution and may need a larger rate to fit the training images in the
+    same epochs), or ``final``, the rate chosen for P-T from the final checkpoint (one rate for the whole sweep)."""
 
 
 @dataclass(frozen=True)

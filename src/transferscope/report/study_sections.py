@@ -51,7 +51,8 @@ def study_section(r: Reader, out: Path) -> Section:
         rows = []
         for c in cs:
             s = c.selection
-            rows.append([s.arm, s.target, s.block_size,
+            arm = s.arm + (f" from pre-training epoch {s.start:g}" if s.start >= 0 else "")  # the basin sweep's
+            rows.append([arm, s.target, s.block_size,
                          ", ".join(f"{lr:g}: {fmt(a)}" for lr, a in c.val_acc.items()),
                          (fmt(c.lr, "g") + (" (no candidate fit its training data)" if c.none_fit else ""))
                          if c.state == "chosen" else c.state])

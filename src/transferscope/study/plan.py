@@ -534,10 +534,13 @@ def make_plan(cfg: StudyConfig, check: bool = True) -> Plan:
             runs.append(spec)
             return
         sb = b if cfg.lr_selection == "per-target-and-block" else s
-        key = (arm, t.display, sb, parent)  # each P gets its own fine-tuning rate
+        # each P gets its own fine-tuning rate, and so does each checkpoint of the basin sweep (basin.lr = "own")
+        start = ckpt if cfg.basin.lr == "own" else -1.0
+        key = (arm, t.display, sb, parent, start)
         if key not in selections:
             cands = tuple(RunSpec(arm, t, sb, cfg.seeds[0], replace(train, lr=lr, lr_grid=[]), cfg.model, cfg.data,
-                                  parent=parent, pretrain_seed=of_p) for lr in train.lr_grid)
+                                  parent=parent, parent_checkpoint=start, pretrain_seed=of_p)
+                          for lr in train.lr_grid)
             selections[key] = Selection(arm, t.display, sb, cands, cfg.lr_rule, of_p)
             tuning.extend(cands)
         deferred.append((spec, selections[key]))

@@ -106,9 +106,24 @@ class Selection:
     """P-T in a study with several pre-trained models: the P whose fine-tuning this chooses for (-1 otherwise)."""
 
     @property
+    def start(self) -> float:
+        """The pre-training checkpoint (in epochs) the candidates fine-tune from: a checkpoint of the basin sweep
+        with ``basin.lr = "own"``; -1 for the final P (and for RI-T)."""
+        return self.candidates[0].parent_checkpoint if self.candidates else -1.0
+
+    @property
     def key(self) -> str:
         of_p = f"/P{self.pretrain_seed}" if self.pretrain_seed >= 0 else ""
-        return f"{self.arm}/{self.target}/b{self.block_size}{of_p}"
+        of_ckpt = f"/from{self.start:g}" if self.start >= 0 else ""
+        return f"{self.arm}/{self.target}/b{self.block_size}{of_p}{of_ckpt}"
+
+    @property
+    def where(self) -> str:
+        """The block size and start, as warnings print them: ``b28``, ``b28, from P of seed 1``, ``b28, from
+        pre-training epoch 2``."""
+        of_p = f", from P of seed {self.pretrain_seed}" if self.pretrain_seed >= 0 else ""
+        of_ckpt = f", from pre-training epoch {self.start:g}" if self.start >= 0 else ""
+        return f"b{self.block_size}{of_p}{of_ckpt}"
 
     def is_winner(self, template: RunSpec) -> bool:
         """Whether a run waiting for this choice will be the winning candidate itself (same seed, block, start)."""

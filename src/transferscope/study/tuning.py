@@ -93,8 +93,7 @@ class Choice:
             return ""
         s = self.selection
         beyond = "below" if self.edge == "smallest" else "above"
-        of_p = f", from P of seed {s.pretrain_seed}" if s.pretrain_seed >= 0 else ""
-        return (f"learning rate of {s.arm} on {s.target} (b{s.block_size}{of_p}): {self.lr:g} is the {self.edge} of its grid "
+        return (f"learning rate of {s.arm} on {s.target} ({s.where}): {self.lr:g} is the {self.edge} of its grid "
                 f"[{', '.join(f'{x:g}' for x in self.grid)}]; the best rate may lie {beyond} it: extend "
                 f"{_GRID_KEY.get(s.arm, 'lr_grid')}")
 
@@ -118,7 +117,6 @@ class Choice:
         if not self.none_fit or self.state != "chosen":
             return ""
         s = self.selection
-        of_p = f", from P of seed {s.pretrain_seed}" if s.pretrain_seed >= 0 else ""
         word = f"training {self.metric_label}"
         figs = ", ".join(f"{lr:g}: " + ("failed" if a is None and self.val_acc.get(lr) is None else
                                         "not recorded" if a is None else f"{a:.3f}")
@@ -134,7 +132,7 @@ class Choice:
                      "trains unstably)")
         else:
             widen = f"({word} did not rise towards either end of {grid_key}: more epochs rather than another rate)"
-        return (f"learning rate of {s.arm} on {s.target} (b{s.block_size}{of_p}): no candidate of the grid "
+        return (f"learning rate of {s.arm} on {s.target} ({s.where}): no candidate of the grid "
                 f"[{', '.join(f'{x:g}' for x in self.grid)}] fit its training data ({word} {figs}; under "
                 f"{UNDERFIT_TRAIN_ACC:g}); {self.lr:g}, the best on validation, is kept so that the study goes on; "
                 f"widen the grid: raise {table}.epochs {widen}")
@@ -142,7 +140,7 @@ class Choice:
     def to_dict(self) -> dict:
         s = self.selection
         return {"arm": s.arm, "target": s.target, "block_size": s.block_size, "pretrain_seed": s.pretrain_seed,
-                "state": self.state,
+                **({"checkpoint": s.start} if s.start >= 0 else {}), "state": self.state,
                 "lr": self.lr, "val_acc": {f"{k:g}": v for k, v in self.val_acc.items()},
                 "train_acc": {f"{k:g}": v for k, v in self.train_acc.items()}, "none_fit": self.none_fit,
                 "runs": [c.run_id for c in s.candidates], "at_edge": self.at_edge, "edge": self.edge,
@@ -247,6 +245,7 @@ def format_choices(cs: list[Choice]) -> str:
     if not cs:
         return ""
     lines = [f"learning rates chosen on validation {M.metric_labels(c.metric for c in cs)} (first seed):"]
+    starts = any(c.selection.start >= 0 for c in cs)
     for c in cs:
         s = c.selection
         cells = []
@@ -261,7 +260,8 @@ def format_choices(cs: list[Choice]) -> str:
         if c.state != "chosen":
             notes = [c.state]
         tail = "".join(f"  ({n})" for n in notes)
-        lines.append(f"  {s.arm:<5} {s.target:<20} b{s.block_size:<4} " + "  ".join(cells) + tail)
+        start = (f"{f'from {s.start:g}' if s.start >= 0 else '':<8} " if starts else "")  # the basin's checkpoints
+        lines.append(f"  {s.arm:<5} {s.target:<20} b{s.block_size:<4} {start}" + "  ".join(cells) + tail)
     return "\n".join(lines)
 
 
