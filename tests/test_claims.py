@@ -298,6 +298,20 @@ def test_n8_holds_when_criticality_rises_with_depth():
     assert v.outcome == HOLDS and v.effects[0].value == pytest.approx(1.0)
 
 
+def test_n8_interval_stays_within_the_range_of_a_correlation():
+    """A mean of per-seed rank correlations near 1 with some spread: its t-interval would run past 1; the interval
+    is clipped to [-1, 1] (it loses no coverage), the estimate, p-values and outcome are those of the t-interval."""
+    from transferscope.claims.stats import mean_interval
+
+    per_seed = [(0.1, 0.2, 0.5, 2.0)] * 3 + [(0.1, 0.3, 0.2, 5.0)]  # rho 1, 1, 1, 0.8
+    v = one("N8", ev(target("a", **crit(per_seed))))
+    (e,) = v.targets[0].effects
+    raw = mean_interval([1.0, 1.0, 1.0, 0.8])
+    lo, hi = raw.interval(e.level)
+    assert hi > 1 and e.high == 1.0 and e.low == pytest.approx(lo) and -1 <= e.low < e.value < e.high
+    assert e.value == pytest.approx(0.95) and e.p_against == pytest.approx(raw.p_below(0.0))
+
+
 def test_n8_does_not_hold_when_lower_modules_are_more_critical():
     v = one("N8", ev(target("a", **crit([(2.0, 0.5, 0.2, 0.1)] * 4 + [(3.0, 0.4, 0.5, 0.1)]))))
     assert v.outcome == FAILS and v.effects[0].value < -0.9

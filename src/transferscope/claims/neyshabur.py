@@ -276,7 +276,8 @@ def _judge8(ev: Evidence):
             continue
         dropped = len(rhos) - len(ok)
         ms.append(Measure(t.name, "Spearman's rho between module depth and criticality (P-T)", "rank correlation",
-                          mean_interval(ok), ABOVE, f"P-T seeds ({len(t.criticality_modules)} modules each)",
+                          replace(mean_interval(ok), bounds=(-1.0, 1.0)), ABOVE,
+                          f"P-T seeds ({len(t.criticality_modules)} modules each)",
                           cells=_cells(t, (PT, ev.full_block)),
                           note="; ".join(x for x in (f"{dropped} seed(s) left out: every module equally critical"
                                                      if dropped else "", t.criticality_note) if x)))

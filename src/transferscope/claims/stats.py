@@ -59,6 +59,9 @@ class Estimate:
     method: str
     fisher: bool = False
     """The statistic is a correlation carried as Fisher's z = atanh(r): ``shown`` and ``interval`` give r."""
+    bounds: tuple[float, float] | None = None
+    """The range the statistic cannot leave (e.g. (-1, 1) for a mean of correlations): ``interval`` is clipped to
+    it (an interval that already holds every value it may take loses no coverage; the p-values do not change)."""
 
     @property
     def shown(self) -> float:
@@ -70,6 +73,8 @@ class Estimate:
         h = _t_quantile(0.5 + level / 2, self.df) * self.se
         if self.fisher:
             return math.tanh(self.value - h), math.tanh(self.value + h)
+        if self.bounds is not None:
+            return max(self.value - h, self.bounds[0]), min(self.value + h, self.bounds[1])
         return self.value - h, self.value + h
 
     def p_below(self, threshold: float = 0.0) -> float:
