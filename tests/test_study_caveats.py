@@ -38,6 +38,41 @@ def test_a_basin_run_that_did_not_fit_is_a_caveat_of_the_basin_not_of_p_t(tmp_pa
     assert {(c.kind, c.arm) for c in study_caveats(plan, store)} == {("underfit", "basin")}
 
 
+def test_a_learning_rate_choice_is_a_caveat_of_the_runs_it_chose_for(tmp_path, folders):
+    """basin.lr = "own": the sweep's checkpoint chooses its own rate; a choice where no candidate fit (or one at the
+    edge of its grid) is a caveat of the basin when it is the checkpoint's, of P-T when it is the final P's."""
+    from transferscope.study.tuning import resolve
+
+    plan = _plan(tmp_path, folders, overrides=["finetune.lr_grid=[0.01, 0.03, 0.1]"])
+    sels = {s.start: s for s in plan.selections if s.arm == "P-T"}
+    assert set(sels) == {-1.0, 1.0}
+    for bad_start, arm in ((1.0, "basin"), (-1.0, "P-T")):
+        store = Store(tmp_path / f"res{bad_start}")
+        for start, sel in sels.items():
+            for c in sel.candidates:  # 0.03 wins on validation; no candidate fits at the bad start
+                _fake_done(store, c, {**GOOD, "val_acc": 0.9 if c.train.lr == 0.03 else 0.5, "val_loss": 1.0,
+                                      "train_acc_final": 0.5 if start == bad_start else 0.95})
+        done = {c.run_id for s in sels.values() for c in s.candidates}
+        for r in resolve(plan, store).runs:
+            if r.run_id not in done:
+                bad = r.arm == "P-T" and r.parent_checkpoint == bad_start
+                _fake_done(store, r, {**GOOD, "train_acc_final": 0.5 if bad else 0.95})
+        kinds = {(c.kind, c.arm) for c in study_caveats(plan, store)}
+        assert ("no-fitting-lr", arm) in kinds and ("underfit", arm) in kinds, kinds
+        assert not [k for k in kinds if k[1] != arm], kinds
+    # the basin checkpoint's rate chosen at the edge of its grid (every candidate fits): a caveat of the basin alone
+    store = Store(tmp_path / "edge")
+    for start, sel in sels.items():
+        best = 0.1 if start >= 0 else 0.03
+        for c in sel.candidates:
+            _fake_done(store, c, {**GOOD, "val_acc": 0.9 if c.train.lr == best else 0.5, "val_loss": 1.0})
+    done = {c.run_id for s in sels.values() for c in s.candidates}
+    for r in resolve(plan, store).runs:
+        if r.run_id not in done:
+            _fake_done(store, r, GOOD)
+    assert {(c.kind, c.arm) for c in study_caveats(plan, store)} == {("lr-at-edge", "basin")}
+
+
 def test_failed_and_missing_runs_are_named(tmp_path, folders):
     plan, store = _study(tmp_path, folders, lambda r: 0.95)
     assert study_caveats(plan, store) == ()

@@ -169,7 +169,8 @@ class Flag:
     target: str = ""
     block_size: int = 0
     run_id: str = ""
-    """The run concerned (``underfit``, ``changed-artefacts``); empty for a target or a choice."""
+    """The run concerned (``underfit``, ``changed-artefacts``; for a learning-rate choice, its chosen candidate,
+    which tells a basin checkpoint's choice from the final P-T's); empty for a target."""
     value: float = math.nan
     """``train_acc_final`` (underfit), P-T's mean test accuracy (uninformative-target), the chosen learning rate
     (lr-at-edge, no-fitting-lr); NaN for changed-artefacts."""
@@ -249,12 +250,14 @@ def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC
                             mean, bar))
     for c in choices(plan, store):
         s = c.selection
+        # the chosen candidate: it says which runs the choice concerns (a basin checkpoint's, or the final P-T's)
+        won = next((x.run_id for x in s.candidates if x.train.lr == c.lr), "")
         # with no candidate that fits, where the best validation figure sits says little, and its advice (extend
         # towards it) can contradict the fit warning's (extend towards where training fit best): that one alone
         if c.at_edge and not c.none_fit:
-            out.append(Flag("lr-at-edge", c.warning, s.arm, s.target, s.block_size, value=c.lr))
+            out.append(Flag("lr-at-edge", c.warning, s.arm, s.target, s.block_size, won, value=c.lr))
         if c.none_fit and c.state == "chosen":
-            out.append(Flag("no-fitting-lr", c.fit_warning, s.arm, s.target, s.block_size, value=c.lr))
+            out.append(Flag("no-fitting-lr", c.fit_warning, s.arm, s.target, s.block_size, won, value=c.lr))
     for rid, r in {x.run_id: x for x in resolved.tuning + resolved.runs}.items():
         bad = store.verify_run(rid)
         if bad:
