@@ -4,6 +4,8 @@ none did, the best is kept and the choice, ``status``'s flags and the table say 
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transferscope.store import Store
 
@@ -168,3 +170,41 @@ def test_each_checkpoint_of_the_basin_sweep_chooses_its_own_rate(tmp_path, folde
     plan_f = _plan(tmp_path / "final", folders, overrides=over + ['basin.lr="final"'])
     assert [s.start for s in plan_f.selections if s.arm == "P-T"] == [-1.0]
     assert {t.parent_checkpoint for t, s in plan_f.deferred if s.arm == "P-T"} == {-1.0, 1.0}
+
+
+@settings(max_examples=400, deadline=None)
+@given(n=st.one_of(st.integers(1, 200_000), st.integers(1, 2_000).map(lambda m: 100 * m)),  # n where k/n can be the bar
+       near=st.one_of(st.integers(-2, 2), st.none()), frac=st.floats(0, 1),
+       bar=st.sampled_from([0.5, 0.75, 0.9, 0.95, 0.99]))
+def test_fitting_is_the_exact_comparison_of_the_fraction_right_with_the_bar(n, near, frac, bar):
+    """The trainer computes an accuracy in float32 (``evaluate``: the mean of a float tensor of hits); fits() says
+    fit exactly when k/n is not under the bar, in rational arithmetic: 180 of 200 at a bar of 0.9 fits, though its
+    float32 figure, 0.89999998, is under the double 0.9."""
+    from fractions import Fraction
+
+    import torch
+
+    from transferscope.study.tuning import fits
+
+    k = min(n, max(0, round(bar * n) + near if near is not None else round(frac * n)))  # at the bar, or anywhere
+    hits = torch.zeros(n, dtype=torch.bool)
+    hits[:k] = True
+    acc = hits.float().mean().item()  # as transferscope.train.evaluation.evaluate computes it
+    assert fits(acc, bar) == (Fraction(k, n) >= Fraction(str(bar)))
+
+
+def test_a_run_exactly_at_the_bar_is_not_flagged_and_one_image_fewer_is(tmp_path, folders):
+    """180 of 200 right is stored as 0.8999999761581421: status and the caveats must not call it underfit (the
+    learning-rate choice already kept it), and 179 of 200 is."""
+    import torch
+
+    from transferscope.study.summary import flags
+
+    plan = _plan(tmp_path, folders, overrides=["basin.checkpoint_epochs=[]"])
+    (r,) = [x for x in plan.runs if x.arm == "RI-T" and x.seed == 0 and x.block_size == 16]
+    for k, root, flagged in ((180, "at", False), (179, "below", True)):
+        store = Store(tmp_path / root)
+        acc = (torch.arange(200) < k).float().mean().item()
+        _fake_done(store, r, {"train_acc_final": acc, "test_acc": 0.9})
+        under = [f for f in flags(plan, store) if f.kind == "underfit"]
+        assert [f.run_id for f in under] == ([r.run_id] if flagged else []), (k, acc)

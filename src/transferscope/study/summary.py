@@ -17,7 +17,7 @@ from ..store import RUN_DONE, RUN_FAILED, Store, rerun_hint
 from ..vocab.records import ArmCell, SeedResult
 from ..vocab.results import read_float
 from .plan import Plan
-from .tuning import UNDERFIT_TRAIN_ACC, choices, resolve  # the threshold lives where the learning-rate rule reads it
+from .tuning import UNDERFIT_TRAIN_ACC, choices, fits, resolve  # the threshold lives where the learning-rate rule reads it
 
 __all__ = ["ArmCell", "SeedResult", "results_table", "test_noise", "format_table", "status_counts", "checkpoint_gains", "Flag",
            "flags", "format_flags", "uninformative_threshold", "UNDERFIT_TRAIN_ACC", "UNINFORMATIVE_CHANCE_MULTIPLE"]
@@ -225,7 +225,7 @@ def flags(plan: Plan, store: Store, *, min_train_acc: float = UNDERFIT_TRAIN_ACC
         m = store.read_json(r.run_id, "metrics.json")
         metric = M.metric_of(m)
         acc = m.get(f"train_{metric}_final")  # train_acc_final, train_auc_final
-        if acc is not None and acc < min_train_acc:
+        if not fits(acc, min_train_acc):  # one rule with the learning-rate choice (float32 figures)
             out.append(Flag("underfit", f"{r.run_id}: training {M.metric_label(metric)} {acc:.3f} of its final model "
                                         f"is under {min_train_acc:g}: it did not fit its training data", r.arm,
                             r.domain.display, r.block_size, r.run_id, float(acc), min_train_acc))
