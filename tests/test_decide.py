@@ -366,6 +366,34 @@ def test_the_estimate_of_a_round(tiny):
     assert cost(want) == pytest.approx(25.0 + 16.5)
 
 
+def test_a_first_round_that_trained_nothing_estimates_its_analyses_as_they_ran(tiny, tmp_path):
+    """Round 1 of a folder whose runs were trained before it (copied, or a plain `run`) trains nothing: the runs'
+    side-by-side is unmeasured. Where that round computed its analyses, the recorded compute seconds are spread
+    over as many jobs side by side as it measured (here 600 s of jobs in 300 s of wall: 2), not taken as one job at
+    a time; where it computed none (all cached, from before), they still are (the estimate errs long)."""
+    from transferscope import jsonio
+    from transferscope.study import decide as d
+    from transferscope.study.looks import Record, Round, design_of
+    from transferscope.study.plan import make_plan
+
+    _, cfg = tiny
+    plan = make_plan(cfg, check=False)
+    store = Store(tmp_path / "r")
+    (store.root / "analyses").mkdir(parents=True)
+    for i, sec in enumerate((350.0, 250.0)):
+        (store.root / "analyses" / f"job{i}.json").write_text(jsonio.dumps({"seconds": sec, "result": {}}))
+    have = d.cell_seeds(plan)
+    design = design_of(2, "obrien-fleming", 8, "", float("inf"), cfg.seeds)
+    measured = d._Cost(plan, store, Record(design, [Round(1, analysis_s=300.0, analysis_job_s=600.0)]), have)
+    assert measured.analysis_side_by_side == pytest.approx(2.0)
+    assert measured.analysis_per * sum(have.values()) == pytest.approx(300.0)  # not 600: two ran at once
+    cached = d._Cost(plan, store, Record(design, [Round(1, analysis_s=5.0, analysis_job_s=0.0)]), have)
+    assert cached.analysis_side_by_side == 1.0
+    assert cached.analysis_per * sum(have.values()) == pytest.approx(600.0)  # nothing measured: one at a time
+    slow = d._Cost(plan, store, Record(design, [Round(1, analysis_s=900.0, analysis_job_s=600.0)]), have)
+    assert slow.analysis_per * sum(have.values()) == pytest.approx(900.0)  # the wall it took, when that is longer
+
+
 def test_the_effects_decided_before_a_look(tmp_path):
     from transferscope.claims import decide
     from transferscope.claims.sequential import spending_levels
@@ -441,3 +469,7 @@ def test_a_folder_trained_before_its_first_round_is_not_estimated_as_free(tiny, 
     assert nxt["runs"] > 0
     assert nxt["estimated_train_s"] >= nxt["runs"] * per_run[0] * 0.99  # at least the fastest run, one at a time
     assert nxt["estimated_analysis_s"] > 0
+    # round 1 computed every analysis (a plain `run` computes none): it recorded their compute seconds, which the
+    # next estimate reads for how many ran side by side
+    from transferscope.study.decide import _recorded_analysis_s
+    assert 0 < rec.rounds[0].analysis_job_s <= _recorded_analysis_s(store) + 1e-9

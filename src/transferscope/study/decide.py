@@ -157,6 +157,12 @@ def _recorded_analysis_s(store: Store) -> float:
     return total
 
 
+def _job_seconds(run: Any) -> float:
+    """The compute seconds of the analysis jobs an ``analyze`` computed (under every P), not of those cached."""
+    own = sum(float(v) for v in getattr(run, "seconds", {}).values() if math.isfinite(v))
+    return own + sum(_job_seconds(r) for r in getattr(run, "pretrained", {}).values())
+
+
 class _Cost:
     """Seconds a round would take: the runs it adds (each cell's mean seconds of its finished runs, else its arm's,
     spread over the runs trained side by side as the earlier rounds were) and the analyses (the first round's
@@ -187,13 +193,18 @@ class _Cost:
         mean_run = sum(sum(v) for v in per_cell.values()) / n if n else 0.0
         self.side_by_side = side_by_side(mean_run * sum(r.runs_trained for r in rec.rounds),
                                          sum(r.train_s for r in rec.rounds))
-        # the analyses: the first round's seconds; when it trained nothing (its analyses were found cached, computed
-        # before it), the seconds the analysis records on disk took, as many side by side as the runs
+        # the analyses: the first round's seconds; when it trained nothing (its analyses may have been found cached,
+        # computed before it), the seconds the analysis records on disk took, as many side by side as the rounds'
+        # computed jobs ran (their compute seconds over their wall time), else as the runs (1 when unmeasured)
         first = rec.rounds[0] if rec.rounds else None
         total = sum(have.values()) or 1
         seconds = first.analysis_s if first else 0.0
+        computed = [r for r in rec.rounds if r.analysis_job_s > 0]
+        self.analysis_side_by_side = (side_by_side(sum(r.analysis_job_s for r in computed),
+                                                   sum(r.analysis_s for r in computed)) if computed
+                                      else self.side_by_side)
         if first is not None and not first.runs_trained:
-            seconds = max(seconds, _recorded_analysis_s(store) / self.side_by_side)
+            seconds = max(seconds, _recorded_analysis_s(store) / self.analysis_side_by_side)
         self.analysis_per = seconds / total
         self.have = dict(have)
         self.pretrains = len(plan.pretrains())
@@ -304,8 +315,9 @@ def run_until_decided(cfg: StudyConfig, store: Store, *, train: Callable[[Plan],
             r.runs_trained += len(getattr(summary, "done", ()))
             write_record(store, rec)
             t0 = time.time()
-            _, by_p, claims, _look = analyze_and_judge(plan, store, **analyze_options)
+            ran, by_p, claims, _look = analyze_and_judge(plan, store, **analyze_options)
             r.analysis_s += time.time() - t0
+            r.analysis_job_s += _job_seconds(ran)
             vs = next(iter(by_p.values()))
             before = _decided_keys(rec, store, r.look)
             now = {f"{v.claim} / {e.target} / {e.name}" for v in vs for e in v.effects if e.outcome in (HOLDS, FAILS)}

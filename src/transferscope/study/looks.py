@@ -37,6 +37,9 @@ class Round:
     runs_trained: int = 0
     train_s: float = 0.0
     analysis_s: float = 0.0
+    analysis_job_s: float = 0.0
+    """The compute seconds of the analysis jobs this round computed (not those it found cached): over its
+    ``analysis_s`` of wall time, how many jobs ran side by side."""
     judged: bool = False
     decisive: int = 0
     """Effects decisive after this look (either way), under the primary P."""
