@@ -354,6 +354,7 @@ def test_results_folder_of_an_older_format_is_refused(tmp_path, folders, capsys)
         err = capsys.readouterr().err
         assert f"results folder {res} was written by an older version of transferscope" in err, argv
         assert "new results folder" in err
+        assert "runs copied from a folder of format 2 need its FORMAT file beside them" in err  # the other way out
     assert Store(res).list_runs() == [old_run.name] and (res / "study.json").read_text() == study_json
     assert not (res / "FORMAT").exists()
     with pytest.raises(StoreFormatError, match="older version"):
@@ -361,6 +362,10 @@ def test_results_folder_of_an_older_format_is_refused(tmp_path, folders, capsys)
     (res / "FORMAT").write_text("99\n")
     with pytest.raises(StoreFormatError, match="newer version"):
         Store(res).check_format()
+    (res / "FORMAT").write_text("1\n")  # a format named in the folder is not a copy that lost its FORMAT file
+    with pytest.raises(StoreFormatError, match=r"format 1;.*wrote it\.$") as e:
+        Store(res).check_format()
+    assert "FORMAT file beside them" not in str(e.value)
     Store(tmp_path / "fresh").check_format()  # a new (or run-less) folder is fine
 
 

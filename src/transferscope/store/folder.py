@@ -150,7 +150,9 @@ class Store:
             f"results folder {self.root} was written by an older version of transferscope (results format {v or 1}; "
             f"this version reads and writes format {RESULTS_FORMAT}, whose run ids differ), so its {n} runs would not "
             "be found and would all be trained again. Run the study into a new results folder (transferscope run "
-            "... --results NEW_FOLDER), or read this one with the version of transferscope that wrote it.")
+            "... --results NEW_FOLDER), or read this one with the version of transferscope that wrote it"
+            + (f"; runs copied from a folder of format {RESULTS_FORMAT} need its FORMAT file beside them" if v is None
+               else "") + ".")
 
     def write_format(self) -> None:
         """Record :data:`RESULTS_FORMAT` (after :meth:`check_format`, with the lock held)."""
