@@ -394,6 +394,42 @@ def test_a_first_round_that_trained_nothing_estimates_its_analyses_as_they_ran(t
     assert slow.analysis_per * sum(have.values()) == pytest.approx(900.0)  # the wall it took, when that is longer
 
 
+@pytest.mark.parametrize("at_once", [None, 1, 2, 3])  # None: runs of an older version, that recorded no times
+def test_runs_trained_before_the_rounds_say_how_many_trained_side_by_side(tiny, tmp_path, at_once):
+    """With no run trained by a round (a folder trained by a plain `run`, or copied), how many runs trained side by
+    side is read from the runs' own start and end times: their seconds over the span they cover. A gap in that
+    span only lowers it (the estimate errs long)."""
+    from transferscope.store import write_json
+    from transferscope.study import decide as d
+    from transferscope.study.looks import Record, Round, design_of
+    from transferscope.study.plan import make_plan
+
+    _, cfg = tiny
+    plan = make_plan(cfg, check=False)
+    store = Store(tmp_path / f"r{at_once}")
+    ri = [r for r in plan.runs if r.arm == "RI-T"]
+    assert len(ri) % (2 * 3) == 0  # every batch of at_once runs is full
+    for i, r in enumerate(ri):
+        start = 1000.0 + 10.0 * (i // (at_once or 1))  # at_once runs at a time, 10 s each
+        times = {"started": start, "finished": start + 10.0} if at_once else {}
+        with store.new_run(r.run_id) as folder:
+            write_json(folder, "metrics.json", {"num_classes": 3})
+            write_json(folder, "run.json", {"run_id": r.run_id, "status": "done", "seconds": 10.0, **times})
+    design = design_of(2, "obrien-fleming", 8, "", float("inf"), cfg.seeds)
+    cost = d._Cost(plan, store, Record(design, [Round(1)]), d.cell_seeds(plan))
+    assert cost.side_by_side == pytest.approx(at_once or 1)
+    if at_once == 1:  # P trained beside them the whole time (P counts: it held a worker): 2 at a time
+        span = 10.0 * len(ri)
+        with store.new_run(plan.pretrain().run_id) as folder:
+            write_json(folder, "metrics.json", {"num_classes": 4})
+            write_json(folder, "run.json", {"run_id": plan.pretrain().run_id, "status": "done", "seconds": span,
+                                            "started": 1000.0, "finished": 1000.0 + span})
+        assert d._Cost(plan, store, Record(design, [Round(1)]), d.cell_seeds(plan)).side_by_side == pytest.approx(2)
+    # a round that trained runs measures it itself (10 runs of 10 s in 25 s of wall: 4 at a time)
+    rounds = Record(design, [Round(1), Round(2, runs_trained=10, train_s=25.0)])
+    assert d._Cost(plan, store, rounds, d.cell_seeds(plan)).side_by_side == pytest.approx(4.0)
+
+
 def test_the_effects_decided_before_a_look(tmp_path):
     from transferscope.claims import decide
     from transferscope.claims.sequential import spending_levels
@@ -455,7 +491,8 @@ def test_a_run_of_a_folder_that_decides_in_rounds_is_repaired_with_rerun(decided
 @pytest.mark.slow
 def test_a_folder_trained_before_its_first_round_is_not_estimated_as_free(tiny, tmp_path):
     """Round 1 of a folder whose runs a plain `run` trained (before any judgement) trains nothing in no time: the
-    next round's estimate still reads the runs' own seconds (one at a time, not the runs over ~0 s of wall time)
+    next round's estimate still reads the runs' own seconds (as many at a time as their start and end times show,
+    here one: --jobs 1; not the runs over ~0 s of wall time)
     and the analyses' recorded seconds, so that the budget means what it says."""
     root, cfg = tiny
     store = Store(tmp_path / "pre")

@@ -173,26 +173,38 @@ class _Cost:
 
         per_cell: dict[Cell, list[float]] = {}
         per_arm: dict[str, list[float]] = {}
+        spans: list[tuple[float, float, float]] = []  # (started, finished, seconds) of each finished run
         p = plan.pretrain().run_id
         done = resolve(plan, store)  # the runs whose learning rate was chosen from a grid, and its candidates
         for r in {x.run_id: x for x in done.runs + done.tuning}.values():
-            c = _cell_of(r, p)
-            if c is None or store.run_status(r.run_id) != RUN_DONE:
+            if store.run_status(r.run_id) != RUN_DONE:
                 continue
-            sec = float((store.run_info(r.run_id) or {}).get("seconds") or math.nan)
+            info = store.run_info(r.run_id) or {}
+            sec = float(info.get("seconds") or math.nan)
             if not math.isfinite(sec):
+                continue
+            with contextlib.suppress(KeyError, TypeError, ValueError):  # every run, P's too: it trained beside them
+                spans.append((float(info["started"]), float(info["finished"]), sec))
+            c = _cell_of(r, p)
+            if c is None:
                 continue
             per_cell.setdefault(c, []).append(sec)
             per_arm.setdefault(r.arm, []).append(sec)
         self.cell = {c: sum(v) / len(v) for c, v in per_cell.items()}
         self.arm = {a: sum(v) / len(v) for a, v in per_arm.items()}
         # how many ran side by side: the runs the rounds trained (at the runs' mean seconds) over the rounds' wall
-        # time; runs trained before the first round (a folder trained by a plain `run`, or resumed) count in
-        # neither, and with no run trained by a round it is 1 (the estimate errs long, never short)
+        # time; with no run trained by a round (a folder trained by a plain `run`, or copied), the runs' own seconds
+        # over the span from the first start to the last end (a span with gaps only lowers it), else 1: the estimate
+        # errs long, never short
         n = sum(len(v) for v in per_cell.values())
         mean_run = sum(sum(v) for v in per_cell.values()) / n if n else 0.0
-        self.side_by_side = side_by_side(mean_run * sum(r.runs_trained for r in rec.rounds),
-                                         sum(r.train_s for r in rec.rounds))
+        trained = sum(r.runs_trained for r in rec.rounds)
+        if trained:
+            self.side_by_side = side_by_side(mean_run * trained, sum(r.train_s for r in rec.rounds))
+        else:
+            self.side_by_side = side_by_side(sum(x[2] for x in spans),
+                                             max((x[1] for x in spans), default=0.0) - min((x[0] for x in spans),
+                                                                                             default=0.0))
         # the analyses: the first round's seconds; when it trained nothing (its analyses may have been found cached,
         # computed before it), the seconds the analysis records on disk took, as many side by side as the rounds'
         # computed jobs ran (their compute seconds over their wall time), else as the runs (1 when unmeasured)
