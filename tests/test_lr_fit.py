@@ -166,6 +166,11 @@ def test_each_checkpoint_of_the_basin_sweep_chooses_its_own_rate(tmp_path, folde
         {c.run_id for c in basin.candidates}
     table = format_choices([choose(s, store) for s in pt])
     assert "from 1" in table
+    # the column and the record name a checkpoint only for the sweep's selections: a table of the final P-T alone has
+    # no such column (its line is the same as without a sweep), and its record no checkpoint
+    alone = format_choices([choose(final, store)])
+    assert "b16   0.01: 0.900*" in alone and "from" not in alone  # the candidates right after the block size
+    assert choose(basin, store).to_dict()["checkpoint"] == 1.0 and "checkpoint" not in choose(final, store).to_dict()
     # basin.lr = "final": one P-T selection (unshuffled, from the final P) decides the sweep's rate too
     plan_f = _plan(tmp_path / "final", folders, overrides=over + ['basin.lr="final"'])
     assert [s.start for s in plan_f.selections if s.arm == "P-T"] == [-1.0]
