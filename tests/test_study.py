@@ -458,3 +458,20 @@ def test_results_table_keeps_each_seed(tmp_path, folders):
     assert [s.seed for s in rows[("tgt", 4)]["RI-T"].per_seed] == [0] and rows[("tgt", 4)]["RI-T"].n == 1
     seed, acc, k, steps = rows[("tgt", 4)]["RI-T"].per_seed[0]  # a plain tuple too
     assert (seed, acc, k) == (0, pytest.approx(0.54), 0.3)
+
+
+def test_a_cell_mean_and_spread_read_the_finite_seeds_and_no_spread_from_one():
+    """The results table's mean and sample standard deviation (ddof 1) of a cell's seeds: missing and non-finite
+    values are left out; one value has no spread (NaN, shown as n/a), computed without numpy's warning."""
+    import math
+    import warnings
+
+    from transferscope.study.summary import _mean_std
+
+    m, s = _mean_std([1.0, None, 3.0, float("nan")])
+    assert (m, s) == (2.0, pytest.approx(math.sqrt(2.0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the deviation of one value is not computed (and warned about), it is NaN
+        m1, s1 = _mean_std([5.0, float("inf")])
+    assert m1 == 5.0 and math.isnan(s1)
+    assert all(math.isnan(x) for x in _mean_std([None, float("nan")]))
