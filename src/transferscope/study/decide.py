@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import jsonio
 from ..claims import Verdict
@@ -34,6 +34,9 @@ from ..store import RUN_DONE, Store
 from ..vocab.arms import PT, RIT, Cell
 from .looks import LookState, Record, Round, design_of, look_state, read_record, write_record
 from .plan import Plan, RunSpec, make_plan
+
+if TYPE_CHECKING:
+    from .analyze import AnalysisRun
 
 __all__ = ["run_until_decided", "DecideSummary", "analyze_and_judge", "check_design", "RoundUnfinished",
            "DEFAULT_LOOKS", "cell_seeds"]
@@ -157,10 +160,9 @@ def _recorded_analysis_s(store: Store) -> float:
     return total
 
 
-def _job_seconds(run: Any) -> float:
+def _job_seconds(run: AnalysisRun) -> float:
     """The compute seconds of the analysis jobs an ``analyze`` computed (under every P), not of those cached."""
-    own = sum(float(v) for v in getattr(run, "seconds", {}).values() if math.isfinite(v))
-    return own + sum(_job_seconds(r) for r in getattr(run, "pretrained", {}).values())
+    return sum(run.seconds.values()) + sum(_job_seconds(r) for r in run.pretrained.values())
 
 
 class _Cost:
@@ -202,9 +204,9 @@ class _Cost:
         if trained:
             self.side_by_side = side_by_side(mean_run * trained, sum(r.train_s for r in rec.rounds))
         else:
-            self.side_by_side = side_by_side(sum(x[2] for x in spans),
-                                             max((x[1] for x in spans), default=0.0) - min((x[0] for x in spans),
-                                                                                             default=0.0))
+            first_start = min((x[0] for x in spans), default=0.0)
+            last_end = max((x[1] for x in spans), default=0.0)
+            self.side_by_side = side_by_side(sum(x[2] for x in spans), last_end - first_start)
         # the analyses: the first round's seconds; when it trained nothing (its analyses may have been found cached,
         # computed before it), the seconds the analysis records on disk took, as many side by side as the rounds'
         # computed jobs ran (their compute seconds over their wall time), else as the runs (1 when unmeasured)
